@@ -1,0 +1,29 @@
+# Two commands do everything: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export IMGCLF_CACHE_DIR ?= $(CURDIR)/.cache/imgclf
+
+.PHONY: install demo test test-browser bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/imgclf train examples/flowers/photos -o models/flowers
+	$(BIN)/imgclf predict models/flowers examples/flowers/unseen
+	$(BIN)/imgclf evaluate models/flowers examples/flowers/unseen
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/accuracy.py ../shared/datasets/flowers-bench
+
+clean:
+	rm -rf models .cache .pytest_cache

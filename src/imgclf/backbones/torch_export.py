@@ -1,0 +1,138 @@
+"""Build a timm backbone with its weights and export it to ONNX (the only torch code on the predict path's side)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from imgclf.errors import ImgclfError
+from imgclf.preprocessing import Preprocessing
+
+_CLASSIFIER_KEYS = ("_fc.", "fc.", "classifier.", "head.fc.", "head.", "last_linear.")
+
+
+def load_state_dict(path: Path) -> dict:
+    """Tensors from a safetensors file or a state dict saved with ``torch.save`` (never unpickles code)."""
+    import torch
+
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:
+            raise ImgclfError(f"cannot read weights {path.name}: {e}") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ImgclfError(f"cannot load weights {path.name} safely (weights_only): {first}") from None
+    for wrapper in ("state_dict", "model", "model_state_dict", "net"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ImgclfError(f"weights {path.name} is not a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def apply_weights(model, state: dict, source: str) -> None:
+    """Load ``state`` into ``model`` by name, or in order when names differ but shapes match."""
+    target = model.state_dict()
+    by_name = {k: v for k, v in state.items() if k in target}
+    if len(by_name) == len(target) and all(by_name[k].shape == target[k].shape for k in target):
+        model.load_state_dict(by_name, strict=True)
+        return
+    ordered = [(k, v) for k, v in state.items() if not k.startswith(_CLASSIFIER_KEYS)]
+    if len(ordered) == len(target) and all(v.shape == t.shape for (_, v), t in zip(ordered, target.values())):
+        model.load_state_dict({tk: v for tk, (_, v) in zip(target, ordered)}, strict=True)
+        return
+    missing = [k for k in target if k not in state][:3]
+    raise ImgclfError(
+        f"weights {source} do not fit this backbone ({len(state)} tensors, model needs {len(target)}; "
+        f"e.g. missing {', '.join(missing)})"
+    )
+
+
+def build_model(timm_name: str, weights_path: Path | None):
+    """A timm model without classifier, in eval mode, with weights loaded."""
+    import timm
+
+    if weights_path is None:
+        try:
+            model = timm.create_model(timm_name, pretrained=True, num_classes=0)
+        except Exception as e:
+            raise ImgclfError(
+                f"no weights for backbone {timm_name}: pass --weights FILE (safetensors or state dict); "
+                f"the timm hub is unreachable ({type(e).__name__})"
+            ) from None
+    else:
+        model = timm.create_model(timm_name, pretrained=False, num_classes=0)
+        apply_weights(model, load_state_dict(weights_path), weights_path.name)
+    return model.eval()
+
+
+def preprocessing_of(model) -> Preprocessing:
+    import timm.data
+
+    cfg = timm.data.resolve_data_config({}, model=model)
+    size = cfg["input_size"][-1]
+    return Preprocessing(
+        input_size=int(size),
+        crop_pct=float(cfg.get("crop_pct") or 0.875),
+        interpolation=str(cfg.get("interpolation") or "bicubic"),
+        mean=tuple(float(v) for v in cfg["mean"]),
+        std=tuple(float(v) for v in cfg["std"]),
+    )
+
+
+def export_backbone(timm_name: str, weights_path: Path | None, out_dir: Path, builtin: bool = False) -> None:
+    """Write ``backbone.onnx`` and ``backbone.json`` into ``out_dir`` atomically."""
+    import torch
+
+    model = build_model(timm_name, weights_path)
+    pre = preprocessing_of(model)
+    x = torch.zeros(2, 3, pre.input_size, pre.input_size)
+    with torch.no_grad():
+        dim = int(model(x).shape[1])
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".export-"))
+    try:
+        onnx_path = tmp / "backbone.onnx"
+        _export(model, x, onnx_path)
+        meta = {"timm_name": timm_name, "dim": dim, "preprocessing": pre.to_dict(), "onnx_bytes": onnx_path.stat().st_size}
+        (tmp / "backbone.json").write_text(json.dumps(meta, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _export(model, x, onnx_path: Path) -> None:
+    """Export with torch's dynamo exporter (faster graphs); fall back to the TorchScript exporter."""
+    import contextlib
+    import io
+    import logging
+
+    import torch
+
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    names = {"input_names": ["input"], "output_names": ["embedding"]}
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            program = torch.onnx.export(
+                model, (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                external_data=False, **names,
+            )
+            program.save(str(onnx_path), external_data=False)
+        return
+    except Exception:
+        onnx_path.unlink(missing_ok=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        torch.onnx.export(
+            model, (x,), str(onnx_path), dynamo=False, opset_version=17,
+            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}}, **names,
+        )

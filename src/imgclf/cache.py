@@ -1,0 +1,90 @@
+"""On-disk embedding cache: one small checksummed file per (backbone, image content).
+
+Entries are written atomically (temporary file + rename), so an interrupted run keeps
+every entry it finished; a truncated or corrupted entry fails its checksum, is deleted
+and recomputed, never trusted. Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+_MAGIC = b"ICE1"
+_HEADER = struct.Struct("<4sI")
+_DIGEST = 16
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder for imgclf (``$IMGCLF_CACHE_DIR`` overrides it)."""
+    env = os.environ.get("IMGCLF_CACHE_DIR")
+    if env:
+        return Path(env)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("imgclf"))
+
+
+def content_hash(data: bytes) -> str:
+    """Hex digest that identifies an image file by its bytes."""
+    return hashlib.blake2b(data, digest_size=20).hexdigest()
+
+
+class EmbeddingCache:
+    """Embeddings of one backbone, keyed by image content hash (and view name)."""
+
+    def __init__(self, root: str | os.PathLike, backbone_id: str):
+        self.dir = Path(root) / "embeddings" / backbone_id
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.emb"
+
+    def get(self, key: str) -> np.ndarray | None:
+        """The cached vector, or ``None`` when absent or damaged (a damaged entry is removed)."""
+        path = self._path(key)
+        try:
+            blob = path.read_bytes()
+        except OSError:
+            return None
+        vec = _unpack(blob)
+        if vec is None:
+            path.unlink(missing_ok=True)
+        return vec
+
+    def put(self, key: str, vec: np.ndarray) -> None:
+        """Store a vector atomically; a failure to write only costs a later recompute."""
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(_pack(vec))
+            os.replace(tmp, path)
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except (OSError, UnboundLocalError):
+                pass
+
+
+def _pack(vec: np.ndarray) -> bytes:
+    body = _HEADER.pack(_MAGIC, vec.size) + np.ascontiguousarray(vec, dtype="<f4").tobytes()
+    return body + hashlib.blake2b(body, digest_size=_DIGEST).digest()
+
+
+def _unpack(blob: bytes) -> np.ndarray | None:
+    if len(blob) < _HEADER.size + _DIGEST:
+        return None
+    body, digest = blob[:-_DIGEST], blob[-_DIGEST:]
+    magic, n = _HEADER.unpack_from(body)
+    if magic != _MAGIC or len(body) != _HEADER.size + 4 * n:
+        return None
+    if hashlib.blake2b(body, digest_size=_DIGEST).digest() != digest:
+        return None
+    vec = np.frombuffer(body, dtype="<f4", offset=_HEADER.size, count=n).astype(np.float32)
+    return vec if np.all(np.isfinite(vec)) else None

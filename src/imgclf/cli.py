@@ -1,0 +1,268 @@
+"""The ``imgclf`` command line: train, predict, evaluate.
+
+User and data mistakes print one ``error: …`` line on stderr and exit with code 2
+(a traceback only with ``--debug``). Heavy imports happen inside the commands, so
+``predict`` never loads torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shlex
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+
+from imgclf.errors import ImgclfError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train your own image classifier from a folder of photos, then ask it what a photo shows.",
+)
+_state = {"debug": bool(os.environ.get("IMGCLF_DEBUG"))}
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _run(fn: Callable[[], int | None]) -> None:
+    """Run a command body, mapping errors to exit codes."""
+    try:
+        code = fn() or 0
+    except ImgclfError as e:
+        if _state["debug"]:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: everything computed so far is cached; run the same command again to resume", file=sys.stderr)
+        raise typer.Exit(130)
+    except Exception as e:
+        if _state["debug"]:
+            raise
+        print(f"error: unexpected {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        raise typer.Exit(1)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def _main(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if debug:
+        _state["debug"] = True
+    if version:
+        from imgclf import __version__
+
+        print(f"imgclf {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def train(
+    data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per label, or train/ val/ test/ splits."),
+    output: Path = typer.Option(..., "-o", "--output", help="Model folder to write (replaced atomically)."),
+    backbone: str = typer.Option("efficientnet_lite0", help="Built-in backbone or any timm model name."),
+    weights: Optional[Path] = typer.Option(None, help="Backbone weights: safetensors or a PyTorch state dict."),
+    seed: int = typer.Option(0, help="Random seed of the head."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where embeddings and backbone exports are cached."),
+    val_fraction: float = typer.Option(0.1, help="Share of photos for validation (without a val/ folder)."),
+    test_fraction: float = typer.Option(0.1, help="Share of photos held out for the test (without splits)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Train a classifier on a folder of labelled photos."""
+
+    def body() -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from imgclf.training import train as run_train
+
+        err = _stderr()
+        command = "imgclf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        with Progress(
+            TextColumn("embedding photos"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=err, disable=quiet, transient=False,
+        ) as bar:
+            task = bar.add_task("embed", total=None)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            if not quiet:
+                err.print(f"[dim]preparing backbone {backbone} (exported to ONNX once, then cached)…[/]")
+            result = run_train(
+                data_dir, output, backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir,
+                val_fraction=val_fraction, test_fraction=test_fraction, progress=progress, command=command,
+            )
+        _print_train_summary(result)
+
+    _run(body)
+
+
+def _print_train_summary(result) -> None:
+    from rich.table import Table
+
+    out = _stdout()
+    table = Table(title="photos per label and split", title_justify="left")
+    for col in ("label", "train", "val", "test"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for lab, c in result.counts.items():
+        table.add_row(lab, str(c["train"]), str(c["val"]), str(c["test"]))
+    out.print(table)
+    m = result.metrics
+    emb = m["embedding"]
+    out.print(f"embeddings: {emb['computed']} computed, {emb['cached']} from cache")
+    if result.skipped:
+        out.print(f"skipped {len(result.skipped)} file(s):")
+        for s in result.skipped:
+            out.print(f"  {s.path}: {s.reason}", markup=False)
+    for kind in ("duplicates", "leakage"):
+        for d in m[kind]:
+            out.print(f"  {kind[:-1] if kind == 'duplicates' else 'leakage'}: {d['path']}: {d['reason']}", markup=False)
+    for w in result.warnings:
+        out.print(f"warning: {w}", markup=False)
+
+    def acc(split: str) -> str:
+        s = m.get(split)
+        return "n/a (no photos)" if not s else f"{s['accuracy']:.3f} ({s['n']} photos)"
+
+    out.print(f"validation accuracy: {acc('val')}")
+    out.print(f"test accuracy:       {acc('test')}")
+    out.print(f"model written to {result.model_dir} in {result.seconds:.1f} s")
+
+
+@app.command()
+def predict(
+    model_dir: Path = typer.Argument(..., help="Model folder written by imgclf train."),
+    paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many labels to list per photo."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, json or csv."),
+) -> None:
+    """Say what each photo shows, with confidences."""
+
+    def body() -> int:
+        from imgclf.model import Model
+
+        model = Model.load(model_dir)
+        preds = model.predict(paths, top_k=top_k)
+        if not preds:
+            raise ImgclfError("no files found in the given paths")
+        _write_predictions(preds, fmt, top_k)
+        failed = [p for p in preds if p.error]
+        for p in failed:
+            print(f"skipped {p.path}: {p.error}", file=sys.stderr)
+        if len(failed) == len(preds):
+            print(f"error: none of the {len(preds)} file(s) could be read", file=sys.stderr)
+            return 2
+        return 0
+
+    _run(body)
+
+
+def _write_predictions(preds, fmt: OutputFormat, top_k: int) -> None:
+    if fmt is OutputFormat.json:
+        sys.stdout.write(json.dumps([p.to_dict() for p in preds], indent=2, ensure_ascii=False) + "\n")
+    elif fmt is OutputFormat.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        header = ["path", "label", "confidence", "error"]
+        for i in range(1, top_k + 1):
+            header += [f"top{i}_label", f"top{i}_confidence"]
+        w.writerow(header)
+        for p in preds:
+            row = [p.path, p.label or "", "" if p.confidence is None else f"{p.confidence:.6f}", p.error or ""]
+            for t in p.top_k:
+                row += [t["label"], f"{t['confidence']:.6f}"]
+            w.writerow(row)
+        sys.stdout.write(buf.getvalue())
+    else:
+        from rich.table import Table
+
+        table = Table()
+        table.add_column("path", overflow="fold")
+        table.add_column("label")
+        table.add_column("confidence", justify="right")
+        table.add_column("top-k")
+        for p in preds:
+            if p.error:
+                table.add_row(p.path, "[red]error[/]", "", p.error)
+            else:
+                rest = ", ".join(f"{t['label']} {100 * t['confidence']:.1f}%" for t in p.top_k)
+                table.add_row(p.path, p.label, f"{100 * p.confidence:.1f}%", rest)
+        _stdout().print(table)
+
+
+@app.command()
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="Model folder written by imgclf train."),
+    data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per label."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON to this file."),
+) -> None:
+    """Accuracy, per-class precision/recall/F1 and confusion matrix on labelled photos."""
+
+    def body() -> None:
+        from rich.table import Table
+
+        from imgclf.evaluation import evaluate as run_evaluate
+        from imgclf.files import write_json_atomic
+
+        result = run_evaluate(model_dir, data_dir)
+        out = _stdout()
+        out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (macro F1 {result['macro_f1']:.3f})")
+        table = Table()
+        for col in ("label", "precision", "recall", "f1", "support"):
+            table.add_column(col, justify="left" if col == "label" else "right")
+        for lab, m in result["per_class"].items():
+            table.add_row(lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+        out.print(table)
+        cm = Table(title="confusion matrix (rows: true label, columns: predicted)", title_justify="left")
+        cm.add_column("")
+        for lab in result["labels"]:
+            cm.add_column(lab, justify="right")
+        for lab, row in zip(result["labels"], result["confusion_matrix"]):
+            cm.add_row(lab, *map(str, row))
+        out.print(cm)
+        for m in result["misclassified"]:
+            out.print(f"wrong: {m['path']} is {m['label']}, predicted {m['predicted']} ({100 * m['confidence']:.1f}%)", markup=False)
+        for s in result["skipped"]:
+            out.print(f"skipped {s['path']}: {s['reason']}", markup=False)
+        if result["unknown_labels"]:
+            out.print(f"labels the model does not know, skipped: {', '.join(result['unknown_labels'])}", markup=False)
+        if json_out:
+            write_json_atomic(json_out, result)
+            out.print(f"results written to {json_out}")
+
+    _run(body)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""Find photos on disk: label folders, splits, and loose files for prediction.
+
+Scanning only looks at names and folder structure; whether a file is really a usable
+image is decided later, when its bytes are decoded. Hidden files and OS junk are
+ignored silently; symlink loops are detected, never followed twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from imgclf.errors import ImgclfError
+
+SPLITS = ("train", "val", "test")
+_JUNK = frozenset({"thumbs.db", "desktop.ini", "__macosx", "icon\r", "$recycle.bin", "system volume information"})
+_IMAGE_MAGIC = (
+    b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"RIFF", b"II*\x00", b"MM\x00*",
+)
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One candidate photo with its label and split (``train``, ``val`` or ``test``)."""
+
+    path: Path
+    label: str
+    split: str
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file left out, with the reason in a few words."""
+
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class Dataset:
+    """The photos found under a data folder, before any of them is decoded."""
+
+    root: Path
+    labels: list[str]
+    photos: list[Photo]
+    given_splits: bool
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{label: {split: n}}`` for every label and split."""
+        c = Counter((p.label, p.split) for p in self.photos)
+        return {lab: {s: c[(lab, s)] for s in SPLITS} for lab in self.labels}
+
+
+def is_ignored(name: str) -> bool:
+    """Hidden files and OS junk (``.DS_Store``, ``Thumbs.db``, ``__MACOSX``) are never scanned."""
+    return name.startswith(".") or name.lower() in _JUNK
+
+
+def split_of(relative_path: str, val_fraction: float, test_fraction: float) -> str:
+    """Stable split from a hash of the path relative to its label folder.
+
+    Adding or removing other photos never moves this one between splits.
+    """
+    digest = hashlib.sha1(relative_path.encode("utf-8")).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every non-ignored file under ``root`` (sorted, recursive, symlinks followed once)."""
+    seen: set[tuple[int, int]] = set()
+
+    def visit(d: Path) -> Iterator[Path]:
+        try:
+            st = d.stat()
+        except OSError:
+            return
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            return
+        seen.add(key)
+        try:
+            entries = sorted(os.scandir(d), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            if is_ignored(e.name):
+                continue
+            p = Path(e.path)
+            try:
+                is_dir = e.is_dir(follow_symlinks=True)
+            except OSError:
+                is_dir = False
+            if is_dir:
+                yield from visit(p)
+            else:
+                yield p
+
+    yield from visit(root)
+
+
+def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Files named directly, plus every file under named folders; a missing path is an error."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            yield from walk_files(p)
+        elif p.exists() or p.is_symlink():
+            yield p
+        else:
+            raise ImgclfError(f"no such file or folder: {raw}")
+
+
+def looks_like_image(path: Path) -> bool:
+    """Cheap sniff of the first bytes, used only to spot loose photos beside label folders."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_MAGIC) or head[4:12] in (b"ftypheic", b"ftypavif", b"ftypmif1")
+
+
+def _label_dirs(root: Path) -> tuple[list[Path], list[Path]]:
+    """Sub-folders (labels) and loose files directly under ``root``."""
+    dirs, files = [], []
+    for e in sorted(os.scandir(root), key=lambda e: e.name):
+        if is_ignored(e.name):
+            continue
+        try:
+            (dirs if e.is_dir(follow_symlinks=True) else files).append(Path(e.path))
+        except OSError:
+            files.append(Path(e.path))
+    return dirs, files
+
+
+def _check_folder(root: Path) -> None:
+    if not root.exists():
+        raise ImgclfError(f"data folder not found: {root}")
+    if not root.is_dir():
+        raise ImgclfError(f"not a folder: {root}")
+
+
+def _photos_of_labels(root: Path, split: str | None, val_fraction: float, test_fraction: float) -> tuple[list[str], list[Photo]]:
+    dirs, files = _label_dirs(root)
+    loose = [f for f in files if looks_like_image(f)]
+    if loose and dirs:
+        raise ImgclfError(
+            f"{len(loose)} image(s) directly in {root} beside label folders (e.g. {loose[0].name}); "
+            "move them into a label folder"
+        )
+    if not dirs:
+        what = "only loose images" if loose else "no label folders"
+        raise ImgclfError(f"{root} has {what}: expected one sub-folder per label, each holding its photos")
+    labels, photos = [], []
+    for d in dirs:
+        labels.append(d.name)
+        for f in walk_files(d):
+            rel = f.relative_to(d).as_posix()
+            photos.append(Photo(f, d.name, split or split_of(rel, val_fraction, test_fraction)))
+    return labels, photos
+
+
+def scan_labelled(
+    root: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.1, min_labels: int = 2
+) -> Dataset:
+    """Scan ``<label>/<images>`` or ``train|val|test/<label>/<images>`` under ``root``.
+
+    Without given splits each photo's split comes from :func:`split_of`. With a ``train``
+    folder but no ``val`` folder, validation photos are carved from ``train`` the same way.
+    """
+    root = Path(root)
+    _check_folder(root)
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ImgclfError("--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1")
+    split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir()}
+    if not split_dirs:
+        labels, photos = _photos_of_labels(root, None, val_fraction, test_fraction)
+        dataset = Dataset(root, labels, photos, given_splits=False)
+    else:
+        if "train" not in split_dirs:
+            raise ImgclfError(f"{root} has {'/'.join(split_dirs)} folders but no train/ folder")
+        labels, photos = _photos_of_labels(split_dirs["train"], None if "val" not in split_dirs else "train", val_fraction, 0.0)
+        for s in ("val", "test"):
+            if s in split_dirs:
+                s_labels, s_photos = _photos_of_labels(split_dirs[s], s, 0, 0)
+                extra = sorted(set(s_labels) - set(labels))
+                if extra:
+                    raise ImgclfError(f"labels of {s}/ and train/ disagree: {', '.join(extra)} in {s}/ only")
+                photos += s_photos
+        dataset = Dataset(root, labels, photos, given_splits=True)
+    if not dataset.photos:
+        raise ImgclfError(f"no files found in the label folders of {root}")
+    if len(dataset.labels) < min_labels:
+        raise ImgclfError(f"only one label ({dataset.labels[0]}) in {root}: a classifier needs at least two label folders")
+    return dataset

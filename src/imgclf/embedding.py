@@ -1,0 +1,96 @@
+"""Embed image files with a backbone, reusing and filling the on-disk cache."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from imgclf.backbones import Backbone
+from imgclf.cache import EmbeddingCache, content_hash
+from imgclf.errors import ImageError
+from imgclf.images import read_bytes
+from imgclf.pipeline import DEFAULT_BATCH, cpu_count, create_session, file_loader, run_batched
+
+#: Called as ``progress(done, total)`` while embedding.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class Embeddings:
+    """Vectors for the files that could be read, in input order, and the reasons for the rest."""
+
+    paths: list[Path]
+    hashes: list[str]
+    vectors: np.ndarray
+    errors: dict[Path, str] = field(default_factory=dict)
+    n_computed: int = 0
+
+
+def embed_files(
+    paths: Sequence[Path],
+    backbone: Backbone,
+    cache: EmbeddingCache | None,
+    progress: Progress | None = None,
+    batch_size: int = DEFAULT_BATCH,
+) -> Embeddings:
+    """Embed ``paths``; cached vectors are reused, new ones are stored as soon as computed.
+
+    An interruption (Ctrl-C, crash) loses at most the batch in flight.
+    """
+    total = len(paths)
+    done = 0
+    hashes: dict[Path, str] = {}
+    vectors: dict[Path, np.ndarray] = {}
+    errors: dict[Path, str] = {}
+
+    def tick(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    def lookup(path: Path) -> tuple[Path, str | ImageError, np.ndarray | None]:
+        try:
+            key = content_hash(read_bytes(path))
+        except ImageError as e:
+            return path, e, None
+        return path, key, cache.get(key) if cache else None
+
+    misses: list[Path] = []
+    with ThreadPoolExecutor(max_workers=min(8, 2 * cpu_count())) as pool:
+        for path, key, vec in pool.map(lookup, paths):
+            if isinstance(key, ImageError):
+                errors[path] = key.reason
+                tick()
+                continue
+            hashes[path] = key
+            if vec is not None and vec.shape == (backbone.dim,):
+                vectors[path] = vec
+                tick()
+            else:
+                misses.append(path)
+
+    if misses:
+        session = create_session(backbone.onnx_path)
+        input_name = session.get_inputs()[0].name
+
+        def forward(batch: np.ndarray) -> list[np.ndarray]:
+            return session.run(None, {input_name: batch})
+
+        for path, out in run_batched(misses, file_loader(backbone.preprocessing), forward, batch_size):
+            if isinstance(out, ImageError):
+                errors[path] = out.reason
+            else:
+                vec = np.asarray(out[0], dtype=np.float32)
+                vectors[path] = vec
+                if cache:
+                    cache.put(hashes[path], vec)
+            tick()
+
+    ok = [p for p in paths if p in vectors]
+    matrix = np.stack([vectors[p] for p in ok]) if ok else np.zeros((0, backbone.dim), np.float32)
+    return Embeddings(ok, [hashes[p] for p in ok], matrix, errors, n_computed=len(misses))

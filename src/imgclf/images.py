@@ -1,0 +1,158 @@
+"""Decode image files into RGB Pillow images, or say exactly why not.
+
+The format is sniffed from the bytes, never from the extension. Every failure is an
+:class:`~imgclf.errors.ImageError` with a short reason; nothing else escapes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from imgclf.errors import ImageError
+
+#: Formats imgclf decodes. Pillow guesses among these only, so a PDF or a video with an
+#: image extension is refused instead of half-read.
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "MPO", "HEIF", "AVIF")
+#: Largest accepted image, in pixels (about 16k x 16k); larger files are decompression bombs.
+MAX_PIXELS = 256_000_000
+#: Smallest accepted side, in pixels.
+MIN_SIDE = 16
+#: Largest accepted file, in bytes.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+try:  # HEIC/AVIF through the pillow-heif plugin when it is installed.
+    from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - optional
+    pass
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """Read a file's bytes, turning OS errors into :class:`ImageError`."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"file too large ({size / 2**20:.0f} MB)")
+        with open(path, "rb") as f:
+            return f.read()
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError("file not found (or a broken symlink)") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory") from None
+    except OSError as e:
+        raise ImageError(f"cannot read file ({e.strerror or e})") from None
+
+
+def decode(data: bytes, max_side: int | None = None) -> Image.Image:
+    """Decode image bytes into an upright RGB image.
+
+    ``max_side`` lets JPEG decoding use DCT scaling (``draft``) to a size no smaller
+    than ``max_side`` on the shorter side; ``None`` decodes at full size.
+    """
+    if not data:
+        raise ImageError("empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageError(f"image too large ({w}x{h} pixels, limit {MAX_PIXELS:,}): possible decompression bomb")
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)
+            if max_side is not None and img.format == "JPEG":
+                img.draft("RGB", _draft_size(img.size, max_side))
+            img.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not an image (unrecognised format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"image too large (over {MAX_PIXELS:,} pixels): possible decompression bomb") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as e:
+        raise ImageError(f"corrupt or truncated image ({_short(e)})") from None
+    except MemoryError:
+        raise ImageError("image too large to decode") from None
+    except Exception as e:  # Pillow plugins raise a zoo of exceptions on hostile input.
+        raise ImageError(f"cannot decode image ({type(e).__name__}: {_short(e)})") from None
+    if min(img.size) < MIN_SIDE:
+        raise ImageError(f"image too small ({img.size[0]}x{img.size[1]}, minimum side {MIN_SIDE} px)")
+    try:
+        img = _upright(img)
+        return to_rgb(img)
+    except ImageError:
+        raise
+    except Exception as e:
+        raise ImageError(f"cannot convert image ({type(e).__name__}: {_short(e)})") from None
+
+
+def load_image(path: str | os.PathLike, max_side: int | None = None) -> Image.Image:
+    """Read and decode one file; see :func:`decode`."""
+    return decode(read_bytes(path), max_side=max_side)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _high_depth_to_rgb(img)
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode in ("LA", "PA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    elif mode == "1":
+        img = img.convert("L")
+    if img.mode == "RGBA":
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
+    """Scale 16-bit, 32-bit integer and float greyscale images to 8-bit RGB."""
+    arr = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16"):
+        arr = arr / 257.0
+    elif img.mode == "F" and arr.size and np.nanmax(arr) <= 1.0 and np.nanmin(arr) >= 0.0:
+        arr = arr * 255.0
+    elif arr.size and (np.nanmax(arr) > 255 or np.nanmin(arr) < 0):
+        lo, hi = np.nanmin(arr), np.nanmax(arr)
+        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+    arr = np.nan_to_num(arr, nan=0.0).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "L").convert("RGB")
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag; an unreadable EXIF block is ignored."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:
+        return img
+
+
+def _draft_size(size: tuple[int, int], min_short_side: int) -> tuple[int, int]:
+    w, h = size
+    scale = min_short_side / min(w, h)
+    return (max(1, int(w * scale + 0.5)), max(1, int(h * scale + 0.5)))
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:120]

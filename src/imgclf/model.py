@@ -1,0 +1,115 @@
+"""A trained model folder, loaded for prediction with ONNX Runtime only (never torch)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from imgclf.errors import ImageError, ImgclfError
+from imgclf.preprocessing import Preprocessing
+
+MODEL_FILE = "model.onnx"
+LABELS_FILE = "labels.json"
+META_FILE = "imgclf.json"
+METRICS_FILE = "metrics.json"
+CARD_FILE = "README.md"
+
+
+@dataclass
+class Prediction:
+    """What the model says about one input; ``error`` is set (and ``label`` is None) when it could not be read."""
+
+    path: str
+    label: str | None
+    confidence: float | None
+    top_k: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        d = {"path": self.path, "label": self.label, "confidence": self.confidence, "top_k": self.top_k}
+        if self.error is not None:
+            d["error"] = self.error
+        return d
+
+
+class Model:
+    """A trained classifier: ``Model.load(dir).predict(paths)``."""
+
+    def __init__(self, model_dir: Path, meta: dict, labels: list[str], session):
+        self.dir = model_dir
+        self.meta = meta
+        self.labels = labels
+        self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        self._session = session
+        self._input = session.get_inputs()[0].name
+
+    @classmethod
+    def load(cls, model_dir: str | os.PathLike, threads: int | None = None) -> "Model":
+        """Open a model folder written by ``imgclf train``."""
+        from imgclf.pipeline import create_session
+
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise ImgclfError(f"model folder not found: {model_dir}")
+        try:
+            meta = json.loads((model_dir / META_FILE).read_text())
+            labels = json.loads((model_dir / LABELS_FILE).read_text())
+        except FileNotFoundError as e:
+            raise ImgclfError(f"{model_dir} is not an imgclf model folder ({Path(e.filename).name} missing)") from None
+        except (OSError, ValueError) as e:
+            raise ImgclfError(f"{model_dir} has a damaged model file: {e}") from None
+        try:
+            session = create_session(model_dir / MODEL_FILE, threads)
+        except Exception as e:
+            raise ImgclfError(f"cannot load {model_dir / MODEL_FILE}: {str(e).splitlines()[0][:200]}") from None
+        return cls(model_dir, meta, labels, session)
+
+    @property
+    def metrics(self) -> dict:
+        try:
+            return json.loads((self.dir / METRICS_FILE).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities for a preprocessed batch (N, 3, S, S)."""
+        return self._session.run(["probabilities"], {self._input: batch})[0]
+
+    def predict_image(self, image: Image.Image, top_k: int = 3, name: str = "<image>") -> Prediction:
+        """Predict one decoded RGB image."""
+        probs = self.probabilities(self.preprocessing(image)[None])[0]
+        return self._prediction(name, probs, top_k)
+
+    def predict(self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None) -> list[Prediction]:
+        """Predict files and folders (recursively); unreadable files come back with ``error`` set."""
+        return list(self.iter_predict(paths, top_k, batch_size))
+
+    def iter_predict(self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None) -> Iterator[Prediction]:
+        from imgclf.datasets import iter_inputs
+        from imgclf.pipeline import DEFAULT_BATCH, file_loader, run_batched
+
+        def forward(batch: np.ndarray) -> list[np.ndarray]:
+            return [self.probabilities(batch)]
+
+        files = iter_inputs(paths)
+        for path, out in run_batched(files, file_loader(self.preprocessing), forward, batch_size or DEFAULT_BATCH):
+            if isinstance(out, ImageError):
+                yield Prediction(str(path), None, None, [], error=out.reason)
+            else:
+                yield self._prediction(str(path), out[0], top_k)
+
+    def _prediction(self, name: str, probs: np.ndarray, top_k: int) -> Prediction:
+        order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
+        top = [{"label": self.labels[i], "confidence": round(float(probs[i]), 6)} for i in order]
+        return Prediction(name, top[0]["label"], top[0]["confidence"], top)
+
+
+def load(model_dir: str | os.PathLike) -> Model:
+    """Load a model folder; same as :meth:`Model.load`."""
+    return Model.load(model_dir)

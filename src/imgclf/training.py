@@ -1,0 +1,210 @@
+"""``train``: photos on disk → embeddings → head → a self-contained model folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from imgclf import __version__
+from imgclf.backbones import DEFAULT_BACKBONE, Backbone, resolve
+from imgclf.cache import EmbeddingCache, default_cache_dir
+from imgclf.datasets import SPLITS, Dataset, Skipped, scan_labelled
+from imgclf.duplicates import find_duplicates
+from imgclf.embedding import Progress, embed_files
+from imgclf.errors import ImgclfError
+from imgclf.files import atomic_directory, write_json_atomic
+from imgclf.fusion import fuse
+from imgclf.head import LinearHead, fit_head
+from imgclf.metrics import summarize
+from imgclf.model import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE
+from imgclf.model_card import render_card
+
+#: A label needs at least this many readable photos to be trained and validated.
+MIN_PHOTOS_PER_LABEL = 2
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` did: where the model is, what it learned from, how well it does."""
+
+    model_dir: Path
+    labels: list[str]
+    counts: dict[str, dict[str, int]]
+    metrics: dict
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    n_computed: int = 0
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return (self.metrics.get("val") or {}).get("accuracy")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return (self.metrics.get("test") or {}).get("accuracy")
+
+
+def train(
+    data_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    backbone: str = DEFAULT_BACKBONE,
+    weights: str | os.PathLike | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    progress: Progress | None = None,
+    command: str | None = None,
+) -> TrainResult:
+    """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
+
+    ``data_dir`` holds ``<label>/<images>`` or ``train|val|test/<label>/<images>``.
+    Raises :class:`ImgclfError` for data the classifier cannot be trained on.
+    """
+    start = time.perf_counter()
+    model_dir = Path(model_dir)
+    _check_output(model_dir)
+    dataset = scan_labelled(data_dir, val_fraction, test_fraction)
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    bb = resolve(backbone, weights, cache_root)
+    emb = embed_files([p.path for p in dataset.photos], bb, EmbeddingCache(cache_root, bb.id), progress)
+
+    by_path = {p.path: p for p in dataset.photos}
+    photos = [by_path[p] for p in emb.paths]
+    skipped = [Skipped(str(p), reason) for p, reason in sorted(emb.errors.items())]
+    dups = find_duplicates(photos, emb.hashes)
+    skipped += dups.conflicts
+    keep = dups.keep
+    photos = [photos[i] for i in keep]
+    vectors = emb.vectors[keep]
+    counts = _counts(dataset.labels, photos)
+    _check_counts(counts, dataset)
+    warnings = dups.warnings() + _imbalance_warnings(counts)
+
+    index = {lab: i for i, lab in enumerate(dataset.labels)}
+    y = np.array([index[p.label] for p in photos], dtype=np.int64)
+    split = np.array([p.split for p in photos])
+    tr, va, te = (split == s for s in SPLITS)
+    head = fit_head(vectors[tr], y[tr], len(dataset.labels), vectors[va], y[va], seed=seed)
+    metrics = {
+        "train": _split_metrics(head, vectors[tr], y[tr], photos, tr, dataset.labels, detail=False),
+        "val": _split_metrics(head, vectors[va], y[va], photos, va, dataset.labels),
+        "test": _split_metrics(head, vectors[te], y[te], photos, te, dataset.labels),
+        "counts": counts,
+        "skipped": [s.to_dict() for s in skipped],
+        "duplicates": [s.to_dict() for s in dups.duplicates],
+        "leakage": [s.to_dict() for s in dups.leaks],
+        "warnings": warnings,
+        "head": {"type": "softmax-linear", "C": head.C, "class_weight": "balanced", "seed": seed},
+        "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) + len(emb.errors) - emb.n_computed},
+    }
+    seconds = time.perf_counter() - start
+    metrics["train_seconds"] = round(seconds, 3)
+    meta = _metadata(bb, dataset, head, seed, command)
+    _write_model(model_dir, bb, head, dataset.labels, meta, metrics)
+    return TrainResult(model_dir, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed)
+
+
+def _check_output(model_dir: Path) -> None:
+    if model_dir.exists():
+        if not model_dir.is_dir():
+            raise ImgclfError(f"output {model_dir} exists and is not a folder")
+        if any(model_dir.iterdir()) and not (model_dir / META_FILE).exists():
+            raise ImgclfError(f"output folder {model_dir} is not empty and holds no imgclf model; refusing to replace it")
+
+
+def _counts(labels: list[str], photos) -> dict[str, dict[str, int]]:
+    c = Counter((p.label, p.split) for p in photos)
+    return {lab: {s: c[(lab, s)] for s in SPLITS} for lab in labels}
+
+
+def _check_counts(counts: dict[str, dict[str, int]], dataset: Dataset) -> None:
+    for lab, by_split in counts.items():
+        total = sum(by_split.values())
+        if total < MIN_PHOTOS_PER_LABEL:
+            raise ImgclfError(
+                f"label {lab!r} has {total} readable photo{'s' if total != 1 else ''}; "
+                f"at least {MIN_PHOTOS_PER_LABEL} are needed to train and validate"
+            )
+        if by_split["train"] == 0:
+            raise ImgclfError(f"label {lab!r} has no photos in the train split ({total} in val/test); add photos or lower the fractions")
+
+
+def _imbalance_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
+    train = {lab: c["train"] for lab, c in counts.items()}
+    lo, hi = min(train.values()), max(train.values())
+    if lo and hi / lo >= 3:
+        small = min(train, key=train.get)
+        big = max(train, key=train.get)
+        return [f"class imbalance: {big} has {hi} training photos, {small} only {lo}; balanced class weights compensate"]
+    return []
+
+
+def _split_metrics(head: LinearHead, x, y, photos, mask, labels, detail: bool = True) -> dict | None:
+    if len(y) == 0:
+        return None
+    probs = head.probabilities(x)
+    pred = probs.argmax(1)
+    out = summarize(y, pred, labels)
+    if detail:
+        paths = [p for p, m in zip(photos, mask) if m]
+        out["misclassified"] = sorted(
+            (
+                {"path": str(paths[i].path), "label": labels[y[i]], "predicted": labels[pred[i]], "confidence": round(float(probs[i, pred[i]]), 6)}
+                for i in np.flatnonzero(pred != y)
+            ),
+            key=lambda m: -m["confidence"],
+        )
+    else:
+        del out["confusion_matrix"], out["per_class"]
+    return out
+
+
+def _metadata(bb: Backbone, dataset: Dataset, head: LinearHead, seed: int, command: str | None) -> dict:
+    import onnxruntime
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "imgclf_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "labels": dataset.labels,
+        "backbone": bb.to_dict(),
+        "preprocessing": bb.preprocessing.to_dict(),
+        "onnx": {"file": MODEL_FILE, "input": "input", "outputs": ["probabilities", "embedding"],
+                 "input_shape": ["N", 3, bb.preprocessing.input_size, bb.preprocessing.input_size]},
+        "head": {"type": "softmax-linear on L2-normalised embeddings", "C": head.C, "seed": seed},
+        "data": {"root": str(Path(dataset.root).absolute()), "given_splits": dataset.given_splits},
+        "command": command or "imgclf.train(...)",
+        "versions": {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__, **_training_versions()},
+    }
+
+
+def _training_versions() -> dict:
+    out = {}
+    for name in ("torch", "timm", "onnx", "sklearn"):
+        mod = sys.modules.get(name)
+        if mod is None and name in ("onnx", "sklearn"):
+            mod = __import__(name)
+        if mod is not None:
+            out["scikit-learn" if name == "sklearn" else name] = getattr(mod, "__version__", "?")
+    return out
+
+
+def _write_model(model_dir: Path, bb: Backbone, head: LinearHead, labels: list[str], meta: dict, metrics: dict) -> None:
+    with atomic_directory(model_dir) as tmp:
+        fuse(bb.onnx_path, head, labels, tmp / MODEL_FILE, {"imgclf_preprocessing": json.dumps(meta["preprocessing"])})
+        write_json_atomic(tmp / LABELS_FILE, labels)
+        write_json_atomic(tmp / META_FILE, meta)
+        write_json_atomic(tmp / METRICS_FILE, metrics)
+        (tmp / CARD_FILE).write_text(render_card(meta, metrics), encoding="utf-8")
