@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-#: Inverse regularisation strengths tried; the best on validation data wins.
-C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+#: Inverse regularisation strengths tried, weakest first; the best on validation data wins.
+C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0)
 
 
 @dataclass
@@ -39,39 +38,81 @@ def softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int) -> LinearHead:
-    from sklearn.linear_model import LogisticRegression
+class _Problem:
+    """Class-balanced multinomial logistic regression, ``min C·Σ wᵢ·CEᵢ + ½‖W‖²`` (sklearn's objective).
 
-    clf = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, tol=1e-5, random_state=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf.fit(l2_normalize(x), y)
-    weight = np.zeros((n_classes, x.shape[1]), np.float32)
-    bias = np.full(n_classes, -1e4, np.float32)  # classes absent from training can never win
-    if len(clf.classes_) == 2:  # sklearn stores one row for two classes
-        w, b = clf.coef_[0] / 2, clf.intercept_[0] / 2
-        weight[clf.classes_] = np.stack([-w, w])
-        bias[clf.classes_] = [-b, b]
-    else:
-        weight[clf.classes_] = clf.coef_
-        bias[clf.classes_] = clf.intercept_
-    return LinearHead(weight, bias, C)
+    Solved with SciPy's L-BFGS on a NumPy objective, in the row space of the data
+    (the optimum lies there), which is several times faster than sklearn here.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, n_classes: int):
+        x = l2_normalize(x).astype(np.float64)
+        self.basis = np.linalg.svd(x, full_matrices=False)[2] if x.shape[0] < x.shape[1] else None
+        self.x = x @ self.basis.T if self.basis is not None else x
+        n = len(y)
+        self.k = n_classes
+        self.present = np.unique(y)
+        self.sample_w = n / (len(self.present) * np.bincount(y, minlength=n_classes)[y])
+        self.onehot = np.zeros((n, n_classes))
+        self.onehot[np.arange(n), y] = 1.0
+        self.mask = np.full(n_classes, -np.inf)
+        self.mask[self.present] = 0.0  # classes absent from training can never win
+
+    def solve(self, C: float, start: np.ndarray | None = None) -> np.ndarray:
+        from scipy.optimize import minimize
+
+        d, k = self.x.shape[1], self.k
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            w, b = theta[: d * k].reshape(k, d), theta[d * k :]
+            z = self.x @ w.T + b + self.mask
+            z -= z.max(axis=1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            loss = -C * np.sum(self.sample_w * np.where(self.onehot > 0, logp, 0.0).sum(1)) + 0.5 * np.sum(w * w)
+            g = C * self.sample_w[:, None] * (np.exp(logp) - self.onehot)
+            return float(loss), np.concatenate([(g.T @ self.x + w).ravel(), g.sum(0)])
+
+        theta0 = np.zeros(k * (d + 1)) if start is None else start
+        return minimize(objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-5}).x
+
+    def head(self, theta: np.ndarray, C: float) -> LinearHead:
+        d = self.x.shape[1]
+        weight = theta[: d * self.k].reshape(self.k, d)
+        weight = weight @ self.basis if self.basis is not None else weight
+        bias = theta[d * self.k :].astype(np.float32)
+        bias[np.setdiff1d(np.arange(self.k), self.present)] = -1e4
+        return LinearHead(weight.astype(np.float32), bias, C)
+
+    def path(self, grid: tuple[float, ...]) -> list[LinearHead]:
+        """One head per ``C``, each solve warm-started from the previous one."""
+        heads, theta = [], None
+        for C in grid:
+            theta = self.solve(C, theta)
+            heads.append(self.head(theta, C))
+        return heads
 
 
-def _balanced_accuracy_and_loss(head: LinearHead, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _score(head: LinearHead, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(balanced accuracy, log loss) on held-out data."""
     p = head.probabilities(x)
     recalls = [np.mean(p[y == c].argmax(1) == c) for c in np.unique(y)]
     loss = float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None))))
     return float(np.mean(recalls)), loss
 
 
-def _folds(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    from sklearn.model_selection import StratifiedKFold
+def _enough_validation(y_val: np.ndarray, y_train: np.ndarray) -> bool:
+    classes = np.unique(y_train)
+    return len(y_val) >= 2 * len(classes) and set(np.unique(y_val)) >= set(classes)
 
-    k = int(min(5, np.bincount(y)[np.bincount(y) > 0].min()))
-    if k < 2:
-        return []
-    return list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` (train, held-out) index pairs, each class spread evenly over the folds."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(y), dtype=np.int64)
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        fold_of[idx] = np.arange(len(idx)) % k
+    return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
 
 
 def fit_head(
@@ -85,25 +126,25 @@ def fit_head(
 ) -> LinearHead:
     """Fit on the training split with ``C`` chosen on the validation split.
 
-    With fewer than two validation photos, ``C`` is chosen by stratified k-fold
+    When the validation split is too small to rank candidates (fewer than two photos
+    per class on average, or a class missing), ``C`` is chosen by stratified k-fold
     cross-validation on the training split instead. Same inputs and seed, same head.
     """
-    if x_val is not None and y_val is not None and len(y_val) >= 2:
-        scored = []
-        for C in grid:
-            head = _fit(x_train, y_train, n_classes, C, seed)
-            acc, loss = _balanced_accuracy_and_loss(head, x_val, y_val)
-            scored.append((-acc, loss, C, head))
-        return min(scored, key=lambda s: s[:3])[3]
-    folds = _folds(y_train, seed)
-    if not folds:
-        return _fit(x_train, y_train, n_classes, 10.0, seed)
-    best = None
-    for C in grid:
-        results = [
-            _balanced_accuracy_and_loss(_fit(x_train[tr], y_train[tr], n_classes, C, seed), x_train[te], y_train[te])
-            for tr, te in folds
-        ]
-        score = (-np.mean([a for a, _ in results]), np.mean([l for _, l in results]), C)
-        best = min(best, score) if best else score
-    return _fit(x_train, y_train, n_classes, best[2], seed)
+    from threadpoolctl import threadpool_limits
+
+    # Small dense algebra: BLAS threads only fight each other here (measured 5x slower).
+    with threadpool_limits(1):
+        if x_val is not None and y_val is not None and _enough_validation(y_val, y_train):
+            heads = _Problem(x_train, y_train, n_classes).path(grid)
+            scores = [_score(h, x_val, y_val) for h in heads]
+            best = min(range(len(grid)), key=lambda i: (-scores[i][0], scores[i][1], grid[i]))
+            return heads[best]
+        k = int(min(5, np.bincount(y_train)[np.unique(y_train)].min()))
+        if k < 2:
+            return _Problem(x_train, y_train, n_classes).path((10.0,))[0]
+        totals = np.zeros((len(grid), 2))
+        for tr, te in stratified_folds(y_train, k, seed):
+            heads = _Problem(x_train[tr], y_train[tr], n_classes).path(grid)
+            totals += [_score(h, x_train[te], y_train[te]) for h in heads]
+        best = min(range(len(grid)), key=lambda i: (-totals[i][0], totals[i][1], grid[i]))
+        return _Problem(x_train, y_train, n_classes).path(grid[: best + 1])[-1]

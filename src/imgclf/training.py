@@ -192,12 +192,12 @@ def _metadata(bb: Backbone, dataset: Dataset, head: LinearHead, seed: int, comma
 
 def _training_versions() -> dict:
     out = {}
-    for name in ("torch", "timm", "onnx", "sklearn"):
+    for name in ("torch", "timm", "onnx", "scipy"):
         mod = sys.modules.get(name)
-        if mod is None and name in ("onnx", "sklearn"):
+        if mod is None and name in ("onnx", "scipy"):
             mod = __import__(name)
         if mod is not None:
-            out["scikit-learn" if name == "sklearn" else name] = getattr(mod, "__version__", "?")
+            out[name] = getattr(mod, "__version__", "?")
     return out
 
 

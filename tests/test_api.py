@@ -1,0 +1,67 @@
+"""The Python API at the package root, and the fused ONNX model against the head."""
+
+import json
+
+import numpy as np
+
+import imgclf
+from tests.conftest import LABELS, PHOTOS, UNSEEN, copy_photos
+
+
+def test_api_train_load_predict_evaluate(tmp_path, cache_dir):
+    data = copy_photos(tmp_path / "data", per_label=10)
+    result = imgclf.train(data, tmp_path / "model", seed=3, cache_dir=cache_dir)
+    assert isinstance(result, imgclf.TrainResult)
+    assert result.labels == LABELS and result.model_dir == tmp_path / "model"
+    model = imgclf.load(tmp_path / "model")
+    preds = model.predict([UNSEEN / "daisy", UNSEEN / "sunflowers"], top_k=2)
+    assert len(preds) == 4 and all(isinstance(p, imgclf.Prediction) for p in preds)
+    assert all(p.label in LABELS and len(p.top_k) == 2 for p in preds)
+    ev = imgclf.evaluate(model, UNSEEN)
+    assert ev["n"] == 10 and 0 <= ev["accuracy"] <= 1
+
+
+def test_same_seed_same_model(tmp_path, cache_dir):
+    data = copy_photos(tmp_path / "data", per_label=8)
+    a = imgclf.train(data, tmp_path / "a", seed=1, cache_dir=cache_dir)
+    b = imgclf.train(data, tmp_path / "b", seed=1, cache_dir=cache_dir)
+    assert a.metrics["head"] == b.metrics["head"]
+    pa = imgclf.load(a.model_dir).predict([UNSEEN])
+    pb = imgclf.load(b.model_dir).predict([UNSEEN])
+    assert [p.to_dict() for p in pa] == [p.to_dict() for p in pb]
+
+
+def test_fused_onnx_equals_backbone_plus_head(trained_model, cache_dir):
+    """model.onnx (backbone + head) gives the head's probabilities on cached embeddings."""
+    import onnxruntime as ort
+
+    from imgclf.backbones import resolve
+    from imgclf.cache import EmbeddingCache
+    from imgclf.embedding import embed_files
+    from imgclf.head import softmax, l2_normalize
+    import onnx
+    from onnx import numpy_helper
+
+    bb = resolve(cache_dir=cache_dir)
+    files = sorted(UNSEEN.glob("*/*"))
+    emb = embed_files(files, bb, EmbeddingCache(cache_dir, bb.id))
+    graph = onnx.load(str(trained_model / "model.onnx")).graph
+    init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    expected = softmax(l2_normalize(emb.vectors) @ init["imgclf_head_weight"] + init["imgclf_head_bias"])
+    model = imgclf.load(trained_model)
+    batch = np.stack([model.preprocessing(imgclf.images.load_image(f)) for f in files])
+    sess = ort.InferenceSession(str(trained_model / "model.onnx"), providers=["CPUExecutionProvider"])
+    probs, embedding = sess.run(["probabilities", "embedding"], {"input": batch})
+    np.testing.assert_allclose(embedding, emb.vectors, atol=1e-4)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert np.allclose(probs.sum(1), 1, atol=1e-5)
+    meta = {p.key: p.value for p in onnx.load(str(trained_model / "model.onnx")).metadata_props}
+    assert json.loads(meta["labels"]) == LABELS
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import imgclf, sys; assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -1,0 +1,129 @@
+"""End to end through the real command line, on the bundled photos and the real backbone."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from tests.conftest import LABELS, PHOTOS, UNSEEN, copy_photos, run_cli
+
+
+def test_train_writes_a_self_contained_model(trained_model):
+    names = {p.name for p in trained_model.iterdir()}
+    assert {"model.onnx", "labels.json", "imgclf.json", "metrics.json", "README.md"} <= names
+    assert json.loads((trained_model / "labels.json").read_text()) == LABELS
+    meta = json.loads((trained_model / "imgclf.json").read_text())
+    assert meta["backbone"]["name"] == "efficientnet_lite0"
+    assert meta["preprocessing"]["input_size"] == 224 and meta["preprocessing"]["interpolation"] == "bicubic"
+    metrics = json.loads((trained_model / "metrics.json").read_text())
+    assert sum(sum(c.values()) for c in metrics["counts"].values()) == 70
+    assert metrics["test"]["n"] > 0 and 0.5 <= metrics["test"]["accuracy"] <= 1.0
+    card = (trained_model / "README.md").read_text()
+    assert "daisy" in card and "test accuracy" in card
+
+
+def test_train_summary_and_cache_hits(tmp_path, cache_dir):
+    data = copy_photos(tmp_path / "data", per_label=6)
+    first = run_cli("train", str(data), "-o", str(tmp_path / "m"))
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
+    for lab in LABELS:
+        assert lab in out
+    assert "validation accuracy" in out and "test accuracy" in out and str(tmp_path / "m") in out
+    # The 30 photos are a subset of the session model's photos: all cached already.
+    assert "0 computed, 30 from cache" in out
+    (data / "daisy" / "new.png").write_bytes((UNSEEN / "daisy").glob("*").__next__().read_bytes())
+    second = run_cli("train", str(data), "-o", str(tmp_path / "m"))
+    assert second.returncode == 0, second.stderr
+    assert "1 computed, 30 from cache" in second.stdout
+
+
+def test_predict_json_contract(trained_model):
+    r = run_cli("predict", str(trained_model), str(UNSEEN), "--format", "json", "--top-k", "3")
+    assert r.returncode == 0, r.stderr
+    preds = json.loads(r.stdout)
+    assert len(preds) == 10
+    correct = 0
+    for p in preds:
+        assert set(p) == {"path", "label", "confidence", "top_k"}
+        assert 0.0 <= p["confidence"] <= 1.0
+        assert len(p["top_k"]) == 3 and p["top_k"][0]["label"] == p["label"]
+        assert [t["confidence"] for t in p["top_k"]] == sorted((t["confidence"] for t in p["top_k"]), reverse=True)
+        assert {t["label"] for t in p["top_k"]} <= set(LABELS)
+        correct += p["label"] in p["path"]
+    assert correct >= 6, f"only {correct}/10 unseen photos right"
+
+
+def test_predict_csv_and_table(trained_model):
+    photo = next((UNSEEN / "tulips").iterdir())
+    r = run_cli("predict", str(trained_model), str(photo), "--format", "csv", "-k", "2")
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert r.returncode == 0 and len(rows) == 1
+    assert rows[0]["path"] == str(photo) and rows[0]["label"] in LABELS and rows[0]["top2_label"] in LABELS
+    t = run_cli("predict", str(trained_model), str(photo))
+    assert t.returncode == 0 and rows[0]["label"] in t.stdout
+
+
+def test_predict_does_not_import_torch(trained_model):
+    code = (
+        "import sys; from imgclf.cli import main; sys.argv=['imgclf','predict',sys.argv[1],sys.argv[2],'-f','json']\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "bad = [m for m in ('torch', 'timm', 'sklearn', 'onnx') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code, str(trained_model), str(UNSEEN)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_evaluate_json_contract(trained_model, tmp_path):
+    data = tmp_path / "eval"
+    copy_photos(data, per_label=1)
+    for f in UNSEEN.glob("*/*"):
+        (data / f.parent.name / f.name).write_bytes(f.read_bytes())
+    (data / "orchids").mkdir()
+    (data / "orchids" / "x.jpg").write_bytes(next(UNSEEN.glob("daisy/*")).read_bytes())
+    out = tmp_path / "eval.json"
+    r = run_cli("evaluate", str(trained_model), str(data), "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["n"] == 15 and res["labels"] == LABELS
+    assert res["unknown_labels"] == ["orchids"]
+    cm = res["confusion_matrix"]
+    assert [sum(row) for row in cm] == [res["per_class"][lab]["support"] for lab in LABELS] == [3] * 5
+    assert abs(res["accuracy"] - sum(cm[i][i] for i in range(5)) / 15) < 1e-6
+    assert len(res["misclassified"]) == 15 - sum(cm[i][i] for i in range(5))
+    for m in res["misclassified"]:
+        assert set(m) >= {"path", "label", "predicted", "confidence"} and m["label"] != m["predicted"]
+    for lab, pc in res["per_class"].items():
+        assert set(pc) == {"precision", "recall", "f1", "support"}
+    assert "accuracy" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("train", "/nonexistent/photos", "-o", "/tmp/x"),
+        ("predict", "/nonexistent/model", str(PHOTOS)),
+        ("evaluate", "/nonexistent/model", str(PHOTOS)),
+    ],
+)
+def test_user_mistakes_exit_2_with_one_line(args, cache_dir):
+    r = run_cli(*args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_predict_missing_file_exits_2(trained_model):
+    r = run_cli("predict", str(trained_model), "/nonexistent.jpg")
+    assert r.returncode == 2 and r.stderr.startswith("error: no such file")
+
+
+def test_debug_shows_traceback(cache_dir):
+    r = run_cli("--debug", "train", "/nonexistent/photos", "-o", "/tmp/x")
+    assert r.returncode != 0 and "Traceback" in r.stderr
