@@ -5,6 +5,7 @@ import io
 import json
 
 import pytest
+from PIL import Image, ImageOps
 
 from tests.conftest import LABELS, PHOTOS, UNSEEN, copy_photos, run_cli
 
@@ -33,7 +34,8 @@ def test_train_summary_and_cache_hits(tmp_path, cache_dir):
     assert "validation accuracy" in out and "test accuracy" in out and str(tmp_path / "m") in out
     # The 30 photos are a subset of the session model's photos: all cached already.
     assert "0 computed, 30 from cache" in out
-    (data / "daisy" / "new.png").write_bytes((UNSEEN / "daisy").glob("*").__next__().read_bytes())
+    mirrored = ImageOps.mirror(Image.open(next((PHOTOS / "daisy").iterdir())))
+    mirrored.save(data / "daisy" / "new.png")  # new content: one new embedding
     second = run_cli("train", str(data), "-o", str(tmp_path / "m"))
     assert second.returncode == 0, second.stderr
     assert "1 computed, 30 from cache" in second.stdout

@@ -45,7 +45,7 @@ def _stderr():
 def _stdout():
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def _run(fn: Callable[[], int | None]) -> None:
@@ -97,30 +97,49 @@ def train(
     """Train a classifier on a folder of labelled photos."""
 
     def body() -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         from imgclf.training import train as run_train
 
-        err = _stderr()
         command = "imgclf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        with Progress(
-            TextColumn("embedding photos"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-            console=err, disable=quiet, transient=False,
-        ) as bar:
-            task = bar.add_task("embed", total=None)
-
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
-
-            if not quiet:
-                err.print(f"[dim]preparing backbone {backbone} (exported to ONNX once, then cached)…[/]")
+        with _ProgressBar("embedding photos", disabled=quiet) as bar:
             result = run_train(
                 data_dir, output, backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir,
-                val_fraction=val_fraction, test_fraction=test_fraction, progress=progress, command=command,
+                val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update,
+                log=None if quiet else bar.log, command=command,
             )
         _print_train_summary(result)
 
     _run(body)
+
+
+class _ProgressBar:
+    """A Rich progress bar on stderr that appears only once there is progress to show."""
+
+    def __init__(self, description: str, disabled: bool = False):
+        self.description, self.disabled = description, disabled
+        self._progress = self._task = None
+
+    def __enter__(self) -> "_ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def log(self, message: str) -> None:
+        _stderr().print(f"[dim]{message}[/]")
+
+    def update(self, done: int, total: int) -> None:
+        if self.disabled:
+            return
+        if self._progress is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn(self.description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_stderr()
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=total)
+        self._progress.update(self._task, completed=done, total=total)
 
 
 def _print_train_summary(result) -> None:

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -65,11 +66,13 @@ def train(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
     command: str | None = None,
 ) -> TrainResult:
     """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
 
     ``data_dir`` holds ``<label>/<images>`` or ``train|val|test/<label>/<images>``.
+    ``progress(done, total)`` is called while embedding and ``log(message)`` before slow steps.
     Raises :class:`ImgclfError` for data the classifier cannot be trained on.
     """
     start = time.perf_counter()
@@ -77,7 +80,7 @@ def train(
     _check_output(model_dir)
     dataset = scan_labelled(data_dir, val_fraction, test_fraction)
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
-    bb = resolve(backbone, weights, cache_root)
+    bb = resolve(backbone, weights, cache_root, log=log)
     emb = embed_files([p.path for p in dataset.photos], bb, EmbeddingCache(cache_root, bb.id), progress)
 
     by_path = {p.path: p for p in dataset.photos}

@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from imgclf.errors import ImgclfError
 from imgclf.preprocessing import Preprocessing
@@ -72,7 +73,12 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None) -> Backbone:
+def resolve(
+    name: str = DEFAULT_BACKBONE,
+    weights: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    log: Callable[[str], None] | None = None,
+) -> Backbone:
     """Find (or build and cache) the ONNX export of backbone ``name`` with ``weights``.
 
     ``weights`` is a safetensors file or a PyTorch state dict; without it a built-in uses
@@ -102,6 +108,8 @@ def resolve(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike | None = No
     if cached is not None:
         return cached
     _check_timm_name(timm_name)
+    if log:
+        log(f"exporting backbone {name} to ONNX (once; later runs reuse it)…")
     from imgclf.backbones.torch_export import export_backbone
 
     export_backbone(timm_name, weights_path, out_dir, builtin=name in BUILTINS and weights is None)

@@ -61,6 +61,11 @@ def build_model(timm_name: str, weights_path: Path | None):
     import timm
 
     if weights_path is None:
+        if not hub_reachable():
+            raise ImgclfError(
+                f"no weights for backbone {timm_name}: pass --weights FILE (safetensors or state dict); "
+                "the timm hub is not reachable from here (offline)"
+            )
         try:
             model = timm.create_model(timm_name, pretrained=True, num_classes=0)
         except Exception as e:
@@ -72,6 +77,19 @@ def build_model(timm_name: str, weights_path: Path | None):
         model = timm.create_model(timm_name, pretrained=False, num_classes=0)
         apply_weights(model, load_state_dict(weights_path), weights_path.name)
     return model.eval()
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (timm's weights source) can be reached, decided within ``timeout`` s."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") or os.environ.get("IMGCLF_OFFLINE"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def preprocessing_of(model) -> Preprocessing:
