@@ -42,10 +42,10 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     )
 
 
-def copy_photos(dst: Path, per_label: int | None = None, labels=LABELS) -> Path:
-    """Copy (some of) the bundled photos into ``dst/<label>/``."""
+def copy_photos(dst: Path, per_label: int | None = None, labels=LABELS, start: int = 0) -> Path:
+    """Copy (some of) the bundled photos, from the ``start``-th of each label on, into ``dst/<label>/``."""
     for lab in labels:
-        files = sorted((PHOTOS / lab).iterdir())[:per_label]
+        files = sorted((PHOTOS / lab).iterdir())[start:][:per_label]
         (dst / lab).mkdir(parents=True, exist_ok=True)
         for f in files:
             shutil.copy(f, dst / lab / f.name)

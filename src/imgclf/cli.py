@@ -132,10 +132,14 @@ class _ProgressBar:
         if self.disabled:
             return
         if self._progress is None:
+            if not _stderr().is_terminal:  # no bar in logs and pipes
+                self.disabled = True
+                return
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn(self.description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_stderr()
+                TextColumn(self.description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                console=_stderr(), transient=True,
             )
             self._progress.start()
             self._task = self._progress.add_task(self.description, total=total)
@@ -274,6 +278,48 @@ def evaluate(
         if json_out:
             write_json_atomic(json_out, result)
             out.print(f"results written to {json_out}")
+
+    _run(body)
+
+
+@app.command()
+def serve(
+    model_dir: Path = typer.Argument(..., help="Model folder written by imgclf train."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Server processes; each loads the model and shares the cores."),
+    max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest accepted upload (a photo or a batch request), MB."),
+    access_log: bool = typer.Option(True, help="Log every request."),
+    log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
+) -> None:
+    """Serve the model: a REST API and a web page to drop photos on (no torch)."""
+
+    def body() -> None:
+        import uvicorn
+
+        from imgclf.pipeline import cpu_count
+
+        threads = max(1, cpu_count() // workers)
+        where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        opts = dict(host=host, port=port, log_level=log_level, access_log=access_log)
+        if workers == 1:
+            from imgclf.serve.app import create_app
+
+            application = create_app(model_dir, max_upload_mb=max_upload_mb, threads=threads)
+            print(f"serving {model_dir} at {where}/ (API docs at {where}/docs)", file=sys.stderr, flush=True)
+            uvicorn.run(application, **opts)
+        else:
+            from imgclf.model import Model
+
+            Model.load(model_dir, threads=1)  # fail here, with a clear message, not in every worker
+            os.environ.update(
+                IMGCLF_SERVE_MODEL_DIR=str(model_dir.resolve()),
+                IMGCLF_SERVE_MAX_UPLOAD_MB=str(max_upload_mb),
+                IMGCLF_SERVE_THREADS=str(threads),
+            )
+            print(f"serving {model_dir} at {where}/ with {workers} workers (API docs at {where}/docs)",
+                  file=sys.stderr, flush=True)
+            uvicorn.run("imgclf.serve.app:app_from_env", factory=True, workers=workers, **opts)
 
     _run(body)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -206,3 +206,17 @@ def scan_labelled(
     if len(dataset.labels) < min_labels:
         raise ImgclfError(f"only one label ({dataset.labels[0]}) in {root}: a classifier needs at least two label folders")
     return dataset
+
+
+def ensure_training_photos(photos: list[Photo], labels: list[str]) -> tuple[list[Photo], list[str]]:
+    """Move a label's held-out photos into train when the hash split left it none there.
+
+    Only labels with very few photos are affected; returns the photos and a warning per label moved.
+    """
+    in_train = {p.label for p in photos if p.split == "train"}
+    starved = [lab for lab in labels if lab not in in_train and any(p.label == lab for p in photos)]
+    if not starved:
+        return photos, []
+    moved = [replace(p, split="train") if p.label in starved else p for p in photos]
+    warnings = [f"label {lab!r} had no photos in the train split; its held-out photos are used for training" for lab in starved]
+    return moved, warnings

@@ -6,8 +6,10 @@ The format is sniffed from the bytes, never from the extension. Every failure is
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import struct
 import warnings
 
@@ -19,8 +21,8 @@ from imgclf.errors import ImageError
 #: Formats imgclf decodes. Pillow guesses among these only, so a PDF or a video with an
 #: image extension is refused instead of half-read.
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "MPO", "HEIF", "AVIF")
-#: Largest accepted image, in pixels (about 16k x 16k); larger files are decompression bombs.
-MAX_PIXELS = 256_000_000
+#: Largest accepted image, in pixels (a 108-megapixel phone photo fits); larger files are decompression bombs.
+MAX_PIXELS = 128_000_000
 #: Smallest accepted side, in pixels.
 MIN_SIDE = 16
 #: Largest accepted file, in bytes.
@@ -29,30 +31,42 @@ MAX_FILE_BYTES = 512 * 1024 * 1024
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
-try:  # HEIC/AVIF through the pillow-heif plugin when it is installed.
-    from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+try:  # HEIC (iPhone photos) through the pillow-heif plugin; AVIF is built into Pillow.
+    from pillow_heif import register_heif_opener
 
     register_heif_opener()
-except ImportError:  # pragma: no cover - optional
+except ImportError:  # pragma: no cover - the dependency is declared, but decoding works without it
     pass
 
 
+Image.init()
+#: The subset of :data:`FORMATS` this Pillow build can open.
+OPENABLE = tuple(f for f in FORMATS if f in Image.OPEN)
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
-    """Read a file's bytes, turning OS errors into :class:`ImageError`."""
+    """Read a regular file's bytes, turning every OS problem into :class:`ImageError`."""
     try:
-        size = os.path.getsize(path)
-        if size > MAX_FILE_BYTES:
-            raise ImageError(f"file too large ({size / 2**20:.0f} MB)")
-        with open(path, "rb") as f:
-            return f.read()
-    except ImageError:
-        raise
+        st = os.stat(path)
     except FileNotFoundError:
-        raise ImageError("file not found (or a broken symlink)") from None
+        raise ImageError("broken symlink" if os.path.islink(path) else "file not found") from None
     except PermissionError:
         raise ImageError("permission denied") from None
-    except IsADirectoryError:
-        raise ImageError("is a directory") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageError("symlink loop") from None
+        raise ImageError(f"cannot read file ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ImageError("is a folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageError("not a regular file (device, pipe or socket)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise ImageError(f"file too large ({st.st_size / 2**20:.0f} MB, limit {MAX_FILE_BYTES // 2**20} MB)")
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except PermissionError:
+        raise ImageError("permission denied") from None
     except OSError as e:
         raise ImageError(f"cannot read file ({e.strerror or e})") from None
 
@@ -67,8 +81,9 @@ def decode(data: bytes, max_side: int | None = None) -> Image.Image:
         raise ImageError("empty file")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's chatter about odd metadata is not the user's problem
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            img = Image.open(io.BytesIO(data), formats=OPENABLE)
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise ImageError(f"image too large ({w}x{h} pixels, limit {MAX_PIXELS:,}): possible decompression bomb")

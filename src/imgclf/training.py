@@ -18,7 +18,7 @@ import numpy as np
 from imgclf import __version__
 from imgclf.backbones import DEFAULT_BACKBONE, Backbone, resolve
 from imgclf.cache import EmbeddingCache, default_cache_dir
-from imgclf.datasets import SPLITS, Dataset, Skipped, scan_labelled
+from imgclf.datasets import SPLITS, Dataset, Skipped, ensure_training_photos, scan_labelled
 from imgclf.duplicates import find_duplicates
 from imgclf.embedding import Progress, embed_files
 from imgclf.errors import ImgclfError
@@ -89,11 +89,11 @@ def train(
     dups = find_duplicates(photos, emb.hashes)
     skipped += dups.conflicts
     keep = dups.keep
-    photos = [photos[i] for i in keep]
+    photos, moved = ensure_training_photos([photos[i] for i in keep], dataset.labels)
     vectors = emb.vectors[keep]
     counts = _counts(dataset.labels, photos)
-    _check_counts(counts, dataset)
-    warnings = dups.warnings() + _imbalance_warnings(counts)
+    _check_counts(counts)
+    warnings = dups.warnings() + moved + _imbalance_warnings(counts)
 
     index = {lab: i for i, lab in enumerate(dataset.labels)}
     y = np.array([index[p.label] for p in photos], dtype=np.int64)
@@ -132,7 +132,7 @@ def _counts(labels: list[str], photos) -> dict[str, dict[str, int]]:
     return {lab: {s: c[(lab, s)] for s in SPLITS} for lab in labels}
 
 
-def _check_counts(counts: dict[str, dict[str, int]], dataset: Dataset) -> None:
+def _check_counts(counts: dict[str, dict[str, int]]) -> None:
     for lab, by_split in counts.items():
         total = sum(by_split.values())
         if total < MIN_PHOTOS_PER_LABEL:
@@ -140,8 +140,6 @@ def _check_counts(counts: dict[str, dict[str, int]], dataset: Dataset) -> None:
                 f"label {lab!r} has {total} readable photo{'s' if total != 1 else ''}; "
                 f"at least {MIN_PHOTOS_PER_LABEL} are needed to train and validate"
             )
-        if by_split["train"] == 0:
-            raise ImgclfError(f"label {lab!r} has no photos in the train split ({total} in val/test); add photos or lower the fractions")
 
 
 def _imbalance_warnings(counts: dict[str, dict[str, int]]) -> list[str]:

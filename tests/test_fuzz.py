@@ -1,0 +1,98 @@
+"""Mutated real image bytes: the decoder and predict either succeed or report a skip, nothing else."""
+
+from __future__ import annotations
+
+import io
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from imgclf.errors import ImageError
+from imgclf.images import decode
+from tests.conftest import PHOTOS
+
+
+def _seeds() -> list[bytes]:
+    img = Image.open(sorted((PHOTOS / "tulips").iterdir())[0]).convert("RGB").resize((96, 64))
+    out = []
+    for fmt, kw in (("JPEG", {"quality": 80}), ("PNG", {}), ("GIF", {}), ("WEBP", {}), ("BMP", {}), ("TIFF", {})):
+        buf = io.BytesIO()
+        (img.convert("P") if fmt == "GIF" else img).save(buf, fmt, **kw)
+        out.append(buf.getvalue())
+    return out
+
+
+SEEDS = _seeds()
+
+
+@st.composite
+def mutated(draw) -> bytes:
+    data = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.sampled_from(["flip", "set", "cut", "insert", "truncate"]))
+        pos = draw(st.integers(0, max(0, len(data) - 1)))
+        if kind == "flip" and data:
+            data[pos] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "set" and data:
+            data[pos] = draw(st.sampled_from([0x00, 0xFF, 0x7F, 0x80]))
+        elif kind == "cut":
+            del data[pos : pos + draw(st.integers(1, 64))]
+        elif kind == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=32))
+        elif kind == "truncate":
+            del data[pos:]
+    return bytes(data)
+
+
+@contextmanager
+def time_limit(seconds: int):
+    def alarm(*_):
+        raise TimeoutError(f"decoding took over {seconds} s: a hang")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_decoder_returns_an_image_or_a_reason(data):
+    with time_limit(10):
+        try:
+            img = decode(data)
+        except ImageError as e:
+            assert e.reason
+        else:
+            assert img.mode == "RGB" and min(img.size) >= 16
+
+
+@pytest.fixture(scope="module")
+def model(trained_model):
+    from imgclf.model import Model
+
+    return Model.load(trained_model)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(mutated(), min_size=1, max_size=4))
+def test_predict_reports_every_file(model, tmp_path_factory, files):
+    d = tmp_path_factory.mktemp("fuzz")
+    paths = []
+    for i, data in enumerate(files):
+        paths.append(d / f"{i}.jpg")
+        paths[-1].write_bytes(data)
+    with time_limit(30):
+        preds = model.predict(paths)
+    assert [Path(p.path) for p in preds] == paths
+    for p in preds:
+        assert (p.label in model.labels and p.error is None) or (p.label is None and p.error)
+
