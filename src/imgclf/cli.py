@@ -92,11 +92,14 @@ def train(
     cache_dir: Optional[Path] = typer.Option(None, help="Where embeddings and backbone exports are cached."),
     val_fraction: float = typer.Option(0.1, help="Share of photos for validation (without a val/ folder)."),
     test_fraction: float = typer.Option(0.1, help="Share of photos held out for the test (without splits)."),
+    fine_tune: bool = typer.Option(False, "--fine-tune", help="Also train the backbone's last blocks (minutes, not seconds)."),
+    epochs: int = typer.Option(12, min=1, help="Most epochs of --fine-tune (early stopping may end sooner)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Train a classifier on a folder of labelled photos."""
 
     def body() -> None:
+        from imgclf.finetune import FineTuneConfig
         from imgclf.training import train as run_train
 
         command = "imgclf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -104,6 +107,7 @@ def train(
             result = run_train(
                 data_dir, output, backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir,
                 val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update,
+                fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False,
                 log=None if quiet else bar.log, command=command,
             )
         _print_train_summary(result)
@@ -112,11 +116,12 @@ def train(
 
 
 class _ProgressBar:
-    """A Rich progress bar on stderr that appears only once there is progress to show."""
+    """Rich progress bars on stderr, one per stage, shown only on a terminal and only once there is progress."""
 
     def __init__(self, description: str, disabled: bool = False):
         self.description, self.disabled = description, disabled
         self._progress = self._task = None
+        self._stage = None
 
     def __enter__(self) -> "_ProgressBar":
         return self
@@ -126,9 +131,12 @@ class _ProgressBar:
             self._progress.stop()
 
     def log(self, message: str) -> None:
-        _stderr().print(f"[dim]{message}[/]")
+        if self._progress is not None:
+            self._progress.console.print(f"[dim]{message}[/]", markup=True)
+        else:
+            _stderr().print(f"[dim]{message}[/]")
 
-    def update(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int, stage: str | None = None, info: str = "") -> None:
         if self.disabled:
             return
         if self._progress is None:
@@ -138,16 +146,21 @@ class _ProgressBar:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._progress = Progress(
-                TextColumn(self.description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                console=_stderr(), transient=True,
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), console=_stderr(), transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.description, total=total)
-        self._progress.update(self._task, completed=done, total=total)
+        stage = stage or self.description
+        if stage != self._stage:
+            self._stage = stage
+            self._task = self._progress.add_task(stage, total=total, info="")
+        self._progress.update(self._task, completed=done, total=total, info=info)
 
 
 def _print_train_summary(result) -> None:
     from rich.table import Table
+
+    from imgclf.report import REPORT_FILE
 
     out = _stdout()
     table = Table(title="photos per label and split", title_justify="left")
@@ -176,6 +189,7 @@ def _print_train_summary(result) -> None:
     out.print(f"validation accuracy: {acc('val')}")
     out.print(f"test accuracy:       {acc('test')}")
     out.print(f"model written to {result.model_dir} in {result.seconds:.1f} s")
+    out.print(f"report: {result.model_dir / REPORT_FILE}", markup=False)
 
 
 @app.command()
@@ -244,6 +258,7 @@ def evaluate(
     model_dir: Path = typer.Argument(..., help="Model folder written by imgclf train."),
     data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per label."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON to this file."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write an HTML report (plots, confusions, photos) to this file."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and confusion matrix on labelled photos."""
 
@@ -252,8 +267,10 @@ def evaluate(
 
         from imgclf.evaluation import evaluate as run_evaluate
         from imgclf.files import write_json_atomic
+        from imgclf.model import Model
 
-        result = run_evaluate(model_dir, data_dir)
+        model = Model.load(model_dir)
+        result = run_evaluate(model, data_dir)
         out = _stdout()
         out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (macro F1 {result['macro_f1']:.3f})")
         table = Table()
@@ -278,6 +295,14 @@ def evaluate(
         if json_out:
             write_json_atomic(json_out, result)
             out.print(f"results written to {json_out}")
+        if report:
+            from imgclf.report import from_evaluation, write_report
+
+            results = from_evaluation(result, model)
+            results["info"]["command"] = "imgclf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}",
+                                 png_prefix=f"{report.stem}-")
+            out.print(f"report written to {report} (plots: {', '.join(f.name for f in files[1:])})", markup=False)
 
     _run(body)
 
@@ -289,6 +314,7 @@ def serve(
     port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on."),
     workers: int = typer.Option(1, min=1, help="Server processes; each loads the model and shares the cores."),
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest accepted upload (a photo or a batch request), MB."),
+    max_megapixels: float = typer.Option(80.0, min=0.01, help="Largest image decoded; bigger ones get 422."),
     access_log: bool = typer.Option(True, help="Log every request."),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
 ) -> None:
@@ -305,7 +331,7 @@ def serve(
         if workers == 1:
             from imgclf.serve.app import create_app
 
-            application = create_app(model_dir, max_upload_mb=max_upload_mb, threads=threads)
+            application = create_app(model_dir, max_upload_mb=max_upload_mb, threads=threads, max_megapixels=max_megapixels)
             print(f"serving {model_dir} at {where}/ (API docs at {where}/docs)", file=sys.stderr, flush=True)
             uvicorn.run(application, **opts)
         else:
@@ -316,6 +342,7 @@ def serve(
                 IMGCLF_SERVE_MODEL_DIR=str(model_dir.resolve()),
                 IMGCLF_SERVE_MAX_UPLOAD_MB=str(max_upload_mb),
                 IMGCLF_SERVE_THREADS=str(threads),
+                IMGCLF_SERVE_MAX_MEGAPIXELS=str(max_megapixels),
             )
             print(f"serving {model_dir} at {where}/ with {workers} workers (API docs at {where}/docs)",
                   file=sys.stderr, flush=True)

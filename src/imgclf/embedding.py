@@ -15,8 +15,8 @@ from imgclf.errors import ImageError
 from imgclf.images import read_bytes
 from imgclf.pipeline import DEFAULT_BATCH, cpu_count, create_session, file_loader, run_batched
 
-#: Called as ``progress(done, total)`` while embedding.
-Progress = Callable[[int, int], None]
+#: Called as ``progress(done, total)`` while embedding (later stages add ``stage=`` and ``info=``).
+Progress = Callable[..., None]
 
 
 @dataclass

@@ -1,69 +1,255 @@
-"""The model card (``README.md`` in a model folder): what the model is, how good, how to use it."""
+"""The model card (``README.md`` in a model folder): what the model is for, how good, its limits, how to run it."""
 
 from __future__ import annotations
+
+import math
+
+#: Classes whose recall on the measured split is below this are listed as a known limitation.
+LOW_RECALL = 0.7
+
+#: Runs the model with ONNX Runtime, NumPy and Pillow only (tested in tests/test_report.py): imgclf's
+#: preprocessing, step by step — upright RGB, shorter side to floor(size / crop_pct), centre crop
+#: with torchvision's rounding, /255, mean/std, CHW.
+ONNX_SNIPPET = '''\
+import json, math, sys
+import numpy as np, onnxruntime as ort
+from PIL import Image, ImageOps
+
+model_dir, photo = sys.argv[1], sys.argv[2]
+meta = json.load(open(f"{model_dir}/imgclf.json"))
+p, labels = meta["preprocessing"], meta["labels"]
+img = ImageOps.exif_transpose(Image.open(photo)).convert("RGB")
+w, h, s = *img.size, math.floor(p["input_size"] / p["crop_pct"])  # shorter side -> s
+img = img.resize((s, int(s * h / w)) if w <= h else (int(s * w / h), s), getattr(Image.Resampling, p["interpolation"].upper()))
+c, (w, h) = p["input_size"], img.size
+left, top = int(round((w - c) / 2.0)), int(round((h - c) / 2.0))  # centre crop
+x = (np.asarray(img.crop((left, top, left + c, top + c)), np.float32) / 255 - p["mean"]) / p["std"]
+session = ort.InferenceSession(f"{model_dir}/model.onnx", providers=["CPUExecutionProvider"])
+probs = session.run(["probabilities"], {"input": x.transpose(2, 0, 1)[None].astype(np.float32)})[0][0]
+for i in np.argsort(-probs)[:5]:
+    print(f"{labels[i]}\\t{probs[i]:.6f}")
+'''
 
 
 def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f} %"
 
 
+def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion ``p`` measured on ``n`` trials."""
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _md(s) -> str:
+    """Text safe inside a Markdown table cell or line."""
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
 def render_card(meta: dict, metrics: dict) -> str:
     """Markdown model card from the model's metadata and metrics."""
+    from imgclf.report.calibration import from_photos
+    from imgclf.report.results import reported_split
+
     labels = meta["labels"]
     counts = metrics["counts"]
-    rows = "\n".join(
-        f"| {lab} | {c['train']} | {c['val']} | {c['test']} |" for lab, c in counts.items()
-    )
+    split = reported_split(metrics)
+    m = metrics.get(split) or {}
     test, val = metrics.get("test") or {}, metrics.get("val") or {}
-    per_class = ""
-    if test.get("per_class"):
-        per_class = "\n\nPer class on the test split:\n\n| label | precision | recall | F1 | support |\n|---|---|---|---|---|\n" + "\n".join(
-            f"| {lab} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |" for lab, m in test["per_class"].items()
-        )
-    skipped = metrics.get("skipped") or []
-    skipped_txt = f"\n\n{len(skipped)} file(s) were skipped (see `metrics.json`)." if skipped else ""
-    warnings = "".join(f"\n- {w}" for w in metrics.get("warnings") or [])
-    warnings_block = f"\n\nData warnings:{warnings}" if warnings else ""
-    bb = meta["backbone"]
-    pre = meta["preprocessing"]
-    return f"""# imgclf model: {', '.join(labels)}
+    calib = from_photos(m.get("photos") or [])
+    bb, pre = meta["backbone"], meta["preprocessing"]
+    sections = [
+        _intro(meta, labels),
+        _classes(counts),
+        _split_section(meta, metrics, counts),
+        _metrics(metrics, split, m, test, val, calib),
+        _limitations(labels, split, m, calib, metrics),
+        _made(meta, bb),
+        _usage(meta, labels, pre, split),
+    ]
+    return "\n\n".join(s.strip("\n") for s in sections if s) + "\n"
+
+
+def _intro(meta: dict, labels: list[str]) -> str:
+    return f"""# imgclf model: {_md(', '.join(labels))}
 
 An image classifier trained with imgclf {meta['imgclf_version']} on {meta['created']}.
-It tells which of {len(labels)} labels a photo shows: {', '.join(labels)}.
-Intended use: photos like the ones it was trained on; a photo of anything else still gets one of these labels.
+It tells which of {len(labels)} labels a photo shows: {_md(', '.join(labels))}.
 
-## Data
+## Intended use
 
-| label | train | val | test |
-|---|---|---|---|
+- **For:** photos like the ones it was trained on (same kind of subject, framing, lighting and camera), to sort,
+  tag or pre-screen them.
+- **Not for:** photos of anything else. The model has no "none of these" answer: a photo of something outside
+  its {len(labels)} labels still gets one of them, often with high confidence.
+- **Not for:** decisions about people or decisions with consequences, without a person checking the results.
+  Its accuracy was measured only on held-out photos from the same collection as the training data."""
+
+
+def _classes(counts: dict) -> str:
+    rows = "\n".join(
+        f"| {_md(lab)} | {c['train']} | {c['val']} | {c['test']} | {sum(c.values())} |" for lab, c in counts.items()
+    )
+    tot = {s: sum(c[s] for c in counts.values()) for s in ("train", "val", "test")}
+    return f"""## Classes
+
+| label | train | val | test | total |
+|---|---:|---:|---:|---:|
 {rows}
-{skipped_txt}{warnings_block}
+| **total** | {tot['train']} | {tot['val']} | {tot['test']} | {sum(tot.values())} |"""
 
-## Metrics
 
-- validation accuracy: {_pct(val.get('accuracy'))} ({val.get('n', 0)} photos)
-- test accuracy: {_pct(test.get('accuracy'))} ({test.get('n', 0)} photos){per_class}
+def _split_section(meta: dict, metrics: dict, counts: dict) -> str:
+    data = meta.get("data") or {}
+    if data.get("given_splits"):
+        how = "The photos came in `train/`, `val/` and `test/` folders; those splits were used as given."
+    else:
+        how = ("Each photo's split comes from a stable hash of its path inside its label folder, so adding photos "
+               "later never moves an existing photo between train and test.")
+    lines = [
+        "## Data split",
+        "",
+        f"Data folder: `{_md(data.get('root', '?'))}`. {how} The head is fitted on the train split, its "
+        "regularisation is chosen on the validation split (or by cross-validation on the train split when the "
+        "validation split is too small), and the test split is used for nothing but the numbers below.",
+    ]
+    skipped = metrics.get("skipped") or []
+    notes = []
+    if skipped:
+        notes.append(f"{len(skipped)} file(s) were skipped (unreadable, or duplicates with conflicting labels); "
+                     "`metrics.json` and `report.html` list them with reasons.")
+    for w in metrics.get("warnings") or []:
+        notes.append(_md(w))
+    for kind, text in (("duplicates", "exact duplicate(s) were found"), ("leakage", "photo(s) leak between train and test")):
+        if metrics.get(kind):
+            notes.append(f"{len(metrics[kind])} {text} (see `report.html`).")
+    if notes:
+        lines += ["", "Data warnings:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines)
 
-## How it was made
 
-- backbone: `{bb['name']}` (timm `{bb['timm_name']}`, weights: {bb['weights']}), {bb['dim']}-D embeddings
-- head: softmax linear classifier on L2-normalised embeddings, C = {meta['head']['C']}, class-balanced
-- command: `{meta['command']}`
+def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, calib: dict | None) -> str:
+    lines = [
+        "## Metrics",
+        "",
+        f"- validation accuracy: {_pct(val.get('accuracy'))} ({val.get('n', 0)} photos)",
+        f"- test accuracy: {_pct(test.get('accuracy'))} ({test.get('n', 0)} photos)",
+    ]
+    if not split:
+        lines += ["", "No photos were held out, so the model's accuracy is unmeasured."]
+        return "\n".join(lines)
+    where = "test" if split == "test" else "validation"
+    if m.get("macro_f1") is not None:
+        lines.append(f"- macro-F1 on the {where} split: {m['macro_f1']:.3f}")
+    if calib:
+        lines.append(f"- expected calibration error (ECE) on the {where} split: {calib['ece']:.3f}")
+    if m.get("per_class"):
+        cm = m.get("confusion_matrix") or []
+        lines += ["", f"Per class on the {where} split (– : no photos of the class, or never predicted):", "",
+                  "| label | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+        for i, (lab, c) in enumerate(m["per_class"].items()):
+            predicted = sum(row[i] for row in cm) if cm else 1
+            prec = f"{c['precision']:.3f}" if predicted else "–"
+            rec, f1 = (f"{c['recall']:.3f}", f"{c['f1']:.3f}") if c["support"] else ("–", "–")
+            lines.append(f"| {_md(lab)} | {prec} | {rec} | {f1} | {c['support']} |")
+    lines += [
+        "",
+        f"Confusion matrix on the {where} split (rows: true label, columns: predicted):",
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "[`report.html`](report.html) in this folder shows the confusion matrix with the photos in each cell, "
+        "the misclassified photos with their top predictions, and a reliability diagram.",
+    ]
+    return "\n".join(lines)
 
-## How to use it
+
+def _limitations(labels: list[str], split: str | None, m: dict, calib: dict | None, metrics: dict) -> str:
+    items = ["It always answers one of its labels, even for photos of something else; check the confidence, "
+             "and treat low-confidence answers as \"don't know\"."]
+    if split:
+        where = "test" if split == "test" else "validation"
+        cm = m.get("confusion_matrix") or []
+        per_class = m.get("per_class") or {}
+        absent = [lab for lab in labels if not (per_class.get(lab) or {}).get("support")]
+        for i, lab in enumerate(labels):
+            c = per_class.get(lab) or {}
+            if c.get("support") and c["recall"] < LOW_RECALL:
+                off = [(cm[i][j], labels[j]) for j in range(len(labels)) if j != i and cm[i][j]] if cm else []
+                confused = f", most often mistaken for {_md(max(off)[1])}" if off else ""
+                items.append(f"Low recall for **{_md(lab)}**: {c['recall']:.0%} of its {c['support']} {where} photos "
+                             f"were recognised{confused}.")
+        if absent:
+            items.append(f"No {where} photos of {_md(', '.join(absent))}: how well the model recognises "
+                         f"{'this class' if len(absent) == 1 else 'these classes'} is unmeasured.")
+        n, acc = m.get("n", 0), m.get("accuracy")
+        if acc is not None and n < 100:
+            lo, hi = _wilson(acc, n)
+            items.append(f"The {where} split has only {n} photos: the accuracy of {acc:.0%} is a rough estimate "
+                         f"(95% interval {lo:.0%} to {hi:.0%}). More photos per label give firmer numbers.")
+        if calib:
+            gap = calib["mean_confidence"] - calib["accuracy"]
+            if abs(gap) < 0.02:
+                cal = "its confidence matched its accuracy closely"
+            elif gap > 0:
+                cal = (f"it was over-confident: mean confidence {calib['mean_confidence']:.0%}, "
+                       f"accuracy {calib['accuracy']:.0%}")
+            else:
+                cal = (f"it was under-confident: mean confidence {calib['mean_confidence']:.0%}, "
+                       f"accuracy {calib['accuracy']:.0%}")
+            items.append(f"Calibration: expected calibration error {calib['ece']:.3f} on the {where} split; {cal}. "
+                         "Read confidences as a ranking more than as probabilities.")
+    if metrics.get("warnings") or metrics.get("leakage"):
+        items.append("The data warnings above may make the measured numbers optimistic or skewed.")
+    return "## Known limitations\n\n" + "\n".join(f"- {i}" for i in items)
+
+
+def _made(meta: dict, bb: dict) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())
+    return f"""## How it was made
+
+- backbone: `{bb['name']}` (timm `{bb['timm_name']}`, weights: {_md(bb['weights'])}), {bb['dim']}-D embeddings
+- head: softmax linear classifier on L2-normalised embeddings, C = {meta['head']['C']}, class-balanced, seed {meta['head'].get('seed', 0)}
+- created: {meta['created']} with imgclf {meta['imgclf_version']}{f" ({versions})" if versions else ""}
+- exact command:
 
 ```
-imgclf predict {{this folder}} photo.jpg
+{meta['command']}
+```"""
+
+
+def _usage(meta: dict, labels: list[str], pre: dict, split: str | None) -> str:
+    size = pre["input_size"]
+    return f"""## How to use it
+
+Command line, with imgclf installed:
+
 ```
+imgclf predict path/to/this/folder photo.jpg --top-k 3
+imgclf evaluate path/to/this/folder labelled_photos/ --report results.html
+```
+
+Python, with imgclf:
 
 ```python
 import imgclf
+
 model = imgclf.load("path/to/this/folder")
-print(model.predict(["photo.jpg"])[0].to_dict())
+for p in model.predict(["photo.jpg"], top_k=3):
+    print(p.path, p.label, p.confidence, p.top_k)
 ```
 
-`model.onnx` maps a preprocessed batch `input` (N, 3, {pre['input_size']}, {pre['input_size']}) to `probabilities`
-(N, {len(labels)}) in the order of `labels.json`. Preprocessing: resize the shorter side to
-floor({pre['input_size']} / {pre['crop_pct']}) with {pre['interpolation']} interpolation, centre-crop
-{pre['input_size']}, scale to [0, 1], subtract mean {list(pre['mean'])} and divide by std {list(pre['std'])}.
-"""
+### Plain ONNX Runtime (no imgclf)
+
+`model.onnx` maps a preprocessed batch `input` (N, 3, {size}, {size}) to `probabilities` (N, {len(labels)})
+in the order of `labels.json`, and to `embedding`. The preprocessing is in `imgclf.json`: resize the shorter
+side to floor({size} / {pre['crop_pct']}) = {math.floor(size / pre['crop_pct'])} with {pre['interpolation']}
+interpolation, centre-crop {size} × {size}, scale to [0, 1], subtract mean {list(pre['mean'])}, divide by std
+{list(pre['std'])}, channels first. This script needs only `onnxruntime`, `numpy` and `Pillow`
+(imgclf also flattens transparent images onto white); run it as `python predict_onnx.py path/to/this/folder photo.jpg`:
+
+```python
+{ONNX_SNIPPET.rstrip()}
+```"""

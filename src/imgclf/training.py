@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -22,12 +24,14 @@ from imgclf.datasets import SPLITS, Dataset, Skipped, ensure_training_photos, sc
 from imgclf.duplicates import find_duplicates
 from imgclf.embedding import Progress, embed_files
 from imgclf.errors import ImgclfError
+from imgclf.finetune import FineTuneConfig
 from imgclf.files import atomic_directory, write_json_atomic
 from imgclf.fusion import fuse
 from imgclf.head import LinearHead, fit_head
 from imgclf.metrics import summarize
 from imgclf.model import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE
 from imgclf.model_card import render_card
+from imgclf.report import REPORT_FILE, from_training, write_report
 
 #: A label needs at least this many readable photos to be trained and validated.
 MIN_PHOTOS_PER_LABEL = 2
@@ -65,6 +69,7 @@ def train(
     cache_dir: str | os.PathLike | None = None,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    fine_tune: bool | FineTuneConfig = False,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
@@ -72,6 +77,7 @@ def train(
     """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
 
     ``data_dir`` holds ``<label>/<images>`` or ``train|val|test/<label>/<images>``.
+    ``fine_tune`` (True or a :class:`FineTuneConfig`) trains the backbone's last blocks too.
     ``progress(done, total)`` is called while embedding and ``log(message)`` before slow steps.
     Raises :class:`ImgclfError` for data the classifier cannot be trained on.
     """
@@ -100,10 +106,27 @@ def train(
     split = np.array([p.split for p in photos])
     tr, va, te = (split == s for s in SPLITS)
     head = fit_head(vectors[tr], y[tr], len(dataset.labels), vectors[va], y[va], seed=seed)
+    paths = np.array([p.path for p in photos], dtype=object)
+    probs = {name: head.probabilities(vectors[m]) for name, m in (("train", tr), ("val", va), ("test", te))}
+    write_onnx = partial(_fuse_onnx, bb, head, dataset.labels)
+    tuned = None
+    if fine_tune:
+        from imgclf import finetune
+
+        config = fine_tune if isinstance(fine_tune, finetune.FineTuneConfig) else finetune.FineTuneConfig(seed=seed)
+        tuned = finetune.fine_tune(
+            bb, head, list(zip(paths[tr], y[tr])), list(zip(paths[va], y[va])), config, progress=progress, log=log
+        )
+        tuned_onnx = cache_root / "tmp" / f"fine-tuned-{os.getpid()}.onnx"
+        tuned_onnx.parent.mkdir(parents=True, exist_ok=True)
+        finetune.export_onnx(tuned.model, bb.preprocessing.input_size, tuned_onnx)
+        for name, m in (("val", va), ("test", te)):  # scored by the exact model that ships
+            probs[name] = finetune.onnx_probabilities(tuned_onnx, list(paths[m]), bb.preprocessing)
+        write_onnx = partial(_move_file, tuned_onnx)
     metrics = {
-        "train": _split_metrics(head, vectors[tr], y[tr], photos, tr, dataset.labels, detail=False),
-        "val": _split_metrics(head, vectors[va], y[va], photos, va, dataset.labels),
-        "test": _split_metrics(head, vectors[te], y[te], photos, te, dataset.labels),
+        "train": _split_metrics(probs["train"], y[tr], paths[tr], dataset.labels, detail=False),
+        "val": _split_metrics(probs["val"], y[va], paths[va], dataset.labels),
+        "test": _split_metrics(probs["test"], y[te], paths[te], dataset.labels),
         "counts": counts,
         "skipped": [s.to_dict() for s in skipped],
         "duplicates": [s.to_dict() for s in dups.duplicates],
@@ -112,10 +135,16 @@ def train(
         "head": {"type": "softmax-linear", "C": head.C, "class_weight": "balanced", "seed": seed},
         "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) + len(emb.errors) - emb.n_computed},
     }
+    if tuned is not None:
+        metrics["fine_tune"] = {**asdict(config), "best_epoch": tuned.best_epoch, "history": tuned.history,
+                                "seconds": round(tuned.seconds, 1), "estimated_seconds": round(tuned.estimate_seconds, 1)}
+        metrics["train"] = None  # the probe's training accuracy says nothing about the fine-tuned network
     seconds = time.perf_counter() - start
     metrics["train_seconds"] = round(seconds, 3)
     meta = _metadata(bb, dataset, head, seed, command)
-    _write_model(model_dir, bb, head, dataset.labels, meta, metrics)
+    if tuned is not None:
+        meta["head"]["fine_tuned"] = True
+    _write_model(model_dir, write_onnx, dataset.labels, meta, metrics)
     return TrainResult(model_dir, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed)
 
 
@@ -152,21 +181,26 @@ def _imbalance_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
     return []
 
 
-def _split_metrics(head: LinearHead, x, y, photos, mask, labels, detail: bool = True) -> dict | None:
+def _split_metrics(probs: np.ndarray, y: np.ndarray, paths, labels: list[str], detail: bool = True) -> dict | None:
     if len(y) == 0:
         return None
-    probs = head.probabilities(x)
     pred = probs.argmax(1)
     out = summarize(y, pred, labels)
     if detail:
-        paths = [p for p, m in zip(photos, mask) if m]
         out["misclassified"] = sorted(
             (
-                {"path": str(paths[i].path), "label": labels[y[i]], "predicted": labels[pred[i]], "confidence": round(float(probs[i, pred[i]]), 6)}
+                {"path": str(paths[i]), "label": labels[y[i]], "predicted": labels[pred[i]], "confidence": round(float(probs[i, pred[i]]), 6)}
                 for i in np.flatnonzero(pred != y)
             ),
             key=lambda m: -m["confidence"],
         )
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :3]
+        out["photos"] = [  # per photo, for the report and the model card's calibration
+            {"path": str(paths[i]), "label": labels[y[i]], "predicted": labels[pred[i]],
+             "confidence": round(float(probs[i, pred[i]]), 6), "label_confidence": round(float(probs[i, y[i]]), 6),
+             "top_k": [{"label": labels[j], "confidence": round(float(probs[i, j]), 6)} for j in top[i]]}
+            for i in range(len(y))
+        ]
     else:
         del out["confusion_matrix"], out["per_class"]
     return out
@@ -202,10 +236,19 @@ def _training_versions() -> dict:
     return out
 
 
-def _write_model(model_dir: Path, bb: Backbone, head: LinearHead, labels: list[str], meta: dict, metrics: dict) -> None:
+def _move_file(src: Path, dst: Path) -> None:
+    shutil.move(src, dst)
+
+
+def _fuse_onnx(bb: Backbone, head: LinearHead, labels: list[str], out_path: Path) -> None:
+    fuse(bb.onnx_path, head, labels, out_path, {"imgclf_preprocessing": json.dumps(bb.preprocessing.to_dict())})
+
+
+def _write_model(model_dir: Path, write_onnx: Callable[[Path], None], labels: list[str], meta: dict, metrics: dict) -> None:
     with atomic_directory(model_dir) as tmp:
-        fuse(bb.onnx_path, head, labels, tmp / MODEL_FILE, {"imgclf_preprocessing": json.dumps(meta["preprocessing"])})
+        write_onnx(tmp / MODEL_FILE)
         write_json_atomic(tmp / LABELS_FILE, labels)
         write_json_atomic(tmp / META_FILE, meta)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         (tmp / CARD_FILE).write_text(render_card(meta, metrics), encoding="utf-8")
+        write_report(tmp / REPORT_FILE, from_training(meta, metrics), title=f"imgclf model {model_dir.name}: training report")

@@ -48,6 +48,8 @@ class Backbone:
     onnx_path: Path
     preprocessing: Preprocessing
     dim: int
+    #: The weights file the torch model is built from (``None``: timm's hub); fine-tuning needs it.
+    weights_path: Path | None = None
 
     def to_dict(self) -> dict:
         return {"name": self.name, "id": self.id, "timm_name": self.timm_name, "weights": self.weights, "dim": self.dim}
@@ -104,7 +106,7 @@ def resolve(
         key = "hub"
     backbone_id = f"{name}-{key}-e{_EXPORT_FORMAT}"
     out_dir = cache_root / "backbones" / backbone_id
-    cached = _load_cached(out_dir, name, backbone_id, timm_name, weights_desc)
+    cached = _load_cached(out_dir, name, backbone_id, timm_name, weights_desc, weights_path)
     if cached is not None:
         return cached
     _check_timm_name(timm_name)
@@ -113,12 +115,14 @@ def resolve(
     from imgclf.backbones.torch_export import export_backbone
 
     export_backbone(timm_name, weights_path, out_dir, builtin=name in BUILTINS and weights is None)
-    cached = _load_cached(out_dir, name, backbone_id, timm_name, weights_desc)
+    cached = _load_cached(out_dir, name, backbone_id, timm_name, weights_desc, weights_path)
     assert cached is not None, "export wrote no backbone"
     return cached
 
 
-def _load_cached(out_dir: Path, name: str, backbone_id: str, timm_name: str, weights_desc: str) -> Backbone | None:
+def _load_cached(
+    out_dir: Path, name: str, backbone_id: str, timm_name: str, weights_desc: str, weights_path: Path | None
+) -> Backbone | None:
     meta_path, onnx_path = out_dir / "backbone.json", out_dir / "backbone.onnx"
     try:
         meta = json.loads(meta_path.read_text())
@@ -132,6 +136,7 @@ def _load_cached(out_dir: Path, name: str, backbone_id: str, timm_name: str, wei
             onnx_path=onnx_path,
             preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
             dim=int(meta["dim"]),
+            weights_path=weights_path,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

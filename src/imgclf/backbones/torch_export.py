@@ -119,7 +119,7 @@ def export_backbone(timm_name: str, weights_path: Path | None, out_dir: Path, bu
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".export-"))
     try:
         onnx_path = tmp / "backbone.onnx"
-        _export(model, x, onnx_path)
+        export_module(model, pre.input_size, onnx_path, ["embedding"])
         meta = {"timm_name": timm_name, "dim": dim, "preprocessing": pre.to_dict(), "onnx_bytes": onnx_path.stat().st_size}
         (tmp / "backbone.json").write_text(json.dumps(meta, indent=2))
         if out_dir.exists():
@@ -129,8 +129,13 @@ def export_backbone(timm_name: str, weights_path: Path | None, out_dir: Path, bu
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _export(model, x, onnx_path: Path) -> None:
-    """Export with torch's dynamo exporter (faster graphs); fall back to the TorchScript exporter."""
+def export_module(module, input_size: int, onnx_path: Path, output_names: list[str], fast: bool = False) -> None:
+    """Export ``module`` (``input`` (N, 3, S, S) → ``output_names``) to ONNX with a dynamic batch.
+
+    torch's dynamo exporter gives faster graphs here (measured 140 vs 90 img/s for
+    EfficientNet-Lite0 in ONNX Runtime) but takes ~15 s; ``fast`` (or its failure) uses
+    the TorchScript exporter, which takes ~1 s.
+    """
     import contextlib
     import io
     import logging
@@ -138,19 +143,30 @@ def _export(model, x, onnx_path: Path) -> None:
     import torch
 
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    names = {"input_names": ["input"], "output_names": ["embedding"]}
+    x = torch.zeros(2, 3, input_size, input_size)
+    names = {"input_names": ["input"], "output_names": output_names}
+    if fast:
+        _export_torchscript(module, x, onnx_path, names)
+        return
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             program = torch.onnx.export(
-                model, (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                module, (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
                 external_data=False, **names,
             )
             program.save(str(onnx_path), external_data=False)
         return
     except Exception:
         onnx_path.unlink(missing_ok=True)
-    with contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(
-            model, (x,), str(onnx_path), dynamo=False, opset_version=17,
-            dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}}, **names,
-        )
+    _export_torchscript(module, x, onnx_path, names)
+
+
+def _export_torchscript(module, x, onnx_path: Path, names: dict) -> None:
+    import contextlib
+    import io
+
+    import torch
+
+    axes = {name: {0: "batch"} for name in [*names["input_names"], *names["output_names"]]}
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        torch.onnx.export(module, (x,), str(onnx_path), dynamo=False, opset_version=17, dynamic_axes=axes, **names)

@@ -1,0 +1,483 @@
+"""One self-contained HTML page from a results dict: no external URL, photos and plots as ``data:`` URIs.
+
+Everything that comes from file names or labels goes through :func:`html.escape`; a
+Content-Security-Policy forbids the page to load anything from anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import defaultdict
+from html import escape
+
+#: Misclassified photos embedded with a thumbnail (worst first); the rest are listed as text.
+MAX_MISCLASSIFIED = 200
+#: Misclassified photos listed at all.
+MAX_MISCLASSIFIED_LISTED = 2000
+#: Thumbnails per confusion-matrix cell, and in all cells together.
+PER_CELL = 8
+MAX_CELL_THUMBS = 400
+#: A class with recall below this is flagged in the per-class table.
+LOW_RECALL = 0.7
+
+
+def _e(s) -> str:
+    return escape(str(s), quote=True)
+
+
+def _pct(v, digits: int = 1) -> str:
+    return "n/a" if v is None else f"{100 * v:.{digits}f} %"
+
+
+def _num(v, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _png_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _date(s) -> str:
+    if not s:
+        return "n/a"
+    s = str(s).replace("T", " ")
+    return s[:16] + " UTC" if s.endswith("+00:00") else s
+
+
+def _seconds(s) -> str:
+    if s is None:
+        return "n/a"
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def render(results: dict, title: str, figures: dict, calibration: dict | None, thumbs, version: str = "") -> str:
+    """The report page. ``figures`` maps ``confusion``/``confusion_normalized`` to ``(png, cell boxes)`` and
+    ``reliability`` to a PNG; ``thumbs(path)`` returns a thumbnail ``data:`` URI or None."""
+    labels = results["labels"]
+    index = {lab: i for i, lab in enumerate(labels)}
+    photos = results.get("photos") or []
+    wrong = sorted((p for p in photos if p["predicted"] != p["label"]), key=lambda p: -p["confidence"])
+    miss_id = {id(p): f"miss-{k}" for k, p in enumerate(wrong)}
+    cells = defaultdict(list)
+    for p in photos:
+        if p["label"] in index and p["predicted"] in index:
+            cells[(index[p["label"]], index[p["predicted"]])].append(p)
+    n = results.get("n") or 0
+    parts = [
+        _head(title),
+        _header(results, title, calibration),
+        _nav(n, calibration),
+    ]
+    if n:
+        parts += [
+            _confusion(results, figures, cells, thumbs, miss_id),
+            _per_class(results),
+            _misclassified(wrong, thumbs, n),
+            _calibration(calibration, figures, results),
+        ]
+    else:
+        parts.append('<section><p class="note">No held-out photos were measured, so there is no accuracy, '
+                     'confusion matrix or calibration to show. Add photos (or a <code>test/</code> folder) '
+                     'and train again.</p></section>')
+    parts.append(_data(results))
+    parts.append(_footer(results, version))
+    return "\n".join(parts) + "\n</main>\n" + _SCRIPT + "\n</body>\n</html>\n"
+
+
+def _head(title: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta name="generator" content="imgclf">
+<title>{_e(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<main>"""
+
+
+def _header(results: dict, title: str, calibration: dict | None) -> str:
+    info = results.get("info") or {}
+    n = results.get("n") or 0
+    correct = sum(results["confusion_matrix"][i][i] for i in range(len(results["labels"]))) if n else 0
+    if results.get("kind") == "training":
+        split = results.get("split")
+        what = (f"the <b>{_e(split)}</b> split held out from training ({n} photos)" if split
+                else "no held-out photos")
+        extra = ""
+        if split == "test" and results.get("val_n"):
+            extra = f" · validation accuracy {_pct(results.get('val_accuracy'))} on {results['val_n']} photos"
+        sub = f"Measured on {what}{extra}."
+    else:
+        sub = f"Measured on <code>{_e(info.get('data') or '?')}</code> ({n} photos)."
+        if info.get("model_dir"):
+            sub += f" Model: <code>{_e(info['model_dir'])}</code>."
+    tiles = [
+        ("accuracy", _pct(results.get("accuracy")), f"{correct} of {n} right" if n else ""),
+        ("macro-F1", _num(results.get("macro_f1")), "mean F1 over classes"),
+        ("photos", str(n), f"{len(results['labels'])} classes"),
+        ("ECE", _num(calibration["ece"]) if calibration else "n/a", "calibration error, lower is better"),
+        ("backbone", _e(info.get("backbone") or "n/a"), ""),
+        ("training time", _seconds(info.get("training_seconds")), ""),
+        ("date", _e(_date(info.get("date"))[:10]), _e(_date(info.get("date"))[11:])
+         + (" · model trained " + _e(_date(info.get("model_created"))[:10])
+            if results.get("kind") == "evaluation" and info.get("model_created") else "")),
+    ]
+    tiles_html = "".join(
+        f'<div class="tile{" wide" if len(v) > 14 else ""}" data-key="{_e(k)}"><div class="k">{_e(k)}</div>'
+        f'<div class="v{" txt" if len(v) > 9 else ""}">{v}</div>'
+        f'<div class="s">{s}</div></div>' for k, v, s in tiles
+    )
+    return f'<header><h1>{_e(title)}</h1><p class="sub">{sub}</p><div class="tiles" id="headline">{tiles_html}</div></header>'
+
+
+def _nav(n: int, calibration) -> str:
+    links = []
+    if n:
+        links += [("confusion", "Confusion matrix"), ("per-class", "Per class"), ("misclassified", "Misclassified"),
+                  ("calibration", "Calibration")]
+    links.append(("data", "Data"))
+    return '<nav>' + " ".join(f'<a href="#{k}">{v}</a>' for k, v in links) + '</nav>'
+
+
+def _confusion(results: dict, figures: dict, cells, thumbs, miss_id) -> str:
+    labels = results["labels"]
+    cm = results["confusion_matrix"]
+    imgs = []
+    for key, img_id, alt in (("confusion", "confusion-matrix", "confusion matrix, counts"),
+                             ("confusion_normalized", "confusion-matrix-normalized", "confusion matrix, row-normalised")):
+        if key not in figures:
+            continue
+        png, boxes = figures[key]
+        links = []
+        for (i, j), (left, top, w, h) in boxes.items():
+            count = cm[i][j]
+            if not count:
+                continue
+            tip = f"true {labels[i]}, predicted {labels[j]}: {count} photo{'s' if count != 1 else ''}"
+            links.append(f'<a class="cell" href="#cell-{i}-{j}" title="{_e(tip)}" aria-label="{_e(tip)}" data-count="{count}" '
+                         f'style="left:{left}%;top:{top}%;width:{w}%;height:{h}%"></a>')
+        imgs.append(f'<figure><div class="cm"><img id="{img_id}" src="{_png_uri(png)}" alt="{_e(alt)}">{"".join(links)}</div></figure>')
+    groups = []
+    budget = MAX_CELL_THUMBS
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            count = cm[i][j]
+            if not count:
+                continue
+            members = cells.get((i, j), [])
+            # Wrong cells: most confident mistakes first; right cells: the least sure first (the near misses).
+            members = sorted(members, key=(lambda p: -p["confidence"]) if i != j else (lambda p: p["confidence"]))
+            items = []
+            for p in members[:PER_CELL]:
+                uri = thumbs(p["path"]) if budget > 0 else None
+                if uri:
+                    budget -= 1
+                target = miss_id.get(id(p))
+                inner = (f'<img src="{uri}" alt="{_e(p["path"])}" loading="lazy">' if uri
+                         else f'<span class="name">{_e(_basename(p["path"]))}</span>')
+                body = f'{inner}<span class="c">{_pct(p["confidence"], 0)}</span>'
+                tip = f'{p["path"]} ({100 * p["confidence"]:.1f} % {p["predicted"]})'
+                items.append(f'<a class="ph" href="#{target}" title="{_e(tip)}">{body}</a>' if target
+                             else f'<span class="ph" title="{_e(tip)}">{body}</span>')
+            more = len(members) - PER_CELL
+            if more > 0:
+                items.append(f'<span class="more">and {more} more</span>')
+            kind = "right" if i == j else "wrong"
+            head = (f'<b>{_e(labels[i])}</b> → <b>{_e(labels[j])}</b> · {count} photo{"s" if count != 1 else ""}'
+                    + (" (correct; least confident first)" if i == j else " (wrong; most confident first)"))
+            groups.append(f'<div class="group {kind}" id="cell-{i}-{j}" data-true="{_e(labels[i])}" data-predicted="{_e(labels[j])}" '
+                          f'data-count="{count}"><h3>{head}</h3><div class="strip">{"".join(items)}</div></div>')
+    return (
+        '<section id="confusion"><h2>Confusion matrix</h2>'
+        '<p class="note">Rows are the true labels, columns the predictions; the diagonal is right. '
+        'Click a cell to see its photos.</p>'
+        f'<div class="figs{" many" if len(labels) > 12 else ""}">{"".join(imgs)}</div>'
+        f'<h3 class="sect">Photos by cell</h3><div class="groups">{"".join(groups)}</div></section>'
+    )
+
+
+def _basename(path: str) -> str:
+    return str(path).replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _per_class(results: dict) -> str:
+    labels = results["labels"]
+    cm = results["confusion_matrix"]
+    counts = results.get("counts")
+    rows = []
+    for i, lab in enumerate(labels):
+        m = results["per_class"].get(lab) or {}
+        off = [(cm[i][j], labels[j]) for j in range(len(labels)) if j != i and cm[i][j]]
+        confused = max(off)[1] if off else ""
+        confused_n = max(off)[0] if off else 0
+        low = m.get("support") and m.get("recall") is not None and m["recall"] < LOW_RECALL
+        train = f'<td class="n" data-v="{counts[lab]["train"]}">{counts[lab]["train"]}</td>' if counts else ""
+        predicted = sum(cm[r][i] for r in range(len(labels)))
+        cls = "low" if low else "none" if not m.get("support") else ""
+        tds = []
+        for k in ("precision", "recall", "f1"):
+            # Recall and F1 need photos of the class; precision needs predictions of it.
+            defined = predicted if k == "precision" else m.get("support")
+            v = m.get(k) if defined else None
+            tds.append(f'<td class="n" data-v="{-1 if v is None else v}">{"–" if v is None else _num(v)}{_bar(v)}</td>')
+        tds.append(f'<td class="n" data-v="{m.get("support", 0)}">{m.get("support", 0)}</td>')
+        rows.append(
+            f'<tr data-label="{_e(lab)}"{f" class={cls}" if cls else ""}><td>{_e(lab)}</td>'
+            + "".join(tds)
+            + train
+            + f'<td data-v="{_e(confused)}">{_e(confused)}{f" ({confused_n})" if confused else ""}</td></tr>'
+        )
+    heads = ["label", "precision", "recall", "F1", "support"] + (["train photos"] if counts else []) + ["most confused with"]
+    th = "".join(f'<th scope="col"><button type="button">{h}</button></th>' for h in heads)
+    return (
+        '<section id="per-class"><h2>Per class</h2>'
+        f'<p class="note">Click a column to sort. Rows with recall below {LOW_RECALL:.0%} are marked red; '
+        '“–” means the class had no photos (recall, F1) or was never predicted (precision) here.</p>'
+        f'<table class="sortable" id="per-class-table"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table></section>'
+    )
+
+
+def _bar(v) -> str:
+    if v is None:
+        return ""
+    return f'<span class="mini"><span style="width:{100 * v:.1f}%"></span></span>'
+
+
+def _topk_bars(p: dict) -> str:
+    rows = []
+    shown = set()
+    for t in p.get("top_k") or []:
+        cls = "t" if t["label"] == p["label"] else "p" if t["label"] == p["predicted"] else ""
+        shown.add(t["label"])
+        rows.append(_bar_row(t["label"], t["confidence"], cls))
+    if p["label"] not in shown and p.get("label_confidence") is not None:
+        rows.append(_bar_row(p["label"], p["label_confidence"], "t"))
+    return f'<div class="bars">{"".join(rows)}</div>'
+
+
+def _bar_row(label: str, conf: float, cls: str) -> str:
+    return (f'<div class="br {cls}"><span class="bl">{_e(label)}</span><span class="bt"><span style="width:{100 * conf:.1f}%">'
+            f'</span></span><span class="bv">{100 * conf:.1f} %</span></div>')
+
+
+def _misclassified(wrong: list[dict], thumbs, n: int) -> str:
+    if not wrong:
+        return '<section id="misclassified"><h2>Misclassified photos</h2><p class="note">Every photo was classified correctly.</p></section>'
+    cards = []
+    for k, p in enumerate(wrong[:MAX_MISCLASSIFIED]):
+        uri = thumbs(p["path"])
+        img = f'<img src="{uri}" alt="{_e(p["path"])}" loading="lazy">' if uri else '<div class="noimg">no preview</div>'
+        cards.append(
+            f'<article class="miss" id="miss-{k}" data-path="{_e(p["path"])}" data-label="{_e(p["label"])}" data-predicted="{_e(p["predicted"])}">'
+            f'<div class="thumb">{img}</div><div class="info"><div class="path">{_e(p["path"])}</div>'
+            f'<div class="verdict">true <b class="tl">{_e(p["label"])}</b>, predicted <b class="pl">{_e(p["predicted"])}</b> '
+            f'at {100 * p["confidence"]:.1f} %</div>{_topk_bars(p)}</div></article>'
+        )
+    rest = wrong[MAX_MISCLASSIFIED:MAX_MISCLASSIFIED_LISTED]
+    rest_html = ""
+    if rest:
+        rows = "".join(
+            f'<tr class="miss-row" id="miss-{MAX_MISCLASSIFIED + k}"><td class="path">{_e(p["path"])}</td><td>{_e(p["label"])}</td>'
+            f'<td>{_e(p["predicted"])}</td><td class="n">{100 * p["confidence"]:.1f} %</td></tr>'
+            for k, p in enumerate(rest)
+        )
+        rest_html = (f'<h3 class="sect">The next {len(rest)} (no preview)</h3><table class="plain"><thead><tr><th>photo</th>'
+                     f'<th>true</th><th>predicted</th><th>confidence</th></tr></thead><tbody>{rows}</tbody></table>')
+    unlisted = len(wrong) - MAX_MISCLASSIFIED_LISTED
+    if unlisted > 0:
+        rest_html += f'<p class="note">{unlisted} more are not listed here.</p>'
+    return (
+        f'<section id="misclassified"><h2>Misclassified photos <span class="count">{len(wrong)} of {n}</span></h2>'
+        '<p class="note">Worst first: the most confident mistakes lead. Bars show the top predictions; '
+        '<span class="key t">true label</span> <span class="key p">prediction</span>.</p>'
+        f'<div class="misses">{"".join(cards)}</div>{rest_html}</section>'
+    )
+
+
+def _calibration(calibration: dict | None, figures: dict, results: dict) -> str:
+    if not calibration:
+        return ('<section id="calibration"><h2>Calibration</h2><p class="note">No per-photo confidences were recorded, '
+                'so calibration cannot be shown.</p></section>')
+    over = calibration["mean_confidence"] - calibration["accuracy"]
+    if abs(over) < 0.02:
+        verdict = "Confidence matches accuracy closely on these photos."
+    elif over > 0:
+        verdict = (f"The model is <b>over-confident</b>: its mean confidence ({_pct(calibration['mean_confidence'])}) "
+                   f"exceeds its accuracy ({_pct(calibration['accuracy'])}).")
+    else:
+        verdict = (f"The model is <b>under-confident</b>: its mean confidence ({_pct(calibration['mean_confidence'])}) "
+                   f"is below its accuracy ({_pct(calibration['accuracy'])}).")
+    img = ""
+    if "reliability" in figures:
+        img = f'<figure><img id="reliability-diagram" src="{_png_uri(figures["reliability"])}" alt="reliability diagram"></figure>'
+    rows = "".join(
+        f'<tr><td class="n">≥ {t["threshold"]:.0%}</td><td class="n">{t["accepted"]}</td><td class="n">{t["rejected"]}</td>'
+        f'<td class="n">{_pct(t["accuracy"])}</td></tr>'
+        for t in calibration.get("thresholds") or []
+    )
+    small = (f' With {calibration["n"]} photos, every estimate here is rough.' if calibration["n"] < 100 else "")
+    rejection = ""
+    rej = results.get("rejection")
+    if rej:
+        thr = f' (threshold {_e(rej["threshold"])})' if rej.get("threshold") is not None else ""
+        rejection = (f'<h3 class="sect" id="rejection">Rejected as unknown{thr}</h3><table class="plain"><tbody>'
+                     f'<tr><th>accepted</th><td class="n">{_e(rej.get("accepted", "n/a"))}</td></tr>'
+                     f'<tr><th>rejected</th><td class="n">{_e(rej.get("rejected", "n/a"))}</td></tr></tbody></table>')
+    return (
+        '<section id="calibration"><h2>Calibration</h2><div class="cal">'
+        f'{img}<div><p>Expected calibration error: <b id="ece">{calibration["ece"]:.3f}</b> '
+        '(the average gap between confidence and accuracy, weighted by how many photos fall in each confidence bin; '
+        f'0 means a prediction made with 80 % confidence is right 80 % of the time).</p><p>{verdict}{small}</p>'
+        '<h3 class="sect">If you only trust confident predictions</h3>'
+        '<table class="plain"><thead><tr><th>confidence</th><th>kept</th><th>set aside</th><th>accuracy of kept</th></tr></thead>'
+        f'<tbody>{rows}</tbody></table>{rejection}</div></div></section>'
+    )
+
+
+def _data(results: dict) -> str:
+    parts = []
+    counts = results.get("counts")
+    if counts:
+        rows = "".join(
+            f'<tr><td>{_e(lab)}</td><td class="n">{c["train"]}</td><td class="n">{c["val"]}</td><td class="n">{c["test"]}</td>'
+            f'<td class="n">{sum(c.values())}</td></tr>' for lab, c in counts.items()
+        )
+        tot = {s: sum(c[s] for c in counts.values()) for s in ("train", "val", "test")}
+        rows += (f'<tr class="total"><td>total</td><td class="n">{tot["train"]}</td><td class="n">{tot["val"]}</td>'
+                 f'<td class="n">{tot["test"]}</td><td class="n">{sum(tot.values())}</td></tr>')
+        parts.append('<h3 class="sect">Photos per label and split</h3><table class="plain" id="counts"><thead><tr><th>label</th>'
+                     f'<th>train</th><th>val</th><th>test</th><th>total</th></tr></thead><tbody>{rows}</tbody></table>')
+    warnings = results.get("warnings") or []
+    if warnings:
+        parts.append('<h3 class="sect">Warnings</h3><ul class="warnings">'
+                     + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>")
+    if results.get("unknown_labels"):
+        parts.append('<h3 class="sect">Labels the model does not know (skipped)</h3><p>'
+                     + ", ".join(f"<code>{_e(u)}</code>" for u in results["unknown_labels"]) + "</p>")
+    for key, heading in (("skipped", "Skipped files"), ("duplicates", "Duplicates"), ("leakage", "Train/test leakage")):
+        items = results.get(key) or []
+        if items:
+            rows = "".join(f'<tr><td class="path">{_e(s["path"])}</td><td>{_e(s["reason"])}</td></tr>' for s in items)
+            parts.append(f'<h3 class="sect">{heading} <span class="count">{len(items)}</span></h3>'
+                         f'<table class="plain" id="{key}"><thead><tr><th>file</th><th>reason</th></tr></thead><tbody>{rows}</tbody></table>')
+    if not any(results.get(k) for k in ("warnings", "unknown_labels", "skipped", "duplicates", "leakage")):
+        parts.append('<p class="note">No skipped files and no data warnings.</p>')
+    return '<section id="data"><h2>Data</h2>' + "".join(parts) + "</section>"
+
+
+def _footer(results: dict, version: str) -> str:
+    info = results.get("info") or {}
+    cmd = f' Command: <code>{_e(info["command"])}</code>.' if info.get("command") else ""
+    return f'<footer>Made by imgclf {_e(version)} on {_e(_date(info.get("date")))}.{cmd}</footer>'
+
+
+_CSS = """
+:root{--fg:#111827;--mut:#6b7280;--bd:#e5e7eb;--bg:#f9fafb;--blue:#2563eb;--red:#dc2626;--green:#16a34a}
+*{box-sizing:border-box}
+body{margin:0;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;color:var(--fg);background:var(--bg)}
+main{max-width:1180px;margin:0 auto;padding:24px 28px 48px}
+h1{font-size:26px;margin:0 0 4px}
+h2{font-size:20px;margin:0 0 8px;padding-top:8px}
+h3{font-size:15px;margin:0 0 6px}
+h3.sect{margin:18px 0 8px}
+code{font:13px ui-monospace,"DejaVu Sans Mono",monospace;background:#eef2f7;padding:1px 4px;border-radius:4px;word-break:break-all}
+.sub{color:var(--mut);margin:0 0 16px}
+.note{color:var(--mut);margin:0 0 12px}
+.count{font-weight:normal;color:var(--mut);font-size:14px;margin-left:6px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(125px,1fr));gap:10px}
+.tile{background:#fff;border:1px solid var(--bd);border-radius:10px;padding:10px 12px}
+.tile .k{font-size:12px;text-transform:uppercase;letter-spacing:.04em;color:var(--mut)}
+.tile .v{font-size:22px;font-weight:600;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.tile.wide{grid-column:span 2}
+.tile .v.txt{font-size:16px;line-height:1.3;padding:4px 0 3px}
+.tile.wide .v.txt{white-space:normal;overflow-wrap:anywhere}
+.tile .s{font-size:12px;color:var(--mut);min-height:18px}
+nav{position:sticky;top:0;z-index:5;background:var(--bg);border-bottom:1px solid var(--bd);margin:18px 0;padding:8px 0}
+nav a{margin-right:18px;color:var(--blue);text-decoration:none;font-weight:500}
+section{background:#fff;border:1px solid var(--bd);border-radius:12px;padding:18px 22px;margin:0 0 20px;scroll-margin-top:50px}
+.figs{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
+.figs figure{flex:1 1 420px;max-width:560px}
+.figs .cm,.figs .cm img{width:100%}
+.figs.many{display:block}
+.figs.many figure{max-width:none;overflow-x:auto;margin-bottom:16px}
+.figs.many .cm,.figs.many .cm img{width:auto;max-width:none}
+figure{margin:0;max-width:100%}
+figure img{max-width:100%;height:auto;display:block}
+.cm{position:relative;display:inline-block;max-width:100%}
+.cm img{display:block;max-width:100%;height:auto}
+.cm a.cell{position:absolute;border-radius:2px}
+.cm a.cell:hover,.cm a.cell:focus{outline:2px solid #f59e0b;outline-offset:-2px;background:rgba(245,158,11,.15)}
+.groups{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:10px}
+.group{border:1px solid var(--bd);border-radius:8px;padding:8px 10px;scroll-margin-top:50px}
+.group.wrong{border-left:4px solid var(--red)}
+.group.right{border-left:4px solid var(--green)}
+.group:target,.miss:target{box-shadow:0 0 0 3px #f59e0b}
+.group h3{font-weight:normal;font-size:14px}
+.strip{display:flex;flex-wrap:wrap;gap:6px}
+.ph{position:relative;display:inline-block;text-decoration:none;color:inherit}
+.ph img{height:64px;width:auto;border-radius:4px;display:block}
+.ph .name{display:inline-block;font-size:11px;max-width:120px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap;padding:2px 4px;background:#f3f4f6;border-radius:4px}
+.ph .c{position:absolute;right:2px;bottom:2px;font-size:10px;background:rgba(17,24,39,.75);color:#fff;padding:0 3px;border-radius:3px}
+.ph .name+.c{position:static;margin-left:2px}
+.more{font-size:12px;color:var(--mut);align-self:center}
+table{border-collapse:collapse;font-size:14px}
+th,td{padding:5px 10px;border-bottom:1px solid var(--bd);text-align:left;vertical-align:middle}
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+td.path{font:12px ui-monospace,"DejaVu Sans Mono",monospace;word-break:break-all}
+table.sortable th{padding:0}
+table.sortable th button{font:inherit;font-weight:600;border:0;background:none;padding:6px 10px;cursor:pointer;width:100%;text-align:left}
+table.sortable th[aria-sort=ascending] button::after{content:" ▲"}
+table.sortable th[aria-sort=descending] button::after{content:" ▼"}
+tr.low td:first-child{border-left:4px solid var(--red);font-weight:600}
+tr.none td{color:var(--mut)}
+tr.total td{font-weight:600}
+.mini{display:inline-block;width:60px;height:6px;background:#eef2f7;border-radius:3px;margin-left:8px;vertical-align:middle}
+.mini span{display:block;height:100%;background:var(--blue);border-radius:3px}
+.misses{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:12px}
+.miss{display:flex;gap:12px;border:1px solid var(--bd);border-radius:8px;padding:10px;scroll-margin-top:50px}
+.miss .thumb{flex:0 0 96px}
+.miss .thumb img{width:96px;height:auto;border-radius:4px;display:block}
+.noimg{width:96px;height:72px;background:#f3f4f6;color:var(--mut);font-size:11px;display:flex;align-items:center;justify-content:center;border-radius:4px}
+.miss .info{flex:1;min-width:0}
+.miss .path{font:11px ui-monospace,"DejaVu Sans Mono",monospace;color:var(--mut);word-break:break-all;margin-bottom:2px}
+.verdict{font-size:14px;margin-bottom:6px}
+.tl{color:var(--green)}.pl{color:var(--red)}
+.bars{display:grid;gap:3px}
+.br{display:grid;grid-template-columns:minmax(60px,110px) 1fr 52px;gap:6px;align-items:center;font-size:12px}
+.bl{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.bt{height:10px;background:#eef2f7;border-radius:5px;overflow:hidden}
+.bt span{display:block;height:100%;background:#9ca3af}
+.br.t .bt span{background:var(--green)}.br.p .bt span{background:var(--red)}
+.br.t .bl{color:var(--green);font-weight:600}.br.p .bl{color:var(--red);font-weight:600}
+.bv{text-align:right;font-variant-numeric:tabular-nums}
+.key{display:inline-block;padding:0 6px;border-radius:4px;color:#fff;font-size:12px}
+.key.t{background:var(--green)}.key.p{background:var(--red)}
+.cal{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+.cal>div{flex:1;min-width:300px}
+.cal figure{flex:0 0 auto}
+.cal figure img{width:460px}
+ul.warnings{margin:0;padding-left:20px}
+footer{color:var(--mut);font-size:13px;margin-top:8px}
+@media print{nav{position:static}section{break-inside:avoid-page}}
+"""
+
+_SCRIPT = """<script>
+for (const table of document.querySelectorAll("table.sortable")) {
+  const heads = [...table.tHead.rows[0].cells];
+  heads.forEach((th, col) => th.querySelector("button").addEventListener("click", () => {
+    const now = th.getAttribute("aria-sort");
+    const dir = now ? (now === "descending" ? 1 : -1) : (col === 0 ? 1 : -1);
+    heads.forEach(h => h.removeAttribute("aria-sort"));
+    th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
+    const key = r => { const c = r.cells[col]; const v = c.dataset.v ?? c.textContent; const f = parseFloat(v);
+                       return isNaN(f) ? v.toLowerCase() : f; };
+    const body = table.tBodies[0];
+    [...body.rows].sort((a, b) => { const x = key(a), y = key(b); return (x < y ? -1 : x > y ? 1 : 0) * dir; })
+      .forEach(r => body.appendChild(r));
+  }));
+}
+</script>"""

@@ -1,0 +1,493 @@
+"""The imgclf HTTP API and web page (FastAPI), inference in ONNX Runtime only.
+
+``create_app(model_dir)`` builds the app; ``imgclf serve`` runs it under uvicorn.
+
+Request flow: the body is read with a hard size limit (checked on ``Content-Length``
+before reading and again on every received chunk), the bytes are decoded and
+preprocessed in a small thread pool, and the preprocessed arrays go to a
+:class:`~imgclf.serve.batching.MicroBatcher` that runs concurrent requests as one ONNX
+Runtime batch in its own thread. The event loop never decodes or infers, and nothing
+here imports torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from PIL import Image
+from pydantic import BaseModel
+from starlette.datastructures import UploadFile
+
+from imgclf import __version__
+from imgclf.errors import ImageError
+from imgclf.images import FORMATS, decode
+from imgclf.model import MODEL_FILE, Model
+from imgclf.pipeline import cpu_count
+from imgclf.serve.batching import MicroBatcher
+
+STATIC_DIR = Path(__file__).with_name("static")
+#: Multipart framing (boundaries, part headers) allowed on top of --max-upload-mb.
+MULTIPART_SLACK = 64 * 1024
+#: Upload routes and whether they take several files.
+UPLOAD_PATHS = {"/predict": False, "/predict/batch": True}
+
+
+# --- response shapes (for the OpenAPI docs; responses are built as plain dicts) -------
+
+
+class LabelScore(BaseModel):
+    label: str
+    confidence: float
+
+
+class PredictionOut(BaseModel):
+    path: str
+    label: Optional[str]
+    confidence: Optional[float]
+    top_k: list[LabelScore]
+    error: Optional[str] = None
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+class PayloadTooLarge(Exception):
+    """The request body went over the limit while it was being received."""
+
+    def __init__(self, limit: int):
+        super().__init__(limit)
+        self.limit = limit
+
+
+def _too_large_message(limit_bytes: int) -> str:
+    return f"upload too large: over {limit_bytes / 2**20:g} MB (the server's --max-upload-mb)"
+
+
+class UploadLimit:
+    """ASGI middleware: refuse bodies over the limit without buffering them.
+
+    A declared ``Content-Length`` over the limit is answered with 413 before any of the
+    body is read; a chunked (or lying) body is counted as it arrives and the request
+    fails with :class:`PayloadTooLarge` (413) as soon as it goes over. The 413 goes out
+    at once; the server then reads and discards what the client is still sending for at
+    most :attr:`DRAIN_SECONDS` (nginx's "lingering close"), so a client that only reads
+    the answer after sending everything gets the 413 instead of a connection reset.
+    """
+
+    DRAIN_SECONDS = 1.0
+    DRAIN_BYTES = 256 * 2**20
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        limit = self.limit + MULTIPART_SLACK
+        headers = dict(scope.get("headers", ()))
+        try:
+            declared = int(headers[b"content-length"]) if b"content-length" in headers else None
+        except ValueError:
+            declared = None
+        if declared is not None and declared > limit:
+            # With "Expect: 100-continue" the client waits for our verdict: nothing to drain.
+            drain = headers.get(b"expect", b"").lower() != b"100-continue"
+            return await self._reject(receive, send, drain)
+        received = 0
+        over = False
+
+        async def limited_receive():
+            nonlocal received, over
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    over = True
+                    raise PayloadTooLarge(self.limit)
+            return message
+
+        async def lingering_send(message):
+            if over and message["type"] == "http.response.body" and not message.get("more_body", False):
+                await send({**message, "more_body": True})
+                await self._drain(receive)
+                return await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return await send(message)
+
+        return await self.app(scope, limited_receive, lingering_send)
+
+    async def _reject(self, receive, send, drain: bool) -> None:
+        body = json.dumps({"detail": _too_large_message(self.limit)}).encode()
+        await send({
+            "type": "http.response.start", "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close")],
+        })
+        await send({"type": "http.response.body", "body": body, "more_body": drain})
+        if drain:
+            await self._drain(receive)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _drain(self, receive) -> None:
+        """Read and drop the rest of the body, for a bounded time and size."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.DRAIN_SECONDS
+        dropped = 0
+        while dropped < self.DRAIN_BYTES:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(receive(), remaining)
+            except (asyncio.TimeoutError, Exception):
+                return
+            if message["type"] != "http.request":
+                return
+            dropped += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
+class Service:
+    """The loaded model plus the threads that serve it."""
+
+    def __init__(self, model: Model, max_upload_bytes: int, max_batch: int, max_batch_files: int,
+                 max_in_flight: int, decode_threads: int, max_pixels: int):
+        self.model = model
+        self.max_pixels = max_pixels
+        self.max_upload_bytes = max_upload_bytes
+        self.max_batch_files = max_batch_files
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.started = time.time()
+        self.requests = 0
+        self.batcher = MicroBatcher(model.probabilities, max_batch=max_batch)
+        self.decode_threads = decode_threads
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="imgclf-decode")
+        return self._pool
+
+    def close(self) -> None:
+        self.batcher.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _load(self, data: bytes) -> np.ndarray:
+        size = _peek_size(data)
+        if size and size[0] * size[1] > self.max_pixels:
+            raise ImageError(
+                f"image too large ({size[0]}x{size[1]} pixels, this server's limit is {self.max_pixels:,}): "
+                "possible decompression bomb"
+            )
+        return self.model.preprocessing(decode(data))
+
+    async def predict(self, uploads: list[tuple[str, bytes]], top_k: int) -> list[dict | ImageError]:
+        """Decode (in threads) and classify (batched) uploads; an ImageError per unusable one."""
+        loop = asyncio.get_running_loop()
+        decoded = await asyncio.gather(
+            *(loop.run_in_executor(self.pool, _safe, self._load, data) for _, data in uploads)
+        )
+        good = [arr for arr in decoded if not isinstance(arr, ImageError)]
+        rows = iter(await self.batcher.run(good) if good else [])
+        out: list[dict | ImageError] = []
+        for (name, _), arr in zip(uploads, decoded):
+            if isinstance(arr, ImageError):
+                out.append(arr)
+            else:
+                out.append(self.model._prediction(name, next(rows), top_k).to_dict())
+        return out
+
+
+def load_model(model_dir: str | os.PathLike, threads: int | None = None) -> Model:
+    """The model, with an ONNX Runtime session whose idle threads sleep instead of spinning.
+
+    ONNX Runtime's intra-op threads busy-wait after each run by default. In a server the
+    same cores must also parse requests and decode images, and on 2 cores the spinning
+    cost 15-25 % of the throughput and doubled one request's latency (measured).
+    """
+    import onnxruntime as ort
+
+    base = Model.load(model_dir, threads=1)  # validates the folder, with imgclf's error messages
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or cpu_count()
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(base.dir / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
+    return Model(base.dir, base.meta, base.labels, session)
+
+
+def _peek_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the header alone (None if Pillow cannot tell; decode says why)."""
+    try:  # (no warnings.catch_warnings here: it is process-wide and decoding runs in threads)
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+            return img.size
+    except Exception:
+        return None
+
+
+def _safe(fn, data: bytes):
+    try:
+        return fn(data)
+    except ImageError as e:
+        return e
+    except Exception as e:  # a hostile file must not take the server down
+        return ImageError(f"cannot read image ({type(e).__name__}: {str(e)[:120]})")
+
+
+def _status_for(error: ImageError) -> int:
+    """415 for bytes that are no image format at all; 422 for images that cannot be used."""
+    return 415 if error.reason.startswith("not an image") else 422
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _metrics_summary(metrics: dict) -> dict:
+    """The headline numbers of metrics.json (no file paths of the training data)."""
+    out: dict = {}
+    for split in ("train", "val", "test"):
+        m = metrics.get(split)
+        if isinstance(m, dict) and "accuracy" in m:
+            out[split] = {k: m[k] for k in ("accuracy", "macro_f1", "n") if k in m}
+    if isinstance(metrics.get("counts"), dict):
+        out["counts"] = metrics["counts"]
+    return out
+
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"],
+                           "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["files"],
+                           "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}
+            }
+        },
+    }
+}
+_ERRORS = {
+    413: {"model": ErrorOut, "description": "Upload larger than --max-upload-mb"},
+    415: {"model": ErrorOut, "description": "Not an image"},
+    422: {"model": ErrorOut, "description": "No file, corrupt image or decompression bomb"},
+}
+
+
+def create_app(
+    model_dir: str | os.PathLike,
+    max_upload_mb: float = 10,
+    *,
+    threads: int | None = None,
+    max_batch: int = 16,
+    max_batch_files: int = 64,
+    max_in_flight: int = 256,
+    decode_threads: int | None = None,
+    max_megapixels: float = 80,
+) -> FastAPI:
+    """The imgclf API and web page for one model folder.
+
+    ``threads`` are ONNX Runtime's intra-op threads (default: all cores), ``max_batch``
+    the largest inference batch, ``max_in_flight`` the images being decoded or waiting
+    for inference before new requests get 503, ``max_megapixels`` the largest image
+    decoded (bigger ones are refused from their header: decoding one costs 3 bytes a
+    pixel, whatever the file size).
+    """
+    model = load_model(model_dir, threads=threads)
+    service = Service(
+        model, max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch, max_batch_files=max_batch_files,
+        max_in_flight=max_in_flight, decode_threads=decode_threads or cpu_count(),
+        max_pixels=int(max_megapixels * 1_000_000),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.batcher.start()
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(
+        title="imgclf",
+        version=__version__,
+        summary="What does this photo show? A classifier trained with imgclf.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(UploadLimit, limit=service.max_upload_bytes)
+
+    @app.exception_handler(PayloadTooLarge)
+    async def _too_large(request: Request, exc: PayloadTooLarge):
+        return JSONResponse({"detail": _too_large_message(exc.limit)}, status_code=413, headers={"connection": "close"})
+
+    async def read_raw(request: Request) -> bytes:
+        buf = bytearray()
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > service.max_upload_bytes:
+                raise PayloadTooLarge(service.max_upload_bytes)
+        return bytes(buf)
+
+    async def read_files(request: Request, field: str | None, raw: bool = True) -> list[tuple[str, bytes]]:
+        """Uploaded files: multipart parts (named ``field``, or any file part) or, if ``raw``, the body."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "multipart/form-data":
+            form = await request.form(max_files=service.max_batch_files, max_fields=service.max_batch_files)
+            try:
+                parts = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile) and (field is None or k == field)]
+                files = []
+                for i, (_, up) in enumerate(parts):
+                    data = await up.read()
+                    if len(data) > service.max_upload_bytes:
+                        raise PayloadTooLarge(service.max_upload_bytes)
+                    files.append((up.filename or f"upload-{i + 1}", data))
+            finally:
+                await form.close()
+            return files
+        if not raw:
+            return []
+        data = await read_raw(request)
+        if not data:
+            return []
+        name = request.headers.get("x-filename") or "upload"
+        return [(name, data)]
+
+    def busy(n: int) -> bool:
+        return service.in_flight + n > service.max_in_flight
+
+    @app.post("/predict", response_model=None, openapi_extra=_UPLOAD_BODY,
+              responses={200: {"model": PredictionOut}, **_ERRORS})
+    async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000, description="How many labels to return")):
+        """Classify one image, sent as multipart field ``file`` or as the raw request body.
+
+        Answers the same object per image as ``imgclf predict --format json``.
+        """
+        files = await read_files(request, "file")
+        if not files:
+            return _error(422, "no file: send the image as multipart form field 'file' or as the request body")
+        if len(files) > 1:
+            return _error(422, f"{len(files)} files in field 'file': use /predict/batch for several images")
+        if busy(1):
+            return _error(503, "server busy: too many images in flight, try again")
+        service.in_flight += 1
+        try:
+            (result,) = await service.predict(files, top_k)
+        finally:
+            service.in_flight -= 1
+        service.requests += 1
+        if isinstance(result, ImageError):
+            return _error(_status_for(result), result.reason)
+        return JSONResponse(result)
+
+    @app.post("/predict/batch", response_model=None, openapi_extra=_BATCH_BODY,
+              responses={200: {"model": list[PredictionOut]}, **_ERRORS})
+    async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000)):
+        """Classify several images (multipart fields ``files``), in order.
+
+        An unusable image does not fail the request: its entry has ``label`` null and an
+        ``error``, as in ``imgclf predict --format json``.
+        """
+        files = await read_files(request, None, raw=False)
+        if not files:
+            return _error(422, "no files: send the images as multipart/form-data fields 'files'")
+        if busy(len(files)):
+            return _error(503, "server busy: too many images in flight, try again")
+        service.in_flight += len(files)
+        try:
+            results = await service.predict(files, top_k)
+        finally:
+            service.in_flight -= len(files)
+        service.requests += 1
+        return JSONResponse([
+            {"path": name, "label": None, "confidence": None, "top_k": [], "error": r.reason}
+            if isinstance(r, ImageError) else r
+            for (name, _), r in zip(files, results)
+        ])
+
+    @app.get("/health")
+    async def health():
+        """Liveness and a few counters."""
+        b = service.batcher
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(time.time() - service.started, 1),
+            "requests": service.requests,
+            "in_flight": service.in_flight,
+            "batches": b.batches,
+            "images": b.images,
+            "largest_batch": b.largest_batch,
+        }
+
+    @app.get("/model")
+    async def model_info():
+        """The model: labels, backbone, headline metrics, rejection threshold."""
+        meta = model.meta
+        rejection = meta.get("rejection")
+        threshold = rejection.get("threshold") if isinstance(rejection, dict) else rejection
+        return {
+            "name": model.dir.name,
+            "labels": model.labels,
+            "backbone": meta.get("backbone"),
+            "preprocessing": meta.get("preprocessing"),
+            "metrics": _metrics_summary(model.metrics),
+            "threshold": threshold,
+            "rejection": rejection,
+            "created": meta.get("created"),
+            "imgclf_version": meta.get("imgclf_version"),
+            "max_upload_mb": service.max_upload_bytes / 2**20,
+            "max_batch_files": service.max_batch_files,
+            "max_megapixels": service.max_pixels / 1e6,
+        }
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn workers: settings come from ``IMGCLF_SERVE_*`` variables."""
+    env = os.environ
+    return create_app(
+        env["IMGCLF_SERVE_MODEL_DIR"],
+        max_upload_mb=float(env.get("IMGCLF_SERVE_MAX_UPLOAD_MB", "10")),
+        threads=int(env["IMGCLF_SERVE_THREADS"]) if env.get("IMGCLF_SERVE_THREADS") else None,
+        max_batch=int(env.get("IMGCLF_SERVE_MAX_BATCH", "16")),
+        max_megapixels=float(env.get("IMGCLF_SERVE_MAX_MEGAPIXELS", "80")),
+    )

@@ -1,0 +1,228 @@
+// imgclf web page: drop, paste, pick or shoot photos; each is sent to POST /predict.
+// Plain JavaScript, no build step, no external assets.
+(function () {
+  "use strict";
+
+  var UNKNOWN = "unknown";
+  var PARALLEL = 4; // requests in flight from this page; the server batches them
+
+  var $ = function (id) { return document.getElementById(id); };
+  var drop = $("drop"), fileInput = $("file"), captureInput = $("capture");
+  var results = $("results"), template = $("card-template");
+  var queue = [], running = 0, total = 0;
+  var stream = null;
+
+  function pct(x) {
+    var v = 100 * x;
+    if (v < 0.05) return "<0.1%";
+    return (v >= 99.95 ? "100" : v.toFixed(1)) + "%";
+  }
+
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  // --- the model ---------------------------------------------------------------------
+  function showModel(m) {
+    var box = $("model");
+    box.textContent = "";
+    var line = el("div", "model-line");
+    line.appendChild(el("strong", "model-name", m.name));
+    var test = m.metrics && (m.metrics.test || m.metrics.val);
+    if (test && typeof test.accuracy === "number") {
+      var which = m.metrics.test ? "test" : "validation";
+      line.appendChild(el("span", "acc", which + " accuracy " + pct(test.accuracy) + " (" + test.n + " photos)"));
+    } else {
+      line.appendChild(el("span", "acc muted", "accuracy not measured"));
+    }
+    if (m.backbone && m.backbone.name) line.appendChild(el("span", "muted", m.backbone.name));
+    box.appendChild(line);
+    var chips = el("ul", "chips");
+    chips.setAttribute("aria-label", "labels this model knows");
+    (m.labels || []).forEach(function (lab) { chips.appendChild(el("li", "chip", lab)); });
+    if (m.threshold !== null && m.threshold !== undefined) {
+      chips.appendChild(el("li", "chip chip-unknown", UNKNOWN + " below " + pct(Number(m.threshold))));
+    }
+    box.appendChild(chips);
+    var sel = $("topk"), n = (m.labels || []).length;
+    Array.prototype.slice.call(sel.options).forEach(function (o) { o.hidden = Number(o.value) > n; });
+    if (n && Number(sel.value) > n) sel.value = String(n);
+  }
+
+  fetch("/model").then(function (r) { return r.json(); }).then(showModel).catch(function () {
+    $("model").textContent = "model information unavailable";
+  });
+
+  // --- results -----------------------------------------------------------------------
+  function addCard(file) {
+    var card = template.content.firstElementChild.cloneNode(true);
+    var img = card.querySelector("img");
+    var url = URL.createObjectURL(file);
+    img.src = url;
+    img.alt = file.name || "photo";
+    img.onerror = function () { card.querySelector(".thumb").classList.add("no-preview"); img.remove(); };
+    card.querySelector(".name").textContent = file.name || "pasted photo";
+    card.querySelector(".name").title = file.name || "";
+    card.querySelector(".label").textContent = "classifying…";
+    results.insertBefore(card, results.firstChild);
+    total += 1;
+    $("results-head").hidden = false;
+    $("count").textContent = "(" + total + ")";
+    return card;
+  }
+
+  function render(card, pred) {
+    card.classList.remove("pending");
+    card.dataset.state = "done";
+    var label = pred.label, isUnknown = label === UNKNOWN;
+    card.dataset.label = label;
+    card.classList.toggle("is-unknown", isUnknown);
+    card.querySelector(".label").textContent = label;
+    card.querySelector(".badge").hidden = !isUnknown;
+    card.querySelector(".conf").textContent = pred.confidence === null ? "" : pct(pred.confidence);
+    var bars = card.querySelector(".bars");
+    bars.textContent = "";
+    (pred.top_k || []).forEach(function (t, i) {
+      var li = el("li", "bar" + (i === 0 ? " top" : "") + (t.label === UNKNOWN ? " unknown" : ""));
+      li.dataset.label = t.label;
+      var head = el("div", "bar-head");
+      head.appendChild(el("span", "bar-label", t.label));
+      head.appendChild(el("span", "bar-pct", pct(t.confidence)));
+      var track = el("div", "track");
+      var fill = el("div", "fill");
+      fill.style.width = Math.max(0.5, 100 * t.confidence).toFixed(1) + "%";
+      track.appendChild(fill);
+      li.appendChild(head);
+      li.appendChild(track);
+      bars.appendChild(li);
+    });
+  }
+
+  function fail(card, message) {
+    card.classList.remove("pending");
+    card.classList.add("failed");
+    card.dataset.state = "error";
+    card.querySelector(".label").textContent = "could not classify";
+    card.querySelector(".error").textContent = message;
+  }
+
+  function classify(file, card) {
+    var body = new FormData();
+    body.append("file", file, file.name || "photo");
+    var topk = $("topk").value;
+    return fetch("/predict?top_k=" + encodeURIComponent(topk), { method: "POST", body: body })
+      .then(function (r) {
+        return r.json().catch(function () { return { detail: "HTTP " + r.status }; }).then(function (data) {
+          if (!r.ok) {
+            var d = data && data.detail;
+            throw new Error(typeof d === "string" ? d : (d ? JSON.stringify(d) : "HTTP " + r.status));
+          }
+          render(card, data);
+        });
+      })
+      .catch(function (e) { fail(card, e && e.message ? e.message : String(e)); });
+  }
+
+  function pump() {
+    while (running < PARALLEL && queue.length) {
+      var job = queue.shift();
+      running += 1;
+      classify(job.file, job.card).then(function () { running -= 1; pump(); });
+    }
+  }
+
+  function addFiles(list) {
+    Array.prototype.slice.call(list || []).forEach(function (file) {
+      queue.push({ file: file, card: addCard(file) });
+    });
+    pump();
+  }
+
+  // Exposed for scripting and tests: imgclf.render(card, prediction), imgclf.addFiles(files)
+  window.imgclf = { render: render, addFiles: addFiles };
+
+  // --- inputs: pick, drop, paste, camera ------------------------------------------------
+  $("pick").addEventListener("click", function () { fileInput.click(); });
+  fileInput.addEventListener("change", function () { addFiles(fileInput.files); fileInput.value = ""; });
+  captureInput.addEventListener("change", function () { addFiles(captureInput.files); captureInput.value = ""; });
+  drop.addEventListener("keydown", function (e) {
+    if (e.target === drop && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); fileInput.click(); }
+  });
+
+  ["dragenter", "dragover"].forEach(function (type) {
+    document.addEventListener(type, function (e) {
+      e.preventDefault();
+      drop.classList.add("over");
+    });
+  });
+  ["dragleave", "dragend"].forEach(function (type) {
+    document.addEventListener(type, function (e) {
+      if (e.type === "dragend" || !e.relatedTarget) drop.classList.remove("over");
+    });
+  });
+  document.addEventListener("drop", function (e) {
+    e.preventDefault();
+    drop.classList.remove("over");
+    if (e.dataTransfer && e.dataTransfer.files.length) addFiles(e.dataTransfer.files);
+  });
+
+  document.addEventListener("paste", function (e) {
+    var items = (e.clipboardData && e.clipboardData.items) || [];
+    var files = [];
+    for (var i = 0; i < items.length; i++) {
+      if (items[i].kind === "file") {
+        var f = items[i].getAsFile();
+        if (f) files.push(f);
+      }
+    }
+    if (files.length) { e.preventDefault(); addFiles(files); }
+  });
+
+  var canStream = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia && window.isSecureContext);
+  var coarse = window.matchMedia && window.matchMedia("(pointer: coarse)").matches;
+  var camBtn = $("camera");
+  camBtn.hidden = !(canStream || coarse);
+
+  function closeCamera() {
+    if (stream) stream.getTracks().forEach(function (t) { t.stop(); });
+    stream = null;
+    $("camera-panel").hidden = true;
+  }
+
+  camBtn.addEventListener("click", function () {
+    if (coarse || !canStream) { captureInput.click(); return; } // phones: the native camera UI
+    navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false })
+      .then(function (s) {
+        stream = s;
+        $("video").srcObject = s;
+        $("camera-panel").hidden = false;
+      })
+      .catch(function () { captureInput.click(); });
+  });
+  $("camera-close").addEventListener("click", closeCamera);
+  $("snap").addEventListener("click", function () {
+    var video = $("video");
+    if (!video.videoWidth) return;
+    var canvas = document.createElement("canvas");
+    canvas.width = video.videoWidth;
+    canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    canvas.toBlob(function (blob) {
+      if (!blob) return;
+      var stamp = new Date().toISOString().replace(/[:.]/g, "-");
+      addFiles([new File([blob], "camera-" + stamp + ".jpg", { type: "image/jpeg" })]);
+    }, "image/jpeg", 0.92);
+  });
+
+  $("clear").addEventListener("click", function () {
+    Array.prototype.slice.call(results.querySelectorAll("img")).forEach(function (img) {
+      if (img.src.indexOf("blob:") === 0) URL.revokeObjectURL(img.src);
+    });
+    results.textContent = "";
+    total = 0;
+    $("results-head").hidden = true;
+  });
+})();

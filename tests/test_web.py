@@ -1,0 +1,182 @@
+"""The web page at ``/`` in a real headless Chromium (Debian's chromium + chromium-driver, Selenium).
+
+Run alone with ``pytest -m browser``; skipped when Chromium or its driver is missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import LABELS
+from tests.test_serve import PHOTOS, running_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
+CHROMEDRIVER = shutil.which("chromedriver")
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
+                allow_module_level=True)
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+#: Without the background-networking flags Chromium hangs on a closed network.
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--hide-scrollbars", "--force-device-scale-factor=1",
+]
+LAPTOP = (1280, 900)
+PHONE = (390, 844)
+
+
+@pytest.fixture(scope="module")
+def site(trained_model, tmp_path_factory):
+    log = tmp_path_factory.mktemp("web") / "server.log"
+    with running_server(trained_model, log) as (url, _proc):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    opts.add_argument(f"--window-size={LAPTOP[0]},{LAPTOP[1]}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def page(browser, site):
+    browser.set_window_size(*LAPTOP)
+    browser.get(site + "/")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model .chip"))
+    return browser
+
+
+def wait(driver, condition, timeout: float = 30):
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition)
+
+
+def cards_done(driver, n: int):
+    cards = driver.find_elements(By.CSS_SELECTOR, "#results .card")
+    return cards if len(cards) == n and all(c.get_attribute("data-state") != "pending" for c in cards) else False
+
+
+def screenshot(driver, path, size) -> bytes:
+    driver.set_window_size(*size)
+    time.sleep(0.2)
+    driver.save_screenshot(str(path))
+    data = path.read_bytes()
+    assert len(data) > 5000 and data[:8] == b"\x89PNG\r\n\x1a\n"
+    return data
+
+
+def test_upload_a_photo_read_the_label_and_screenshot(page, site, tmp_path):
+    photo = PHOTOS[0]
+    want = httpx.post(site + "/predict", files={"file": (photo.name, photo.read_bytes())}, timeout=30).json()
+
+    header = page.find_element(By.ID, "model").text
+    for lab in LABELS:
+        assert lab in header
+    assert "test accuracy" in header and "%" in header
+
+    page.find_element(By.ID, "file").send_keys(str(photo))
+    (card,) = wait(page, lambda d: cards_done(d, 1))
+    assert card.get_attribute("data-state") == "done"
+    assert card.find_element(By.CSS_SELECTOR, ".label").text == want["label"]
+    assert card.get_attribute("data-label") == want["label"]
+    assert card.find_element(By.CSS_SELECTOR, ".name").text == photo.name
+    bars = card.find_elements(By.CSS_SELECTOR, ".bar")
+    assert [b.get_attribute("data-label") for b in bars] == [t["label"] for t in want["top_k"]]
+    top_pct = bars[0].find_element(By.CSS_SELECTOR, ".bar-pct").text
+    assert top_pct.endswith("%") and abs(float(top_pct.rstrip("%").lstrip("<")) - 100 * want["confidence"]) < 0.1
+    assert not card.find_element(By.CSS_SELECTOR, ".badge").is_displayed()  # not "unknown"
+    img_ok = page.execute_script("const i = arguments[0].querySelector('img'); return !!i && i.complete && i.naturalWidth > 0", card)
+    assert img_ok, "thumbnail did not render"
+
+    screenshot(page, tmp_path / "laptop.png", LAPTOP)
+    screenshot(page, tmp_path / "phone.png", PHONE)
+    overflow = page.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, f"page is {overflow}px wider than a phone screen"
+    assert page.find_element(By.CSS_SELECTOR, ".card .label").is_displayed()
+
+
+def test_several_photos_and_a_bad_file(page, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo at all")
+    files = [*PHOTOS[1:4], bad]
+    page.find_element(By.ID, "file").send_keys("\n".join(map(str, files)))
+    cards = wait(page, lambda d: cards_done(d, 4))
+    by_name = {c.find_element(By.CSS_SELECTOR, ".name").text: c for c in cards}
+    assert set(by_name) == {f.name for f in files}
+    failed = by_name.pop("notes.jpg")
+    assert failed.get_attribute("data-state") == "error"
+    assert "not an image" in failed.find_element(By.CSS_SELECTOR, ".error").text
+    for card in by_name.values():
+        assert card.get_attribute("data-state") == "done"
+        assert card.find_element(By.CSS_SELECTOR, ".label").text in LABELS
+    screenshot(page, tmp_path / "many-laptop.png", LAPTOP)
+
+
+MAKE_PHOTO_JS = """
+const done = arguments[arguments.length - 1];
+const c = document.createElement('canvas'); c.width = 240; c.height = 180;
+const g = c.getContext('2d');
+g.fillStyle = '#3a7d2c'; g.fillRect(0, 0, 240, 180);
+g.fillStyle = '#f5d90a'; g.beginPath(); g.arc(120, 90, 50, 0, 7); g.fill();
+c.toBlob(b => { window.__photo = new File([b], arguments[0], {type: 'image/png'}); done(true); }, 'image/png');
+"""
+
+
+def test_drop_and_paste(page):
+    page.execute_async_script(MAKE_PHOTO_JS, "dropped.png")
+    page.execute_script("""
+        const dt = new DataTransfer(); dt.items.add(window.__photo);
+        document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    """)
+    (card,) = wait(page, lambda d: cards_done(d, 1))
+    assert card.find_element(By.CSS_SELECTOR, ".name").text == "dropped.png"
+    assert card.find_element(By.CSS_SELECTOR, ".label").text in LABELS
+    page.execute_async_script(MAKE_PHOTO_JS, "pasted.png")
+    page.execute_script("""
+        const dt = new DataTransfer(); dt.items.add(window.__photo);
+        document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true}));
+    """)
+    cards = wait(page, lambda d: cards_done(d, 2))
+    assert cards[0].find_element(By.CSS_SELECTOR, ".name").text == "pasted.png"
+    assert cards[0].find_element(By.CSS_SELECTOR, ".label").text in LABELS
+
+
+def test_unknown_is_marked(page, tmp_path):
+    """If the API answers ``unknown`` (rejection below the threshold), the card says so visibly."""
+    page.execute_script("""
+        const real = window.fetch;
+        window.fetch = (url, opts) => String(url).startsWith('/predict') && opts && opts.method === 'POST'
+          ? Promise.resolve(new Response(JSON.stringify({path: 'x.jpg', label: 'unknown', confidence: 0.41,
+              top_k: [{label: 'roses', confidence: 0.41}, {label: 'tulips', confidence: 0.38}, {label: 'daisy', confidence: 0.21}]}),
+              {status: 200, headers: {'content-type': 'application/json'}}))
+          : real(url, opts);
+    """)
+    page.find_element(By.ID, "file").send_keys(str(PHOTOS[4]))
+    (card,) = wait(page, lambda d: cards_done(d, 1))
+    assert "is-unknown" in card.get_attribute("class").split()
+    assert card.find_element(By.CSS_SELECTOR, ".label").text == "unknown"
+    assert card.find_element(By.CSS_SELECTOR, ".badge").is_displayed()
+    colour = page.execute_script("return getComputedStyle(arguments[0]).color", card.find_element(By.CSS_SELECTOR, ".label"))
+    normal = page.execute_script("return getComputedStyle(document.querySelector('h1')).color")
+    assert colour != normal
+    screenshot(page, tmp_path / "unknown.png", LAPTOP)
