@@ -76,8 +76,9 @@ def make_accepted(d: Path, label: str = "daisy") -> list[str]:
     save("rotated_exif.jpg", base.transpose(Image.Transpose.ROTATE_90), "JPEG", exif=exif.tobytes())
     save("phone.avif", photo(label, 1), "AVIF")
     try:
-        import pillow_heif  # noqa: F401
+        from pillow_heif import register_heif_opener  # imgclf registers it only when it meets a HEIF file
 
+        register_heif_opener()
         save("iphone.heic", photo(label, 2), "HEIF")
     except ImportError:  # pragma: no cover
         pass

@@ -16,7 +16,7 @@ def test_api_train_load_predict_evaluate(tmp_path, cache_dir):
     model = imgclf.load(tmp_path / "model")
     preds = model.predict([UNSEEN / "daisy", UNSEEN / "sunflowers"], top_k=2)
     assert len(preds) == 4 and all(isinstance(p, imgclf.Prediction) for p in preds)
-    assert all(p.label in LABELS and len(p.top_k) == 2 for p in preds)
+    assert all(p.label in LABELS + ["unknown"] and p.top_k[0]["label"] in LABELS and len(p.top_k) == 2 for p in preds)
     ev = imgclf.evaluate(model, UNSEEN)
     assert ev["n"] == 10 and 0 <= ev["accuracy"] <= 1
 
@@ -65,3 +65,26 @@ def test_import_is_light():
 
     code = "import imgclf, sys; assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_augmented_views_are_cached(tmp_path, cache_dir):
+    """--augment embeds each extra view once; a second run computes nothing."""
+    data = copy_photos(tmp_path / "data", per_label=4, labels=LABELS[:2])
+    first = imgclf.train(data, tmp_path / "a", cache_dir=cache_dir, augment=3)
+    assert first.metrics["head"]["augment_views"] == ["flip", "full", "full-flip"]
+    entries = sorted(p.name for p in cache_dir.rglob("*.emb"))
+    second = imgclf.train(data, tmp_path / "b", cache_dir=cache_dir, augment=3)
+    assert sorted(p.name for p in cache_dir.rglob("*.emb")) == entries
+    assert second.metrics["head"]["C"] == first.metrics["head"]["C"]
+    n_train = sum(c["train"] for c in first.counts.values())
+    views = [n for n in entries if n.endswith(("-flip.emb", "-full.emb", "-full-flip.emb"))]
+    assert len(views) >= 3 * n_train
+
+
+def test_written_files_are_not_private(trained_model):
+    import stat
+
+    assert stat.S_IMODE(trained_model.stat().st_mode) & 0o055 == 0o055
+    for name in ("metrics.json", "imgclf.json", "report.html", "labels.json"):
+        mode = stat.S_IMODE((trained_model / name).stat().st_mode)
+        assert mode & 0o044 == 0o044, (name, oct(mode))

@@ -48,11 +48,12 @@ def test_predict_json_contract(trained_model):
     assert len(preds) == 10
     correct = 0
     for p in preds:
-        assert set(p) == {"path", "label", "confidence", "top_k"}
+        assert set(p) == {"path", "label", "confidence", "top_k", "similarity"}
         assert 0.0 <= p["confidence"] <= 1.0
         assert len(p["top_k"]) == 3 and p["top_k"][0]["label"] == p["label"]
         assert [t["confidence"] for t in p["top_k"]] == sorted((t["confidence"] for t in p["top_k"]), reverse=True)
         assert {t["label"] for t in p["top_k"]} <= set(LABELS)
+        assert -1 <= p["similarity"] <= 1
         correct += p["label"] in p["path"]
     assert correct >= 6, f"only {correct}/10 unseen photos right"
 

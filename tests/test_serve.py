@@ -88,8 +88,9 @@ def expected(trained_model):
 
 
 def assert_same_prediction(got: dict, want: dict, top_k: int) -> None:
-    assert set(got) == {"path", "label", "confidence", "top_k"}
+    assert set(got) == {"path", "label", "confidence", "top_k", "similarity"}
     assert got["label"] == want["label"]
+    assert got["similarity"] == pytest.approx(want["similarity"], abs=2e-5)
     assert got["confidence"] == pytest.approx(want["confidence"], abs=2e-5)
     assert [t["label"] for t in got["top_k"]] == [t["label"] for t in want["top_k"][:top_k]]
     for g, w in zip(got["top_k"], want["top_k"]):
@@ -182,7 +183,7 @@ def test_model_health_and_docs(server, trained_model):
     m = server.get("/model").json()
     assert m["labels"] == LABELS
     assert m["backbone"]["name"] == "efficientnet_lite0"
-    assert m["threshold"] is None
+    assert m["threshold"] == json.loads((trained_model / "imgclf.json").read_text())["rejection"]["threshold"]
     metrics = json.loads((trained_model / "metrics.json").read_text())
     assert m["metrics"]["test"]["accuracy"] == metrics["test"]["accuracy"]
     assert m["max_upload_mb"] == MAX_UPLOAD_MB and m["max_megapixels"] == 80

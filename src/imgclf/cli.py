@@ -92,9 +92,11 @@ def train(
     cache_dir: Optional[Path] = typer.Option(None, help="Where embeddings and backbone exports are cached."),
     val_fraction: float = typer.Option(0.1, help="Share of photos for validation (without a val/ folder)."),
     test_fraction: float = typer.Option(0.1, help="Share of photos held out for the test (without splits)."),
+    augment: int = typer.Option(0, min=0, max=7, help="Augmented views per training photo (flips, crops), embedded once and cached."),
     fine_tune: bool = typer.Option(False, "--fine-tune", help="Also train the backbone's last blocks (minutes, not seconds)."),
     epochs: int = typer.Option(12, min=1, help="Most epochs of --fine-tune (early stopping may end sooner)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Embeddings parquet from imgclf embed (e.g. on Ray) instead of embedding here."),
 ) -> None:
     """Train a classifier on a folder of labelled photos."""
 
@@ -107,8 +109,8 @@ def train(
             result = run_train(
                 data_dir, output, backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir,
                 val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update,
-                fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False,
-                log=None if quiet else bar.log, command=command,
+                fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False, augment=augment,
+                log=None if quiet else bar.log, command=command, embeddings=embeddings,
             )
         _print_train_summary(result)
 
@@ -198,14 +200,23 @@ def predict(
     paths: List[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="How many labels to list per photo."),
     fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f", help="table, json or csv."),
+    threshold: Optional[float] = typer.Option(None, help="Similarity below which a photo is 'unknown' (default: the model's own)."),
+    no_reject: bool = typer.Option(False, "--no-reject", help="Never answer 'unknown'; always give the best guess."),
+    engine: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; needs the ray extra)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto, ray://HOST:10001); without it a local Ray runtime."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write one row per file to .parquet, .csv or .jsonl (streaming)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Ray actors (default: one per CPU of the cluster)."),
 ) -> None:
-    """Say what each photo shows, with confidences."""
+    """Say what each photo shows, with confidences (or 'unknown' for photos unlike every label)."""
 
     def body() -> int:
         from imgclf.model import Model
 
+        if output is not None or engine != "local":  # batch jobs: see imgclf.engines
+            return _predict_on_engine(model_dir, paths, top_k, fmt, threshold, not no_reject, engine, address, output, workers)
+
         model = Model.load(model_dir)
-        preds = model.predict(paths, top_k=top_k)
+        preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject)
         if not preds:
             raise ImgclfError("no files found in the given paths")
         _write_predictions(preds, fmt, top_k)
@@ -226,12 +237,13 @@ def _write_predictions(preds, fmt: OutputFormat, top_k: int) -> None:
     elif fmt is OutputFormat.csv:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        header = ["path", "label", "confidence", "error"]
+        header = ["path", "label", "confidence", "similarity", "error"]
         for i in range(1, top_k + 1):
             header += [f"top{i}_label", f"top{i}_confidence"]
         w.writerow(header)
         for p in preds:
-            row = [p.path, p.label or "", "" if p.confidence is None else f"{p.confidence:.6f}", p.error or ""]
+            row = [p.path, p.label or "", "" if p.confidence is None else f"{p.confidence:.6f}",
+                   "" if p.similarity is None else f"{p.similarity:.6f}", p.error or ""]
             for t in p.top_k:
                 row += [t["label"], f"{t['confidence']:.6f}"]
             w.writerow(row)
@@ -249,7 +261,8 @@ def _write_predictions(preds, fmt: OutputFormat, top_k: int) -> None:
                 table.add_row(p.path, "[red]error[/]", "", p.error)
             else:
                 rest = ", ".join(f"{t['label']} {100 * t['confidence']:.1f}%" for t in p.top_k)
-                table.add_row(p.path, p.label, f"{100 * p.confidence:.1f}%", rest)
+                label = "[yellow]unknown[/] (unlike every label)" if p.label == "unknown" and p.top_k[0]["label"] != "unknown" else p.label
+                table.add_row(p.path, label, f"{100 * p.confidence:.1f}%", rest)
         _stdout().print(table)
 
 
@@ -259,6 +272,7 @@ def evaluate(
     data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per label."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the full results as JSON to this file."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write an HTML report (plots, confusions, photos) to this file."),
+    ood: Optional[Path] = typer.Option(None, "--ood", help="Photos of none of the labels: measure how many come back 'unknown'."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and confusion matrix on labelled photos."""
 
@@ -270,7 +284,7 @@ def evaluate(
         from imgclf.model import Model
 
         model = Model.load(model_dir)
-        result = run_evaluate(model, data_dir)
+        result = run_evaluate(model, data_dir, ood_dir=ood)
         out = _stdout()
         out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (macro F1 {result['macro_f1']:.3f})")
         table = Table()
@@ -292,6 +306,13 @@ def evaluate(
             out.print(f"skipped {s['path']}: {s['reason']}", markup=False)
         if result["unknown_labels"]:
             out.print(f"labels the model does not know, skipped: {', '.join(result['unknown_labels'])}", markup=False)
+        rej = result.get("rejection")
+        if rej:
+            out.print(f"unknown rule (similarity < {rej['threshold']:.3f}): {rej['accepted']} of {rej['accepted'] + rej['rejected']} "
+                      f"labelled photos accepted ({100 * rej['acceptance_rate']:.1f} %)")
+            if "ood_n" in rej:
+                out.print(f"out-of-distribution photos in {rej['ood_dir']}: {rej['ood_rejected']} of {rej['ood_n']} rejected "
+                          f"({100 * rej['ood_rejection_rate']:.1f} %), AUROC {rej['auroc']:.3f}", markup=False)
         if json_out:
             write_json_atomic(json_out, result)
             out.print(f"results written to {json_out}")
@@ -347,6 +368,70 @@ def serve(
             print(f"serving {model_dir} at {where}/ with {workers} workers (API docs at {where}/docs)",
                   file=sys.stderr, flush=True)
             uvicorn.run("imgclf.serve.app:app_from_env", factory=True, workers=workers, **opts)
+
+    _run(body)
+
+
+def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, address, output, workers) -> int:
+    """``predict --engine`` / ``--output``: a streaming batch job, written to a file or printed like ``predict``."""
+    from imgclf import engines
+
+    opts = dict(top_k=top_k, threshold=threshold, reject=reject, address=address, workers=workers)
+    with _ProgressBar("predicting photos") as bar:
+        if output is not None:
+            job = engines.predict(model_dir, paths, output, engine, progress=bar.update, **opts)
+        else:
+            from imgclf.model import Prediction
+
+            preds = [Prediction(**row) for batch in engines.iter_predict(model_dir, paths, engine, progress=bar.update, **opts)
+                     for row in (batch if isinstance(batch, list) else batch.to_pylist())]
+    if output is None:
+        _write_predictions(preds, fmt, top_k)
+        for p in preds:
+            if p.error:
+                print(f"skipped {p.path}: {p.error}", file=sys.stderr)
+        rows, errors = len(preds), sum(1 for p in preds if p.error)
+    else:
+        rows, errors = job.rows, job.errors
+        print(f"{rows} predictions written to {output} ({errors} unreadable) in {job.seconds:.1f} s, "
+              f"{job.per_second:.1f} photos/s on engine {engine}", file=sys.stderr)
+    if rows and errors == rows:
+        print(f"error: none of the {rows} file(s) could be read", file=sys.stderr)
+        return 2
+    return 0
+
+
+@app.command()
+def embed(
+    data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per label, or train/ val/ test/ splits."),
+    output: Path = typer.Option(..., "-o", "--output", help="File to write: .parquet (for train --embeddings), .csv or .jsonl."),
+    engine: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; needs the ray extra)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (auto, ray://HOST:10001); without it a local Ray runtime."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Ray actors (default: one per CPU of the cluster)."),
+    backbone: str = typer.Option("efficientnet_lite0", help="Built-in backbone or any timm model name."),
+    weights: Optional[Path] = typer.Option(None, help="Backbone weights: safetensors or a PyTorch state dict."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Where backbone exports are cached."),
+    val_fraction: float = typer.Option(0.1, help="Share of photos for validation (without a val/ folder), for the split column."),
+    test_fraction: float = typer.Option(0.1, help="Share of photos held out for the test (without splits), for the split column."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Embed every photo of a labelled folder (path, hash, label, split, embedding, error per row)."""
+
+    def body() -> int:
+        from imgclf import engines
+
+        with _ProgressBar("embedding photos", disabled=quiet) as bar:
+            job = engines.embed(
+                data_dir, output, engine, backbone=backbone, weights=weights, cache_dir=cache_dir,
+                val_fraction=val_fraction, test_fraction=test_fraction, address=address, workers=workers,
+                progress=bar.update, log=None if quiet else bar.log,
+            )
+        print(f"{job.rows} embeddings written to {output} ({job.errors} unreadable) in {job.seconds:.1f} s, "
+              f"{job.per_second:.1f} photos/s on engine {engine}", file=sys.stderr)
+        if job.rows and job.errors == job.rows:
+            print(f"error: none of the {job.rows} file(s) could be read", file=sys.stderr)
+            return 2
+        return 0
 
     _run(body)
 

@@ -94,3 +94,53 @@ def embed_files(
     ok = [p for p in paths if p in vectors]
     matrix = np.stack([vectors[p] for p in ok]) if ok else np.zeros((0, backbone.dim), np.float32)
     return Embeddings(ok, [hashes[p] for p in ok], matrix, errors, n_computed=len(misses))
+
+
+def embed_views(
+    paths: Sequence[Path],
+    hashes: Sequence[str],
+    backbone: Backbone,
+    cache: EmbeddingCache | None,
+    names: Sequence[str],
+    progress: Progress | None = None,
+    batch_size: int = DEFAULT_BATCH,
+) -> np.ndarray:
+    """Embeddings of augmented ``names`` views, shape (len(paths), len(names), dim); cached per view.
+
+    Each photo is decoded once for all its missing views. Unreadable photos are not
+    expected here (they were filtered by :func:`embed_files`); if one fails now its views are NaN.
+    """
+    from imgclf.images import load_image
+    from imgclf.views import view
+
+    out = np.full((len(paths), len(names), backbone.dim), np.nan, np.float32)
+    todo = []
+    for i, key in enumerate(hashes):
+        cached = [cache.get(f"{key}-{name}") if cache else None for name in names]
+        if all(v is not None and v.shape == (backbone.dim,) for v in cached):
+            out[i] = np.stack(cached)
+        else:
+            todo.append(i)
+    if not todo:
+        return out
+    session = create_session(backbone.onnx_path)
+    input_name = session.get_inputs()[0].name
+
+    def load(i: int) -> np.ndarray:
+        img = load_image(paths[i])
+        return np.stack([view(img, name, backbone.preprocessing) for name in names])
+
+    def forward(batch: np.ndarray) -> list[np.ndarray]:
+        b, v = batch.shape[:2]
+        flat = session.run(None, {input_name: batch.reshape(b * v, *batch.shape[2:])})[0]
+        return [flat.reshape(b, v, -1)]
+
+    for done, (i, result) in enumerate(run_batched(todo, load, forward, max(1, batch_size // len(names))), 1):
+        if not isinstance(result, ImageError):
+            out[i] = result[0]
+            if cache:
+                for name, vec in zip(names, result[0]):
+                    cache.put(f"{hashes[i]}-{name}", vec)
+        if progress:
+            progress(done, len(todo), stage="embedding augmented views")
+    return out

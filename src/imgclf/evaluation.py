@@ -9,10 +9,18 @@ from imgclf.datasets import scan_labelled
 from imgclf.errors import ImgclfError
 from imgclf.metrics import summarize
 from imgclf.model import Model
+from imgclf.rejection import UNKNOWN, auroc
 
 
-def evaluate(model: Model | str | os.PathLike, data_dir: str | os.PathLike, top_k: int = 3) -> dict:
+def evaluate(
+    model: Model | str | os.PathLike, data_dir: str | os.PathLike, top_k: int = 3, ood_dir: str | os.PathLike | None = None
+) -> dict:
     """Metrics of ``model`` on every photo under ``data_dir``.
+
+    Accuracy and the confusion matrix score the best guess (closed set). When the model
+    rejects "unknown", ``rejection`` counts the accepted and rejected photos; with
+    ``ood_dir`` (photos of none of the labels, any layout) it also gives the share of those
+    rejected and the AUROC of the similarity score.
 
     Labels the model does not know are reported in ``unknown_labels`` and skipped;
     unreadable files are listed in ``skipped`` with their reasons. ``photos`` has one record
@@ -29,25 +37,50 @@ def evaluate(model: Model | str | os.PathLike, data_dir: str | os.PathLike, top_
     if not photos:
         raise ImgclfError(f"no photos of the model's labels ({', '.join(model.labels)}) in {data_dir}")
     truth = {str(p.path): p.label for p in photos}
-    y_true, y_pred, misclassified, skipped, per_photo = [], [], [], [], []
+    y_true, y_pred, misclassified, skipped, per_photo, in_scores = [], [], [], [], [], []
     # Every label's probability, so each photo also records the probability of its true label.
     for pred in model.iter_predict([p.path for p in photos], top_k=max(top_k, len(model.labels))):
         label = truth[pred.path]
         if pred.error:
             skipped.append({"path": pred.path, "reason": pred.error})
             continue
+        guess = pred.top_k[0]["label"]
         y_true.append(known[label])
-        y_pred.append(known[pred.label])
+        y_pred.append(known[guess])
+        in_scores.append(pred)
         top = pred.top_k[:top_k]
         label_confidence = next(t["confidence"] for t in pred.top_k if t["label"] == label)
-        per_photo.append({"path": pred.path, "label": label, "predicted": pred.label, "confidence": pred.confidence,
-                          "label_confidence": label_confidence, "top_k": top})
-        if pred.label != label:
-            misclassified.append({"path": pred.path, "label": label, "predicted": pred.label, "confidence": pred.confidence, "top_k": top})
+        per_photo.append({"path": pred.path, "label": label, "predicted": guess, "confidence": pred.confidence,
+                          "label_confidence": label_confidence, "top_k": top, "rejected": pred.label == UNKNOWN != guess})
+        if guess != label:
+            misclassified.append({"path": pred.path, "label": label, "predicted": guess, "confidence": pred.confidence, "top_k": top})
     if not y_true:
         raise ImgclfError(f"none of the {len(photos)} files in {data_dir} could be read")
     result = summarize(y_true, y_pred, model.labels)
     misclassified.sort(key=lambda m: -m["confidence"])
     result.update({"misclassified": misclassified, "skipped": skipped, "unknown_labels": unknown, "data_dir": str(data_dir),
                    "photos": per_photo})
+    if model.threshold is not None:
+        result["rejection"] = _rejection(model, in_scores, ood_dir)
+    elif ood_dir is not None:
+        raise ImgclfError("this model has no 'unknown' rule (trained before imgclf 0.1); retrain it to use --ood")
     return result
+
+
+def _rejection(model: Model, in_preds: list, ood_dir: str | os.PathLike | None) -> dict:
+    rejected = sum(1 for p in in_preds if p.label == UNKNOWN and p.top_k[0]["label"] != UNKNOWN)
+    out = {"threshold": model.threshold, "accepted": len(in_preds) - rejected, "rejected": rejected,
+           "acceptance_rate": round((len(in_preds) - rejected) / len(in_preds), 6)}
+    if ood_dir is None:
+        return out
+    ood = [p for p in model.iter_predict([ood_dir]) if not p.error]
+    if not ood:
+        raise ImgclfError(f"no readable photos in {ood_dir}")
+    ood_rejected = sum(1 for p in ood if p.label == UNKNOWN)
+    out.update({
+        "ood_dir": str(ood_dir), "ood_n": len(ood), "ood_rejected": ood_rejected,
+        "ood_rejection_rate": round(ood_rejected / len(ood), 6),
+        "auroc": round(auroc([p.similarity for p in in_preds], [p.similarity for p in ood]), 6),
+        "ood_accepted": [{"path": p.path, "label": p.label, "similarity": p.similarity} for p in ood if p.label != UNKNOWN],
+    })
+    return out

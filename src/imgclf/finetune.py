@@ -180,16 +180,19 @@ def fine_tune(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
-    def val_accuracy() -> float:
+    def validate() -> tuple[float, float]:
+        """(accuracy, cross-entropy) on the validation split; accuracy first, the loss breaks ties."""
         if val_x is None:
-            return float("nan")
+            return float("nan"), float("nan")
         with torch.no_grad():
             logits = torch.cat([forward(val_x[i : i + 64])[0] for i in range(0, len(val_x), 64)])
-        return float((logits.argmax(1).numpy() == val_y).mean())
+        loss = float(nn.functional.cross_entropy(logits, torch.from_numpy(val_y)))
+        return float((logits.argmax(1).numpy() == val_y).mean()), loss
 
     start = time.perf_counter()
-    best_acc, best_state, best_epoch, history, step = val_accuracy(), _trainable_state(net), 0, [], 0
-    history.append({"epoch": 0, "loss": None, "val_accuracy": best_acc})
+    best_acc, best_loss = validate()
+    best_state, best_epoch, history, step = _trainable_state(net), 0, [], 0
+    history.append({"epoch": 0, "loss": None, "val_accuracy": best_acc, "val_loss": round(best_loss, 5)})
     estimate = 0.0
     stale = 0
     for epoch in range(1, config.epochs + 1):
@@ -214,12 +217,12 @@ def fine_tune(
                 log(f"fine-tuning {config.epochs} epochs x {steps_per_epoch} steps: about {estimate / 60:.1f} min on this CPU")
             if progress:
                 progress(step, total_steps, stage="fine-tuning", info=f"epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f} val {best_acc:.3f}")
-        acc = val_accuracy()
-        history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 5), "val_accuracy": acc})
+        acc, val_loss = validate()
+        history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 5), "val_accuracy": acc, "val_loss": round(val_loss, 5)})
         if log:
-            log(f"epoch {epoch}: loss {np.mean(losses):.3f}, validation accuracy {acc:.3f}")
-        if acc > best_acc or (val_x is None):
-            best_acc, best_state, best_epoch, stale = acc, _trainable_state(net), epoch, 0
+            log(f"epoch {epoch}: loss {np.mean(losses):.3f}, validation accuracy {acc:.3f}, validation loss {val_loss:.3f}")
+        if val_x is None or acc > best_acc or (acc == best_acc and val_loss < best_loss):
+            best_acc, best_loss, best_state, best_epoch, stale = acc, val_loss, _trainable_state(net), epoch, 0
         else:
             stale += 1
             if stale >= config.patience:
@@ -235,13 +238,16 @@ def _trainable_state(net) -> dict:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def onnx_probabilities(onnx_path: Path, paths: Sequence[Path], pre) -> np.ndarray:
-    """``probabilities`` of an exported model for image files, through the shared pipeline."""
+def onnx_outputs(onnx_path: Path, paths: Sequence[Path], pre) -> tuple[np.ndarray, np.ndarray]:
+    """(``probabilities``, ``embedding``) of an exported model for image files, through the shared pipeline."""
     from imgclf.pipeline import create_session, file_loader, run_batched
 
     session = create_session(onnx_path)
-    rows = [out[0] for _, out in run_batched(paths, file_loader(pre), lambda b: session.run(["probabilities"], {"input": b}))]
-    return np.stack(rows) if rows else np.zeros((0, session.get_outputs()[0].shape[1]), np.float32)
+    forward = lambda b: session.run(["probabilities", "embedding"], {"input": b})  # noqa: E731
+    rows = [out for _, out in run_batched(paths, file_loader(pre), forward)]
+    if not rows:
+        return np.zeros((0, session.get_outputs()[0].shape[1]), np.float32), np.zeros((0, 1), np.float32)
+    return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
 
 
 def export_onnx(net, input_size: int, out_path: Path) -> None:

@@ -54,3 +54,33 @@ def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Pat
     model.producer_name = "imgclf"
     onnx.checker.check_model(model)
     onnx.save(model, str(out_path))
+
+
+SIMILARITY = "similarity"
+
+
+def add_similarity(model_path: Path, protos: np.ndarray, metadata: dict[str, str] | None = None) -> None:
+    """Append a ``similarity`` output (largest cosine similarity of ``embedding`` to ``protos``) in place."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    emb = next(o for o in graph.output if o.name == EMBEDDING)
+    batch = emb.type.tensor_type.shape.dim[0]
+    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(protos.T, np.float32), "imgclf_prototypes"))
+    graph.node.extend([
+        helper.make_node("LpNormalization", [EMBEDDING], ["imgclf_unit_embedding"], axis=1, p=2),
+        helper.make_node("MatMul", ["imgclf_unit_embedding", "imgclf_prototypes"], ["imgclf_cosines"]),
+        helper.make_node("ReduceMax", ["imgclf_cosines"], [SIMILARITY], axes=[1], keepdims=0)
+        if opset < 18
+        else helper.make_node("ReduceMax", ["imgclf_cosines", "imgclf_axes"], [SIMILARITY], keepdims=0),
+    ])
+    if opset >= 18:
+        graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "imgclf_axes"))
+    graph.output.append(helper.make_tensor_value_info(SIMILARITY, TensorProto.FLOAT, [batch.dim_param or batch.dim_value]))
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(model_path))

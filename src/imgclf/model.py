@@ -13,6 +13,7 @@ from PIL import Image
 
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.preprocessing import Preprocessing
+from imgclf.rejection import UNKNOWN
 
 MODEL_FILE = "model.onnx"
 LABELS_FILE = "labels.json"
@@ -23,16 +24,24 @@ CARD_FILE = "README.md"
 
 @dataclass
 class Prediction:
-    """What the model says about one input; ``error`` is set (and ``label`` is None) when it could not be read."""
+    """What the model says about one input.
+
+    ``label`` is ``"unknown"`` when the photo is unlike every class (``similarity`` below the
+    model's threshold); ``confidence`` and ``top_k`` still give the best guesses. ``error`` is
+    set (and ``label`` is None) when the file could not be read.
+    """
 
     path: str
     label: str | None
     confidence: float | None
     top_k: list[dict] = field(default_factory=list)
     error: str | None = None
+    similarity: float | None = None
 
     def to_dict(self) -> dict:
         d = {"path": self.path, "label": self.label, "confidence": self.confidence, "top_k": self.top_k}
+        if self.similarity is not None:
+            d["similarity"] = self.similarity
         if self.error is not None:
             d["error"] = self.error
         return d
@@ -48,6 +57,11 @@ class Model:
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
         self._session = session
         self._input = session.get_inputs()[0].name
+        outputs = {o.name for o in session.get_outputs()}
+        self._outputs = ["probabilities"] + (["similarity"] if "similarity" in outputs else [])
+        rule = meta.get("rejection")
+        #: Similarity below which a photo is "unknown" (None: the model never rejects).
+        self.threshold: float | None = float(rule["threshold"]) if rule and len(self._outputs) == 2 else None
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, threads: int | None = None) -> "Model":
@@ -81,33 +95,52 @@ class Model:
         """Class probabilities for a preprocessed batch (N, 3, S, S)."""
         return self._session.run(["probabilities"], {self._input: batch})[0]
 
-    def predict_image(self, image: Image.Image, top_k: int = 3, name: str = "<image>") -> Prediction:
-        """Predict one decoded RGB image."""
-        probs = self.probabilities(self.preprocessing(image)[None])[0]
-        return self._prediction(name, probs, top_k)
+    def scores(self, batch: np.ndarray) -> np.ndarray:
+        """(N, classes + 1): the class probabilities, then the similarity (NaN if the model has none)."""
+        out = self._session.run(self._outputs, {self._input: batch})
+        sim = out[1] if len(out) == 2 else np.full(len(batch), np.nan, np.float32)
+        return np.concatenate([out[0], sim[:, None]], axis=1)
 
-    def predict(self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None) -> list[Prediction]:
-        """Predict files and folders (recursively); unreadable files come back with ``error`` set."""
-        return list(self.iter_predict(paths, top_k, batch_size))
+    def predict_image(self, image: Image.Image, top_k: int = 3, name: str = "<image>", **rule) -> Prediction:
+        """Predict one decoded RGB image; ``rule`` is ``threshold=`` / ``reject=`` as in :meth:`predict`."""
+        return self.prediction(name, self.scores(self.preprocessing(image)[None])[0], top_k, **rule)
 
-    def iter_predict(self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None) -> Iterator[Prediction]:
+    def predict(
+        self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
+        threshold: float | None = None, reject: bool = True,
+    ) -> list[Prediction]:
+        """Predict files and folders (recursively); unreadable files come back with ``error`` set.
+
+        ``threshold`` overrides the stored "unknown" threshold; ``reject=False`` never answers "unknown".
+        """
+        return list(self.iter_predict(paths, top_k, batch_size, threshold, reject))
+
+    def iter_predict(
+        self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
+        threshold: float | None = None, reject: bool = True,
+    ) -> Iterator[Prediction]:
         from imgclf.datasets import iter_inputs
         from imgclf.pipeline import DEFAULT_BATCH, file_loader, run_batched
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
-            return [self.probabilities(batch)]
+            return [self.scores(batch)]
 
         files = iter_inputs(paths)
         for path, out in run_batched(files, file_loader(self.preprocessing), forward, batch_size or DEFAULT_BATCH):
             if isinstance(out, ImageError):
                 yield Prediction(str(path), None, None, [], error=out.reason)
             else:
-                yield self._prediction(str(path), out[0], top_k)
+                yield self.prediction(str(path), out[0], top_k, threshold, reject)
 
-    def _prediction(self, name: str, probs: np.ndarray, top_k: int) -> Prediction:
+    def prediction(self, name: str, scores: np.ndarray, top_k: int = 3, threshold: float | None = None, reject: bool = True) -> Prediction:
+        """A :class:`Prediction` from one row of :meth:`scores`, applying the "unknown" rule."""
+        probs, sim = scores[:-1], float(scores[-1])
         order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
         top = [{"label": self.labels[i], "confidence": round(float(probs[i]), 6)} for i in order]
-        return Prediction(name, top[0]["label"], top[0]["confidence"], top)
+        limit = threshold if threshold is not None else self.threshold
+        similarity = None if np.isnan(sim) else round(sim, 6)
+        unknown = reject and limit is not None and similarity is not None and sim < limit
+        return Prediction(name, UNKNOWN if unknown else top[0]["label"], top[0]["confidence"], top, similarity=similarity)
 
 
 def load(model_dir: str | os.PathLike) -> Model:

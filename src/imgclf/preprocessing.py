@@ -55,6 +55,16 @@ class Preprocessing:
         """RGB image → float32 array of shape (3, input_size, input_size)."""
         return normalize(center_crop(resize_shorter(img, self.resize_to, self.interpolation), self.input_size), self)
 
+    def fast(self, img: Image.Image) -> np.ndarray:
+        """Same as calling the preprocessing, about twice as fast, equal to within rounding.
+
+        Resamples only the pixels the centre crop keeps (one pass per axis, as Pillow does),
+        reduces images far larger than the target by whole factors first (``reducing_gap``),
+        and normalises with one multiply-add. Compared with the exact path, a few values in
+        10,000 differ by one or two 8-bit levels (``tests/test_speed.py`` bounds it).
+        """
+        return normalize_fast(resize_crop(img, self.resize_to, self.input_size, self.interpolation, FAST_REDUCING_GAP), self)
+
 
 def resize_shorter(img: Image.Image, size: int, interpolation: str = "bicubic") -> Image.Image:
     """Resize so the shorter side is ``size``, keeping the aspect ratio (torchvision's rule)."""
@@ -74,6 +84,55 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
     left = int(round((w - size) / 2.0))
     top = int(round((h - size) / 2.0))
     return img.crop((left, top, left + size, top + size))
+
+
+#: Images over this many times the target size are first reduced by whole factors
+#: (box filter), then resampled: Pillow's ``reducing_gap``, at the value its documentation
+#: calls indistinguishable from full resampling.
+FAST_REDUCING_GAP = 3.0
+
+
+def resize_crop(
+    img: Image.Image, size: int, crop: int, interpolation: str = "bicubic", reducing_gap: float | None = None
+) -> Image.Image:
+    """``center_crop(resize_shorter(img, size), crop)`` computing only the kept pixels.
+
+    Pillow resizes horizontally, then vertically; this does the same two passes, each
+    limited to the crop's span through ``box``, so the result equals the full resize to
+    within rounding (the box moves each sample's centre by a few ulps).
+    """
+    w, h = img.size
+    if w <= h:
+        new_w, new_h = size, int(size * h / w)
+    else:
+        new_w, new_h = int(size * w / h), size
+    if new_w < crop or new_h < crop:  # crop_pct > 1: the crop pads, keep the reference path
+        return center_crop(resize_shorter(img, size, interpolation), crop)
+    left = int(round((new_w - crop) / 2.0))
+    top = int(round((new_h - crop) / 2.0))
+    resample = _RESAMPLE[interpolation]
+    if new_w != w:
+        sx = w / new_w
+        img = img.resize((crop, h), resample, box=(left * sx, 0, (left + crop) * sx, h), reducing_gap=reducing_gap)
+    else:
+        img = img.crop((left, 0, left + crop, h))
+    if new_h != h:
+        sy = h / new_h
+        img = img.resize((crop, crop), resample, box=(0, top * sy, crop, (top + crop) * sy), reducing_gap=reducing_gap)
+    else:
+        img = img.crop((0, top, crop, top + crop))
+    return img
+
+
+def normalize_fast(img: Image.Image, pre: Preprocessing) -> np.ndarray:
+    """:func:`normalize` as one multiply-add on the channel-first array (equal to within an ulp)."""
+    std = np.asarray(pre.std, np.float32).reshape(3, 1, 1)
+    scale = np.float32(1.0 / 255.0) / std
+    offset = -np.asarray(pre.mean, np.float32).reshape(3, 1, 1) / std
+    arr = np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)).astype(np.float32)
+    arr *= scale
+    arr += offset
+    return arr
 
 
 def normalize(img: Image.Image, pre: Preprocessing) -> np.ndarray:

@@ -9,7 +9,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,12 +22,14 @@ from imgclf.backbones import DEFAULT_BACKBONE, Backbone, resolve
 from imgclf.cache import EmbeddingCache, default_cache_dir
 from imgclf.datasets import SPLITS, Dataset, Skipped, ensure_training_photos, scan_labelled
 from imgclf.duplicates import find_duplicates
-from imgclf.embedding import Progress, embed_files
+from imgclf.embedding import Progress, embed_files, embed_views
+from imgclf.views import views_for
 from imgclf.errors import ImgclfError
 from imgclf.finetune import FineTuneConfig
 from imgclf.files import atomic_directory, write_json_atomic
-from imgclf.fusion import fuse
-from imgclf.head import LinearHead, fit_head
+from imgclf.fusion import add_similarity, fuse
+from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Rejection, calibrate, leave_one_out_similarity, prototypes, similarity
+from imgclf.head import LinearHead, fit_head, refit
 from imgclf.metrics import summarize
 from imgclf.model import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE
 from imgclf.model_card import render_card
@@ -70,24 +72,35 @@ def train(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     fine_tune: bool | FineTuneConfig = False,
+    augment: int = 0,
+    target_acceptance: float = 0.95,
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
     command: str | None = None,
+    embeddings: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
 
     ``data_dir`` holds ``<label>/<images>`` or ``train|val|test/<label>/<images>``.
+    ``augment`` adds that many cached augmented views of each training photo (see :mod:`imgclf.views`).
     ``fine_tune`` (True or a :class:`FineTuneConfig`) trains the backbone's last blocks too.
+    The "unknown" rule is calibrated to accept ``target_acceptance`` of in-distribution photos;
+    an ``unknown/`` or ``_background/`` label folder is trained as the class ``unknown``.
     ``progress(done, total)`` is called while embedding and ``log(message)`` before slow steps.
     Raises :class:`ImgclfError` for data the classifier cannot be trained on.
     """
     start = time.perf_counter()
     model_dir = Path(model_dir)
     _check_output(model_dir)
-    dataset = scan_labelled(data_dir, val_fraction, test_fraction)
+    dataset = _merge_negatives(scan_labelled(data_dir, val_fraction, test_fraction))
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     bb = resolve(backbone, weights, cache_root, log=log)
-    emb = embed_files([p.path for p in dataset.photos], bb, EmbeddingCache(cache_root, bb.id), progress)
+    if embeddings is not None:  # computed elsewhere (imgclf embed, e.g. on Ray): checked against bb, matched by path
+        from imgclf.engines.embeddings_file import load_embeddings
+
+        emb = load_embeddings(embeddings, dataset, bb)
+    else:
+        emb = embed_files([p.path for p in dataset.photos], bb, EmbeddingCache(cache_root, bb.id), progress)
 
     by_path = {p.path: p for p in dataset.photos}
     photos = [by_path[p] for p in emb.paths]
@@ -105,9 +118,21 @@ def train(
     y = np.array([index[p.label] for p in photos], dtype=np.int64)
     split = np.array([p.split for p in photos])
     tr, va, te = (split == s for s in SPLITS)
-    head = fit_head(vectors[tr], y[tr], len(dataset.labels), vectors[va], y[va], seed=seed)
+    x_fit, y_fit = vectors[tr], y[tr]
+    if augment:  # extra cached views of the training photos only; validation and test stay plain
+        names = views_for(augment)
+        kept_hashes = np.array(emb.hashes)[keep]
+        extra = embed_views([p.path for p, m in zip(photos, tr) if m], list(kept_hashes[tr]),
+                            bb, EmbeddingCache(cache_root, bb.id), names, progress)
+        ok = ~np.isnan(extra).any(axis=(1, 2))
+        x_fit = np.concatenate([x_fit, extra[ok].reshape(-1, bb.dim)])
+        y_fit = np.concatenate([y_fit, np.repeat(y[tr][ok], len(names))])
+    head = fit_head(x_fit, y_fit, len(dataset.labels), vectors[va], y[va], seed=seed)
     paths = np.array([p.path for p in photos], dtype=object)
     probs = {name: head.probabilities(vectors[m]) for name, m in (("train", tr), ("val", va), ("test", te))}
+    if va.any():  # C is chosen: fit it again on train + validation (validation metrics above are from before)
+        head = refit(head, np.concatenate([x_fit, vectors[va]]), np.concatenate([y_fit, y[va]]), len(dataset.labels))
+        probs["test"] = head.probabilities(vectors[te])
     write_onnx = partial(_fuse_onnx, bb, head, dataset.labels)
     tuned = None
     if fine_tune:
@@ -120,10 +145,19 @@ def train(
         tuned_onnx = cache_root / "tmp" / f"fine-tuned-{os.getpid()}.onnx"
         tuned_onnx.parent.mkdir(parents=True, exist_ok=True)
         finetune.export_onnx(tuned.model, bb.preprocessing.input_size, tuned_onnx)
-        for name, m in (("val", va), ("test", te)):  # scored by the exact model that ships
-            probs[name] = finetune.onnx_probabilities(tuned_onnx, list(paths[m]), bb.preprocessing)
+        embedded = {}
+        for name, m in (("train", tr), ("val", va), ("test", te)):  # scored by the exact model that ships
+            p, e = finetune.onnx_outputs(tuned_onnx, list(paths[m]), bb.preprocessing)
+            embedded[name] = e
+            if name != "train":
+                probs[name] = p
+        vectors = np.zeros((len(paths), embedded["train"].shape[1]), np.float32)
+        for name, m in (("train", tr), ("val", va), ("test", te)):
+            vectors[m] = embedded[name]
         write_onnx = partial(_move_file, tuned_onnx)
+    protos, rule = _rejection_rule(vectors, y, tr, va, dataset.labels, target_acceptance)
     metrics = {
+        "rejection": {**rule.to_dict(), **_acceptance(vectors[te], protos, rule, "test")},
         "train": _split_metrics(probs["train"], y[tr], paths[tr], dataset.labels, detail=False),
         "val": _split_metrics(probs["val"], y[va], paths[va], dataset.labels),
         "test": _split_metrics(probs["test"], y[te], paths[te], dataset.labels),
@@ -132,7 +166,7 @@ def train(
         "duplicates": [s.to_dict() for s in dups.duplicates],
         "leakage": [s.to_dict() for s in dups.leaks],
         "warnings": warnings,
-        "head": {"type": "softmax-linear", "C": head.C, "class_weight": "balanced", "seed": seed},
+        "head": {"type": "softmax-linear", "C": head.C, "class_weight": "balanced", "seed": seed, "augment_views": list(views_for(augment))},
         "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) + len(emb.errors) - emb.n_computed},
     }
     if tuned is not None:
@@ -144,8 +178,21 @@ def train(
     meta = _metadata(bb, dataset, head, seed, command)
     if tuned is not None:
         meta["head"]["fine_tuned"] = True
-    _write_model(model_dir, write_onnx, dataset.labels, meta, metrics)
+    meta["rejection"] = rule.to_dict()
+    _write_model(model_dir, write_onnx, protos, dataset.labels, meta, metrics)
     return TrainResult(model_dir, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed)
+
+
+def _merge_negatives(dataset: Dataset) -> Dataset:
+    """Photos of ``unknown/`` and ``_background/`` become the class ``unknown``, listed last."""
+    negative = [lab for lab in dataset.labels if lab in NEGATIVE_FOLDERS]
+    if not negative:
+        return dataset
+    labels = [lab for lab in dataset.labels if lab not in NEGATIVE_FOLDERS]
+    if len(labels) < 1:
+        raise ImgclfError("the data has only negative photos (unknown/, _background/): add at least one label folder")
+    photos = [replace(p, label=UNKNOWN) if p.label in NEGATIVE_FOLDERS else p for p in dataset.photos]
+    return replace(dataset, labels=labels + [UNKNOWN], photos=photos)
 
 
 def _check_output(model_dir: Path) -> None:
@@ -244,9 +291,32 @@ def _fuse_onnx(bb: Backbone, head: LinearHead, labels: list[str], out_path: Path
     fuse(bb.onnx_path, head, labels, out_path, {"imgclf_preprocessing": json.dumps(bb.preprocessing.to_dict())})
 
 
-def _write_model(model_dir: Path, write_onnx: Callable[[Path], None], labels: list[str], meta: dict, metrics: dict) -> None:
+def _rejection_rule(vectors, y, tr, va, labels: list[str], target: float) -> tuple[np.ndarray, Rejection]:
+    """Class prototypes from the training split and the threshold that accepts ``target`` of in-distribution photos.
+
+    Calibrated on the validation split when it has at least 20 photos, else leave-one-out on train + val.
+    """
+    known = [i for i, lab in enumerate(labels) if lab != UNKNOWN]
+    protos = prototypes(vectors[tr], y[tr], known)
+    in_val = va & np.isin(y, known)
+    if in_val.sum() >= 20:
+        return protos, calibrate(similarity(vectors[in_val], protos), target, f"validation split ({int(in_val.sum())} photos)")
+    pool = (tr | va) & np.isin(y, known)
+    scores = leave_one_out_similarity(vectors[pool], y[pool], known)
+    return protos, calibrate(scores, target, f"leave-one-out on train + val ({int(pool.sum())} photos)")
+
+
+def _acceptance(x: np.ndarray, protos: np.ndarray, rule: Rejection, split: str) -> dict:
+    if not len(x):
+        return {}
+    accepted = int((similarity(x, protos) >= rule.threshold).sum())
+    return {f"{split}_accepted": accepted, f"{split}_rejected": len(x) - accepted}
+
+
+def _write_model(model_dir: Path, write_onnx: Callable[[Path], None], protos: np.ndarray, labels: list[str], meta: dict, metrics: dict) -> None:
     with atomic_directory(model_dir) as tmp:
         write_onnx(tmp / MODEL_FILE)
+        add_similarity(tmp / MODEL_FILE, protos, {"imgclf_rejection": json.dumps(meta["rejection"])})
         write_json_atomic(tmp / LABELS_FILE, labels)
         write_json_atomic(tmp / META_FILE, meta)
         write_json_atomic(tmp / METRICS_FILE, metrics)

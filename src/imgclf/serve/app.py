@@ -174,7 +174,7 @@ class Service:
         self.in_flight = 0
         self.started = time.time()
         self.requests = 0
-        self.batcher = MicroBatcher(model.probabilities, max_batch=max_batch)
+        self.batcher = MicroBatcher(model.scores, max_batch=max_batch)
         self.decode_threads = decode_threads
         self._pool: ThreadPoolExecutor | None = None
 
@@ -212,7 +212,7 @@ class Service:
             if isinstance(arr, ImageError):
                 out.append(arr)
             else:
-                out.append(self.model._prediction(name, next(rows), top_k).to_dict())
+                out.append(self.model.prediction(name, next(rows), top_k).to_dict())
         return out
 
 

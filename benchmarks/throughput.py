@@ -1,0 +1,311 @@
+"""Embedding throughput of imgclf against its limit and against the PyTorch loop a user would write.
+
+Usage:
+    python benchmarks/throughput.py DATA_DIR [--repeat 3] [--predict-runs 5] [--model DIR]
+    python benchmarks/throughput.py DATA_DIR --stream 10000      # bounded-memory check only
+
+In one run, on the same photos (``DATA_DIR/<label>/<files>``), each measure ``--repeat``
+times, interleaved, best and spread printed:
+
+(a) the limit: ONNX Runtime alone on pre-decoded tensors (the backbone, batches of
+    ``DEFAULT_BATCH``; best of idle threads spinning and sleeping);
+(b) imgclf: ``imgclf.embedding.embed_files`` from the files, into an empty cache
+    (read, hash, decode, preprocess, infer, store), as ``imgclf train`` runs it;
+(c) the peer: timm in PyTorch eager, torchvision ``ImageFolder`` + ``DataLoader``
+    (``num_workers`` = cores, batch 32, timm's eval transform), ``torch.set_num_threads(cores)``;
+(d) ``imgclf predict MODEL PHOTO``: the wall time of the whole command in a new process.
+
+and the ratios b/a and b/c. CPU time per image (this process and its children) is shown
+too: on a machine shared with other jobs it moves far less than img/s. (e) shows what
+the reduced-size JPEG decoding saves on a 12-megapixel photo.
+
+``--stream N`` embeds N photos made from DATA_DIR's (each a copy with random bytes after
+the end of the JPEG, so every content hash differs and nothing comes from the cache) and
+prints the process's RSS as it goes and its peak: the pipeline streams, so RSS stays flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def find_photos(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("*/**/*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+class Timer:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = cpu_seconds() - self.cpu
+
+
+# --- (a) the limit ---------------------------------------------------------------------------------
+
+def measure_limit(bb, tensors: np.ndarray, batch: int) -> dict:
+    from imgclf.pipeline import create_session
+
+    out = {}
+    for spinning in (False, True):
+        sess = create_session(bb.onnx_path, spinning=spinning)
+        name = sess.get_inputs()[0].name
+        sess.run(None, {name: tensors[:batch]})
+        with Timer() as t:
+            for i in range(0, len(tensors), batch):
+                sess.run(None, {name: tensors[i:i + batch]})
+        out[spinning] = (len(tensors) / t.wall, 1000 * t.cpu / len(tensors))
+        del sess
+    return out
+
+
+# --- (b) imgclf ------------------------------------------------------------------------------------
+
+def measure_imgclf(bb, photos: list[Path], cache_root: Path) -> tuple[float, float]:
+    from imgclf.cache import EmbeddingCache
+    from imgclf.embedding import embed_files
+
+    with Timer() as t:
+        emb = embed_files(photos, bb, EmbeddingCache(cache_root, bb.id))
+    assert emb.n_computed == len(photos), "the cache was not empty"
+    return len(photos) / t.wall, 1000 * t.cpu / len(photos)
+
+
+# --- (c) the peer ----------------------------------------------------------------------------------
+
+def build_peer(bb):
+    import torch
+
+    from imgclf.backbones import BUILTINS, builtin_weights_file
+    from imgclf.backbones.torch_export import build_model
+
+    weights = bb.weights_path or (builtin_weights_file(bb.name) if bb.name in BUILTINS else None)
+    model = build_model(bb.timm_name, weights)
+    torch.set_num_threads(os.cpu_count() if not hasattr(os, "sched_getaffinity") else len(os.sched_getaffinity(0)))
+    return model
+
+
+def peer_transform(pre):
+    from torchvision import transforms as T
+
+    interp = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}[pre.interpolation]
+    return T.Compose([T.Resize(pre.resize_to, interpolation=interp), T.CenterCrop(pre.input_size), T.ToTensor(),
+                      T.Normalize(pre.mean, pre.std)])
+
+
+def measure_peer(model, pre, data_dir: Path, cores: int) -> tuple[float, float, int]:
+    import torch
+    from torch.utils.data import DataLoader
+    from torchvision.datasets import ImageFolder
+
+    ds = ImageFolder(str(data_dir), transform=peer_transform(pre))
+    n = 0
+    with Timer() as t, torch.inference_mode():
+        for x, _ in DataLoader(ds, batch_size=32, num_workers=cores, shuffle=False):
+            model(x)
+            n += len(x)
+    return n / t.wall, 1000 * t.cpu / n, n
+
+
+# --- (d) predict -----------------------------------------------------------------------------------
+
+def imgclf_command() -> list[str]:
+    exe = Path(sys.executable).with_name("imgclf")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "imgclf.cli"]
+
+
+def train_model(data_dir: Path, out: Path) -> None:
+    subprocess.run([*imgclf_command(), "train", str(data_dir), "-o", str(out), "-q"], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def measure_predict(model_dir: Path, photo: Path) -> float:
+    t = time.perf_counter()
+    subprocess.run([*imgclf_command(), "predict", str(model_dir), str(photo)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t
+
+
+# --- (e) big photos --------------------------------------------------------------------------------
+
+def measure_big(pre, photo: Path) -> tuple[float, float, tuple, tuple]:
+    from PIL import Image
+
+    from imgclf.images import decode
+    from imgclf.pipeline import draft_side, preprocess_data
+
+    b = io.BytesIO()
+    Image.open(photo).convert("RGB").resize((4032, 3024), Image.Resampling.LANCZOS).save(b, "JPEG", quality=92)
+    data = b.getvalue()
+    times = {}
+    for fast in (False, True):
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            preprocess_data(data, pre, fast=fast)
+            best = min(best, time.perf_counter() - t)
+        times[fast] = best
+    return times[False], times[True], decode(data).size, decode(data, max_side=draft_side(pre)).size
+
+
+# --- bounded memory --------------------------------------------------------------------------------
+
+def rss_mb() -> float:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def stream(bb, photos: list[Path], n: int, tmp: Path) -> None:
+    from imgclf.cache import EmbeddingCache
+    from imgclf.embedding import embed_files
+
+    rng = np.random.default_rng(0)
+    src = [p.read_bytes() for p in photos]
+    files = []
+    for i in range(n):
+        f = tmp / "stream" / f"{i % 100:02d}" / f"{i:06d}.jpg"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(src[i % len(src)] + rng.bytes(16))  # after the JPEG's end: same pixels, new hash
+        files.append(f)
+    print(f"stream: {n} photos written to a temporary folder ({sum(f.stat().st_size for f in files) / 2**20:.0f} MB)")
+    samples: list[tuple[int, float]] = []
+    start_rss = rss_mb()
+
+    def progress(done: int, total: int) -> None:
+        if done % max(1, total // 10) == 0 or done == total:
+            samples.append((done, rss_mb()))
+
+    with Timer() as t:
+        emb = embed_files(files, bb, EmbeddingCache(tmp / "cache", bb.id), progress=progress)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"embedded {len(emb.paths)} photos ({emb.n_computed} computed) in {t.wall:.0f} s ({len(files) / t.wall:.1f} img/s)")
+    print(f"RSS before: {start_rss:.0f} MB; during (photos done: MB): "
+          + ", ".join(f"{d}: {r:.0f}" for d, r in samples))
+    print(f"peak RSS of the process: {peak:.0f} MB (includes the {len(src)} source photos held in memory to make the stream)")
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+def spread(values: list[float], fmt: str = "{:.1f}") -> str:
+    return " / ".join(fmt.format(v) for v in values)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data_dir", type=Path)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of (a), (b), (c), interleaved")
+    ap.add_argument("--predict-runs", type=int, default=5)
+    ap.add_argument("--model", type=Path, help="model folder for (d); default: train one on DATA_DIR")
+    ap.add_argument("--cache-dir", type=Path, help="where the backbone export is (default: imgclf's cache)")
+    ap.add_argument("--stream", type=int, help="only the bounded-memory check, with this many photos")
+    ap.add_argument("--skip-peer", action="store_true", help="leave out (c) (no torch import)")
+    args = ap.parse_args()
+
+    from imgclf.backbones import resolve
+    from imgclf.cache import default_cache_dir
+    from imgclf.pipeline import DEFAULT_BATCH, cpu_count, file_loader
+
+    cores = cpu_count()
+    bb = resolve(cache_dir=args.cache_dir or default_cache_dir())
+    photos = find_photos(args.data_dir)
+    if not photos:
+        sys.exit(f"no photos under {args.data_dir}")
+    print(f"{len(photos)} photos from {args.data_dir}, backbone {bb.name}, {cores} cores, "
+          f"batch {DEFAULT_BATCH}, load average {loadavg()}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.stream:
+            stream(bb, photos, args.stream, tmp)
+            return
+        load = file_loader(bb.preprocessing)
+        tensors = np.stack([load(p) for p in photos])
+        peer = None if args.skip_peer else build_peer(bb)
+        a: dict[bool, list] = {False: [], True: []}
+        b: list = []
+        c: list = []
+        for r in range(args.repeat):
+            for spinning, v in measure_limit(bb, tensors, DEFAULT_BATCH).items():
+                a[spinning].append(v)
+            b.append(measure_imgclf(bb, photos, tmp / f"cache{r}"))
+            if peer is not None:
+                rate, cpu, n = measure_peer(peer, bb.preprocessing, args.data_dir, cores)
+                assert n == len(photos), f"ImageFolder found {n} photos, imgclf {len(photos)}"
+                c.append((rate, cpu))
+            print(f"  run {r + 1}: load average {loadavg()}", flush=True)
+
+        model_dir = args.model
+        if model_dir is None:
+            model_dir = tmp / "model"
+            train_model(args.data_dir, model_dir)
+        measure_predict(model_dir, photos[0])  # the page cache warm, as for a user's second command
+        d = [measure_predict(model_dir, photos[0]) for _ in range(args.predict_runs)]
+        big = measure_big(bb.preprocessing, photos[0])
+
+    best_a_spin = max(a, key=lambda s: max(v[0] for v in a[s]))
+    a_best = max(v[0] for v in a[best_a_spin])
+    b_best = max(v[0] for v in b)
+    print()
+    print(f"{'measure':62s} {'best':>8s}   runs (img/s; CPU ms/img)")
+    for spinning in (False, True):
+        v = a[spinning]
+        print(f"{'(a) limit: ONNX Runtime on tensors, idle threads ' + ('spin' if spinning else 'sleep'):62s} "
+              f"{max(x[0] for x in v):8.1f}   {spread([x[0] for x in v])}; {spread([x[1] for x in v])}")
+    print(f"{'(b) imgclf embed_files, from files':62s} {b_best:8.1f}   {spread([x[0] for x in b])}; {spread([x[1] for x in b])}")
+    if c:
+        c_best = max(v[0] for v in c)
+        print(f"{'(c) peer: timm eager + ImageFolder DataLoader(workers=%d)' % cores:62s} {c_best:8.1f}   "
+              f"{spread([x[0] for x in c])}; {spread([x[1] for x in c])}")
+    print(f"{'(d) imgclf predict, one photo, whole command (s)':62s} {min(d):8.2f}   "
+          f"{spread(d, '{:.2f}')} (median {statistics.median(d):.2f})")
+    print(f"{'(e) one 12 MP JPEG, decode + preprocess (ms): full / reduced':62s} "
+          f"{1000 * big[1]:8.1f}   full decode {1000 * big[0]:.1f} ms at {big[2][0]}x{big[2][1]}, "
+          f"reduced {big[3][0]}x{big[3][1]}")
+    print()
+    print(f"b/a = {b_best / a_best:.2f} (best of each; a = {a_best:.1f} with idle threads "
+          f"{'spinning' if best_a_spin else 'sleeping'})")
+    a_cpu = min(x[1] for x in a[False])
+    b_cpu = min(x[1] for x in b)
+    print(f"b/a by CPU time per image = {a_cpu / b_cpu:.2f} ({a_cpu:.1f} vs {b_cpu:.1f} ms)")
+    if c:
+        print(f"b/c = {b_best / c_best:.2f}")
+    print(f"load average at the end: {loadavg()}")
+
+
+if __name__ == "__main__":
+    main()

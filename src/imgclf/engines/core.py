@@ -1,0 +1,181 @@
+"""The one decode → preprocess → ONNX pipeline that both engines run.
+
+The local engine streams every photo through :meth:`Runner.iter_rows` once; each Ray
+actor builds the same :class:`Runner` (one ONNX Runtime session per actor) and calls
+:meth:`Runner.iter_rows` on each batch Ray Data hands it. Per photo the work is
+:func:`preprocess_bytes` (``imgclf.images.decode`` + ``Preprocessing``); per batch it is
+one session run (``imgclf.pipeline.run_batched`` does the batching for both engines).
+A file that cannot be read or decoded becomes a row with ``error`` set, never an exception.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from imgclf.cache import content_hash
+from imgclf.errors import ImageError, ImgclfError
+from imgclf.images import decode, read_bytes
+from imgclf.pipeline import DEFAULT_BATCH, create_session, run_batched
+from imgclf.preprocessing import Preprocessing
+
+PREDICTIONS = "predictions"
+EMBEDDINGS = "embeddings"
+
+
+def preprocess_bytes(data: bytes, pre: Preprocessing) -> np.ndarray:
+    """Image bytes → preprocessed float32 CHW array; raises :class:`ImageError` for unusable bytes.
+
+    The same function ``imgclf train`` and ``imgclf predict`` use (``imgclf.pipeline.preprocess_data``),
+    so batch jobs agree with them, not only with each other.
+    """
+    try:
+        from imgclf.pipeline import preprocess_data
+    except ImportError:  # a pipeline without the shared bytes entry point: decode + preprocess, as it did
+        return pre(decode(data))
+    return preprocess_data(data, pre)
+
+
+@dataclass
+class Item:
+    """One photo on its way through the pipeline.
+
+    ``path`` is what the output shows, ``source`` where the bytes are read from (an absolute
+    path, so Ray workers with another working directory find it), or ``data`` the bytes
+    themselves. ``hash`` is filled in once the bytes are read.
+    """
+
+    path: str
+    source: str | None = None
+    data: bytes | None = None
+    label: str | None = None
+    split: str | None = None
+    hash: str | None = None
+
+
+class Runner:
+    """Loads items, runs one ONNX session on batches, turns results into output rows."""
+
+    kind: str
+
+    def __init__(self, pre: Preprocessing, threads: int | None = None):
+        self.pre = pre
+        self.threads = threads
+
+    def load(self, item: Item) -> np.ndarray:
+        data = item.data if item.data is not None else read_bytes(item.source or item.path)
+        item.data = None  # the bytes are not needed after decoding; do not keep a batch of them
+        if self.kind == EMBEDDINGS:
+            item.hash = content_hash(data)
+        return preprocess_bytes(data, self.pre)
+
+    def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
+        raise NotImplementedError
+
+    def row(self, item: Item, out: tuple[np.ndarray, ...] | ImageError) -> dict:
+        raise NotImplementedError
+
+    def iter_rows(self, items: Iterable[Item], batch_size: int = DEFAULT_BATCH, workers: int | None = None) -> Iterator[dict]:
+        """Rows in input order; ``workers`` decode threads feed batches of ``batch_size``."""
+        for item, out in run_batched(items, self.load, self.forward, batch_size, workers or self.threads):
+            yield self.row(item, out)
+
+
+class PredictRunner(Runner):
+    """Scores from a model folder's fused ONNX model, formatted by :meth:`imgclf.model.Model.prediction`.
+
+    ``threshold`` and ``reject`` are the "unknown" rule, as in :meth:`imgclf.model.Model.predict`.
+    """
+
+    kind = PREDICTIONS
+
+    def __init__(self, model, top_k: int = 3, threads: int | None = None, threshold: float | None = None, reject: bool = True):
+        super().__init__(model.preprocessing, threads)
+        self.model = model
+        self.top_k = top_k
+        self.threshold = threshold
+        self.reject = reject
+
+    def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
+        return [self.model.scores(batch)]
+
+    def row(self, item: Item, out) -> dict:
+        from imgclf.model import Prediction
+
+        if isinstance(out, ImageError):
+            pred = Prediction(item.path, None, None, [], error=out.reason)
+        else:
+            pred = self.model.prediction(item.path, out[0], self.top_k, self.threshold, self.reject)
+        return {"path": pred.path, "label": pred.label, "confidence": pred.confidence,
+                "similarity": getattr(pred, "similarity", None), "top_k": pred.top_k, "error": pred.error}
+
+
+class EmbedRunner(Runner):
+    """Backbone embeddings (one vector per photo) from a backbone's ONNX export."""
+
+    kind = EMBEDDINGS
+
+    def __init__(self, onnx_path: str | os.PathLike, pre: Preprocessing, threads: int | None = None):
+        super().__init__(pre, threads)
+        self.session = create_session(onnx_path, threads)
+        self.input = self.session.get_inputs()[0].name
+
+    def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
+        return self.session.run(None, {self.input: batch})[:1]
+
+    def row(self, item: Item, out) -> dict:
+        error = out.reason if isinstance(out, ImageError) else None
+        vec = None if error else np.asarray(out[0], dtype=np.float32)
+        return {"path": item.path, "hash": item.hash, "label": item.label, "split": item.split, "embedding": vec, "error": error}
+
+
+# --- what to process --------------------------------------------------------------------------------
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files, folders (recursively, as ``imgclf predict`` walks them) and quoted globs → files, sorted per input."""
+    from imgclf.datasets import iter_inputs
+
+    expanded: list[str] = []
+    for raw in inputs:
+        s = str(raw)
+        if not os.path.lexists(s) and _GLOB_CHARS & set(s):
+            matches = sorted(glob.glob(s, recursive=True))
+            if not matches:
+                raise ImgclfError(f"no files match {s}")
+            expanded += matches
+        else:
+            expanded.append(s)
+    return list(iter_inputs(expanded))
+
+
+def predict_items(inputs: Iterable[str | os.PathLike]) -> list[Item]:
+    """Items for ``predict``: the path as given, read from its absolute path."""
+    files = expand_inputs(inputs)
+    if not files:
+        raise ImgclfError("no files found in the given paths")
+    return [Item(str(p), source=os.path.abspath(p)) for p in files]
+
+
+def embed_items(data_dir: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.1) -> tuple[list[Item], list[str]]:
+    """Items for ``embed``: every photo of a labelled folder with its label and split; and the labels.
+
+    ``path`` is relative to ``data_dir`` (POSIX), so a file embedded on a cluster is matched
+    to the same photo in a copy of the folder elsewhere.
+    """
+    from imgclf.datasets import scan_labelled
+
+    dataset = scan_labelled(data_dir, val_fraction, test_fraction)
+    root = dataset.root
+    items = [
+        Item(p.path.relative_to(root).as_posix(), source=os.path.abspath(p.path), label=p.label, split=p.split)
+        for p in dataset.photos
+    ]
+    return items, dataset.labels

@@ -1,0 +1,183 @@
+"""Write prediction and embedding rows to ``.parquet``, ``.csv`` or ``.jsonl``, streaming.
+
+Rows arrive in batches (lists of dicts from the local engine, Arrow tables from Ray) and
+are appended as they come, so memory stays bounded however many photos there are. The
+file is written under a temporary name and renamed when complete: a crashed or
+interrupted job never leaves a half-written file behind under the requested name.
+
+Columns
+  predictions: ``path, label, confidence, similarity, top_k (list of {label, confidence}), error``
+  embeddings:  ``path, hash, label, split, embedding (list<float32>), error``
+
+In CSV, ``top_k`` becomes ``top1_label, top1_confidence, …`` and an embedding a JSON
+array. A row whose file could not be used has ``error`` set and nulls elsewhere.
+Parquet needs pyarrow (``pip install 'imgclf[ray]'``); CSV and JSON Lines do not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from imgclf.engines.core import EMBEDDINGS, PREDICTIONS
+from imgclf.errors import ImgclfError
+
+FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
+#: Schema metadata key of a parquet file's imgclf description (JSON).
+META_KEY = b"imgclf"
+
+
+def format_of(path: str | os.PathLike) -> str:
+    """``parquet``, ``csv`` or ``jsonl`` from the output file's extension."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ImgclfError(f"unknown output format {Path(path).suffix or '(no extension)'!r} for {path}: use .parquet, .csv or .jsonl")
+    return fmt
+
+
+def _pa():
+    try:
+        import pyarrow
+    except ImportError:
+        raise ImgclfError("parquet files need pyarrow: pip install 'imgclf[ray]' (or write .csv / .jsonl)") from None
+    return pyarrow
+
+
+def schema(kind: str):
+    """The Arrow schema of ``kind`` rows (:data:`PREDICTIONS` or :data:`EMBEDDINGS`)."""
+    pa = _pa()
+    if kind == PREDICTIONS:
+        top = pa.struct([("label", pa.string()), ("confidence", pa.float64())])
+        return pa.schema([("path", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
+                          ("similarity", pa.float64()), ("top_k", pa.list_(top)), ("error", pa.string())])
+    return pa.schema([("path", pa.string()), ("hash", pa.string()), ("label", pa.string()), ("split", pa.string()),
+                      ("embedding", pa.list_(pa.float32())), ("error", pa.string())])
+
+
+def to_arrow(rows: list[dict], kind: str):
+    """A batch of rows → an Arrow table with :func:`schema` (embedding vectors copied once, no Python floats)."""
+    pa = _pa()
+    sch = schema(kind)
+    if kind != EMBEDDINGS:
+        return pa.Table.from_pylist(rows, schema=sch)
+    vecs = [r["embedding"] for r in rows]
+    valid = np.array([v is not None for v in vecs], dtype=bool)
+    lengths = np.array([0 if v is None else len(v) for v in vecs], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.concatenate([v for v in vecs if v is not None]).astype(np.float32) if valid.any() else np.zeros(0, np.float32)
+    emb = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float32()), mask=pa.array(~valid))
+    cols = {name: pa.array([r[name] for r in rows], pa.string()) for name in ("path", "hash", "label", "split", "error")}
+    return pa.Table.from_arrays([cols["path"], cols["hash"], cols["label"], cols["split"], emb, cols["error"]], schema=sch)
+
+
+class Writer:
+    """``with Writer(path, kind) as w: w.write(batch)``; the file appears complete on exit, or not at all."""
+
+    def __init__(self, path: str | os.PathLike, kind: str, top_k: int = 3, metadata: dict | None = None):
+        if kind not in (PREDICTIONS, EMBEDDINGS):
+            raise ValueError(kind)
+        self.path = Path(path)
+        self.format = format_of(path)
+        self.kind, self.top_k = kind, top_k
+        self.metadata = {"kind": kind, **(metadata or {})}
+        self.rows = self.errors = 0
+        self._tmp: Path | None = None
+        self._file = self._csv = self._parquet = None
+
+    def __enter__(self) -> "Writer":
+        if self.format == "parquet":
+            _pa()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.tmp-")
+        self._tmp = Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # an ordinary file's permissions, not mkstemp's 0600
+        if self.format == "parquet":
+            import pyarrow.parquet as pq
+
+            os.close(fd)
+            sch = schema(self.kind).with_metadata({META_KEY: json.dumps(self.metadata)})
+            self._parquet = pq.ParquetWriter(str(self._tmp), sch)
+        else:
+            self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
+            if self.format == "csv":
+                self._csv = csv.writer(self._file, lineterminator="\n")
+                self._csv.writerow(self._csv_header())
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if self._parquet is not None:
+                self._parquet.close()
+            if self._file is not None:
+                self._file.close()
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+        finally:
+            if self._tmp is not None and self._tmp.exists():
+                with contextlib.suppress(OSError):
+                    self._tmp.unlink()
+
+    def write(self, batch) -> None:
+        """Append a batch: a list of row dicts or an Arrow table with :func:`schema`."""
+        is_table = not isinstance(batch, list)
+        n = batch.num_rows if is_table else len(batch)
+        if n == 0:
+            return
+        if self.format == "parquet":
+            table = batch if is_table else to_arrow(batch, self.kind)
+            self._parquet.write_table(table.cast(schema(self.kind)) if is_table else table)
+            self.errors += n - table["error"].null_count
+        else:
+            rows = batch.to_pylist() if is_table else batch
+            for r in rows:
+                self.errors += r.get("error") is not None
+                if self.format == "jsonl":
+                    self._file.write(json.dumps(_plain(r), ensure_ascii=False) + "\n")
+                else:
+                    self._csv.writerow(self._csv_row(r))
+        self.rows += n
+
+    def _csv_header(self) -> list[str]:
+        if self.kind == EMBEDDINGS:
+            return ["path", "hash", "label", "split", "error", "embedding"]
+        header = ["path", "label", "confidence", "similarity", "error"]
+        for i in range(1, self.top_k + 1):
+            header += [f"top{i}_label", f"top{i}_confidence"]
+        return header
+
+    def _csv_row(self, r: dict) -> list:
+        def num(v) -> str:
+            return "" if v is None else f"{v:.6f}"
+
+        if self.kind == EMBEDDINGS:
+            vec = r["embedding"]
+            text = "" if vec is None else json.dumps([float(x) for x in vec])
+            return [r["path"], r["hash"] or "", r["label"] or "", r["split"] or "", r["error"] or "", text]
+        row = [r["path"], r["label"] or "", num(r["confidence"]), num(r.get("similarity")), r["error"] or ""]
+        for t in r["top_k"] or []:
+            row += [t["label"], num(t["confidence"])]
+        return row
+
+
+def _plain(r: dict) -> dict:
+    vec = r.get("embedding")
+    if isinstance(vec, np.ndarray):
+        r = {**r, "embedding": [float(x) for x in vec]}
+    return r
+
+
+def write_all(path: str | os.PathLike, kind: str, batches: Iterable, **kwargs) -> Writer:
+    """Write every batch to ``path``; returns the closed writer (``rows``, ``errors``)."""
+    with Writer(path, kind, **kwargs) as w:
+        for b in batches:
+            w.write(b)
+    return w

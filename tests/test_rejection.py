@@ -1,0 +1,88 @@
+"""Say "unknown" instead of guessing (issue 5): the rule, its calibration, and every place it applies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+
+import imgclf
+from imgclf.rejection import auroc, calibrate, leave_one_out_similarity, prototypes, similarity
+from tests.conftest import EXAMPLE, LABELS, UNSEEN, copy_photos, run_cli
+
+NOT_FLOWERS = EXAMPLE.parent / "not-flowers"
+
+
+def test_rule_is_stored_in_the_model_folder_and_the_onnx_metadata(trained_model):
+    meta = json.loads((trained_model / "imgclf.json").read_text())
+    rule = meta["rejection"]
+    assert rule["method"] == "prototype-cosine" and rule["target_acceptance"] == 0.95
+    assert 0 < rule["threshold"] < 1 and rule["calibration_acceptance"] >= 0.95
+    model = onnx.load(str(trained_model / "model.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["imgclf_rejection"]) == rule
+    assert [o.name for o in model.graph.output] == ["probabilities", "embedding", "similarity"]
+
+
+def test_non_flowers_come_back_unknown_with_best_guess_kept(trained_model):
+    r = run_cli("predict", str(trained_model), str(NOT_FLOWERS), "-f", "json")
+    assert r.returncode == 0, r.stderr
+    preds = [p for p in json.loads(r.stdout) if "error" not in p]  # LICENSE.txt is reported as "not an image"
+    assert len(preds) == 17
+    unknown = [p for p in preds if p["label"] == "unknown"]
+    assert len(unknown) >= 15, [(p["path"], p["similarity"]) for p in preds if p["label"] != "unknown"]
+    for p in unknown:
+        assert p["top_k"][0]["label"] in LABELS and 0 <= p["confidence"] <= 1 and p["similarity"] is not None
+    flowers = json.loads(run_cli("predict", str(trained_model), str(UNSEEN), "-f", "json").stdout)
+    assert sum(p["label"] == "unknown" for p in flowers) <= 2
+
+
+def test_threshold_override_and_no_reject(trained_model):
+    cat = str(NOT_FLOWERS / "chelsea.jpg")
+    plain = json.loads(run_cli("predict", str(trained_model), cat, "-f", "json", "--no-reject").stdout)[0]
+    assert plain["label"] in LABELS
+    loose = json.loads(run_cli("predict", str(trained_model), cat, "-f", "json", "--threshold", "-1").stdout)[0]
+    assert loose["label"] == plain["label"]
+    strict = json.loads(run_cli("predict", str(trained_model), str(UNSEEN / "daisy"), "-f", "json", "--threshold", "1.01").stdout)
+    assert all(p["label"] == "unknown" for p in strict)
+    model = imgclf.load(trained_model)
+    assert model.predict([cat], reject=False)[0].label == plain["label"]
+    assert model.predict([cat])[0].label == "unknown"
+
+
+def test_evaluate_with_ood_reports_acceptance_rejection_and_auroc(trained_model, tmp_path):
+    out = tmp_path / "eval.json"
+    r = run_cli("evaluate", str(trained_model), str(UNSEEN), "--ood", str(NOT_FLOWERS), "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    rej = json.loads(out.read_text())["rejection"]
+    assert rej["accepted"] + rej["rejected"] == 10 and rej["ood_n"] == 17
+    assert rej["ood_rejection_rate"] >= 0.9 and rej["auroc"] >= 0.95
+    assert "AUROC" in r.stdout
+
+
+def test_unknown_folder_is_trained_as_negatives(tmp_path, cache_dir):
+    data = copy_photos(tmp_path / "data", per_label=8, labels=LABELS[:2])
+    (data / "_background").mkdir()
+    for f in sorted(NOT_FLOWERS.glob("*.jpg"))[:10]:
+        shutil.copy(f, data / "_background" / f.name)
+    result = imgclf.train(data, tmp_path / "m", cache_dir=cache_dir)
+    assert result.labels == LABELS[:2] + ["unknown"]
+    model = imgclf.load(tmp_path / "m")
+    preds = model.predict(sorted(NOT_FLOWERS.glob("*.jpg"))[10:], reject=False)
+    assert sum(p.label == "unknown" for p in preds) >= 5  # the head itself learned "unknown"
+
+
+def test_calibration_and_auroc_maths():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=1000)
+    rule = calibrate(scores, 0.95, "test")
+    assert abs(np.mean(scores >= rule.threshold) - 0.95) < 0.01
+    assert auroc([1, 2, 3], [0, -1]) == 1.0 and auroc([0], [1]) == 0.0 and auroc([1], [1]) == 0.5
+    x = rng.normal(size=(30, 8))
+    y = np.repeat([0, 1, 2], 10)
+    protos = prototypes(x, y, [0, 1, 2])
+    assert np.allclose(np.linalg.norm(protos, axis=1), 1)
+    loo = leave_one_out_similarity(x, y, [0, 1, 2])
+    assert (loo <= similarity(x, protos) + 1e-6).all()  # a photo is less like a prototype it is not part of
