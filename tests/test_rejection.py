@@ -24,6 +24,10 @@ def test_rule_is_stored_in_the_model_folder_and_the_onnx_metadata(trained_model)
     props = {p.key: p.value for p in model.metadata_props}
     assert json.loads(props["imgclf_rejection"]) == rule
     assert [o.name for o in model.graph.output] == ["probabilities", "embedding", "similarity"]
+    metrics = json.loads((trained_model / "metrics.json").read_text())["rejection"]
+    assert metrics["split"] == "test" and metrics["accepted"] + metrics["rejected"] == json.loads(
+        (trained_model / "metrics.json").read_text())["test"]["n"]
+    assert 'id="rejection"' in (trained_model / "report.html").read_text()
 
 
 def test_non_flowers_come_back_unknown_with_best_guess_kept(trained_model):

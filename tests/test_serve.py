@@ -189,7 +189,9 @@ def test_model_health_and_docs(server, trained_model):
     assert m["max_upload_mb"] == MAX_UPLOAD_MB and m["max_megapixels"] == 80
     h = server.get("/health").json()
     assert h["status"] == "ok"
-    assert server.get("/docs").status_code == 200
+    docs = server.get("/docs")
+    assert docs.status_code == 200 and "cdn" not in docs.text.lower() and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert server.get("/docs-assets/swagger-ui-bundle.js").status_code == 200  # served locally: works offline
     paths = server.get("/openapi.json").json()["paths"]
     assert {"/predict", "/predict/batch", "/health", "/model"} <= set(paths)
     assert "multipart/form-data" in paths["/predict"]["post"]["requestBody"]["content"]

@@ -35,11 +35,15 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=20).hexdigest()
 
 
+#: Bumped whenever decoding or preprocessing changes the vectors, so old entries are never mixed in.
+PIPELINE_VERSION = 2
+
+
 class EmbeddingCache:
     """Embeddings of one backbone, keyed by image content hash (and view name)."""
 
     def __init__(self, root: str | os.PathLike, backbone_id: str):
-        self.dir = Path(root) / "embeddings" / backbone_id
+        self.dir = Path(root) / "embeddings" / f"{backbone_id}-p{PIPELINE_VERSION}"
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.emb"

@@ -97,6 +97,7 @@ def train(
     epochs: int = typer.Option(12, min=1, help="Most epochs of --fine-tune (early stopping may end sooner)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Embeddings parquet from imgclf embed (e.g. on Ray) instead of embedding here."),
+    quantize: bool = typer.Option(False, "--quantize", help="int8 backbone calibrated on the training photos: ~1.4x faster embedding and predict, accuracy within a point (README: Speed)."),
 ) -> None:
     """Train a classifier on a folder of labelled photos."""
 
@@ -110,7 +111,7 @@ def train(
                 data_dir, output, backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir,
                 val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update,
                 fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False, augment=augment,
-                log=None if quiet else bar.log, command=command, embeddings=embeddings,
+                log=None if quiet else bar.log, command=command, embeddings=embeddings, quantize=quantize,
             )
         _print_train_summary(result)
 

@@ -78,6 +78,7 @@ def train(
     log: Callable[[str], None] | None = None,
     command: str | None = None,
     embeddings: str | os.PathLike | None = None,
+    quantize: bool = False,
 ) -> TrainResult:
     """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
 
@@ -87,14 +88,18 @@ def train(
     The "unknown" rule is calibrated to accept ``target_acceptance`` of in-distribution photos;
     an ``unknown/`` or ``_background/`` label folder is trained as the class ``unknown``.
     ``progress(done, total)`` is called while embedding and ``log(message)`` before slow steps.
+    ``quantize`` uses the int8 backbone (calibrated on the training photos; see :mod:`imgclf.backbones.quantize`).
     Raises :class:`ImgclfError` for data the classifier cannot be trained on.
     """
+    if quantize and fine_tune:
+        raise ImgclfError("--quantize and --fine-tune cannot be combined: fine-tuning trains the float backbone")
     start = time.perf_counter()
     model_dir = Path(model_dir)
     _check_output(model_dir)
     dataset = _merge_negatives(scan_labelled(data_dir, val_fraction, test_fraction))
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
-    bb = resolve(backbone, weights, cache_root, log=log)
+    bb = resolve(backbone, weights, cache_root, log=log, quantize=quantize,
+                 calibration=[p.path for p in dataset.photos if p.split == "train"] if quantize else None)
     if embeddings is not None:  # computed elsewhere (imgclf embed, e.g. on Ray): checked against bb, matched by path
         from imgclf.engines.embeddings_file import load_embeddings
 
@@ -157,7 +162,7 @@ def train(
         write_onnx = partial(_move_file, tuned_onnx)
     protos, rule = _rejection_rule(vectors, y, tr, va, dataset.labels, target_acceptance)
     metrics = {
-        "rejection": {**rule.to_dict(), **_acceptance(vectors[te], protos, rule, "test")},
+        "rejection": {**rule.to_dict(), **(_acceptance(vectors[te], protos, rule, "test") if te.any() else _acceptance(vectors[va], protos, rule, "val"))},
         "train": _split_metrics(probs["train"], y[tr], paths[tr], dataset.labels, detail=False),
         "val": _split_metrics(probs["val"], y[va], paths[va], dataset.labels),
         "test": _split_metrics(probs["test"], y[te], paths[te], dataset.labels),
@@ -310,7 +315,7 @@ def _acceptance(x: np.ndarray, protos: np.ndarray, rule: Rejection, split: str) 
     if not len(x):
         return {}
     accepted = int((similarity(x, protos) >= rule.threshold).sum())
-    return {f"{split}_accepted": accepted, f"{split}_rejected": len(x) - accepted}
+    return {"split": split, "accepted": accepted, "rejected": len(x) - accepted}
 
 
 def _write_model(model_dir: Path, write_onnx: Callable[[Path], None], protos: np.ndarray, labels: list[str], meta: dict, metrics: dict) -> None:

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from imgclf.errors import ImgclfError
 from imgclf.preprocessing import Preprocessing
@@ -50,9 +50,14 @@ class Backbone:
     dim: int
     #: The weights file the torch model is built from (``None``: timm's hub); fine-tuning needs it.
     weights_path: Path | None = None
+    #: ``"int8"`` for the quantised backbone of ``--quantize`` (see :mod:`imgclf.backbones.quantize`), else ``None``.
+    quantization: str | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "id": self.id, "timm_name": self.timm_name, "weights": self.weights, "dim": self.dim}
+        d = {"name": self.name, "id": self.id, "timm_name": self.timm_name, "weights": self.weights, "dim": self.dim}
+        if self.quantization:
+            d["quantization"] = self.quantization
+        return d
 
 
 def builtin_weights_file(name: str) -> Path:
@@ -80,12 +85,23 @@ def resolve(
     weights: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     log: Callable[[str], None] | None = None,
+    quantize: bool = False,
+    calibration: Sequence[str | os.PathLike] | None = None,
 ) -> Backbone:
     """Find (or build and cache) the ONNX export of backbone ``name`` with ``weights``.
 
     ``weights`` is a safetensors file or a PyTorch state dict; without it a built-in uses
     its packaged weights and any other timm name is fetched from timm's hub if possible.
+    ``quantize`` returns the int8 version instead, calibrated on photos from ``calibration``
+    (the training photos) and cached under its own id (:mod:`imgclf.backbones.quantize`).
     """
+    if quantize:
+        from imgclf.backbones.quantize import quantized
+        from imgclf.cache import default_cache_dir
+
+        fp = resolve(name, weights, cache_dir, log)
+        root = Path(cache_dir) if cache_dir else default_cache_dir()
+        return quantized(fp, [Path(p) for p in calibration or ()], root, log)
     from imgclf.cache import default_cache_dir
 
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()

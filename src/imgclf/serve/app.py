@@ -34,7 +34,7 @@ from imgclf import __version__
 from imgclf.errors import ImageError
 from imgclf.images import FORMATS, decode
 from imgclf.model import MODEL_FILE, Model
-from imgclf.pipeline import cpu_count
+from imgclf.pipeline import cpu_count, preprocess_data
 from imgclf.serve.batching import MicroBatcher
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -197,7 +197,7 @@ class Service:
                 f"image too large ({size[0]}x{size[1]} pixels, this server's limit is {self.max_pixels:,}): "
                 "possible decompression bomb"
             )
-        return self.model.preprocessing(decode(data))
+        return preprocess_data(data, self.model.preprocessing)  # as predict does: big JPEGs decoded at reduced size
 
     async def predict(self, uploads: list[tuple[str, bytes]], top_k: int) -> list[dict | ImageError]:
         """Decode (in threads) and classify (batched) uploads; an ImageError per unusable one."""
@@ -345,6 +345,8 @@ def create_app(
         version=__version__,
         summary="What does this photo show? A classifier trained with imgclf.",
         lifespan=lifespan,
+        docs_url=None,  # served below with local Swagger UI files: no CDN
+        redoc_url=None,
     )
     app.state.service = service
     app.add_middleware(UploadLimit, limit=service.max_upload_bytes)
@@ -478,7 +480,24 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _mount_docs(app)
     return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """OpenAPI docs at ``/docs`` from the ``swagger-ui-bundle`` package's files (FastAPI's default loads them from a CDN)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title="imgclf API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
 
 def app_from_env() -> FastAPI:
