@@ -22,8 +22,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q
 
+test-browser: install
+	$(BIN)/python -m pytest -q -m browser
+
 bench: install
-	$(BIN)/python benchmarks/accuracy.py ../shared/datasets/flowers-bench
+	$(BIN)/python benchmarks/accuracy.py ../shared/datasets/flowers-bench --compare
+	$(BIN)/python benchmarks/ood.py ../shared/datasets/flowers-bench
 
 clean:
 	rm -rf models .cache .pytest_cache
