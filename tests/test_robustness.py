@@ -203,7 +203,9 @@ def test_ctrl_c_keeps_embeddings_and_the_next_run_resumes(tmp_path, cache_dir):
     shutil.copytree(cache_dir / "backbones", cache / "backbones")  # reuse the export, not the embeddings
     entries = cache / "embeddings"
     cmd = [sys.executable, "-m", "imgclf.cli", "train", str(data), "-o", str(tmp_path / "m"), "--cache-dir", str(cache)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A shell that starts jobs in the background makes them ignore SIGINT; a user's terminal does not.
+    restore_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=restore_ctrl_c)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(entries.rglob("*.emb"))) < 10:
         time.sleep(0.05)
