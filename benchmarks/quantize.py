@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import fmt, folds  # noqa: E402
-from throughput import Timer, loadavg  # noqa: E402
+from throughput import Timer, loadavg, run_tensors  # noqa: E402
 
 
 def kfold(x: np.ndarray, y: np.ndarray, k: int, n_folds: int, repeats: int) -> list[float]:
@@ -50,7 +50,7 @@ def main() -> None:
     from imgclf.cache import EmbeddingCache, default_cache_dir
     from imgclf.datasets import scan_labelled
     from imgclf.embedding import embed_files
-    from imgclf.pipeline import DEFAULT_BATCH, create_session, file_loader
+    from imgclf.pipeline import STREAM_BATCH, file_loader, inference_plan
 
     cache_root = args.cache_dir or default_cache_dir()
     ds = scan_labelled(args.data_dir, 0.1, 0.1)  # imgclf train's default split: calibration comes from its train part
@@ -69,14 +69,7 @@ def main() -> None:
         for r in range(args.speed_runs):
             for name, bb in (("float32", fp), ("int8", q)):
                 row = rows.setdefault(name, {"limit": [], "pipe": []})
-                sess = create_session(bb.onnx_path)
-                inp = sess.get_inputs()[0].name
-                sess.run(None, {inp: tensors[:DEFAULT_BATCH]})
-                with Timer() as tm:
-                    for i in range(0, len(tensors), DEFAULT_BATCH):
-                        sess.run(None, {inp: tensors[i:i + DEFAULT_BATCH]})
-                row["limit"].append((len(tensors) / tm.wall, 1000 * tm.cpu / len(tensors)))
-                del sess
+                row["limit"].append(run_tensors(bb.onnx_path, tensors, *inference_plan(), STREAM_BATCH))
                 with Timer() as tm:
                     emb = embed_files(paths, bb, EmbeddingCache(Path(tmp) / f"{name}{r}", bb.id))
                 row["pipe"].append((len(paths) / tm.wall, 1000 * tm.cpu / len(paths)))

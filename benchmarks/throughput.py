@@ -7,8 +7,9 @@ Usage:
 In one run, on the same photos (``DATA_DIR/<label>/<files>``), each measure ``--repeat``
 times, interleaved, best and spread printed:
 
-(a) the limit: ONNX Runtime alone on pre-decoded tensors (the backbone, batches of
-    ``DEFAULT_BATCH``; best of idle threads spinning and sleeping);
+(a) the limit: ONNX Runtime alone on pre-decoded tensors (the backbone), the best of
+    three set-ups: imgclf's (``inference_plan``: concurrent single-threaded streams) and
+    one session using every core with idle threads sleeping or spinning;
 (b) imgclf: ``imgclf.embedding.embed_files`` from the files, into an empty cache
     (read, hash, decode, preprocess, infer, store), as ``imgclf train`` runs it;
 (c) the peer: timm in PyTorch eager, torchvision ``ImageFolder`` + ``DataLoader``
@@ -73,20 +74,37 @@ class Timer:
 
 # --- (a) the limit ---------------------------------------------------------------------------------
 
-def measure_limit(bb, tensors: np.ndarray, batch: int) -> dict:
+def run_tensors(onnx_path, tensors: np.ndarray, streams: int, threads: int, batch: int, spinning: bool = False) -> tuple[float, float]:
+    """img/s and CPU ms/img of ONNX Runtime alone: ``streams`` concurrent runs of ``batch``, ``threads`` each."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from imgclf.pipeline import create_session
 
-    out = {}
-    for spinning in (False, True):
-        sess = create_session(bb.onnx_path, spinning=spinning)
-        name = sess.get_inputs()[0].name
-        sess.run(None, {name: tensors[:batch]})
+    sess = create_session(onnx_path, threads, spinning=spinning)
+    name = sess.get_inputs()[0].name
+    run = lambda i: sess.run(None, {name: tensors[i:i + batch]})  # noqa: E731
+    with ThreadPoolExecutor(streams) as pool:
+        list(pool.map(run, range(0, streams * batch, batch)))  # warm-up: arenas sized
         with Timer() as t:
-            for i in range(0, len(tensors), batch):
-                sess.run(None, {name: tensors[i:i + batch]})
-        out[spinning] = (len(tensors) / t.wall, 1000 * t.cpu / len(tensors))
-        del sess
-    return out
+            list(pool.map(run, range(0, len(tensors), batch)))
+    return len(tensors) / t.wall, 1000 * t.cpu / len(tensors)
+
+
+def limit_configs() -> dict[str, tuple[int, int, int, bool]]:
+    """The ONNX Runtime set-ups tried for the limit: name → (streams, threads, batch, spinning)."""
+    from imgclf.pipeline import DEFAULT_BATCH, STREAM_BATCH, cpu_count, inference_plan
+
+    streams, threads = inference_plan()
+    cores = cpu_count()
+    return {
+        f"{streams} stream(s) x {threads} thread(s), batch {STREAM_BATCH} (imgclf's)": (streams, threads, STREAM_BATCH, False),
+        f"1 stream x {cores} threads, batch {DEFAULT_BATCH}, idle threads sleep": (1, cores, DEFAULT_BATCH, False),
+        f"1 stream x {cores} threads, batch {DEFAULT_BATCH}, idle threads spin": (1, cores, DEFAULT_BATCH, True),
+    }
+
+
+def measure_limit(bb, tensors: np.ndarray) -> dict[str, tuple[float, float]]:
+    return {name: run_tensors(bb.onnx_path, tensors, *cfg) for name, cfg in limit_configs().items()}
 
 
 # --- (b) imgclf ------------------------------------------------------------------------------------
@@ -238,7 +256,7 @@ def main() -> None:
 
     from imgclf.backbones import resolve
     from imgclf.cache import default_cache_dir
-    from imgclf.pipeline import DEFAULT_BATCH, cpu_count, file_loader
+    from imgclf.pipeline import cpu_count, file_loader, inference_plan
 
     cores = cpu_count()
     bb = resolve(cache_dir=args.cache_dir or default_cache_dir())
@@ -246,7 +264,7 @@ def main() -> None:
     if not photos:
         sys.exit(f"no photos under {args.data_dir}")
     print(f"{len(photos)} photos from {args.data_dir}, backbone {bb.name}, {cores} cores, "
-          f"batch {DEFAULT_BATCH}, load average {loadavg()}")
+          f"inference {inference_plan()[0]} stream(s) x {inference_plan()[1]} thread(s), load average {loadavg()}")
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -256,12 +274,12 @@ def main() -> None:
         load = file_loader(bb.preprocessing)
         tensors = np.stack([load(p) for p in photos])
         peer = None if args.skip_peer else build_peer(bb)
-        a: dict[bool, list] = {False: [], True: []}
+        a: dict[str, list] = {}
         b: list = []
         c: list = []
         for r in range(args.repeat):
-            for spinning, v in measure_limit(bb, tensors, DEFAULT_BATCH).items():
-                a[spinning].append(v)
+            for name, v in measure_limit(bb, tensors).items():
+                a.setdefault(name, []).append(v)
             b.append(measure_imgclf(bb, photos, tmp / f"cache{r}"))
             if peer is not None:
                 rate, cpu, n = measure_peer(peer, bb.preprocessing, args.data_dir, cores)
@@ -277,29 +295,27 @@ def main() -> None:
         d = [measure_predict(model_dir, photos[0]) for _ in range(args.predict_runs)]
         big = measure_big(bb.preprocessing, photos[0])
 
-    best_a_spin = max(a, key=lambda s: max(v[0] for v in a[s]))
-    a_best = max(v[0] for v in a[best_a_spin])
+    best_a = max(a, key=lambda k: max(v[0] for v in a[k]))
+    a_best = max(v[0] for v in a[best_a])
     b_best = max(v[0] for v in b)
     print()
-    print(f"{'measure':62s} {'best':>8s}   runs (img/s; CPU ms/img)")
-    for spinning in (False, True):
-        v = a[spinning]
-        print(f"{'(a) limit: ONNX Runtime on tensors, idle threads ' + ('spin' if spinning else 'sleep'):62s} "
+    print(f"{'measure':72s} {'best':>8s}   runs (img/s; CPU ms/img)")
+    for name, v in a.items():
+        print(f"{'(a) ORT on tensors: ' + name:72s} "
               f"{max(x[0] for x in v):8.1f}   {spread([x[0] for x in v])}; {spread([x[1] for x in v])}")
-    print(f"{'(b) imgclf embed_files, from files':62s} {b_best:8.1f}   {spread([x[0] for x in b])}; {spread([x[1] for x in b])}")
+    print(f"{'(b) imgclf embed_files, from files':72s} {b_best:8.1f}   {spread([x[0] for x in b])}; {spread([x[1] for x in b])}")
     if c:
         c_best = max(v[0] for v in c)
-        print(f"{'(c) peer: timm eager + ImageFolder DataLoader(workers=%d)' % cores:62s} {c_best:8.1f}   "
+        print(f"{'(c) peer: timm eager + ImageFolder DataLoader(workers=%d)' % cores:72s} {c_best:8.1f}   "
               f"{spread([x[0] for x in c])}; {spread([x[1] for x in c])}")
-    print(f"{'(d) imgclf predict, one photo, whole command (s)':62s} {min(d):8.2f}   "
+    print(f"{'(d) imgclf predict, one photo, whole command (s)':72s} {min(d):8.2f}   "
           f"{spread(d, '{:.2f}')} (median {statistics.median(d):.2f})")
-    print(f"{'(e) one 12 MP JPEG, decode + preprocess (ms): full / reduced':62s} "
-          f"{1000 * big[1]:8.1f}   full decode {1000 * big[0]:.1f} ms at {big[2][0]}x{big[2][1]}, "
-          f"reduced {big[3][0]}x{big[3][1]}")
+    print(f"{'(e) one 12 MP JPEG, decode + preprocess (ms), reduced-size decoding':72s} "
+          f"{1000 * big[1]:8.1f}   full decode: {1000 * big[0]:.1f} ms at {big[2][0]}x{big[2][1]}; "
+          f"reduced: {big[3][0]}x{big[3][1]}")
     print()
-    print(f"b/a = {b_best / a_best:.2f} (best of each; a = {a_best:.1f} with idle threads "
-          f"{'spinning' if best_a_spin else 'sleeping'})")
-    a_cpu = min(x[1] for x in a[False])
+    print(f"b/a = {b_best / a_best:.2f} (best of each; a = {a_best:.1f}: {best_a})")
+    a_cpu = min(x[1] for v in a.values() for x in v)
     b_cpu = min(x[1] for x in b)
     print(f"b/a by CPU time per image = {a_cpu / b_cpu:.2f} ({a_cpu:.1f} vs {b_cpu:.1f} ms)")
     if c:

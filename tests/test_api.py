@@ -90,3 +90,16 @@ def test_written_files_are_not_private(trained_model):
     for name in ("metrics.json", "imgclf.json", "report.html", "labels.json"):
         mode = stat.S_IMODE((trained_model / name).stat().st_mode)
         assert mode & 0o044 == 0o044, (name, oct(mode))
+
+
+def test_fitted_heads_are_cached_and_damage_is_ignored(tmp_path, cache_dir):
+    data = copy_photos(tmp_path / "data", per_label=6, labels=LABELS[:3])
+    first = imgclf.train(data, tmp_path / "a", cache_dir=cache_dir, seed=7)
+    entries = list((cache_dir / "heads").glob("*.npz"))
+    assert entries
+    for e in entries:
+        e.write_bytes(b"damaged")
+    second = imgclf.train(data, tmp_path / "b", cache_dir=cache_dir, seed=7)  # refits, same result
+    assert second.metrics["head"] == first.metrics["head"] and second.metrics["test"] == first.metrics["test"]
+    third = imgclf.train(data, tmp_path / "c", cache_dir=cache_dir, seed=7)  # from the cache
+    assert third.metrics["test"] == first.metrics["test"]

@@ -104,7 +104,8 @@ def test_resize_crop_handles_every_shape_and_big_non_jpeg():
     assert np.abs(a - b).mean() < 0.01
 
 
-def test_pipeline_keeps_order_and_reports_errors_with_several_workers():
+@pytest.mark.parametrize("streams", [1, 2])
+def test_pipeline_keeps_order_and_reports_errors_with_several_workers(streams):
     rnd = random.Random(0)
     delays = [rnd.random() * 0.004 for _ in range(103)]
     threads_seen: set[str] = set()
@@ -122,9 +123,10 @@ def test_pipeline_keeps_order_and_reports_errors_with_several_workers():
 
     def forward(batch: np.ndarray):
         batches.append(len(batch))
+        time.sleep(0.002)  # concurrent streams finish out of order too
         return [batch * 2, batch[:, :1]]
 
-    out = list(run_batched(range(103), load, forward, batch_size=8, workers=4))
+    out = list(run_batched(range(103), load, forward, batch_size=8, workers=4, streams=streams))
     assert [i for i, _ in out] == list(range(103))
     for i, res in out:
         if i % 10 == 3:
@@ -137,7 +139,8 @@ def test_pipeline_keeps_order_and_reports_errors_with_several_workers():
     assert 1 <= len({t for t in threads_seen if t.startswith("imgclf-decode")}) <= cpu_count()  # never more than cores
 
 
-def test_pipeline_streams_in_bounded_memory_and_stops_early():
+@pytest.mark.parametrize("streams", [1, 2])
+def test_pipeline_streams_in_bounded_memory_and_stops_early(streams):
     pulled = 0
     consumed = 0
     most_ahead = 0
@@ -153,12 +156,12 @@ def test_pipeline_streams_in_bounded_memory_and_stops_early():
         return [batch]
 
     batch, workers = 16, 2
-    for i, _ in run_batched(items(), lambda i: np.zeros(4, np.float32), forward, batch, workers):
+    for i, _ in run_batched(items(), lambda i: np.zeros(4, np.float32), forward, batch, workers, streams=streams):
         consumed += 1
         if consumed == 500:
             break
-    # queued loads + the batch in inference + the batch being consumed
-    assert most_ahead <= 2 * batch + workers + 2 * batch + 1
+    # queued loads + the batches in inference + the batch being consumed
+    assert most_ahead <= 2 * batch + workers + (streams + 1) * batch + 1
     assert pulled < 600
 
 

@@ -13,7 +13,7 @@ from imgclf.backbones import Backbone
 from imgclf.cache import EmbeddingCache, content_hash
 from imgclf.errors import ImageError
 from imgclf.images import read_bytes
-from imgclf.pipeline import DEFAULT_BATCH, cpu_count, create_session, file_loader, run_batched
+from imgclf.pipeline import DEFAULT_BATCH, STREAM_BATCH, cpu_count, create_session, file_loader, inference_plan, run_batched
 
 #: Called as ``progress(done, total)`` while embedding (later stages add ``stage=`` and ``info=``).
 Progress = Callable[..., None]
@@ -35,9 +35,12 @@ def embed_files(
     backbone: Backbone,
     cache: EmbeddingCache | None,
     progress: Progress | None = None,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int | None = None,
 ) -> Embeddings:
     """Embed ``paths``; cached vectors are reused, new ones are stored as soon as computed.
+
+    Inference runs as :func:`~imgclf.pipeline.inference_plan` streams of ``batch_size``
+    (default :data:`~imgclf.pipeline.STREAM_BATCH`) while worker threads decode ahead.
 
     An interruption (Ctrl-C, crash) loses at most the batch in flight.
     """
@@ -75,13 +78,15 @@ def embed_files(
                 misses.append(path)
 
     if misses:
-        session = create_session(backbone.onnx_path)
+        streams, threads = inference_plan()
+        session = create_session(backbone.onnx_path, threads)  # run from `streams` threads at once
         input_name = session.get_inputs()[0].name
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
             return session.run(None, {input_name: batch})
 
-        for path, out in run_batched(misses, file_loader(backbone.preprocessing), forward, batch_size):
+        loader = file_loader(backbone.preprocessing)
+        for path, out in run_batched(misses, loader, forward, batch_size or STREAM_BATCH, streams=streams):
             if isinstance(out, ImageError):
                 errors[path] = out.reason
             else:

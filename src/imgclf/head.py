@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Inverse regularisation strengths tried, weakest first; the best on validation data wins.
-C_GRID = (10.0, 30.0, 100.0, 300.0)
+C_GRID = (30.0, 100.0, 300.0)
 
 
 @dataclass
@@ -156,3 +156,46 @@ def refit(head: LinearHead, x: np.ndarray, y: np.ndarray, n_classes: int) -> Lin
 
     with threadpool_limits(1):
         return _Problem(x, y, n_classes).path((head.C,))[0]
+
+
+class HeadCache:
+    """Fitted heads keyed by a digest of exactly what they were fitted on (same inputs, same head).
+
+    Stored as ``.npz`` without pickles; a damaged entry is ignored and refitted.
+    """
+
+    def __init__(self, root):
+        from pathlib import Path
+
+        self.dir = Path(root) / "heads"
+
+    @staticmethod
+    def key(*parts) -> str:
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=20)
+        for part in parts:
+            arr = np.ascontiguousarray(part) if isinstance(part, np.ndarray) else np.asarray(repr(part).encode())
+            h.update(str(arr.dtype).encode() + str(arr.shape).encode() + arr.tobytes())
+        return h.hexdigest()
+
+    def get(self, key: str) -> tuple[LinearHead, LinearHead] | None:
+        try:
+            with np.load(self.dir / f"{key}.npz", allow_pickle=False) as z:
+                return tuple(LinearHead(z[f"{n}_w"], z[f"{n}_b"], float(z[f"{n}_C"])) for n in ("selected", "final"))
+        except Exception:
+            return None
+
+    def put(self, key: str, selected: LinearHead, final: LinearHead) -> None:
+        import os
+        import tempfile
+
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".npz")
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **{f"{n}_{a}": v for n, h in (("selected", selected), ("final", final))
+                               for a, v in (("w", h.weight), ("b", h.bias), ("C", np.float64(h.C)))})
+            os.replace(tmp, self.dir / f"{key}.npz")
+        except OSError:
+            pass

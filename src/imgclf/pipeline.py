@@ -20,9 +20,11 @@ from imgclf.images import decode, read_bytes
 from imgclf.preprocessing import Preprocessing
 
 T = TypeVar("T")
-#: Images per ONNX Runtime run: larger batches amortise the per-operator thread hand-offs
-#: (measured 15.5 vs 17.5 CPU ms per image at 32 vs 16 on 2 cores) at ~0.3 GB of arena.
-DEFAULT_BATCH = 32
+#: Images per ONNX Runtime run for one inference stream with a multi-threaded session
+#: (predict, serve-style callers).
+DEFAULT_BATCH = 16
+#: Images per run when inference runs as several single-threaded streams (:func:`inference_plan`).
+STREAM_BATCH = 8
 
 
 def cpu_count() -> int:
@@ -31,6 +33,20 @@ def cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux
         return max(1, os.cpu_count() or 1)
+
+
+def inference_plan() -> tuple[int, int]:
+    """``(streams, threads)``: how bulk inference (embedding many photos) uses the cores.
+
+    ``streams`` batches run concurrently, each in a session with ``threads`` intra-op
+    threads. On 2 cores, two single-threaded streams beat one two-threaded session: 12.9
+    vs 15.2 CPU ms per image on the same tensors, and no straggler thread when another
+    job takes a core (``benchmarks/throughput.py``, row (a)). At most 4 streams (memory:
+    each keeps its own activations).
+    """
+    cores = cpu_count()
+    streams = min(cores, 4)
+    return streams, max(1, cores // streams)
 
 
 def create_session(onnx_path: str | os.PathLike, threads: int | None = None, spinning: bool = False):
@@ -92,19 +108,23 @@ def run_batched(
     forward: Callable[[np.ndarray], Sequence[np.ndarray]],
     batch_size: int = DEFAULT_BATCH,
     workers: int | None = None,
+    streams: int = 1,
 ) -> Iterator[tuple[T, tuple[np.ndarray, ...] | ImageError]]:
     """Yield ``(item, outputs)`` per item in order, or ``(item, ImageError)`` when loading failed.
 
     ``forward`` maps a stacked batch to arrays whose first axis is the batch. Three stages
     overlap: ``workers`` threads (at most one per core) load items ahead, at most
     ``2 * batch_size + workers`` of them, so memory stays bounded however many items come;
-    one thread runs ``forward`` on a batch (ONNX Runtime releases the GIL); and the caller
-    consumes the previous batch's results meanwhile (cache writes, printing), so inference
-    never waits for it. An exception from ``forward`` reaches the caller.
+    ``streams`` threads (at most one per core) each run ``forward`` on a batch (ONNX Runtime
+    releases the GIL; ``forward`` must be thread-safe when ``streams`` > 1, as
+    ``InferenceSession.run`` is); and the caller consumes finished batches meanwhile (cache
+    writes, printing), so inference never waits for it. An exception from ``forward``
+    reaches the caller.
     """
     workers = min(workers or cpu_count(), cpu_count())
+    streams = max(1, min(streams, cpu_count()))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="imgclf-decode") as pool, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="imgclf-infer") as infer:
+            ThreadPoolExecutor(max_workers=streams, thread_name_prefix="imgclf-infer") as infer:
         pending: deque[tuple[T, Future]] = deque()
         it = iter(items)
         exhausted = False
@@ -119,18 +139,22 @@ def run_batched(
                     return
                 pending.append((item, pool.submit(_safe_load, load, item)))
 
-        def start_batch() -> Future | None:
-            if not pending:
-                return None
+        def start_batch() -> Future:
             chunk = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
             fill()
             return infer.submit(_run_chunk, chunk, forward)
 
+        inflight: deque[Future] = deque()
+
+        def top_up() -> None:
+            while len(inflight) < streams and pending:
+                inflight.append(start_batch())
+
         fill()
-        current = start_batch()
-        while current is not None:
-            loaded, outputs = current.result()
-            current = start_batch()  # the next batch infers while the caller consumes this one
+        top_up()
+        while inflight:
+            loaded, outputs = inflight.popleft().result()
+            top_up()  # the next batch infers while the caller consumes this one
             row = 0
             for item, arr in loaded:
                 if isinstance(arr, ImageError):

@@ -29,7 +29,7 @@ from imgclf.finetune import FineTuneConfig
 from imgclf.files import atomic_directory, write_json_atomic
 from imgclf.fusion import add_similarity, fuse
 from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Rejection, calibrate, leave_one_out_similarity, prototypes, similarity
-from imgclf.head import LinearHead, fit_head, refit
+from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, refit
 from imgclf.metrics import summarize
 from imgclf.model import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE
 from imgclf.model_card import render_card
@@ -132,12 +132,18 @@ def train(
         ok = ~np.isnan(extra).any(axis=(1, 2))
         x_fit = np.concatenate([x_fit, extra[ok].reshape(-1, bb.dim)])
         y_fit = np.concatenate([y_fit, np.repeat(y[tr][ok], len(names))])
-    head = fit_head(x_fit, y_fit, len(dataset.labels), vectors[va], y[va], seed=seed)
+    heads = HeadCache(cache_root)
+    key = heads.key(x_fit, y_fit, vectors[va], y[va], len(dataset.labels), seed, C_GRID)
+    selected, final = heads.get(key) or (None, None)
+    if selected is None:
+        selected = fit_head(x_fit, y_fit, len(dataset.labels), vectors[va], y[va], seed=seed)
+        # C is chosen: fit it again on train + validation (validation metrics come from `selected`)
+        final = refit(selected, np.concatenate([x_fit, vectors[va]]), np.concatenate([y_fit, y[va]]), len(dataset.labels)) if va.any() else selected
+        heads.put(key, selected, final)
     paths = np.array([p.path for p in photos], dtype=object)
-    probs = {name: head.probabilities(vectors[m]) for name, m in (("train", tr), ("val", va), ("test", te))}
-    if va.any():  # C is chosen: fit it again on train + validation (validation metrics above are from before)
-        head = refit(head, np.concatenate([x_fit, vectors[va]]), np.concatenate([y_fit, y[va]]), len(dataset.labels))
-        probs["test"] = head.probabilities(vectors[te])
+    probs = {name: selected.probabilities(vectors[m]) for name, m in (("train", tr), ("val", va))}
+    head = final
+    probs["test"] = head.probabilities(vectors[te])
     write_onnx = partial(_fuse_onnx, bb, head, dataset.labels)
     tuned = None
     if fine_tune:
