@@ -137,7 +137,7 @@ def run_batched(
                 except StopIteration:
                     exhausted = True
                     return
-                pending.append((item, pool.submit(_safe_load, load, item)))
+                pending.append((item, pool.submit(safe_load, load, item)))
 
         def start_batch() -> Future:
             chunk = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
@@ -171,10 +171,11 @@ def _run_chunk(chunk: list, forward: Callable[[np.ndarray], Sequence[np.ndarray]
     return loaded, (forward(np.stack(ok)) if ok else ())
 
 
-def _safe_load(load: Callable[[T], np.ndarray], item: T) -> np.ndarray | ImageError:
+def safe_load(load: Callable[[T], np.ndarray], item: T) -> np.ndarray | ImageError:
+    """``load(item)``, or the :class:`ImageError` saying why not; no other exception escapes."""
     try:
         return load(item)
     except ImageError as e:
         return e
-    except Exception as e:  # a loader must never take the whole run down
-        return ImageError(f"cannot read image ({type(e).__name__}: {e})")
+    except Exception as e:  # a loader must never take the whole run (or the server) down
+        return ImageError(f"cannot read image ({type(e).__name__}: {str(e)[:120]})")

@@ -34,7 +34,7 @@ from imgclf import __version__
 from imgclf.errors import ImageError
 from imgclf.images import FORMATS, decode
 from imgclf.model import MODEL_FILE, Model
-from imgclf.pipeline import cpu_count, preprocess_data
+from imgclf.pipeline import cpu_count, preprocess_data, safe_load
 from imgclf.serve.batching import MicroBatcher
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -203,7 +203,7 @@ class Service:
         """Decode (in threads) and classify (batched) uploads; an ImageError per unusable one."""
         loop = asyncio.get_running_loop()
         decoded = await asyncio.gather(
-            *(loop.run_in_executor(self.pool, _safe, self._load, data) for _, data in uploads)
+            *(loop.run_in_executor(self.pool, safe_load, self._load, data) for _, data in uploads)
         )
         good = [arr for arr in decoded if not isinstance(arr, ImageError)]
         rows = iter(await self.batcher.run(good) if good else [])
@@ -243,15 +243,6 @@ def _peek_size(data: bytes) -> tuple[int, int] | None:
             return img.size
     except Exception:
         return None
-
-
-def _safe(fn, data: bytes):
-    try:
-        return fn(data)
-    except ImageError as e:
-        return e
-    except Exception as e:  # a hostile file must not take the server down
-        return ImageError(f"cannot read image ({type(e).__name__}: {str(e)[:120]})")
 
 
 def _status_for(error: ImageError) -> int:
