@@ -39,10 +39,10 @@ def inference_plan() -> tuple[int, int]:
     """``(streams, threads)``: how bulk inference (embedding many photos) uses the cores.
 
     ``streams`` batches run concurrently, each in a session with ``threads`` intra-op
-    threads. On 2 cores, two single-threaded streams beat one two-threaded session: 12.9
-    vs 15.2 CPU ms per image on the same tensors, and no straggler thread when another
-    job takes a core (``benchmarks/throughput.py``, row (a)). At most 4 streams (memory:
-    each keeps its own activations).
+    threads. On 2 cores, two single-threaded streams beat one two-threaded session: about
+    14 vs 15–16 CPU ms per image on the same tensors (137 vs 125–130 img/s), and no
+    straggler thread when another job takes a core (``benchmarks/throughput.py``, row (a)).
+    At most 4 streams (memory: each keeps its own activations).
     """
     cores = cpu_count()
     streams = min(cores, 4)

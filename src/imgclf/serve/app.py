@@ -32,7 +32,7 @@ from starlette.datastructures import UploadFile
 
 from imgclf import __version__
 from imgclf.errors import ImageError
-from imgclf.images import FORMATS, decode
+from imgclf.images import decode, openable_formats
 from imgclf.model import MODEL_FILE, Model
 from imgclf.pipeline import cpu_count, preprocess_data, safe_load
 from imgclf.serve.batching import MicroBatcher
@@ -239,7 +239,7 @@ def load_model(model_dir: str | os.PathLike, threads: int | None = None) -> Mode
 def _peek_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from the header alone (None if Pillow cannot tell; decode says why)."""
     try:  # (no warnings.catch_warnings here: it is process-wide and decoding runs in threads)
-        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+        with Image.open(io.BytesIO(data), formats=openable_formats()) as img:
             return img.size
     except Exception:
         return None
