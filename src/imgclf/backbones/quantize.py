@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -25,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from imgclf.errors import ImageError, ImgclfError
+from imgclf.files import atomic_directory
 
 #: At most this many training photos calibrate the activation ranges.
 CALIBRATION_PHOTOS = 64
@@ -104,9 +103,7 @@ def _quantize(src: Path, calib: np.ndarray, out_dir: Path, fp, n_photos: int) ->
         def get_next(self):
             return next(self._batches, None)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".quantize-"))
-    try:
+    with atomic_directory(out_dir) as tmp:
         onnx_path = tmp / "backbone.onnx"
         quantize_static(
             str(src), str(onnx_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=True,
@@ -121,8 +118,3 @@ def _quantize(src: Path, calib: np.ndarray, out_dir: Path, fp, n_photos: int) ->
             "activations": "uint8, min/max calibrated", "calibration_photos": n_photos, "from": fp.id,
         })
         (tmp / "backbone.json").write_text(json.dumps(meta, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from imgclf.errors import ImgclfError
+from imgclf.files import atomic_directory
 from imgclf.preprocessing import Preprocessing
 
 _CLASSIFIER_KEYS = ("_fc.", "fc.", "classifier.", "head.fc.", "head.", "last_linear.")
@@ -115,18 +114,11 @@ def export_backbone(timm_name: str, weights_path: Path | None, out_dir: Path, bu
     x = torch.zeros(2, 3, pre.input_size, pre.input_size)
     with torch.no_grad():
         dim = int(model(x).shape[1])
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=".export-"))
-    try:
+    with atomic_directory(out_dir) as tmp:
         onnx_path = tmp / "backbone.onnx"
         export_module(model, pre.input_size, onnx_path, ["embedding"])
         meta = {"timm_name": timm_name, "dim": dim, "preprocessing": pre.to_dict(), "onnx_bytes": onnx_path.stat().st_size}
         (tmp / "backbone.json").write_text(json.dumps(meta, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_module(module, input_size: int, onnx_path: Path, output_names: list[str], fast: bool = False) -> None:
