@@ -90,8 +90,9 @@ def _main(
 def train(
     data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per label, or train/ val/ test/ splits."),
     output: Path = typer.Option(..., "-o", "--output", help="Model folder to write (replaced atomically)."),
-    backbone: str = typer.Option("efficientnet_lite0", help="Built-in backbone or any timm model name."),
+    backbone: str = typer.Option("efficientnet_lite0", help="Built-in backbone, 'face' (who is this person: dlib face descriptor, imgclf[face]) or any timm model name."),
     weights: Optional[Path] = typer.Option(None, help="Backbone weights: safetensors or a PyTorch state dict."),
+    crop: Optional[str] = typer.Option(None, help="'face': the backbone sees only the square around the largest face (imgclf[face])."),
     seed: int = typer.Option(0, help="Random seed of the head."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where embeddings and backbone exports are cached."),
     val_fraction: float = typer.Option(0.1, help="Share of photos for validation (without a val/ folder)."),
@@ -115,7 +116,7 @@ def train(
                 data_dir, output, backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir,
                 val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update,
                 fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False, augment=augment,
-                log=None if quiet else bar.log, command=command, embeddings=embeddings, quantize=quantize,
+                log=None if quiet else bar.log, command=command, embeddings=embeddings, quantize=quantize, crop=crop,
             )
         _print_train_summary(result)
 
@@ -264,6 +265,8 @@ def _write_predictions(preds, fmt: OutputFormat, top_k: int) -> None:
         for p in preds:
             if p.error:
                 table.add_row(p.path, "[red]error[/]", "", p.error)
+            elif p.confidence is None:  # a face model's "no face"
+                table.add_row(p.path, f"[yellow]{p.label}[/]", "", "")
             else:
                 rest = ", ".join(f"{t['label']} {100 * t['confidence']:.1f}%" for t in p.top_k)
                 label = "[yellow]unknown[/] (unlike every label)" if p.label == "unknown" and p.top_k[0]["label"] != "unknown" else p.label

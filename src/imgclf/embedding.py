@@ -13,7 +13,7 @@ from imgclf.backbones import Backbone
 from imgclf.cache import EmbeddingCache, content_hash
 from imgclf.errors import ImageError
 from imgclf.images import read_bytes
-from imgclf.pipeline import DEFAULT_BATCH, STREAM_BATCH, cpu_count, create_session, file_loader, inference_plan, run_batched
+from imgclf.pipeline import DEFAULT_BATCH, STREAM_BATCH, cpu_count, create_session, encoder, file_loader, inference_plan, run_batched
 
 #: Called as ``progress(done, total)`` while embedding (later stages add ``stage=`` and ``info=``).
 Progress = Callable[..., None]
@@ -81,9 +81,10 @@ def embed_files(
         streams, threads = inference_plan()
         session = create_session(backbone.onnx_path, threads)  # run from `streams` threads at once
         input_name = session.get_inputs()[0].name
+        encode = encoder(backbone.encoder)
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
-            return session.run(None, {input_name: batch})
+            return session.run(None, {input_name: encode(batch) if encode else batch})
 
         loader = file_loader(backbone.preprocessing)
         for path, out in run_batched(misses, loader, forward, batch_size or STREAM_BATCH, streams=streams):
@@ -133,6 +134,10 @@ def embed_views(
 
     def load(i: int) -> np.ndarray:
         img = load_image(paths[i])
+        if backbone.preprocessing.crop:  # --crop face: the views are of the face
+            from imgclf.faces import crop
+
+            img = crop(img, backbone.preprocessing.crop)
         return np.stack([view(img, name, backbone.preprocessing) for name in names])
 
     def forward(batch: np.ndarray) -> list[np.ndarray]:

@@ -41,8 +41,8 @@ def evaluate(
     # Every label's probability, so each photo also records the probability of its true label.
     for pred in model.iter_predict([p.path for p in photos], top_k=max(top_k, len(model.labels))):
         label = truth[pred.path]
-        if pred.error:
-            skipped.append({"path": pred.path, "reason": pred.error})
+        if pred.error or not pred.top_k:  # unreadable, or a face model found no face
+            skipped.append({"path": pred.path, "reason": pred.error or "no face found"})
             continue
         guess = pred.top_k[0]["label"]
         y_true.append(known[label])
@@ -73,9 +73,9 @@ def _rejection(model: Model, in_preds: list, ood_dir: str | os.PathLike | None) 
            "acceptance_rate": round((len(in_preds) - rejected) / len(in_preds), 6)}
     if ood_dir is None:
         return out
-    ood = [p for p in model.iter_predict([ood_dir]) if not p.error]
+    ood = [p for p in model.iter_predict([ood_dir]) if p.top_k]  # read, and (face models) a face found
     if not ood:
-        raise ImgclfError(f"no readable photos in {ood_dir}")
+        raise ImgclfError(f"no readable photos{' with a face' if model.preprocessing.crop else ''} in {ood_dir}")
     ood_rejected = sum(1 for p in ood if p.label == UNKNOWN)
     out.update({
         "ood_dir": str(ood_dir), "ood_n": len(ood), "ood_rejected": ood_rejected,

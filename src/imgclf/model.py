@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image
 
 from imgclf.errors import ImageError, ImgclfError
+from imgclf.faces import NO_FACE, NoFaceError
+from imgclf.pipeline import encoder, preprocess_image
 from imgclf.preprocessing import Preprocessing
 from imgclf.rejection import UNKNOWN
 
@@ -28,7 +30,8 @@ class Prediction:
 
     ``label`` is ``"unknown"`` when the photo is unlike every class (``similarity`` below the
     model's threshold); ``confidence`` and ``top_k`` still give the best guesses. ``error`` is
-    set (and ``label`` is None) when the file could not be read.
+    set (and ``label`` is None) when the file could not be read. A face model answers
+    ``"no face"`` (no scores) for a photo in which it found no face.
     """
 
     path: str
@@ -46,6 +49,13 @@ class Prediction:
             d["error"] = self.error
         return d
 
+    @classmethod
+    def from_error(cls, path: str, error: ImageError) -> "Prediction":
+        """The answer for a photo the model could not score: ``"no face"``, or ``error`` set."""
+        if isinstance(error, NoFaceError):
+            return cls(path, NO_FACE, None, [])
+        return cls(path, None, None, [], error=error.reason)
+
 
 class Model:
     """A trained classifier: ``Model.load(dir).predict(paths)``."""
@@ -55,6 +65,7 @@ class Model:
         self.meta = meta
         self.labels = labels
         self.preprocessing = Preprocessing.from_dict(meta["preprocessing"])
+        self._encode = encoder(meta.get("backbone", {}).get("encoder"))
         self._session = session
         self._input = session.get_inputs()[0].name
         outputs = {o.name for o in session.get_outputs()}
@@ -93,17 +104,21 @@ class Model:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed batch (N, 3, S, S)."""
-        return self._session.run(["probabilities"], {self._input: batch})[0]
+        return self._session.run(["probabilities"], {self._input: self._encode(batch) if self._encode else batch})[0]
 
     def scores(self, batch: np.ndarray) -> np.ndarray:
         """(N, classes + 1): the class probabilities, then the similarity (NaN if the model has none)."""
-        out = self._session.run(self._outputs, {self._input: batch})
+        out = self._session.run(self._outputs, {self._input: self._encode(batch) if self._encode else batch})
         sim = out[1] if len(out) == 2 else np.full(len(batch), np.nan, np.float32)
         return np.concatenate([out[0], sim[:, None]], axis=1)
 
     def predict_image(self, image: Image.Image, top_k: int = 3, name: str = "<image>", **rule) -> Prediction:
         """Predict one decoded RGB image; ``rule`` is ``threshold=`` / ``reject=`` as in :meth:`predict`."""
-        return self.prediction(name, self.scores(self.preprocessing(image)[None])[0], top_k, **rule)
+        try:
+            batch = preprocess_image(image, self.preprocessing)[None]
+        except ImageError as e:
+            return Prediction.from_error(name, e)
+        return self.prediction(name, self.scores(batch)[0], top_k, **rule)
 
     def predict(
         self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
@@ -128,7 +143,7 @@ class Model:
         files = iter_inputs(paths)
         for path, out in run_batched(files, file_loader(self.preprocessing), forward, batch_size or DEFAULT_BATCH):
             if isinstance(out, ImageError):
-                yield Prediction(str(path), None, None, [], error=out.reason)
+                yield Prediction.from_error(str(path), out)
             else:
                 yield self.prediction(str(path), out[0], top_k, threshold, reject)
 

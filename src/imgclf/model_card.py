@@ -210,7 +210,7 @@ def _made(meta: dict, bb: dict) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())
     return f"""## How it was made
 
-- backbone: `{bb['name']}` (timm `{bb['timm_name']}`, weights: {_md(bb['weights'])}), {bb['dim']}-D embeddings
+- backbone: `{bb['name']}` ({f"timm `{bb['timm_name']}`, " if bb.get('timm_name') else ""}weights: {_md(bb['weights'])}), {bb['dim']}-D embeddings{_crop_note(bb)}
 - head: softmax linear classifier on L2-normalised embeddings, C = {meta['head']['C']}, class-balanced, seed {meta['head'].get('seed', 0)}
 - created: {meta['created']} with imgclf {meta['imgclf_version']}{f" ({versions})" if versions else ""}
 - exact command:
@@ -220,8 +220,15 @@ def _made(meta: dict, bb: dict) -> str:
 ```"""
 
 
+def _crop_note(bb: dict) -> str:
+    if bb.get("encoder"):
+        return "; the largest face in each photo, aligned on 5 landmarks to 150 × 150, described by dlib's face-recognition ResNet"
+    if bb.get("crop") == "face":
+        return "; it sees only the square around the largest face in each photo (`--crop face`)"
+    return ""
+
+
 def _usage(meta: dict, labels: list[str], pre: dict, split: str | None) -> str:
-    size = pre["input_size"]
     return f"""## How to use it
 
 Command line, with imgclf installed:
@@ -241,7 +248,24 @@ for p in model.predict(["photo.jpg"], top_k=3):
     print(p.path, p.label, p.confidence, p.top_k)
 ```
 
-### Plain ONNX Runtime (no imgclf)
+{_plain_onnx(labels, pre)}"""
+
+
+def _plain_onnx(labels: list[str], pre: dict) -> str:
+    size = pre["input_size"]
+    if pre.get("crop") == "face_chip":
+        return f"""### Plain ONNX Runtime
+
+`model.onnx` maps a batch of 128-D face descriptors `input` (N, 128) to `probabilities` (N, {len(labels)}) in the
+order of `labels.json`, `embedding` and `similarity`. The descriptor comes from dlib (not ONNX): the largest face
+found by `dlib.get_frontal_face_detector()`, its 5 landmarks (`shape_predictor_5_face_landmarks.dat`), the chip
+`dlib.get_face_chip(image, landmarks, size=150, padding=0.25)`, then
+`dlib.face_recognition_model_v1("dlib_face_recognition_resnet_model_v1.dat").compute_face_descriptor(chip)`
+(model files from the `face_recognition_models` package). imgclf does exactly this (`imgclf.faces`)."""
+    crop = ("\n\nThis model was trained with `--crop face`: first crop the photo to the square around the largest face "
+            "(dlib's frontal face detector), grown by 40 % of the face's size on every side, as `imgclf.faces.face_crop` "
+            "does; the script below does not.") if pre.get("crop") == "face" else ""
+    return f"""### Plain ONNX Runtime (no imgclf)
 
 `model.onnx` maps a preprocessed batch `input` (N, 3, {size}, {size}) to `probabilities` (N, {len(labels)})
 in the order of `labels.json`, and to `embedding`. The preprocessing is in `imgclf.json`: resize the shorter
@@ -252,4 +276,4 @@ interpolation, centre-crop {size} × {size}, scale to [0, 1], subtract mean {lis
 
 ```python
 {ONNX_SNIPPET.rstrip()}
-```"""
+```{crop}"""

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
+from PIL import Image
 
-from imgclf.errors import ImageError
+from imgclf.errors import ImageError, ImgclfError
 from imgclf.images import decode, read_bytes
 from imgclf.preprocessing import Preprocessing
 
@@ -78,6 +79,10 @@ DRAFT_MARGIN = 2.0
 
 def draft_side(pre: Preprocessing) -> int:
     """The shorter side a JPEG may be decoded at (DCT scaling) for ``pre``."""
+    if pre.crop:  # the face is a part of the photo: keep enough pixels to find and crop it
+        from imgclf.faces import DECODE_SIDE
+
+        return DECODE_SIDE
     return int(math.ceil(pre.resize_to * DRAFT_MARGIN))
 
 
@@ -88,9 +93,31 @@ def preprocess_data(data: bytes, pre: Preprocessing, fast: bool = True) -> np.nd
     (equal to the reference path within the tolerance tested in ``tests/test_speed.py``);
     ``fast=False`` is the reference: full decode, :meth:`Preprocessing.__call__`.
     """
-    if fast:
-        return pre.fast(decode(data, max_side=draft_side(pre)))
-    return pre(decode(data))
+    return preprocess_image(decode(data, max_side=draft_side(pre) if fast else None), pre, fast)
+
+
+def preprocess_image(img: Image.Image, pre: Preprocessing, fast: bool = False) -> np.ndarray:
+    """Decoded RGB image → model input: ``pre.crop`` first (raises :class:`~imgclf.faces.NoFaceError`), then ``pre``."""
+    if pre.crop:
+        from imgclf.faces import crop
+
+        img = crop(img, pre.crop)
+    return pre.fast(img) if fast else pre(img)
+
+
+def encoder(name: str | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The step between preprocessing and the ONNX graph of a backbone that is not all ONNX.
+
+    ``name`` is :attr:`Backbone.encoder <imgclf.backbones.Backbone.encoder>` (also stored in a
+    model's ``imgclf.json``); ``None`` means the ONNX graph takes the preprocessed images itself.
+    """
+    if name is None:
+        return None
+    from imgclf import faces
+
+    if name == faces.ENCODER:
+        return faces.encode
+    raise ImgclfError(f"unknown encoder {name!r}: this model needs a newer imgclf")
 
 
 def file_loader(pre: Preprocessing, fast: bool = True) -> Callable[[Path], np.ndarray]:

@@ -32,6 +32,9 @@ class Preprocessing:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    #: ``None``, or a face crop applied to the decoded image first (``"face"``, ``"face_chip"``:
+    #: see :mod:`imgclf.faces`; :func:`imgclf.pipeline.preprocess_image` applies it).
+    crop: str | None = None
 
     @property
     def resize_to(self) -> int:
@@ -49,10 +52,11 @@ class Preprocessing:
             interpolation=str(d["interpolation"]),
             mean=tuple(float(v) for v in d["mean"]),
             std=tuple(float(v) for v in d["std"]),
+            crop=d.get("crop"),
         )
 
     def __call__(self, img: Image.Image) -> np.ndarray:
-        """RGB image → float32 array of shape (3, input_size, input_size)."""
+        """RGB image → float32 array of shape (3, input_size, input_size) (``crop`` is not applied here)."""
         return normalize(center_crop(resize_shorter(img, self.resize_to, self.interpolation), self.input_size), self)
 
     def fast(self, img: Image.Image) -> np.ndarray:

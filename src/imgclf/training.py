@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from imgclf import __version__
-from imgclf.backbones import DEFAULT_BACKBONE, Backbone, resolve
+from imgclf.backbones import DEFAULT_BACKBONE, FACE, Backbone, resolve
 from imgclf.cache import EmbeddingCache, default_cache_dir
 from imgclf.datasets import SPLITS, Dataset, Skipped, ensure_training_photos, scan_labelled
 from imgclf.duplicates import find_duplicates
@@ -79,6 +79,7 @@ def train(
     command: str | None = None,
     embeddings: str | os.PathLike | None = None,
     quantize: bool = False,
+    crop: str | None = None,
 ) -> TrainResult:
     """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
 
@@ -89,17 +90,23 @@ def train(
     an ``unknown/`` or ``_background/`` label folder is trained as the class ``unknown``.
     ``progress(done, total)`` is called while embedding and ``log(message)`` before slow steps.
     ``quantize`` uses the int8 backbone (calibrated on the training photos; see :mod:`imgclf.backbones.quantize`).
+    ``backbone="face"`` embeds the largest face in each photo (:mod:`imgclf.faces`; photos
+    without one are skipped); ``crop="face"`` shows any other backbone only the face.
     Raises :class:`ImgclfError` for data the classifier cannot be trained on.
     """
     if quantize and fine_tune:
         raise ImgclfError("--quantize and --fine-tune cannot be combined: fine-tuning trains the float backbone")
+    if fine_tune and (backbone == FACE or crop):
+        raise ImgclfError("--fine-tune is not available with faces (--backbone face, --crop face): the face models are used as they are")
+    if augment and backbone == FACE:
+        raise ImgclfError("--augment is not available with --backbone face: its descriptor needs the aligned face as it is")
     start = time.perf_counter()
     model_dir = Path(model_dir)
     _check_output(model_dir)
     dataset = _merge_negatives(scan_labelled(data_dir, val_fraction, test_fraction))
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     bb = resolve(backbone, weights, cache_root, log=log, quantize=quantize,
-                 calibration=[p.path for p in dataset.photos if p.split == "train"] if quantize else None)
+                 calibration=[p.path for p in dataset.photos if p.split == "train"] if quantize else None, crop=crop)
     if embeddings is not None:  # computed elsewhere (imgclf embed, e.g. on Ray): checked against bb, matched by path
         from imgclf.engines.embeddings_file import load_embeddings
 
@@ -274,8 +281,9 @@ def _metadata(bb: Backbone, dataset: Dataset, head: LinearHead, seed: int, comma
         "labels": dataset.labels,
         "backbone": bb.to_dict(),
         "preprocessing": bb.preprocessing.to_dict(),
-        "onnx": {"file": MODEL_FILE, "input": "input", "outputs": ["probabilities", "embedding"],
-                 "input_shape": ["N", 3, bb.preprocessing.input_size, bb.preprocessing.input_size]},
+        "onnx": {"file": MODEL_FILE, "input": "input", "outputs": ["probabilities", "embedding", "similarity"],
+                 # with an encoder (faces) the graph takes the encoder's output, not the image
+                 "input_shape": ["N", bb.dim] if bb.encoder else ["N", 3, bb.preprocessing.input_size, bb.preprocessing.input_size]},
         "head": {"type": "softmax-linear on L2-normalised embeddings", "C": head.C, "seed": seed},
         "data": {"root": str(Path(dataset.root).absolute()), "given_splits": dataset.given_splits},
         "command": command or "imgclf.train(...)",

@@ -19,6 +19,8 @@ from imgclf.errors import ImgclfError
 from imgclf.preprocessing import Preprocessing
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
+#: dlib's face descriptor instead of an ImageNet network (``pip install 'imgclf[face]'``).
+FACE = "face"
 _EXPORT_FORMAT = 1
 
 
@@ -52,11 +54,18 @@ class Backbone:
     weights_path: Path | None = None
     #: ``"int8"`` for the quantised backbone of ``--quantize`` (see :mod:`imgclf.backbones.quantize`), else ``None``.
     quantization: str | None = None
+    #: A step outside ONNX between preprocessing and ``onnx_path`` (``imgclf.pipeline.encoder``),
+    #: e.g. the face descriptor of ``--backbone face``; ``None``: the graph takes the images.
+    encoder: str | None = None
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "id": self.id, "timm_name": self.timm_name, "weights": self.weights, "dim": self.dim}
         if self.quantization:
             d["quantization"] = self.quantization
+        if self.encoder:
+            d["encoder"] = self.encoder
+        if self.preprocessing.crop:
+            d["crop"] = self.preprocessing.crop
         return d
 
 
@@ -87,6 +96,7 @@ def resolve(
     log: Callable[[str], None] | None = None,
     quantize: bool = False,
     calibration: Sequence[str | os.PathLike] | None = None,
+    crop: str | None = None,
 ) -> Backbone:
     """Find (or build and cache) the ONNX export of backbone ``name`` with ``weights``.
 
@@ -94,7 +104,11 @@ def resolve(
     its packaged weights and any other timm name is fetched from timm's hub if possible.
     ``quantize`` returns the int8 version instead, calibrated on photos from ``calibration``
     (the training photos) and cached under its own id (:mod:`imgclf.backbones.quantize`).
+    ``name="face"`` is dlib's face descriptor (:mod:`imgclf.backbones.face`); ``crop="face"``
+    makes any other backbone see only the square around the largest face.
     """
+    if name == FACE or crop is not None:
+        return _resolve_face_input(name, weights, cache_dir, log, quantize, crop)
     if quantize:
         from imgclf.backbones.quantize import quantized
         from imgclf.cache import default_cache_dir
@@ -136,6 +150,28 @@ def resolve(
     return cached
 
 
+def _resolve_face_input(name, weights, cache_dir, log, quantize: bool, crop: str | None) -> Backbone:
+    from dataclasses import replace
+
+    from imgclf.backbones.face import resolve_face
+    from imgclf.cache import default_cache_dir
+    from imgclf.faces import models_dir
+
+    if quantize:
+        raise ImgclfError("--quantize is not available with faces (--backbone face, --crop face)")
+    if name == FACE:
+        if crop is not None:
+            raise ImgclfError("--crop is for the other backbones: --backbone face already embeds the aligned face")
+        if weights is not None:
+            raise ImgclfError("--backbone face uses the packaged dlib model and takes no --weights")
+        return resolve_face(Path(cache_dir) if cache_dir else default_cache_dir())
+    if crop != "face":
+        raise ImgclfError(f"unknown --crop {crop!r}: the only crop is 'face'")
+    models_dir()  # the extra is installed, or a clear error now rather than per photo
+    bb = resolve(name, weights, cache_dir, log)
+    return replace(bb, id=f"{bb.id}-crop-{crop}", preprocessing=replace(bb.preprocessing, crop=crop))
+
+
 def _load_cached(
     out_dir: Path, name: str, backbone_id: str, timm_name: str, weights_desc: str, weights_path: Path | None
 ) -> Backbone | None:
@@ -166,4 +202,4 @@ def _check_timm_name(timm_name: str) -> None:
     if not timm.is_model(timm_name):
         close = timm.list_models(f"*{timm_name.split('.')[0][:12]}*")[:5]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
-        raise ImgclfError(f"unknown backbone {timm_name!r}: use {', '.join(BUILTINS)} or a timm model name{hint}")
+        raise ImgclfError(f"unknown backbone {timm_name!r}: use {', '.join(BUILTINS)}, {FACE} or a timm model name{hint}")

@@ -21,7 +21,7 @@ import numpy as np
 from imgclf.cache import content_hash
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.images import decode, read_bytes
-from imgclf.pipeline import DEFAULT_BATCH, create_session, run_batched
+from imgclf.pipeline import DEFAULT_BATCH, create_session, encoder, run_batched
 from imgclf.preprocessing import Preprocessing
 
 PREDICTIONS = "predictions"
@@ -108,7 +108,7 @@ class PredictRunner(Runner):
         from imgclf.model import Prediction
 
         if isinstance(out, ImageError):
-            pred = Prediction(item.path, None, None, [], error=out.reason)
+            pred = Prediction.from_error(item.path, out)
         else:
             pred = self.model.prediction(item.path, out[0], self.top_k, self.threshold, self.reject)
         return {"path": pred.path, "label": pred.label, "confidence": pred.confidence,
@@ -120,13 +120,14 @@ class EmbedRunner(Runner):
 
     kind = EMBEDDINGS
 
-    def __init__(self, onnx_path: str | os.PathLike, pre: Preprocessing, threads: int | None = None):
+    def __init__(self, onnx_path: str | os.PathLike, pre: Preprocessing, threads: int | None = None, encoder_name: str | None = None):
         super().__init__(pre, threads)
         self.session = create_session(onnx_path, threads)
         self.input = self.session.get_inputs()[0].name
+        self.encode = encoder(encoder_name)
 
     def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
-        return self.session.run(None, {self.input: batch})[:1]
+        return self.session.run(None, {self.input: self.encode(batch) if self.encode else batch})[:1]
 
     def row(self, item: Item, out) -> dict:
         error = out.reason if isinstance(out, ImageError) else None

@@ -48,4 +48,4 @@ def predict_runner(model_dir: str | os.PathLike, top_k: int = 3, threshold: floa
 def embed_runner(backbone):
     from imgclf.engines.core import EmbedRunner
 
-    return EmbedRunner(backbone.onnx_path, backbone.preprocessing)
+    return EmbedRunner(backbone.onnx_path, backbone.preprocessing, encoder_name=backbone.encoder)

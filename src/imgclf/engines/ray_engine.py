@@ -123,12 +123,12 @@ class PredictActor:
 class EmbedActor:
     """A Ray Data actor: loads the shipped backbone once, then turns batches of paths into embedding rows."""
 
-    def __init__(self, files, onnx_name: str, preprocessing: dict, threads: int, batch_size: int):
+    def __init__(self, files, onnx_name: str, preprocessing: dict, threads: int, batch_size: int, encoder: str | None = None):
         from imgclf.engines.core import EmbedRunner
         from imgclf.preprocessing import Preprocessing
 
         with _materialised(files) as folder:
-            self.runner = EmbedRunner(folder / onnx_name, Preprocessing.from_dict(preprocessing), threads)
+            self.runner = EmbedRunner(folder / onnx_name, Preprocessing.from_dict(preprocessing), threads, encoder)
         self.batch_size = batch_size
 
     def __call__(self, table):
@@ -200,5 +200,5 @@ def run_embed(
     """Arrow tables of embedding rows, in input order, computed by ``workers`` actors."""
     onnx = Path(backbone.onnx_path)
     kwargs = dict(files=_ship(ray, onnx.parent, [onnx.name]), onnx_name=onnx.name, preprocessing=backbone.preprocessing.to_dict(),
-                  threads=max(1, int(cpus_per_worker)), batch_size=batch_size)
+                  threads=max(1, int(cpus_per_worker)), batch_size=batch_size, encoder=backbone.encoder)
     return _run(ray, EmbedActor, kwargs, items, None, workers, cpus_per_worker, batch_size, progress)

@@ -33,7 +33,8 @@ from starlette.datastructures import UploadFile
 from imgclf import __version__
 from imgclf.errors import ImageError
 from imgclf.images import decode, openable_formats
-from imgclf.model import MODEL_FILE, Model
+from imgclf.faces import NoFaceError
+from imgclf.model import MODEL_FILE, Model, Prediction
 from imgclf.pipeline import cpu_count, preprocess_data, safe_load
 from imgclf.serve.batching import MicroBatcher
 
@@ -209,7 +210,9 @@ class Service:
         rows = iter(await self.batcher.run(good) if good else [])
         out: list[dict | ImageError] = []
         for (name, _), arr in zip(uploads, decoded):
-            if isinstance(arr, ImageError):
+            if isinstance(arr, NoFaceError):
+                out.append(Prediction.from_error(name, arr).to_dict())
+            elif isinstance(arr, ImageError):
                 out.append(arr)
             else:
                 out.append(self.model.prediction(name, next(rows), top_k).to_dict())

@@ -1,0 +1,135 @@
+"""Faces: find the largest face in a photo, align it, and embed it with dlib's face-recognition ResNet.
+
+An optional extra (``pip install 'imgclf[face]'``: the prebuilt ``dlib-bin`` wheel and
+``face_recognition_models``, which ships dlib's 5-point landmark model and its 128-D
+ResNet face descriptor). Two uses, both chosen by :attr:`Preprocessing.crop`:
+
+- ``"face_chip"`` (``--backbone face``): the aligned 150 × 150 face, which :func:`encode`
+  turns into the descriptor;
+- ``"face"`` (``--crop face``): a square around the face for any other backbone.
+
+A photo without a face raises :class:`NoFaceError` (an :class:`ImageError`): training
+skips it with that reason, predict answers :data:`NO_FACE`. dlib's objects are not
+shared between threads: each thread loads its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from imgclf.errors import ImageError, ImgclfError
+
+#: The label predict gives a photo in which no face was found.
+NO_FACE = "no face"
+#: Name of the face encoder, as stored in a face model's metadata (``backbone.encoder``).
+ENCODER = "dlib_face_resnet_v1"
+#: The aligned face the encoder takes: this many pixels square, with dlib's default padding.
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+#: ``crop="face"`` keeps the face box grown by this much of its size on every side (hair, chin).
+CROP_MARGIN = 0.4
+#: Photos are decoded to at least this shorter side before looking for a face.
+DECODE_SIDE = 1024
+#: Faces are searched for on a copy whose longer side is at most this (speed); a search
+#: that finds nothing is repeated at twice the scale, which finds faces down to ~40 pixels.
+DETECT_SIDE = 800
+CROPS = ("face", "face_chip")
+DIM = 128
+_MODEL_FILES = {"landmarks": "shape_predictor_5_face_landmarks.dat", "encoder": "dlib_face_recognition_resnet_model_v1.dat"}
+
+
+class NoFaceError(ImageError):
+    """No face was found in an image."""
+
+    def __init__(self, reason: str = "no face found"):
+        super().__init__(reason)
+
+
+def models_dir() -> Path:
+    """Folder of dlib's model files (from ``face_recognition_models``), or a clear error when the extra is missing."""
+    try:
+        import dlib  # noqa: F401  (checked here so the message names the whole extra)
+    except ImportError:
+        raise ImgclfError("faces need the optional extra: pip install 'imgclf[face]' (dlib-bin, face_recognition_models)") from None
+    # found without importing the package: its __init__ needs pkg_resources, which new setuptools dropped
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImgclfError("faces need the optional extra: pip install 'imgclf[face]' (face_recognition_models is missing)")
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def model_file(kind: str) -> Path:
+    """Path of the ``"landmarks"`` or ``"encoder"`` model file."""
+    return models_dir() / _MODEL_FILES[kind]
+
+
+_local = threading.local()
+
+
+def _dlib_objects():
+    """This thread's (detector, landmark predictor); loaded on first use."""
+    if not hasattr(_local, "finder"):
+        import dlib
+
+        _local.finder = (dlib.get_frontal_face_detector(), dlib.shape_predictor(str(model_file("landmarks"))))
+    return _local.finder
+
+
+def _recognizer():
+    if not hasattr(_local, "recognizer"):
+        import dlib
+
+        _local.recognizer = dlib.face_recognition_model_v1(str(model_file("encoder")))
+    return _local.recognizer
+
+
+def largest_face(img: Image.Image):
+    """The largest face's landmarks (a dlib ``full_object_detection`` in ``img``'s pixels); raises :class:`NoFaceError`."""
+    import dlib
+
+    detector, predictor = _dlib_objects()
+    scale = min(1.0, DETECT_SIDE / max(img.size))
+    small = img if scale == 1.0 else img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
+    arr = np.asarray(small)
+    boxes = detector(arr, 0) or detector(arr, 1)
+    if not boxes:
+        raise NoFaceError()
+    box = max(boxes, key=lambda r: r.area())
+    full = dlib.rectangle(round(box.left() / scale), round(box.top() / scale), round(box.right() / scale), round(box.bottom() / scale))
+    return predictor(np.asarray(img), full)
+
+
+def face_chip(img: Image.Image) -> Image.Image:
+    """The largest face, aligned by its eyes and nose (5 landmarks), as a ``CHIP_SIZE`` square."""
+    import dlib
+
+    shape = largest_face(img)
+    return Image.fromarray(dlib.get_face_chip(np.asarray(img), shape, size=CHIP_SIZE, padding=CHIP_PADDING))
+
+
+def face_crop(img: Image.Image) -> Image.Image:
+    """A square around the largest face, grown by ``CROP_MARGIN`` on every side (padded black past the edges)."""
+    box = largest_face(img).rect
+    cx, cy = (box.left() + box.right()) / 2, (box.top() + box.bottom()) / 2
+    half = max(box.width(), box.height()) * (0.5 + CROP_MARGIN)
+    return img.crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
+
+
+def crop(img: Image.Image, mode: str) -> Image.Image:
+    """Apply a :attr:`Preprocessing.crop` mode (``"face"`` or ``"face_chip"``) to a decoded RGB image."""
+    if mode == "face_chip":
+        return face_chip(img)
+    if mode == "face":
+        return face_crop(img)
+    raise ImgclfError(f"unknown crop {mode!r}: use face")
+
+
+def encode(batch: np.ndarray) -> np.ndarray:
+    """Face descriptors (N, 128) of preprocessed chips (N, 3, 150, 150) with values in [0, 1]."""
+    chips = [np.ascontiguousarray(np.rint(c.transpose(1, 2, 0) * 255.0).clip(0, 255).astype(np.uint8)) for c in batch]
+    return np.asarray(_recognizer().compute_face_descriptor(chips), dtype=np.float32).reshape(len(chips), DIM)

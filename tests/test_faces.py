@@ -1,0 +1,206 @@
+"""Faces: ``--backbone face`` and ``--crop face`` on the bundled public-domain portraits (examples/faces)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from imgclf.cache import PIPELINE_VERSION
+from tests.conftest import ROOT, UNSEEN, run_cli
+
+pytest.importorskip("dlib", reason="the face extra is not installed: pip install -e '.[face]'")
+
+FACES = ROOT / "examples" / "faces"
+PEOPLE = FACES / "people"
+OBAMA_UNSEEN = FACES / "unseen" / "obama-oval-office.jpg"
+STRANGERS = FACES / "strangers"
+FLOWER = sorted((UNSEEN / "daisy").glob("*.jpg"))[0]
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory) -> Path:
+    """The bundled people, plus a flower photo in obama/ that training must skip for want of a face."""
+    root = tmp_path_factory.mktemp("people") / "people"
+    shutil.copytree(PEOPLE, root)
+    shutil.copy(FLOWER, root / "obama" / "a-flower.jpg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def face_model(tmp_path_factory, cache_dir, people) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("models") / "faces"
+    result = run_cli("train", str(people), "-o", str(out), "--backbone", "face", "-q")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def predict_json(model: Path, *inputs: Path) -> dict[str, dict]:
+    result = run_cli("predict", str(model), *map(str, inputs), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return {Path(p["path"]).name: p for p in json.loads(result.stdout)}
+
+
+def test_detects_the_largest_face_where_it_is():
+    from imgclf import faces
+
+    img = Image.open(STRANGERS / "eileen-collins.jpg").convert("RGB")  # scikit-image's astronaut, 512 x 512
+    box = faces.largest_face(img).rect
+    # her face: roughly x 175-265, y 75-165 (the flag patch is a smaller false face)
+    assert 160 <= box.left() <= 190 and 250 <= box.right() <= 280
+    assert 60 <= box.top() <= 95 and 150 <= box.bottom() <= 180
+    chip = faces.face_chip(img)
+    assert chip.size == (faces.CHIP_SIZE, faces.CHIP_SIZE)
+    crop = faces.face_crop(img)
+    assert crop.width == crop.height and 1.6 * box.width() <= crop.width <= 2.0 * box.width()
+
+
+def test_no_face_raises_no_face_error():
+    from imgclf import faces
+    from imgclf.errors import ImageError
+
+    with pytest.raises(faces.NoFaceError) as err:
+        faces.face_chip(Image.open(FLOWER).convert("RGB"))
+    assert isinstance(err.value, ImageError) and err.value.reason == "no face found"
+
+
+def test_descriptor_tells_people_apart():
+    from imgclf import faces
+    from imgclf.preprocessing import Preprocessing
+    from imgclf.pipeline import preprocess_image
+
+    pre = Preprocessing(input_size=150, crop_pct=1.0, mean=(0, 0, 0), std=(1, 1, 1), crop="face_chip")
+    files = [PEOPLE / "obama" / "obama-portrait.jpg", OBAMA_UNSEEN, PEOPLE / "biden" / "biden-portrait.jpg", STRANGERS / "grace-hopper.jpg"]
+    batch = np.stack([preprocess_image(Image.open(f).convert("RGB"), pre) for f in files])
+    d = faces.encode(batch)
+    assert d.shape == (4, 128) and d.dtype == np.float32
+    dist = np.linalg.norm(d[:, None] - d[None], axis=2)
+    # dlib's rule of thumb: the same person is closer than 0.6
+    assert dist[0, 1] < 0.5
+    assert min(dist[0, 2], dist[0, 3], dist[1, 2], dist[1, 3], dist[2, 3]) > 0.6
+    # batch and one-by-one give the same descriptor
+    assert np.allclose(faces.encode(batch[1:2])[0], d[1], atol=1e-5)
+
+
+def test_train_skips_photos_without_a_face(face_model):
+    model, result = face_model
+    metrics = json.loads((model / "metrics.json").read_text())
+    skipped = {Path(s["path"]).name: s["reason"] for s in metrics["skipped"]}
+    assert skipped == {"a-flower.jpg": "no face found"}
+    assert "a-flower.jpg: no face found" in result.stdout
+    meta = json.loads((model / "imgclf.json").read_text())
+    assert meta["backbone"]["name"] == "face" and meta["backbone"]["encoder"] == "dlib_face_resnet_v1"
+    assert meta["preprocessing"]["crop"] == "face_chip"
+    assert meta["onnx"]["input_shape"] == ["N", 128]
+
+
+def test_predict_names_the_person_rejects_strangers_and_says_no_face(face_model):
+    model, _ = face_model
+    preds = predict_json(model, OBAMA_UNSEEN, STRANGERS, FLOWER)
+    assert preds[OBAMA_UNSEEN.name]["label"] == "obama"
+    assert preds[OBAMA_UNSEEN.name]["top_k"][0]["label"] == "obama"
+    for stranger in ("eileen-collins.jpg", "grace-hopper.jpg"):
+        # a face of someone not in the training set comes back unknown, best guess still given
+        assert preds[stranger]["label"] == "unknown"
+        assert preds[stranger]["similarity"] < preds[OBAMA_UNSEEN.name]["similarity"]
+        assert len(preds[stranger]["top_k"]) == 2
+    assert preds[FLOWER.name] == {"path": str(FLOWER), "label": "no face", "confidence": None, "top_k": []}
+
+
+def test_evaluate_reports_stranger_rejection(face_model, people, tmp_path):
+    model, _ = face_model
+    out = tmp_path / "eval.json"
+    result = run_cli("evaluate", str(model), str(people), "--ood", str(STRANGERS), "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    res = json.loads(out.read_text())
+    assert res["accuracy"] == 1.0 and res["n"] == 4
+    assert [Path(s["path"]).name for s in res["skipped"]] == ["a-flower.jpg"]
+    assert res["rejection"]["ood_n"] == 2 and res["rejection"]["ood_rejection_rate"] == 1.0
+    assert res["rejection"]["auroc"] == 1.0
+
+
+def test_python_api_and_the_onnx_metadata(face_model):
+    import onnx
+
+    import imgclf
+
+    model = imgclf.load(face_model[0])
+    pred = model.predict_image(Image.open(OBAMA_UNSEEN).convert("RGB"), name="x")
+    assert pred.label == "obama"
+    assert model.predict_image(Image.open(FLOWER).convert("RGB")).label == "no face"
+    graph = onnx.load(str(face_model[0] / "model.onnx"))
+    dims = [d.dim_param or d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1] == 128
+    assert {o.name for o in graph.graph.output} == {"probabilities", "embedding", "similarity"}
+    card = (face_model[0] / "README.md").read_text()
+    assert "maps a batch of 128-D face descriptors `input` (N, 128)" in card
+    assert "timm ``" not in card
+
+
+def test_predict_with_a_face_model_does_not_import_torch(face_model):
+    code = (
+        "import sys; from imgclf.cli import main; sys.argv = ['imgclf', 'predict', sys.argv[1], sys.argv[2]]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "bad = [m for m in ('torch', 'timm') if m in sys.modules]\nassert not bad, bad\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(face_model[0]), str(OBAMA_UNSEEN)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "obama" in result.stdout
+
+
+def test_crop_face_with_a_generic_backbone(cache_dir, tmp_path):
+    out = tmp_path / "cropped"
+    result = run_cli("train", str(PEOPLE), "-o", str(out), "--crop", "face", "-q")
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((out / "imgclf.json").read_text())
+    assert meta["backbone"]["name"] == "efficientnet_lite0" and meta["backbone"]["crop"] == "face"
+    assert meta["preprocessing"]["crop"] == "face" and meta["preprocessing"]["input_size"] == 224
+    preds = predict_json(out, PEOPLE / "obama" / "obama-portrait.jpg", FLOWER)
+    assert preds["obama-portrait.jpg"]["top_k"][0]["label"] == "obama"
+    assert preds[FLOWER.name]["label"] == "no face"
+    assert "trained with `--crop face`" in (out / "README.md").read_text()
+    # the cropped embeddings are cached apart from the whole-photo ones
+    assert any(p.name.endswith(f"-crop-face-p{PIPELINE_VERSION}") for p in (cache_dir / "embeddings").iterdir())
+
+
+def test_served_face_model_says_no_face(face_model, tmp_path):
+    import httpx
+
+    from tests.test_serve import running_server
+
+    with running_server(face_model[0], tmp_path / "server.log") as (url, _):
+        r = httpx.post(url + "/predict", files={"file": ("f.jpg", FLOWER.read_bytes(), "image/jpeg")}, timeout=60)
+        assert r.status_code == 200 and r.json()["label"] == "no face"
+        r = httpx.post(url + "/predict", files={"file": ("o.jpg", OBAMA_UNSEEN.read_bytes(), "image/jpeg")}, timeout=60)
+        assert r.status_code == 200 and r.json()["label"] == "obama"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backbone", "face", "--fine-tune"], "--fine-tune is not available with faces"),
+    (["--backbone", "face", "--augment", "2"], "--augment is not available with --backbone face"),
+    (["--backbone", "face", "--crop", "face"], "--backbone face already embeds the aligned face"),
+    (["--crop", "hands"], "unknown --crop 'hands'"),
+    (["--backbone", "face", "--quantize"], "--quantize is not available with faces"),
+])
+def test_face_option_mistakes_exit_2(tmp_path, cache_dir, args, message):
+    result = run_cli("train", str(PEOPLE), "-o", str(tmp_path / "m"), "-q", *args)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
+    assert message in result.stderr
+
+
+def test_missing_face_extra_is_a_clear_error(tmp_path, cache_dir):
+    code = (
+        "import sys; sys.modules['dlib'] = None\n"  # as if dlib-bin were not installed
+        "from imgclf.cli import main; sys.argv = ['imgclf', 'train', sys.argv[1], '-o', sys.argv[2], '--backbone', 'face', '-q']\n"
+        "main()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(PEOPLE), str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: faces need the optional extra: pip install 'imgclf[face]' (dlib-bin, face_recognition_models)"
