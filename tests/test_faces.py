@@ -204,3 +204,18 @@ def test_missing_face_extra_is_a_clear_error(tmp_path, cache_dir):
     result = subprocess.run([sys.executable, "-c", code, str(PEOPLE), str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: faces need the optional extra: pip install 'imgclf[face]' (dlib-bin, face_recognition_models)"
+
+
+def test_embed_with_crop_feeds_train(cache_dir, tmp_path):
+    pytest.importorskip("pyarrow", reason="parquet output needs the ray extra")
+    emb = tmp_path / "faces.parquet"
+    result = run_cli("embed", str(PEOPLE), "-o", str(emb), "--crop", "face", "-q")
+    assert result.returncode == 0, result.stderr
+    result = run_cli("train", str(PEOPLE), "-o", str(tmp_path / "m"), "--crop", "face", "--embeddings", str(emb), "-q")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["embedding"]["computed"] == 0
+    # embeddings of whole photos do not pass for cropped ones
+    whole = tmp_path / "whole.parquet"
+    assert run_cli("embed", str(PEOPLE), "-o", str(whole), "-q").returncode == 0
+    result = run_cli("train", str(PEOPLE), "-o", str(tmp_path / "m2"), "--crop", "face", "--embeddings", str(whole), "-q")
+    assert result.returncode == 2 and "backbone" in result.stderr

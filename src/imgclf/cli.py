@@ -86,13 +86,17 @@ def _main(
         raise typer.Exit(0)
 
 
+BACKBONE_HELP = "Built-in backbone, 'face' (who is this person: dlib's face descriptor, imgclf[face]) or any timm model name."
+CROP_HELP = "'face': the backbone sees only the square around the largest face (imgclf[face])."
+
+
 @app.command()
 def train(
     data_dir: Path = typer.Argument(..., help="Folder with one sub-folder per label, or train/ val/ test/ splits."),
     output: Path = typer.Option(..., "-o", "--output", help="Model folder to write (replaced atomically)."),
-    backbone: str = typer.Option("efficientnet_lite0", help="Built-in backbone, 'face' (who is this person: dlib face descriptor, imgclf[face]) or any timm model name."),
+    backbone: str = typer.Option("efficientnet_lite0", help=BACKBONE_HELP),
     weights: Optional[Path] = typer.Option(None, help="Backbone weights: safetensors or a PyTorch state dict."),
-    crop: Optional[str] = typer.Option(None, help="'face': the backbone sees only the square around the largest face (imgclf[face])."),
+    crop: Optional[str] = typer.Option(None, help=CROP_HELP),
     seed: int = typer.Option(0, help="Random seed of the head."),
     cache_dir: Optional[Path] = typer.Option(None, help="Where embeddings and backbone exports are cached."),
     val_fraction: float = typer.Option(0.1, help="Share of photos for validation (without a val/ folder)."),
@@ -416,8 +420,9 @@ def embed(
     engine: str = typer.Option("local", help="local (this process) or ray (a Ray cluster; needs the ray extra)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (auto, ray://HOST:10001); without it a local Ray runtime."),
     workers: Optional[int] = typer.Option(None, min=1, help="Ray actors (default: one per CPU of the cluster)."),
-    backbone: str = typer.Option("efficientnet_lite0", help="Built-in backbone or any timm model name."),
+    backbone: str = typer.Option("efficientnet_lite0", help=BACKBONE_HELP),
     weights: Optional[Path] = typer.Option(None, help="Backbone weights: safetensors or a PyTorch state dict."),
+    crop: Optional[str] = typer.Option(None, help=CROP_HELP),
     cache_dir: Optional[Path] = typer.Option(None, help="Where backbone exports are cached."),
     val_fraction: float = typer.Option(0.1, help="Share of photos for validation (without a val/ folder), for the split column."),
     test_fraction: float = typer.Option(0.1, help="Share of photos held out for the test (without splits), for the split column."),
@@ -430,7 +435,7 @@ def embed(
 
         with _ProgressBar("embedding photos", disabled=quiet) as bar:
             job = engines.embed(
-                data_dir, output, engine, backbone=backbone, weights=weights, cache_dir=cache_dir,
+                data_dir, output, engine, backbone=backbone, weights=weights, crop=crop, cache_dir=cache_dir,
                 val_fraction=val_fraction, test_fraction=test_fraction, address=address, workers=workers,
                 progress=bar.update, log=None if quiet else bar.log,
             )

@@ -93,8 +93,8 @@ def predict(
 
 def embed(
     data_dir: str | os.PathLike, output: str | os.PathLike, engine: str = "local", *,
-    backbone: str | None = None, weights: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None,
-    val_fraction: float = 0.1, test_fraction: float = 0.1, address: str | None = None, workers: int | None = None,
+    backbone: str | None = None, weights: str | os.PathLike | None = None, crop: str | None = None,
+    cache_dir: str | os.PathLike | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1, address: str | None = None, workers: int | None = None,
     cpus_per_worker: int = 1, batch_size: int = DEFAULT_BATCH, progress: Callable | None = None, log: Callable[[str], None] | None = None,
 ) -> JobResult:
     """Embed every photo of a labelled folder and write path, hash, label, split, embedding, error rows.
@@ -108,7 +108,7 @@ def embed(
     _check_engine(engine)
     start = time.perf_counter()
     items, labels = embed_items(data_dir, val_fraction, test_fraction)
-    bb = resolve(backbone or DEFAULT_BACKBONE, weights, cache_dir, log=log)
+    bb = resolve(backbone or DEFAULT_BACKBONE, weights, cache_dir, log=log, crop=crop)
     meta = {"backbone": bb.to_dict(), "preprocessing": bb.preprocessing.to_dict(), "labels": labels,
             "data_dir": str(Path(data_dir).absolute()), "val_fraction": val_fraction, "test_fraction": test_fraction,
             "imgclf_version": __version__, "engine": engine}
