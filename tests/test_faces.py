@@ -218,4 +218,4 @@ def test_embed_with_crop_feeds_train(cache_dir, tmp_path):
     whole = tmp_path / "whole.parquet"
     assert run_cli("embed", str(PEOPLE), "-o", str(whole), "-q").returncode == 0
     result = run_cli("train", str(PEOPLE), "-o", str(tmp_path / "m2"), "--crop", "face", "--embeddings", str(whole), "-q")
-    assert result.returncode == 2 and "backbone" in result.stderr
+    assert result.returncode == 2 and "--backbone efficientnet_lite0 --crop face," in result.stderr

@@ -51,7 +51,9 @@ def load_embeddings(path: str | os.PathLike, dataset, backbone):
     if stored != backbone.id:
         raise ImgclfError(
             f"{path} was embedded with backbone {stored}, but this training uses {backbone.id}; "
-            f"run imgclf embed again with --backbone {backbone.name}, or train with the backbone of the file"
+            f"run imgclf embed again with --backbone {backbone.name}"
+            f"{f' --crop {backbone.preprocessing.crop}' if backbone.preprocessing.crop and backbone.preprocessing.crop != 'face_chip' else ''}, "
+            "or train with the backbone of the file"
         )
     table = _pq().read_table(str(path), columns=["path", "hash", "embedding", "error"])
     rel = table["path"].to_pylist()
