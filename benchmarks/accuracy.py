@@ -91,11 +91,17 @@ def main() -> None:
     splits = folds(y, args.folds, args.repeats)
     k = len(ds.labels)
 
-    def head_accuracy(x_fit, y_fit, fit, val, test) -> float:
-        """What `imgclf train` does: C chosen on val, then refitted on train + val."""
+    def head_accuracy(x_fit, y_fit, fit, val, test, tta=None) -> float:
+        """What `imgclf train` does: C chosen on val, then refitted on train + val.
+
+        ``tta``: embeddings of the test photos' mirror images, averaged in as `predict --tta` does.
+        """
         head = fit_head(x_fit, y_fit, k, x[val], y[val])
         head = refit(head, np.concatenate([x_fit, x[val]]), np.concatenate([y_fit, y[val]]), k)
-        return float(np.mean(head.probabilities(x[test]).argmax(1) == y[test]))
+        probs = head.probabilities(x[test])
+        if tta is not None:
+            probs = (probs + head.probabilities(tta)) / 2
+        return float(np.mean(probs.argmax(1) == y[test]))
 
     t = time.perf_counter()
     acc_a = [head_accuracy(x[f], y[f], f, v, te) for f, v, te in splits]
@@ -115,6 +121,12 @@ def main() -> None:
         acc_b.append(head_accuracy(x_fit, y_fit, f, v, te))
     rows.append((f"(b) imgclf --augment {args.augment}", acc_b, f"+{t_views:.1f} s to embed {len(names)} views once"))
     print(f"(b) imgclf --augment {args.augment}            {fmt(acc_b)}")
+    # the "flip" view is the mirrored centre crop: exactly what `predict --tta` adds (tests/test_api.py)
+    flip = names.index("flip")
+    acc_e = [head_accuracy(x[f], y[f], f, v, te, tta=views[te, flip]) for f, v, te in splits]
+    diff = np.array(acc_e) - np.array(acc_a)
+    rows.append(("(e) (a) + predict --tta", acc_e, f"2x predict time; paired gain {diff.mean():+.3f} ± {diff.std():.3f}, better on {(diff > 0).sum()} folds, worse on {(diff < 0).sum()}"))
+    print(f"(e) (a) + predict --tta           {fmt(acc_e)}")
 
     acc_d, t_d = baseline(ds, emb.paths, y, splits)
     rows.append(("(d) baseline: sklearn LR on timm features", acc_d, f"{t_d:.1f} s (torch eager features + fits)"))

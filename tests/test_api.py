@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 import imgclf
 from tests.conftest import LABELS, PHOTOS, UNSEEN, copy_photos
@@ -103,3 +104,25 @@ def test_fitted_heads_are_cached_and_damage_is_ignored(tmp_path, cache_dir):
     assert second.metrics["head"] == first.metrics["head"] and second.metrics["test"] == first.metrics["test"]
     third = imgclf.train(data, tmp_path / "c", cache_dir=cache_dir, seed=7)  # from the cache
     assert third.metrics["test"] == first.metrics["test"]
+
+
+def test_test_time_augmentation_averages_the_mirror_image(trained_model, tmp_path):
+    from PIL import Image, ImageOps
+
+    from imgclf.pipeline import preprocess_image
+
+    model = imgclf.load(trained_model)
+    photos = sorted(UNSEEN.rglob("*.jpg"))
+    batch = np.stack([preprocess_image(Image.open(p).convert("RGB"), model.preprocessing) for p in photos])
+    plain, mirrored, tta = model.scores(batch), model.scores(batch[..., ::-1].copy()), model.scores(batch, tta=True)
+    assert np.allclose(tta[:, :-1], (plain[:, :-1] + mirrored[:, :-1]) / 2, atol=1e-6)
+    assert np.allclose(tta[:, -1], plain[:, -1])  # the "unknown" rule sees the photo itself
+    assert np.abs(tta - plain).max() > 1e-3  # the mirror image really is scored
+    # the mirror of a centre crop is the centre crop of the mirrored photo (even margins here)
+    img = Image.open(photos[0]).convert("RGB").resize((300, 256))
+    assert np.allclose(preprocess_image(ImageOps.mirror(img), model.preprocessing), preprocess_image(img, model.preprocessing)[..., ::-1], atol=1e-6)
+    # through predict and evaluate
+    preds = model.predict(photos, tta=True, top_k=5)
+    assert [p.top_k[0]["confidence"] for p in preds] == pytest.approx([float(r[:-1].max()) for r in tta], abs=5e-3)  # predict decodes the fast way
+    ev = imgclf.evaluate(model, UNSEEN, tta=True)
+    assert ev["tta"] == "flip" and ev["n"] == 10

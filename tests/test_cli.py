@@ -130,3 +130,17 @@ def test_predict_missing_file_exits_2(trained_model):
 def test_debug_shows_traceback(cache_dir):
     r = run_cli("--debug", "train", "/nonexistent/photos", "-o", "/tmp/x")
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_predict_and_evaluate_take_tta(trained_model, tmp_path):
+    plain = json.loads(run_cli("predict", str(trained_model), str(UNSEEN), "--format", "json").stdout)
+    result = run_cli("predict", str(trained_model), str(UNSEEN), "--format", "json", "--tta")
+    assert result.returncode == 0, result.stderr
+    tta = json.loads(result.stdout)
+    assert [p["path"] for p in tta] == [p["path"] for p in plain]
+    assert any(abs(a["confidence"] - b["confidence"]) > 1e-4 for a, b in zip(tta, plain))
+    out = tmp_path / "e.json"
+    assert run_cli("evaluate", str(trained_model), str(UNSEEN), "--tta", "--json", str(out)).returncode == 0
+    assert json.loads(out.read_text())["tta"] == "flip"
+    refused = run_cli("predict", str(trained_model), str(UNSEEN), "--tta", "--output", str(tmp_path / "p.csv"))
+    assert refused.returncode == 2 and "--tta works with the local engine" in refused.stderr

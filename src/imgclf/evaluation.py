@@ -13,7 +13,8 @@ from imgclf.rejection import UNKNOWN, auroc
 
 
 def evaluate(
-    model: Model | str | os.PathLike, data_dir: str | os.PathLike, top_k: int = 3, ood_dir: str | os.PathLike | None = None
+    model: Model | str | os.PathLike, data_dir: str | os.PathLike, top_k: int = 3, ood_dir: str | os.PathLike | None = None,
+    tta: bool = False,
 ) -> dict:
     """Metrics of ``model`` on every photo under ``data_dir``.
 
@@ -25,7 +26,8 @@ def evaluate(
     Labels the model does not know are reported in ``unknown_labels`` and skipped;
     unreadable files are listed in ``skipped`` with their reasons. ``photos`` has one record
     per scored photo (``path``, ``label``, ``predicted``, ``confidence``, ``label_confidence``,
-    ``top_k``), which :func:`imgclf.report.write_report` draws from.
+    ``top_k``), which :func:`imgclf.report.write_report` draws from. ``tta`` averages each
+    photo's scores with its mirror image's (:meth:`imgclf.model.Model.scores`).
     """
     if not isinstance(model, Model):
         model = Model.load(model)
@@ -39,7 +41,7 @@ def evaluate(
     truth = {str(p.path): p.label for p in photos}
     y_true, y_pred, misclassified, skipped, per_photo, in_scores = [], [], [], [], [], []
     # Every label's probability, so each photo also records the probability of its true label.
-    for pred in model.iter_predict([p.path for p in photos], top_k=max(top_k, len(model.labels))):
+    for pred in model.iter_predict([p.path for p in photos], top_k=max(top_k, len(model.labels)), tta=tta):
         label = truth[pred.path]
         if pred.error or not pred.top_k:  # unreadable, or a face model found no face
             skipped.append({"path": pred.path, "reason": pred.error or "no face found"})
@@ -60,6 +62,8 @@ def evaluate(
     misclassified.sort(key=lambda m: -m["confidence"])
     result.update({"misclassified": misclassified, "skipped": skipped, "unknown_labels": unknown, "data_dir": str(data_dir),
                    "photos": per_photo})
+    if tta:
+        result["tta"] = "flip"
     if model.threshold is not None:
         result["rejection"] = _rejection(model, in_scores, ood_dir)
     elif ood_dir is not None:

@@ -153,12 +153,15 @@ def train(
     probs["test"] = head.probabilities(vectors[te])
     write_onnx = partial(_fuse_onnx, bb, head, dataset.labels)
     tuned = None
+    probe_val_accuracy = float(np.mean(probs["val"].argmax(1) == y[va])) if va.any() else None
     if fine_tune:
         from imgclf import finetune
 
         config = fine_tune if isinstance(fine_tune, finetune.FineTuneConfig) else finetune.FineTuneConfig(seed=seed)
+        # start from the head fitted on the training split only: the refitted one has seen the
+        # validation photos, which would make its "epoch 0" unbeatable on validation
         tuned = finetune.fine_tune(
-            bb, head, list(zip(paths[tr], y[tr])), list(zip(paths[va], y[va])), config, progress=progress, log=log
+            bb, selected, list(zip(paths[tr], y[tr])), list(zip(paths[va], y[va])), config, progress=progress, log=log
         )
         tuned_onnx = cache_root / "tmp" / f"fine-tuned-{os.getpid()}.onnx"
         tuned_onnx.parent.mkdir(parents=True, exist_ok=True)
@@ -188,7 +191,7 @@ def train(
         "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) + len(emb.errors) - emb.n_computed},
     }
     if tuned is not None:
-        metrics["fine_tune"] = {**asdict(config), "best_epoch": tuned.best_epoch, "history": tuned.history,
+        metrics["fine_tune"] = {**asdict(config), "probe_val_accuracy": probe_val_accuracy, "best_epoch": tuned.best_epoch, "history": tuned.history,
                                 "seconds": round(tuned.seconds, 1), "estimated_seconds": round(tuned.estimate_seconds, 1)}
         metrics["train"] = None  # the probe's training accuracy says nothing about the fine-tuned network
     seconds = time.perf_counter() - start
