@@ -126,3 +126,17 @@ def test_test_time_augmentation_averages_the_mirror_image(trained_model, tmp_pat
     assert [p.top_k[0]["confidence"] for p in preds] == pytest.approx([float(r[:-1].max()) for r in tta], abs=5e-3)  # predict decodes the fast way
     ev = imgclf.evaluate(model, UNSEEN, tta=True)
     assert ev["tta"] == "flip" and ev["n"] == 10
+
+
+def test_head_regularisation_when_it_cannot_be_chosen(trained_model, cache_dir):
+    """A class with one training photo: no validation or CV to choose C, so the grid's middle value."""
+    from imgclf.backbones import resolve
+    from imgclf.cache import EmbeddingCache
+    from imgclf.embedding import embed_files
+    from imgclf.head import C_GRID, fit_head
+
+    bb = resolve(cache_dir=cache_dir)
+    files = [sorted((PHOTOS / lab).iterdir())[i] for lab, n in (("daisy", 3), ("roses", 1)) for i in range(n)]
+    x = embed_files(files, bb, EmbeddingCache(cache_dir, bb.id)).vectors
+    head = fit_head(x, np.array([0, 0, 0, 1]), 2)
+    assert head.C == C_GRID[len(C_GRID) // 2] == 100.0

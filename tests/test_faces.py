@@ -105,6 +105,7 @@ def test_predict_names_the_person_rejects_strangers_and_says_no_face(face_model)
     preds = predict_json(model, OBAMA_UNSEEN, STRANGERS, FLOWER)
     assert preds[OBAMA_UNSEEN.name]["label"] == "obama"
     assert preds[OBAMA_UNSEEN.name]["top_k"][0]["label"] == "obama"
+    assert preds[OBAMA_UNSEEN.name]["confidence"] > 0.9  # not the classic "46 %" for the right person
     for stranger in ("eileen-collins.jpg", "grace-hopper.jpg"):
         # a face of someone not in the training set comes back unknown, best guess still given
         assert preds[stranger]["label"] == "unknown"

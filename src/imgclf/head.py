@@ -128,7 +128,8 @@ def fit_head(
 
     When the validation split is too small to rank candidates (fewer than two photos
     per class on average, or a class missing), ``C`` is chosen by stratified k-fold
-    cross-validation on the training split instead. Same inputs and seed, same head.
+    cross-validation on the training split instead, or is the grid's middle value when a
+    class has a single training photo. Same inputs and seed, same head.
     """
     from threadpoolctl import threadpool_limits
 
@@ -140,8 +141,8 @@ def fit_head(
             best = min(range(len(grid)), key=lambda i: (-scores[i][0], scores[i][1], grid[i]))
             return heads[best]
         k = int(min(5, np.bincount(y_train)[np.unique(y_train)].min()))
-        if k < 2:
-            return _Problem(x_train, y_train, n_classes).path((10.0,))[0]
+        if k < 2:  # a class with one photo: nothing to choose C on, take the grid's middle value
+            return _Problem(x_train, y_train, n_classes).path((grid[len(grid) // 2],))[0]
         totals = np.zeros((len(grid), 2))
         for tr, te in stratified_folds(y_train, k, seed):
             heads = _Problem(x_train[tr], y_train[tr], n_classes).path(grid)
@@ -164,6 +165,9 @@ class HeadCache:
     Stored as ``.npz`` without pickles; a damaged entry is ignored and refitted.
     """
 
+    #: Bumped whenever the fitting rules change, so heads fitted by older rules are not reused.
+    VERSION = 2
+
     def __init__(self, root):
         from pathlib import Path
 
@@ -174,6 +178,7 @@ class HeadCache:
         import hashlib
 
         h = hashlib.blake2b(digest_size=20)
+        h.update(f"head-rules-{HeadCache.VERSION}".encode())
         for part in parts:
             arr = np.ascontiguousarray(part) if isinstance(part, np.ndarray) else np.asarray(repr(part).encode())
             h.update(str(arr.dtype).encode() + str(arr.shape).encode() + arr.tobytes())
