@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import pytest
 from PIL import Image, ImageOps
@@ -34,7 +35,8 @@ def test_train_summary_and_cache_hits(tmp_path, cache_dir):
     assert "validation accuracy" in out and "test accuracy" in out and str(tmp_path / "m") in out
     # The 30 photos are a subset of the session model's photos: all cached already.
     assert "0 computed, 30 from cache" in out
-    mirrored = ImageOps.mirror(Image.open(next((PHOTOS / "daisy").iterdir())))
+    mirrored = ImageOps.mirror(Image.open(next((PHOTOS / "daisy").iterdir())).convert("RGB"))
+    mirrored.putpixel((0, 0), tuple(os.urandom(3)))  # new content even for a cache kept between runs
     mirrored.save(data / "daisy" / "new.png")  # new content: one new embedding
     second = run_cli("train", str(data), "-o", str(tmp_path / "m"))
     assert second.returncode == 0, second.stderr
