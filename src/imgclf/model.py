@@ -13,7 +13,7 @@ from PIL import Image
 
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.faces import NO_FACE, NoFaceError
-from imgclf.pipeline import encoder, preprocess_image
+from imgclf.pipeline import DEFAULT_BATCH, encoder, file_loader, preprocess_image, run_batched
 from imgclf.preprocessing import Preprocessing
 from imgclf.rejection import UNKNOWN
 
@@ -145,7 +145,6 @@ class Model:
         threshold: float | None = None, reject: bool = True, tta: bool = False,
     ) -> Iterator[Prediction]:
         from imgclf.datasets import iter_inputs
-        from imgclf.pipeline import DEFAULT_BATCH, file_loader, run_batched
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
             return [self.scores(batch, tta)]
