@@ -174,3 +174,29 @@ def test_unknown_is_marked(page, tmp_path):
     normal = page.execute_script("return getComputedStyle(document.querySelector('h1')).color")
     assert colour != normal
     screenshot(page, tmp_path / "unknown.png", LAPTOP)
+
+
+def test_no_face_is_marked_for_a_face_model(browser, tmp_path, cache_dir):
+    """A face model's answer for a photo without a face reads "no face", marked like "unknown"."""
+    pytest.importorskip("dlib", reason="the face extra is not installed")
+    from tests.conftest import ROOT, UNSEEN, run_cli
+
+    model = tmp_path / "faces"
+    result = run_cli("train", str(ROOT / "examples" / "faces" / "people"), "-o", str(model), "--backbone", "face", "-q")
+    assert result.returncode == 0, result.stderr
+    with running_server(model, tmp_path / "server.log") as (url, _proc):
+        browser.set_window_size(*LAPTOP)
+        browser.get(url + "/")
+        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model .chip"))
+        flower = sorted((UNSEEN / "daisy").glob("*.jpg"))[0]
+        browser.find_element(By.ID, "file").send_keys(str(flower))
+        (card,) = wait(browser, lambda d: cards_done(d, 1))
+        assert card.find_element(By.CSS_SELECTOR, ".label").text == "no face"
+        assert card.find_element(By.CSS_SELECTOR, ".badge").text == "no face found"
+        assert "is-unknown" in card.get_attribute("class").split()
+        assert not card.find_elements(By.CSS_SELECTOR, ".bars li")
+        browser.find_element(By.ID, "file").send_keys(str(ROOT / "examples" / "faces" / "unseen" / "obama-oval-office.jpg"))
+        cards = wait(browser, lambda d: cards_done(d, 2))
+        assert cards[0].find_element(By.CSS_SELECTOR, ".label").text == "obama"
+        assert not cards[0].find_element(By.CSS_SELECTOR, ".badge").is_displayed()
+        screenshot(browser, tmp_path / "no-face.png", LAPTOP)

@@ -4,6 +4,7 @@
   "use strict";
 
   var UNKNOWN = "unknown";
+  var NO_FACE = "no face";  // a face model found no face in the photo
   var PARALLEL = 4; // requests in flight from this page; the server batches them
 
   var $ = function (id) { return document.getElementById(id); };
@@ -77,11 +78,13 @@
   function render(card, pred) {
     card.classList.remove("pending");
     card.dataset.state = "done";
-    var label = pred.label, isUnknown = label === UNKNOWN;
+    var label = pred.label, isUnknown = label === UNKNOWN, isNoFace = label === NO_FACE;
     card.dataset.label = label;
-    card.classList.toggle("is-unknown", isUnknown);
+    card.classList.toggle("is-unknown", isUnknown || isNoFace);
     card.querySelector(".label").textContent = label;
-    card.querySelector(".badge").hidden = !isUnknown;
+    var badge = card.querySelector(".badge");
+    badge.hidden = !(isUnknown || isNoFace);
+    badge.textContent = isNoFace ? "no face found" : "low confidence";
     card.querySelector(".conf").textContent = pred.confidence === null ? "" : pct(pred.confidence);
     var bars = card.querySelector(".bars");
     bars.textContent = "";
