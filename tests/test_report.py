@@ -340,3 +340,20 @@ def test_report_renders_in_headless_chromium(trained_model, tmp_path):
     band = img.crop((0, 350, 1280, 900)).convert("L")
     lo, hi = band.getextrema()
     assert hi - lo > 150
+
+
+def test_calibration_verdict_is_shared_by_report_and_card():
+    from imgclf.model_card import _limitations
+    from imgclf.report.calibration import bias
+    from imgclf.report.html import _calibration
+
+    over = {"mean_confidence": 0.9, "accuracy": 0.8, "ece": 0.1, "n": 200, "bins": [], "thresholds": []}
+    under = {**over, "mean_confidence": 0.7}
+    matched = {**over, "mean_confidence": 0.81}
+    assert [bias(c) for c in (over, under, matched)] == ["over", "under", "matched"]
+    assert "<b>over-confident</b>: its mean confidence (90.0 %) exceeds its accuracy (80.0 %)" in _calibration(over, {}, {})
+    assert "<b>under-confident</b>: its mean confidence (70.0 %) is below its accuracy (80.0 %)" in _calibration(under, {}, {})
+    assert "Confidence matches accuracy closely" in _calibration(matched, {}, {})
+    m = {"n": 200, "accuracy": 0.8, "per_class": {}}
+    assert "it was over-confident: mean confidence 90%, accuracy 80%" in _limitations(["a"], "test", m, over, {})
+    assert "its confidence matched its accuracy closely" in _limitations(["a"], "test", m, matched, {})

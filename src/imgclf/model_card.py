@@ -190,15 +190,11 @@ def _limitations(labels: list[str], split: str | None, m: dict, calib: dict | No
             items.append(f"The {where} split has only {n} photos: the accuracy of {acc:.0%} is a rough estimate "
                          f"(95% interval {lo:.0%} to {hi:.0%}). More photos per label give firmer numbers.")
         if calib:
-            gap = calib["mean_confidence"] - calib["accuracy"]
-            if abs(gap) < 0.02:
-                cal = "its confidence matched its accuracy closely"
-            elif gap > 0:
-                cal = (f"it was over-confident: mean confidence {calib['mean_confidence']:.0%}, "
-                       f"accuracy {calib['accuracy']:.0%}")
-            else:
-                cal = (f"it was under-confident: mean confidence {calib['mean_confidence']:.0%}, "
-                       f"accuracy {calib['accuracy']:.0%}")
+            from imgclf.report.calibration import bias
+
+            side = bias(calib)
+            cal = ("its confidence matched its accuracy closely" if side == "matched" else
+                   f"it was {side}-confident: mean confidence {calib['mean_confidence']:.0%}, accuracy {calib['accuracy']:.0%}")
             items.append(f"Calibration: expected calibration error {calib['ece']:.3f} on the {where} split; {cal}. "
                          "Read confidences as a ranking more than as probabilities.")
     if metrics.get("warnings") or metrics.get("leakage"):

@@ -9,6 +9,8 @@ import numpy as np
 
 #: Confidence thresholds shown in the "reject below" table.
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+#: Mean confidence within this of the accuracy counts as matching it.
+MATCH_TOLERANCE = 0.02
 
 
 def reliability(confidence, correct, n_bins: int = 10) -> dict:
@@ -45,6 +47,14 @@ def reliability(confidence, correct, n_bins: int = 10) -> dict:
         "mean_confidence": round(float(conf.mean()), 6) if n else None,
         "bins": bins,
     }
+
+
+def bias(calibration: dict) -> str:
+    """``"matched"``, ``"over"`` or ``"under"``: the mean confidence against the accuracy of :func:`reliability`."""
+    gap = calibration["mean_confidence"] - calibration["accuracy"]
+    if abs(gap) < MATCH_TOLERANCE:
+        return "matched"
+    return "over" if gap > 0 else "under"
 
 
 def thresholds(confidence, correct, levels=THRESHOLDS) -> list[dict]:

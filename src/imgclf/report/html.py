@@ -10,6 +10,8 @@ import base64
 from collections import defaultdict
 from html import escape
 
+from imgclf.report.calibration import bias
+
 #: Misclassified photos embedded with a thumbnail (worst first); the rest are listed as text.
 MAX_MISCLASSIFIED = 200
 #: Misclassified photos listed at all.
@@ -302,15 +304,12 @@ def _calibration(calibration: dict | None, figures: dict, results: dict) -> str:
     if not calibration:
         return ('<section id="calibration"><h2>Calibration</h2><p class="note">No per-photo confidences were recorded, '
                 'so calibration cannot be shown.</p></section>')
-    over = calibration["mean_confidence"] - calibration["accuracy"]
-    if abs(over) < 0.02:
+    side = bias(calibration)
+    if side == "matched":
         verdict = "Confidence matches accuracy closely on these photos."
-    elif over > 0:
-        verdict = (f"The model is <b>over-confident</b>: its mean confidence ({_pct(calibration['mean_confidence'])}) "
-                   f"exceeds its accuracy ({_pct(calibration['accuracy'])}).")
     else:
-        verdict = (f"The model is <b>under-confident</b>: its mean confidence ({_pct(calibration['mean_confidence'])}) "
-                   f"is below its accuracy ({_pct(calibration['accuracy'])}).")
+        verdict = (f"The model is <b>{side}-confident</b>: its mean confidence ({_pct(calibration['mean_confidence'])}) "
+                   f"{'exceeds' if side == 'over' else 'is below'} its accuracy ({_pct(calibration['accuracy'])}).")
     img = ""
     if "reliability" in figures:
         img = f'<figure><img id="reliability-diagram" src="{_png_uri(figures["reliability"])}" alt="reliability diagram"></figure>'
