@@ -32,9 +32,9 @@ from starlette.datastructures import UploadFile
 
 from imgclf import __version__
 from imgclf.errors import ImageError
-from imgclf.images import decode, openable_formats
+from imgclf.images import openable_formats
 from imgclf.faces import NoFaceError
-from imgclf.model import MODEL_FILE, Model, Prediction
+from imgclf.model import Model, Prediction
 from imgclf.pipeline import cpu_count, preprocess_data, safe_load
 from imgclf.serve.batching import MicroBatcher
 
@@ -219,26 +219,6 @@ class Service:
         return out
 
 
-def load_model(model_dir: str | os.PathLike, threads: int | None = None) -> Model:
-    """The model, with an ONNX Runtime session whose idle threads sleep instead of spinning.
-
-    ONNX Runtime's intra-op threads busy-wait after each run by default. In a server the
-    same cores must also parse requests and decode images, and on 2 cores the spinning
-    cost 15-25 % of the throughput and doubled one request's latency (measured).
-    """
-    import onnxruntime as ort
-
-    base = Model.load(model_dir, threads=1)  # validates the folder, with imgclf's error messages
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or cpu_count()
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(base.dir / MODEL_FILE), opts, providers=["CPUExecutionProvider"])
-    return Model(base.dir, base.meta, base.labels, session)
-
-
 def _peek_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from the header alone (None if Pillow cannot tell; decode says why)."""
     try:  # (no warnings.catch_warnings here: it is process-wide and decoding runs in threads)
@@ -319,7 +299,10 @@ def create_app(
     decoded (bigger ones are refused from their header: decoding one costs 3 bytes a
     pixel, whatever the file size).
     """
-    model = load_model(model_dir, threads=threads)
+    # Model.load's session lets idle ONNX Runtime threads sleep instead of spinning: in a server the
+    # same cores parse requests and decode images, and on 2 cores spinning cost 15-25 % of the
+    # throughput and doubled one request's latency (measured)
+    model = Model.load(model_dir, threads=threads)
     service = Service(
         model, max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch, max_batch_files=max_batch_files,
         max_in_flight=max_in_flight, decode_threads=decode_threads or cpu_count(),
@@ -428,8 +411,7 @@ def create_app(
             service.in_flight -= len(files)
         service.requests += 1
         return JSONResponse([
-            {"path": name, "label": None, "confidence": None, "top_k": [], "error": r.reason}
-            if isinstance(r, ImageError) else r
+            Prediction.from_error(name, r).to_dict() if isinstance(r, ImageError) else r
             for (name, _), r in zip(files, results)
         ])
 
