@@ -3,7 +3,7 @@
 The local engine streams every photo through :meth:`Runner.iter_rows` once; each Ray
 actor builds the same :class:`Runner` (one ONNX Runtime session per actor) and calls
 :meth:`Runner.iter_rows` on each batch Ray Data hands it. Per photo the work is
-:func:`preprocess_bytes` (``imgclf.images.decode`` + ``Preprocessing``); per batch it is
+:func:`imgclf.pipeline.preprocess_data`, as for ``train`` and ``predict``; per batch it is
 one session run (``imgclf.pipeline.run_batched`` does the batching for both engines).
 A file that cannot be read or decoded becomes a row with ``error`` set, never an exception.
 """
@@ -20,25 +20,12 @@ import numpy as np
 
 from imgclf.cache import content_hash
 from imgclf.errors import ImageError, ImgclfError
-from imgclf.images import decode, read_bytes
-from imgclf.pipeline import DEFAULT_BATCH, create_session, encoder, run_batched
+from imgclf.images import read_bytes
+from imgclf.pipeline import DEFAULT_BATCH, create_session, encoder, preprocess_data, run_batched
 from imgclf.preprocessing import Preprocessing
 
 PREDICTIONS = "predictions"
 EMBEDDINGS = "embeddings"
-
-
-def preprocess_bytes(data: bytes, pre: Preprocessing) -> np.ndarray:
-    """Image bytes → preprocessed float32 CHW array; raises :class:`ImageError` for unusable bytes.
-
-    The same function ``imgclf train`` and ``imgclf predict`` use (``imgclf.pipeline.preprocess_data``),
-    so batch jobs agree with them, not only with each other.
-    """
-    try:
-        from imgclf.pipeline import preprocess_data
-    except ImportError:  # a pipeline without the shared bytes entry point: decode + preprocess, as it did
-        return pre(decode(data))
-    return preprocess_data(data, pre)
 
 
 @dataclass
@@ -72,7 +59,7 @@ class Runner:
         item.data = None  # the bytes are not needed after decoding; do not keep a batch of them
         if self.kind == EMBEDDINGS:
             item.hash = content_hash(data)
-        return preprocess_bytes(data, self.pre)
+        return preprocess_data(data, self.pre)
 
     def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
         raise NotImplementedError
@@ -127,7 +114,7 @@ class EmbedRunner(Runner):
         self.encode = encoder(encoder_name)
 
     def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
-        return self.session.run(None, {self.input: self.encode(batch) if self.encode else batch})[:1]
+        return self.session.run(None, {self.input: self.encode(batch)})[:1]
 
     def row(self, item: Item, out) -> dict:
         error = out.reason if isinstance(out, ImageError) else None
