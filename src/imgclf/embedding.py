@@ -13,7 +13,9 @@ from imgclf.backbones import Backbone
 from imgclf.cache import EmbeddingCache, content_hash
 from imgclf.errors import ImageError
 from imgclf.images import read_bytes
-from imgclf.pipeline import DEFAULT_BATCH, STREAM_BATCH, cpu_count, create_session, encoder, file_loader, inference_plan, run_batched
+from imgclf.pipeline import (
+    DEFAULT_BATCH, STREAM_BATCH, cpu_count, create_session, crop_image, encoder, file_loader, inference_plan, run_batched,
+)
 
 #: Called as ``progress(done, total)`` while embedding (later stages add ``stage=`` and ``info=``).
 Progress = Callable[..., None]
@@ -84,7 +86,7 @@ def embed_files(
         encode = encoder(backbone.encoder)
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
-            return session.run(None, {input_name: encode(batch) if encode else batch})
+            return session.run(None, {input_name: encode(batch)})
 
         loader = file_loader(backbone.preprocessing)
         for path, out in run_batched(misses, loader, forward, batch_size or STREAM_BATCH, streams=streams):
@@ -133,11 +135,7 @@ def embed_views(
     input_name = session.get_inputs()[0].name
 
     def load(i: int) -> np.ndarray:
-        img = load_image(paths[i])
-        if backbone.preprocessing.crop:  # --crop face: the views are of the face
-            from imgclf.faces import crop
-
-            img = crop(img, backbone.preprocessing.crop)
+        img = crop_image(load_image(paths[i]), backbone.preprocessing)  # --crop face: the views are of the face
         return np.stack([view(img, name, backbone.preprocessing) for name in names])
 
     def forward(batch: np.ndarray) -> list[np.ndarray]:

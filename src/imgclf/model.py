@@ -104,7 +104,7 @@ class Model:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed batch (N, 3, S, S)."""
-        return self._session.run(["probabilities"], {self._input: self._encode(batch) if self._encode else batch})[0]
+        return self._session.run(["probabilities"], {self._input: self._encode(batch)})[0]
 
     def scores(self, batch: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N, classes + 1): the class probabilities, then the similarity (NaN if the model has none).
@@ -117,7 +117,7 @@ class Model:
             both = self.scores(np.concatenate([batch, batch[..., ::-1]]))
             probs = (both[: len(batch), :-1] + both[len(batch) :, :-1]) / 2
             return np.concatenate([probs, both[: len(batch), -1:]], axis=1)
-        out = self._session.run(self._outputs, {self._input: self._encode(batch) if self._encode else batch})
+        out = self._session.run(self._outputs, {self._input: self._encode(batch)})
         sim = out[1] if len(out) == 2 else np.full(len(batch), np.nan, np.float32)
         return np.concatenate([out[0], sim[:, None]], axis=1)
 

@@ -97,22 +97,32 @@ def preprocess_data(data: bytes, pre: Preprocessing, fast: bool = True) -> np.nd
 
 
 def preprocess_image(img: Image.Image, pre: Preprocessing, fast: bool = False) -> np.ndarray:
-    """Decoded RGB image → model input: ``pre.crop`` first (raises :class:`~imgclf.faces.NoFaceError`), then ``pre``."""
-    if pre.crop:
-        from imgclf.faces import crop
-
-        img = crop(img, pre.crop)
+    """Decoded RGB image → model input: :func:`crop_image`, then ``pre``."""
+    img = crop_image(img, pre)
     return pre.fast(img) if fast else pre(img)
 
 
-def encoder(name: str | None) -> Callable[[np.ndarray], np.ndarray] | None:
+def crop_image(img: Image.Image, pre: Preprocessing) -> Image.Image:
+    """``img`` cut to ``pre.crop`` (the face; raises :class:`~imgclf.faces.NoFaceError`), or as it is."""
+    if not pre.crop:
+        return img
+    from imgclf.faces import crop
+
+    return crop(img, pre.crop)
+
+
+def _as_is(batch: np.ndarray) -> np.ndarray:
+    return batch
+
+
+def encoder(name: str | None) -> Callable[[np.ndarray], np.ndarray]:
     """The step between preprocessing and the ONNX graph of a backbone that is not all ONNX.
 
     ``name`` is :attr:`Backbone.encoder <imgclf.backbones.Backbone.encoder>` (also stored in a
-    model's ``imgclf.json``); ``None`` means the ONNX graph takes the preprocessed images itself.
+    model's ``imgclf.json``); ``None``: the ONNX graph takes the preprocessed images as they are.
     """
     if name is None:
-        return None
+        return _as_is
     from imgclf import faces
 
     if name == faces.ENCODER:
