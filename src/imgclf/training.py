@@ -166,15 +166,9 @@ def train(
         tuned_onnx = cache_root / "tmp" / f"fine-tuned-{os.getpid()}.onnx"
         tuned_onnx.parent.mkdir(parents=True, exist_ok=True)
         finetune.export_onnx(tuned.model, bb.preprocessing.input_size, tuned_onnx)
-        embedded = {}
-        for name, m in (("train", tr), ("val", va), ("test", te)):  # scored by the exact model that ships
-            p, e = finetune.onnx_outputs(tuned_onnx, list(paths[m]), bb.preprocessing)
-            embedded[name] = e
-            if name != "train":
-                probs[name] = p
-        vectors = np.zeros((len(paths), embedded["train"].shape[1]), np.float32)
-        for name, m in (("train", tr), ("val", va), ("test", te)):
-            vectors[m] = embedded[name]
+        # every photo scored and embedded once more, by the exact model that ships
+        tuned_probs, vectors = finetune.onnx_outputs(tuned_onnx, list(paths), bb.preprocessing)
+        probs["val"], probs["test"] = tuned_probs[va], tuned_probs[te]
         write_onnx = partial(_move_file, tuned_onnx)
     protos, rule = _rejection_rule(vectors, y, tr, va, dataset.labels, target_acceptance)
     metrics = {
