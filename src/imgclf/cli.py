@@ -233,16 +233,26 @@ def predict(
         preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta)
         if not preds:
             raise ImgclfError("no files found in the given paths")
-        _write_predictions(preds, fmt, top_k)
-        failed = [p for p in preds if p.error]
-        for p in failed:
-            print(f"skipped {p.path}: {p.error}", file=sys.stderr)
-        if len(failed) == len(preds):
-            print(f"error: none of the {len(preds)} file(s) could be read", file=sys.stderr)
-            return 2
-        return 0
+        return _show_predictions(preds, fmt, top_k)
 
     _run(body)
+
+
+def _show_predictions(preds, fmt: OutputFormat, top_k: int) -> int:
+    """Print ``preds`` and, on stderr, the files skipped; the exit code (see :func:`_read_status`)."""
+    _write_predictions(preds, fmt, top_k)
+    failed = [p for p in preds if p.error]
+    for p in failed:
+        print(f"skipped {p.path}: {p.error}", file=sys.stderr)
+    return _read_status(len(preds), len(failed))
+
+
+def _read_status(rows: int, errors: int) -> int:
+    """2 (with one error line) when not one of ``rows`` files could be read, else 0."""
+    if rows and errors == rows:
+        print(f"error: none of the {rows} file(s) could be read", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _write_predictions(preds, fmt: OutputFormat, top_k: int) -> None:
@@ -403,19 +413,10 @@ def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, 
             preds = [Prediction(**row) for batch in engines.iter_predict(model_dir, paths, engine, progress=bar.update, **opts)
                      for row in (batch if isinstance(batch, list) else batch.to_pylist())]
     if output is None:
-        _write_predictions(preds, fmt, top_k)
-        for p in preds:
-            if p.error:
-                print(f"skipped {p.path}: {p.error}", file=sys.stderr)
-        rows, errors = len(preds), sum(1 for p in preds if p.error)
-    else:
-        rows, errors = job.rows, job.errors
-        print(f"{rows} predictions written to {output} ({errors} unreadable) in {job.seconds:.1f} s, "
-              f"{job.per_second:.1f} photos/s on engine {engine}", file=sys.stderr)
-    if rows and errors == rows:
-        print(f"error: none of the {rows} file(s) could be read", file=sys.stderr)
-        return 2
-    return 0
+        return _show_predictions(preds, fmt, top_k)
+    print(f"{job.rows} predictions written to {output} ({job.errors} unreadable) in {job.seconds:.1f} s, "
+          f"{job.per_second:.1f} photos/s on engine {engine}", file=sys.stderr)
+    return _read_status(job.rows, job.errors)
 
 
 @app.command()
@@ -446,10 +447,7 @@ def embed(
             )
         print(f"{job.rows} embeddings written to {output} ({job.errors} unreadable) in {job.seconds:.1f} s, "
               f"{job.per_second:.1f} photos/s on engine {engine}", file=sys.stderr)
-        if job.rows and job.errors == job.rows:
-            print(f"error: none of the {job.rows} file(s) could be read", file=sys.stderr)
-            return 2
-        return 0
+        return _read_status(job.rows, job.errors)
 
     _run(body)
 
