@@ -18,7 +18,11 @@ times, interleaved, best and spread printed:
 
 and the ratios b/a and b/c. CPU time per image (this process and its children) is shown
 too: on a machine shared with other jobs it moves far less than img/s. (e) shows what
-the reduced-size JPEG decoding saves on a 12-megapixel photo.
+the reduced-size JPEG decoding saves on a 12-megapixel photo. (f) splits the work (b) adds
+to the backbone into its steps, each timed alone on one thread (CPU ms per photo), and
+prints the ceiling they put on b/a: with every core busy in (a), each CPU millisecond of
+reading, decoding and preprocessing is taken from the backbone, so even with perfect
+overlap b/a <= backbone / (backbone + steps).
 
 ``--stream N`` embeds N photos made from DATA_DIR's (each a copy with random bytes after
 the end of the JPEG, so every content hash differs and nothing comes from the cache) and
@@ -196,6 +200,53 @@ def measure_big(pre, photo: Path) -> tuple[float, float, tuple, tuple]:
     return times[False], times[True], decode(data).size, decode(data, max_side=draft_side(pre)).size
 
 
+# --- (f) where the time goes ----------------------------------------------------------------------
+
+def best_cpu_ms(fn, n: int, runs: int = 3) -> float:
+    """Least CPU time of ``runs`` calls of ``fn``, in ms per item (``n`` items per call)."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return 1000 * best / n
+
+
+def measure_steps(bb, photos: list[Path], tmp: Path) -> dict[str, float]:
+    """CPU ms per photo of each step (b) runs besides the backbone, one thread, on ``photos``."""
+    from imgclf.cache import EmbeddingCache, content_hash
+    from imgclf.images import decode, read_bytes
+    from imgclf.pipeline import STREAM_BATCH, draft_side
+    from imgclf.preprocessing import FAST_REDUCING_GAP, normalize_fast, resize_crop
+
+    pre = bb.preprocessing
+    data = [read_bytes(p) for p in photos]
+    images = [decode(d, max_side=draft_side(pre)) for d in data]
+    crops = [resize_crop(i, pre.resize_to, pre.input_size, pre.interpolation, FAST_REDUCING_GAP) for i in images]
+    arrays = [normalize_fast(c, pre) for c in crops]
+    keys = [content_hash(d) for d in data]
+    vector = np.zeros(bb.dim, np.float32)
+    fresh = iter(range(1000))
+
+    def store() -> None:  # into an empty cache each time, as (b) does
+        cache = EmbeddingCache(tmp / f"steps{next(fresh)}", bb.id)
+        for key in keys:
+            cache.put(key, vector)
+
+    steps = {  # in the order (b) runs them (Preprocessing.fast = resize + crop, then normalise)
+        "read the file (twice: cache lookup, then decoding)": lambda: [read_bytes(p) for p in photos + photos],
+        "content hash (cache key)": lambda: [content_hash(d) for d in data],
+        "decode (JPEGs at reduced size when big)": lambda: [decode(d, max_side=draft_side(pre)) for d in data],
+        "resize + centre crop (bicubic)": lambda: [
+            resize_crop(i, pre.resize_to, pre.input_size, pre.interpolation, FAST_REDUCING_GAP) for i in images],
+        "normalise to float32": lambda: [normalize_fast(c, pre) for c in crops],
+        f"stack into batches of {STREAM_BATCH}": lambda: [
+            np.stack(arrays[i:i + STREAM_BATCH]) for i in range(0, len(arrays), STREAM_BATCH)],
+        "store the embedding in the cache": store,
+    }
+    return {name: best_cpu_ms(fn, len(photos)) for name, fn in steps.items()}
+
+
 # --- bounded memory --------------------------------------------------------------------------------
 
 def rss_mb() -> float:
@@ -294,6 +345,7 @@ def main() -> None:
         measure_predict(model_dir, photos[0])  # the page cache warm, as for a user's second command
         d = [measure_predict(model_dir, photos[0]) for _ in range(args.predict_runs)]
         big = measure_big(bb.preprocessing, photos[0])
+        steps = measure_steps(bb, photos, tmp)
 
     best_a = max(a, key=lambda k: max(v[0] for v in a[k]))
     a_best = max(v[0] for v in a[best_a])
@@ -320,6 +372,16 @@ def main() -> None:
     print(f"b/a by CPU time per image = {a_cpu / b_cpu:.2f} ({a_cpu:.1f} vs {b_cpu:.1f} ms)")
     if c:
         print(f"b/c = {b_best / c_best:.2f}")
+    print()
+    print("(f) CPU ms per photo of the steps (b) adds to the backbone, each alone on one thread:")
+    for name, ms in steps.items():
+        print(f"    {name:60s} {ms:6.2f}")
+    added = sum(steps.values())
+    print(f"    {'all steps':60s} {added:6.2f}")
+    print(f"    {'backbone (best of (a), CPU ms per photo)':60s} {a_cpu:6.2f}")
+    cap = a_cpu / (a_cpu + added)
+    print(f"ceiling on b/a with perfect overlap = {a_cpu:.1f} / ({a_cpu:.1f} + {added:.1f}) = {cap:.2f}; "
+          f"(b) reaches {a_cpu / b_cpu / cap:.0%} of it by CPU time, {b_best / a_best / cap:.0%} by img/s")
     print(f"load average at the end: {loadavg()}")
 
 
