@@ -56,16 +56,16 @@ def features(model, pre, paths: list[Path], stages: tuple[int, ...] = ()) -> dic
     """``{"avg", "gem", "stage<i>"...}`` pooled features of ``paths`` (imgclf's own decoding and preprocessing)."""
     import torch
 
-    from imgclf.pipeline import file_loader
+    from imgclf.pipeline import pixel_loader
 
-    load = file_loader(pre)
+    load = pixel_loader(pre)
     taps: dict[str, torch.Tensor] = {}
     hooks = [model.blocks[i].register_forward_hook(lambda m, inp, out, i=i: taps.__setitem__(f"stage{i}", out))
              for i in stages]
     parts: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode():
         for start in range(0, len(paths), 32):
-            fmap = model.forward_features(torch.from_numpy(np.stack([load(p) for p in paths[start:start + 32]])))
+            fmap = model.forward_features(torch.from_numpy(pre.batch([load(p) for p in paths[start:start + 32]])))
             pooled = {"avg": fmap.mean((2, 3)), "gem": fmap.clamp(min=1e-6).pow(3).mean((2, 3)).pow(1 / 3)}
             pooled.update({k: v.mean((2, 3)) for k, v in taps.items()})
             for k, v in pooled.items():

@@ -50,7 +50,7 @@ def main() -> None:
     from imgclf.cache import EmbeddingCache, default_cache_dir
     from imgclf.datasets import scan_labelled
     from imgclf.embedding import embed_files
-    from imgclf.pipeline import STREAM_BATCH, file_loader, inference_plan
+    from imgclf.pipeline import STREAM_BATCH, inference_plan, pixel_loader
 
     cache_root = args.cache_dir or default_cache_dir()
     ds = scan_labelled(args.data_dir, 0.1, 0.1)  # imgclf train's default split: calibration comes from its train part
@@ -61,8 +61,8 @@ def main() -> None:
           f"(built or found in {time.perf_counter() - t:.1f} s); load average {loadavg()}")
     paths = [p.path for p in ds.photos]
     label_of = {p.path: p.label for p in ds.photos}
-    load = file_loader(fp.preprocessing)
-    tensors = np.stack([load(p) for p in paths])
+    load = pixel_loader(fp.preprocessing)
+    tensors = fp.preprocessing.batch([load(p) for p in paths])
 
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -217,13 +217,11 @@ def measure_steps(bb, photos: list[Path], tmp: Path) -> dict[str, float]:
     from imgclf.cache import EmbeddingCache, content_hash
     from imgclf.images import decode, read_bytes
     from imgclf.pipeline import STREAM_BATCH, draft_side
-    from imgclf.preprocessing import FAST_REDUCING_GAP, normalize_fast, resize_crop
 
     pre = bb.preprocessing
     data = [read_bytes(p) for p in photos]
     images = [decode(d, max_side=draft_side(pre)) for d in data]
-    crops = [resize_crop(i, pre.resize_to, pre.input_size, pre.interpolation, FAST_REDUCING_GAP) for i in images]
-    arrays = [normalize_fast(c, pre) for c in crops]
+    pixels = [pre.pixels(i) for i in images]
     keys = [content_hash(d) for d in data]
     vector = np.zeros(bb.dim, np.float32)
     fresh = iter(range(1000))
@@ -233,15 +231,13 @@ def measure_steps(bb, photos: list[Path], tmp: Path) -> dict[str, float]:
         for key in keys:
             cache.put(key, vector)
 
-    steps = {  # in the order (b) runs them (Preprocessing.fast = resize + crop, then normalise)
+    steps = {  # in the order (b) runs them
         "read the file (twice: cache lookup, then decoding)": lambda: [read_bytes(p) for p in photos + photos],
         "content hash (cache key)": lambda: [content_hash(d) for d in data],
         "decode (JPEGs at reduced size when big)": lambda: [decode(d, max_side=draft_side(pre)) for d in data],
-        "resize + centre crop (bicubic)": lambda: [
-            resize_crop(i, pre.resize_to, pre.input_size, pre.interpolation, FAST_REDUCING_GAP) for i in images],
-        "normalise to float32": lambda: [normalize_fast(c, pre) for c in crops],
-        f"stack into batches of {STREAM_BATCH}": lambda: [
-            np.stack(arrays[i:i + STREAM_BATCH]) for i in range(0, len(arrays), STREAM_BATCH)],
+        "resize + centre crop (bicubic; Preprocessing.pixels)": lambda: [pre.pixels(i) for i in images],
+        f"normalise into float32 batches of {STREAM_BATCH} (Preprocessing.batch)": lambda: [
+            pre.batch(pixels[i:i + STREAM_BATCH]) for i in range(0, len(pixels), STREAM_BATCH)],
         "store the embedding in the cache": store,
     }
     return {name: best_cpu_ms(fn, len(photos)) for name, fn in steps.items()}
@@ -307,7 +303,7 @@ def main() -> None:
 
     from imgclf.backbones import resolve
     from imgclf.cache import default_cache_dir
-    from imgclf.pipeline import cpu_count, file_loader, inference_plan
+    from imgclf.pipeline import cpu_count, inference_plan, pixel_loader
 
     cores = cpu_count()
     bb = resolve(cache_dir=args.cache_dir or default_cache_dir())
@@ -322,8 +318,8 @@ def main() -> None:
         if args.stream:
             stream(bb, photos, args.stream, tmp)
             return
-        load = file_loader(bb.preprocessing)
-        tensors = np.stack([load(p) for p in photos])
+        load = pixel_loader(bb.preprocessing)
+        tensors = bb.preprocessing.batch([load(p) for p in photos])
         peer = None if args.skip_peer else build_peer(bb)
         a: dict[str, list] = {}
         b: list = []

@@ -50,9 +50,9 @@ def test_fused_onnx_equals_backbone_plus_head(trained_model, cache_dir):
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     expected = softmax(l2_normalize(emb.vectors) @ init["imgclf_head_weight"] + init["imgclf_head_bias"])
     model = imgclf.load(trained_model)
-    from imgclf.pipeline import file_loader
+    from imgclf.pipeline import pixel_loader
 
-    batch = np.stack([file_loader(model.preprocessing)(f) for f in files])  # the pipeline's own decoding
+    batch = model.preprocessing.batch([pixel_loader(model.preprocessing)(f) for f in files])  # the pipeline's own decoding
     sess = ort.InferenceSession(str(trained_model / "model.onnx"), providers=["CPUExecutionProvider"])
     probs, embedding = sess.run(["probabilities", "embedding"], {"input": batch})
     np.testing.assert_allclose(embedding, emb.vectors, atol=1e-4)

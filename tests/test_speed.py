@@ -104,6 +104,23 @@ def test_resize_crop_handles_every_shape_and_big_non_jpeg():
     assert np.abs(a - b).mean() < 0.01
 
 
+def test_batches_of_pixels_equal_the_single_image_path():
+    """Bulk paths load uint8 pixels and normalise whole batches: bit-identical to ``fast`` per image."""
+    from imgclf.pipeline import load_pixels
+
+    files = sorted(PHOTOS.glob("*/*"))[:5]
+    for pre in (Preprocessing(), Preprocessing(input_size=240, crop_pct=0.882, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))):
+        pixels = [load_pixels(f.read_bytes(), pre) for f in files]
+        assert all(p.dtype == np.uint8 and p.shape == (pre.input_size, pre.input_size, 3) for p in pixels)
+        batch = pre.batch(pixels)
+        assert batch.dtype == np.float32 and batch.shape == (5, 3, pre.input_size, pre.input_size)
+        np.testing.assert_array_equal(batch, np.stack([preprocess_data(f.read_bytes(), pre) for f in files]))
+        np.testing.assert_array_equal(batch[2], pre.fast(decode(files[2].read_bytes(), max_side=draft_side(pre))))
+        img = Image.fromarray(pixels[0])
+        np.testing.assert_allclose(batch[0], normalize(img, pre), atol=1e-6)  # the reference normalisation
+    assert pre.batch([]).shape == (0, 3, pre.input_size, pre.input_size)
+
+
 @pytest.mark.parametrize("streams", [1, 2])
 def test_pipeline_keeps_order_and_reports_errors_with_several_workers(streams):
     rnd = random.Random(0)

@@ -14,7 +14,7 @@ from imgclf.cache import EmbeddingCache, content_hash
 from imgclf.errors import ImageError
 from imgclf.images import read_bytes
 from imgclf.pipeline import (
-    DEFAULT_BATCH, STREAM_BATCH, cpu_count, create_session, crop_image, encoder, file_loader, inference_plan, run_batched,
+    DEFAULT_BATCH, STREAM_BATCH, cpu_count, create_session, crop_image, encoder, inference_plan, pixel_loader, run_batched,
 )
 
 #: Called as ``progress(done, total)`` while embedding (later stages add ``stage=`` and ``info=``).
@@ -88,8 +88,9 @@ def embed_files(
         def forward(batch: np.ndarray) -> list[np.ndarray]:
             return session.run(None, {input_name: encode(batch)})
 
-        loader = file_loader(backbone.preprocessing)
-        for path, out in run_batched(misses, loader, forward, batch_size or STREAM_BATCH, streams=streams):
+        pre = backbone.preprocessing
+        for path, out in run_batched(misses, pixel_loader(pre), forward, batch_size or STREAM_BATCH, streams=streams,
+                                     collate=pre.batch):
             if isinstance(out, ImageError):
                 errors[path] = out.reason
             else:

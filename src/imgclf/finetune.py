@@ -240,11 +240,11 @@ def _trainable_state(net) -> dict:
 
 def onnx_outputs(onnx_path: Path, paths: Sequence[Path], pre) -> tuple[np.ndarray, np.ndarray]:
     """(``probabilities``, ``embedding``) of an exported model for image files, through the shared pipeline."""
-    from imgclf.pipeline import create_session, file_loader, run_batched
+    from imgclf.pipeline import create_session, pixel_loader, run_batched
 
     session = create_session(onnx_path)
     forward = lambda b: session.run(["probabilities", "embedding"], {"input": b})  # noqa: E731
-    rows = [out for _, out in run_batched(paths, file_loader(pre), forward)]
+    rows = [out for _, out in run_batched(paths, pixel_loader(pre), forward, collate=pre.batch)]
     if not rows:
         return np.zeros((0, session.get_outputs()[0].shape[1]), np.float32), np.zeros((0, 1), np.float32)
     return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])

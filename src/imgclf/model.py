@@ -13,7 +13,7 @@ from PIL import Image
 
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.faces import NO_FACE, NoFaceError
-from imgclf.pipeline import DEFAULT_BATCH, encoder, file_loader, preprocess_image, run_batched
+from imgclf.pipeline import DEFAULT_BATCH, encoder, pixel_loader, preprocess_image, run_batched
 from imgclf.preprocessing import Preprocessing
 from imgclf.rejection import UNKNOWN
 
@@ -150,7 +150,8 @@ class Model:
             return [self.scores(batch, tta)]
 
         files = iter_inputs(paths)
-        for path, out in run_batched(files, file_loader(self.preprocessing), forward, batch_size or DEFAULT_BATCH):
+        pre = self.preprocessing
+        for path, out in run_batched(files, pixel_loader(pre), forward, batch_size or DEFAULT_BATCH, collate=pre.batch):
             if isinstance(out, ImageError):
                 yield Prediction.from_error(str(path), out)
             else:

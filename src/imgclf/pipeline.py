@@ -87,13 +87,26 @@ def draft_side(pre: Preprocessing) -> int:
 
 
 def preprocess_data(data: bytes, pre: Preprocessing, fast: bool = True) -> np.ndarray:
-    """Image bytes → preprocessed array, as :func:`file_loader` does; raises :class:`ImageError`.
+    """Image bytes → one preprocessed (3, S, S) array; raises :class:`ImageError`.
 
-    ``fast`` decodes big JPEGs at reduced size and uses :meth:`Preprocessing.fast`
-    (equal to the reference path within the tolerance tested in ``tests/test_speed.py``);
-    ``fast=False`` is the reference: full decode, :meth:`Preprocessing.__call__`.
+    ``fast`` is ``pre.batch([load_pixels(data, pre)])[0]``: big JPEGs decoded at reduced
+    size, :meth:`Preprocessing.fast` (equal to the reference path within the tolerance tested
+    in ``tests/test_speed.py``); ``fast=False`` is the reference: full decode,
+    :meth:`Preprocessing.__call__`.
     """
-    return preprocess_image(decode(data, max_side=draft_side(pre) if fast else None), pre, fast)
+    if fast:
+        return pre.batch([load_pixels(data, pre)])[0]
+    return preprocess_image(decode(data), pre)
+
+
+def load_pixels(data: bytes, pre: Preprocessing) -> np.ndarray:
+    """Image bytes → :meth:`Preprocessing.pixels` (uint8, S × S × 3) of the photo (or of its face,
+    ``pre.crop``), big JPEGs decoded at reduced size; raises :class:`ImageError`.
+
+    Bulk paths load pixels in worker threads and normalise whole batches with
+    :meth:`Preprocessing.batch` (``run_batched(..., collate=pre.batch)``).
+    """
+    return pre.pixels(crop_image(decode(data, max_side=draft_side(pre)), pre))
 
 
 def preprocess_image(img: Image.Image, pre: Preprocessing, fast: bool = False) -> np.ndarray:
@@ -130,11 +143,11 @@ def encoder(name: str | None) -> Callable[[np.ndarray], np.ndarray]:
     raise ImgclfError(f"unknown encoder {name!r}: this model needs a newer imgclf")
 
 
-def file_loader(pre: Preprocessing, fast: bool = True) -> Callable[[Path], np.ndarray]:
-    """Path → preprocessed array, raising :class:`ImageError` for unusable files (see :func:`preprocess_data`)."""
+def pixel_loader(pre: Preprocessing) -> Callable[[Path], np.ndarray]:
+    """Path → :func:`load_pixels`; batch the results with ``pre.batch``."""
 
     def load(path: Path) -> np.ndarray:
-        return preprocess_data(read_bytes(path), pre, fast)
+        return load_pixels(read_bytes(path), pre)
 
     return load
 
@@ -146,10 +159,12 @@ def run_batched(
     batch_size: int = DEFAULT_BATCH,
     workers: int | None = None,
     streams: int = 1,
+    collate: Callable[[list[np.ndarray]], np.ndarray] = np.stack,
 ) -> Iterator[tuple[T, tuple[np.ndarray, ...] | ImageError]]:
     """Yield ``(item, outputs)`` per item in order, or ``(item, ImageError)`` when loading failed.
 
-    ``forward`` maps a stacked batch to arrays whose first axis is the batch. Three stages
+    ``forward`` maps a batch, made by ``collate`` from the loaded arrays (``np.stack``, or
+    ``Preprocessing.batch`` for :func:`pixel_loader`), to arrays whose first axis is the batch. Three stages
     overlap: ``workers`` threads (at most one per core) load items ahead, at most
     ``2 * batch_size + workers`` of them, so memory stays bounded however many items come;
     ``streams`` threads (at most one per core) each run ``forward`` on a batch (ONNX Runtime
@@ -179,7 +194,7 @@ def run_batched(
         def start_batch() -> Future:
             chunk = [pending.popleft() for _ in range(min(batch_size, len(pending)))]
             fill()
-            return infer.submit(_run_chunk, chunk, forward)
+            return infer.submit(_run_chunk, chunk, forward, collate)
 
         inflight: deque[Future] = deque()
 
@@ -201,11 +216,11 @@ def run_batched(
                     row += 1
 
 
-def _run_chunk(chunk: list, forward: Callable[[np.ndarray], Sequence[np.ndarray]]) -> tuple[list, Sequence[np.ndarray]]:
-    """Wait for a chunk's loads, then run ``forward`` on the good ones, stacked."""
+def _run_chunk(chunk: list, forward: Callable[[np.ndarray], Sequence[np.ndarray]], collate: Callable) -> tuple[list, Sequence[np.ndarray]]:
+    """Wait for a chunk's loads, then run ``forward`` on the good ones, collated."""
     loaded = [(item, fut.result()) for item, fut in chunk]
     ok = [arr for _, arr in loaded if not isinstance(arr, ImageError)]
-    return loaded, (forward(np.stack(ok)) if ok else ())
+    return loaded, (forward(collate(ok)) if ok else ())
 
 
 def safe_load(load: Callable[[T], np.ndarray], item: T) -> np.ndarray | ImageError:

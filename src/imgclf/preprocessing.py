@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Sequence
 
 import numpy as np
 from PIL import Image
@@ -66,8 +67,23 @@ class Preprocessing:
         reduces images far larger than the target by whole factors first (``reducing_gap``),
         and normalises with one multiply-add. Compared with the exact path, a few values in
         10,000 differ by one or two 8-bit levels (``tests/test_speed.py`` bounds it).
+        Equal to ``self.batch([self.pixels(img)])[0]``.
         """
-        return normalize_fast(resize_crop(img, self.resize_to, self.input_size, self.interpolation, FAST_REDUCING_GAP), self)
+        return normalize_fast(self.pixels(img), self)
+
+    def pixels(self, img: Image.Image) -> np.ndarray:
+        """RGB image → the uint8 (input_size, input_size, 3) resized centre crop of :meth:`fast`, not yet normalised."""
+        return np.asarray(resize_crop(img, self.resize_to, self.input_size, self.interpolation, FAST_REDUCING_GAP))
+
+    def batch(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
+        """:meth:`pixels` arrays → the model's float32 batch (N, 3, input_size, input_size).
+
+        Each image is normalised straight into its slot (no per-image array, no stacking copy).
+        """
+        out = np.empty((len(pixels), 3, self.input_size, self.input_size), np.float32)
+        for slot, px in zip(out, pixels):
+            normalize_fast(px, self, out=slot)
+        return out
 
 
 def resize_shorter(img: Image.Image, size: int, interpolation: str = "bicubic") -> Image.Image:
@@ -128,15 +144,17 @@ def resize_crop(
     return img
 
 
-def normalize_fast(img: Image.Image, pre: Preprocessing) -> np.ndarray:
-    """:func:`normalize` as one multiply-add on the channel-first array (equal to within an ulp)."""
+def normalize_fast(img: Image.Image | np.ndarray, pre: Preprocessing, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`normalize` as one multiply-add on the channel-first view (equal to within an ulp), into ``out`` if given."""
     std = np.asarray(pre.std, np.float32).reshape(3, 1, 1)
     scale = np.float32(1.0 / 255.0) / std
     offset = -np.asarray(pre.mean, np.float32).reshape(3, 1, 1) / std
-    arr = np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1)).astype(np.float32)
-    arr *= scale
-    arr += offset
-    return arr
+    chw = np.asarray(img).transpose(2, 0, 1)
+    if out is None:
+        out = np.empty(chw.shape, np.float32)
+    np.multiply(chw, scale, out=out)  # the uint8 → float32 cast happens inside the multiply
+    out += offset
+    return out
 
 
 def normalize(img: Image.Image, pre: Preprocessing) -> np.ndarray:

@@ -3,8 +3,9 @@
 The local engine streams every photo through :meth:`Runner.iter_rows` once; each Ray
 actor builds the same :class:`Runner` (one ONNX Runtime session per actor) and calls
 :meth:`Runner.iter_rows` on each batch Ray Data hands it. Per photo the work is
-:func:`imgclf.pipeline.preprocess_data`, as for ``train`` and ``predict``; per batch it is
-one session run (``imgclf.pipeline.run_batched`` does the batching for both engines).
+:func:`imgclf.pipeline.load_pixels`, as for ``train`` and ``predict``; per batch it is
+``Preprocessing.batch`` and one session run (``imgclf.pipeline.run_batched`` does the
+batching for both engines).
 A file that cannot be read or decoded becomes a row with ``error`` set, never an exception.
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 from imgclf.cache import content_hash
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.images import read_bytes
-from imgclf.pipeline import DEFAULT_BATCH, create_session, encoder, preprocess_data, run_batched
+from imgclf.pipeline import DEFAULT_BATCH, create_session, encoder, load_pixels, run_batched
 from imgclf.preprocessing import Preprocessing
 
 PREDICTIONS = "predictions"
@@ -59,7 +60,7 @@ class Runner:
         item.data = None  # the bytes are not needed after decoding; do not keep a batch of them
         if self.kind == EMBEDDINGS:
             item.hash = content_hash(data)
-        return preprocess_data(data, self.pre)
+        return load_pixels(data, self.pre)
 
     def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
         raise NotImplementedError
@@ -69,7 +70,7 @@ class Runner:
 
     def iter_rows(self, items: Iterable[Item], batch_size: int = DEFAULT_BATCH, workers: int | None = None) -> Iterator[dict]:
         """Rows in input order; ``workers`` decode threads feed batches of ``batch_size``."""
-        for item, out in run_batched(items, self.load, self.forward, batch_size, workers or self.threads):
+        for item, out in run_batched(items, self.load, self.forward, batch_size, workers or self.threads, collate=self.pre.batch):
             yield self.row(item, out)
 
 
