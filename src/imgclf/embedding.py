@@ -42,7 +42,8 @@ def embed_files(
     """Embed ``paths``; cached vectors are reused, new ones are stored as soon as computed.
 
     Inference runs as :func:`~imgclf.pipeline.inference_plan` streams of ``batch_size``
-    (default :data:`~imgclf.pipeline.STREAM_BATCH`) while worker threads decode ahead.
+    (default :data:`~imgclf.pipeline.STREAM_BATCH`), each decoding its own batch, then
+    running it (``run_batched(workers=0)``).
 
     An interruption (Ctrl-C, crash) loses at most the batch in flight.
     """
@@ -89,8 +90,8 @@ def embed_files(
             return session.run(None, {input_name: encode(batch)})
 
         pre = backbone.preprocessing
-        for path, out in run_batched(misses, pixel_loader(pre), forward, batch_size or STREAM_BATCH, streams=streams,
-                                     collate=pre.batch):
+        for path, out in run_batched(misses, pixel_loader(pre), forward, batch_size or STREAM_BATCH, workers=0,
+                                     streams=streams, collate=pre.batch):
             if isinstance(out, ImageError):
                 errors[path] = out.reason
             else:
