@@ -16,7 +16,8 @@ times, interleaved, best and spread printed:
     (``num_workers`` = cores, batch 32, timm's eval transform), ``torch.set_num_threads(cores)``;
 (d) ``imgclf predict MODEL PHOTO``: the wall time of the whole command in a new process.
 
-and the ratios b/a and b/c. CPU time per image (this process and its children) is shown
+and the ratios b/a (best against best, and round by round: the machine's speed drifts
+between minutes) and b/c. CPU time per image (this process and its children) is shown
 too: on a machine shared with other jobs it moves far less than img/s. (e) shows what
 the reduced-size JPEG decoding saves on a 12-megapixel photo. (f) splits the work (b) adds
 to the backbone into its steps, each timed alone on one thread (CPU ms per photo), and
@@ -366,6 +367,10 @@ def main() -> None:
     a_cpu = min(x[1] for v in a.values() for x in v)
     b_cpu = min(x[1] for x in b)
     print(f"b/a by CPU time per image = {a_cpu / b_cpu:.2f} ({a_cpu:.1f} vs {b_cpu:.1f} ms)")
+    # the machine's speed drifts between minutes: a and b of the same round were measured together
+    paired = [rb[0] / max(ra[0] for ra in rounds) for rb, *rounds in zip(b, *a.values())]
+    print(f"b/a per round (b against the best (a) of the same round): {spread(paired, '{:.2f}')} "
+          f"(median {statistics.median(paired):.2f})")
     if c:
         print(f"b/c = {b_best / c_best:.2f}")
     print()
