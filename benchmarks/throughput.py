@@ -1,7 +1,7 @@
 """Embedding throughput of imgclf against its limit and against the PyTorch loop a user would write.
 
 Usage:
-    python benchmarks/throughput.py DATA_DIR [--repeat 3] [--predict-runs 5] [--model DIR]
+    python benchmarks/throughput.py DATA_DIR [--repeat 3] [--predict-runs 5] [--loading-runs 16] [--model DIR]
     python benchmarks/throughput.py DATA_DIR --stream 10000      # bounded-memory check only
 
 In one run, on the same photos (``DATA_DIR/<label>/<files>``), each measure ``--repeat``
@@ -23,7 +23,9 @@ the reduced-size JPEG decoding saves on a 12-megapixel photo. (f) splits the wor
 to the backbone into its steps, each timed alone on one thread (CPU ms per photo), and
 prints the ceiling they put on b/a: with every core busy in (a), each CPU millisecond of
 reading, decoding and preprocessing is taken from the backbone, so even with perfect
-overlap b/a <= backbone / (backbone + steps).
+overlap b/a <= backbone / (backbone + steps). (g) runs the pipeline alone (no cache) both
+ways it can load photos: each inference stream decoding its own batch (``workers=0``, what
+``embed_files`` does) and separate decode threads feeding the streams, interleaved.
 
 ``--stream N`` embeds N photos made from DATA_DIR's (each a copy with random bytes after
 the end of the JPEG, so every content hash differs and nothing comes from the cache) and
@@ -244,6 +246,22 @@ def measure_steps(bb, photos: list[Path], tmp: Path) -> dict[str, float]:
     return {name: best_cpu_ms(fn, len(photos)) for name, fn in steps.items()}
 
 
+# --- (g) who decodes ------------------------------------------------------------------------------
+
+def measure_loading(bb, photos: list[Path], workers: int | None) -> tuple[float, float]:
+    """img/s and CPU ms/img of ``run_batched`` alone over ``photos``, as ``embed_files`` runs it but with ``workers``."""
+    from imgclf.pipeline import STREAM_BATCH, create_session, inference_plan, pixel_loader, run_batched
+
+    streams, threads = inference_plan()
+    sess = create_session(bb.onnx_path, threads)
+    name = sess.get_inputs()[0].name
+    pre = bb.preprocessing
+    forward = lambda batch: sess.run(None, {name: batch})  # noqa: E731
+    with Timer() as t:
+        n = sum(1 for _ in run_batched(photos, pixel_loader(pre), forward, STREAM_BATCH, workers, streams, pre.batch))
+    return n / t.wall, 1000 * t.cpu / n
+
+
 # --- bounded memory --------------------------------------------------------------------------------
 
 def rss_mb() -> float:
@@ -296,6 +314,7 @@ def main() -> None:
     ap.add_argument("data_dir", type=Path)
     ap.add_argument("--repeat", type=int, default=3, help="runs of (a), (b), (c), interleaved")
     ap.add_argument("--predict-runs", type=int, default=5)
+    ap.add_argument("--loading-runs", type=int, default=16, help="runs of each way in (g)")
     ap.add_argument("--model", type=Path, help="model folder for (d); default: train one on DATA_DIR")
     ap.add_argument("--cache-dir", type=Path, help="where the backbone export is (default: imgclf's cache)")
     ap.add_argument("--stream", type=int, help="only the bounded-memory check, with this many photos")
@@ -343,6 +362,11 @@ def main() -> None:
         d = [measure_predict(model_dir, photos[0]) for _ in range(args.predict_runs)]
         big = measure_big(bb.preprocessing, photos[0])
         steps = measure_steps(bb, photos, tmp)
+        ways = {"streams decode their own batches (workers=0)": 0, f"{cores} decode threads feed the streams": None}
+        loading: dict[str, list] = {label: [] for label in ways}
+        for r in range(args.loading_runs):
+            for label in (list(ways) if r % 2 == 0 else list(ways)[::-1]):  # alternate who goes first
+                loading[label].append(measure_loading(bb, photos, ways[label]))
 
     best_a = max(a, key=lambda k: max(v[0] for v in a[k]))
     a_best = max(v[0] for v in a[best_a])
@@ -383,6 +407,14 @@ def main() -> None:
     cap = a_cpu / (a_cpu + added)
     print(f"ceiling on b/a with perfect overlap = {a_cpu:.1f} / ({a_cpu:.1f} + {added:.1f}) = {cap:.2f}; "
           f"(b) reaches {a_cpu / b_cpu / cap:.0%} of it by CPU time, {b_best / a_best / cap:.0%} by img/s")
+    print()
+    print(f"(g) the pipeline alone, no cache, {args.loading_runs} interleaved runs each:")
+    for label, v in loading.items():
+        print(f"    {label:50s} median {statistics.median(x[0] for x in v):6.1f} img/s "
+              f"{statistics.median(x[1] for x in v):5.2f} CPU ms/img   runs {spread([x[0] for x in v], '{:.0f}')}")
+    own, fed = loading.values()
+    print(f"    streams decoding their own batches used less CPU in {sum(a[1] < b[1] for a, b in zip(own, fed))} "
+          f"of {len(own)} pairs")
     print(f"load average at the end: {loadavg()}")
 
 

@@ -175,8 +175,8 @@ def run_batched(
 
     ``workers=0``: no loading threads; each stream loads its own batch, then runs it. With
     single-threaded streams filling the cores (:func:`inference_plan`) this keeps one busy
-    thread per core, none preempting another mid-inference: 131 vs 125 img/s and 15.1 vs
-    15.6 CPU ms per photo on flowers-bench, 2 cores (median of 5 interleaved runs).
+    thread per core, none preempting another mid-inference (``benchmarks/throughput.py``,
+    row (g): a few per cent faster, within this machine's noise on a single run).
     """
     inline = workers == 0
     workers = 0 if inline else min(workers or cpu_count(), cpu_count())
