@@ -35,7 +35,7 @@ from imgclf.errors import ImageError
 from imgclf.images import openable_formats
 from imgclf.faces import NoFaceError
 from imgclf.model import Model, Prediction
-from imgclf.pipeline import cpu_count, preprocess_data, safe_load
+from imgclf.pipeline import cpu_count, load_pixels, safe_load
 from imgclf.serve.batching import MicroBatcher
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -175,7 +175,7 @@ class Service:
         self.in_flight = 0
         self.started = time.time()
         self.requests = 0
-        self.batcher = MicroBatcher(model.scores, max_batch=max_batch)
+        self.batcher = MicroBatcher(model.scores, max_batch=max_batch, collate=model.preprocessing.batch)
         self.decode_threads = decode_threads
         self._pool: ThreadPoolExecutor | None = None
 
@@ -198,7 +198,7 @@ class Service:
                 f"image too large ({size[0]}x{size[1]} pixels, this server's limit is {self.max_pixels:,}): "
                 "possible decompression bomb"
             )
-        return preprocess_data(data, self.model.preprocessing)  # as predict does: big JPEGs decoded at reduced size
+        return load_pixels(data, self.model.preprocessing)  # as predict does: big JPEGs decoded at reduced size
 
     async def predict(self, uploads: list[tuple[str, bytes]], top_k: int) -> list[dict | ImageError]:
         """Decode (in threads) and classify (batched) uploads; an ImageError per unusable one."""

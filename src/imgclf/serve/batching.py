@@ -22,10 +22,16 @@ _STOP = object()
 
 
 class MicroBatcher:
-    """Run ``forward(batch) -> rows`` for arrays submitted from any event loop."""
+    """Run ``forward(collate(arrays)) -> rows`` for arrays submitted from any event loop.
 
-    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_batch: int = 16):
+    ``collate`` makes the batch from the waiting arrays: ``np.stack``, or
+    ``Preprocessing.batch`` for images loaded as pixels (:func:`imgclf.pipeline.load_pixels`).
+    """
+
+    def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_batch: int = 16,
+                 collate: Callable[[list[np.ndarray]], np.ndarray] = np.stack):
         self.forward = forward
+        self.collate = collate
         self.max_batch = max(1, int(max_batch))
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -49,7 +55,7 @@ class MicroBatcher:
             thread.join(timeout)
 
     async def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Output rows for ``arrays`` (each one preprocessed image), in order."""
+        """Output rows for ``arrays`` (one image each), in order."""
         self.start()
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in arrays]
@@ -82,7 +88,7 @@ class MicroBatcher:
 
     def _run(self, items: list) -> None:
         try:
-            out = self.forward(np.stack([arr for arr, _, _ in items]))
+            out = self.forward(self.collate([arr for arr, _, _ in items]))
         except Exception as e:  # never kill the thread: fail these requests only
             log.exception("inference failed")
             for _, fut, loop in items:
