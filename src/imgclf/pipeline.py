@@ -1,7 +1,9 @@
-"""The one decode → preprocess → ONNX Runtime pipeline shared by embedding, predict and serve.
+"""The one decode → pixels → batch → ONNX Runtime pipeline shared by embedding, predict and serve.
 
-Decoding and preprocessing run in worker threads (Pillow releases the GIL) ahead of
-inference, in bounded memory; results come back in input order.
+Photos are decoded and cut to 8-bit model-input pixels (:func:`load_pixels`) in threads
+(Pillow releases the GIL), then normalised a whole batch at a time
+(:meth:`~imgclf.preprocessing.Preprocessing.batch`) right before inference, in bounded
+memory; results come back in input order (:func:`run_batched`).
 """
 
 from __future__ import annotations
