@@ -10,6 +10,8 @@ training folds only. Rows:
   (a) imgclf default: linear head on cached embeddings, C chosen on validation
   (b) imgclf --augment 4: the same plus 4 cached augmented views per training photo
   (c) imgclf --fine-tune: the full `imgclf.train(fine_tune=True)` path, on the first `--fine-tune-folds` folds
+      (`--fine-tune-set trainable_blocks=0 epochs=15 ...` overrides FineTuneConfig fields), each
+      printed next to (a) on the same fold
   (d) the baseline a user would write: scikit-learn LogisticRegression (defaults, max_iter=1000)
       on single-centre-crop timm features of the same backbone, computed in PyTorch eager
 """
@@ -58,6 +60,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--compare", action="store_true")
     ap.add_argument("--fine-tune-folds", type=int, default=2)
+    ap.add_argument("--fine-tune-set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="FineTuneConfig fields for (c), e.g. trainable_blocks=0 epochs=15 lr=1e-4")
     ap.add_argument("--augment", type=int, default=4)
     args = ap.parse_args()
 
@@ -133,11 +137,14 @@ def main() -> None:
     print(f"(d) baseline sklearn+timm         {fmt(acc_d)}")
 
     acc_c, times_c = [], []
+    config = fine_tune_config(args.fine_tune_set) if args.fine_tune_set else True
     for f, v, te in splits[: args.fine_tune_folds]:
-        acc, seconds = fine_tune_fold(tmp, cache, [emb.paths[i] for i in f], [emb.paths[i] for i in v], [emb.paths[i] for i in te], ds)
+        acc, seconds = fine_tune_fold(tmp, cache, [emb.paths[i] for i in f], [emb.paths[i] for i in v], [emb.paths[i] for i in te], ds,
+                                      config)
         acc_c.append(acc)
         times_c.append(seconds)
-        print(f"(c) fine-tune fold {len(acc_c)}: accuracy {acc:.3f} in {seconds:.0f} s", flush=True)
+        print(f"(c) fine-tune fold {len(acc_c)}: accuracy {acc:.3f} in {seconds:.0f} s "
+              f"((a) on this fold: {acc_a[len(acc_c) - 1]:.3f})", flush=True)
     rows.append(("(c) imgclf --fine-tune", acc_c, f"{np.mean(times_c):.0f} s per training (CLI path, cached embeddings)"))
 
     print("\n| method | held-out accuracy (mean ± std over folds) | wall time |\n|---|---|---|")
@@ -173,7 +180,23 @@ def baseline(ds, paths, y, splits) -> tuple[list[float], float]:
     return accs, time.perf_counter() - t
 
 
-def fine_tune_fold(tmp: Path, cache: Path, fit, val, test, ds) -> tuple[float, float]:
+def fine_tune_config(settings: list[str]):
+    """``FineTuneConfig`` with ``FIELD=VALUE`` overrides (each value read as its field's default type)."""
+    from dataclasses import fields
+
+    from imgclf.finetune import FineTuneConfig
+
+    types = {f.name: type(f.default) for f in fields(FineTuneConfig)}
+    values = {}
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        if name not in types:
+            sys.exit(f"--fine-tune-set: no FineTuneConfig field {name!r} (fields: {', '.join(types)})")
+        values[name] = types[name](value)
+    return FineTuneConfig(**values)
+
+
+def fine_tune_fold(tmp: Path, cache: Path, fit, val, test, ds, config=True) -> tuple[float, float]:
     """The real `imgclf.train(fine_tune=True)` on a train/val/test folder of symlinks."""
     import shutil
 
@@ -188,7 +211,7 @@ def fine_tune_fold(tmp: Path, cache: Path, fit, val, test, ds) -> tuple[float, f
             d.mkdir(parents=True, exist_ok=True)
             (d / p.name).symlink_to(p.resolve())
     t = time.perf_counter()
-    result = imgclf.train(root, tmp / "ft-model", cache_dir=cache, fine_tune=True)
+    result = imgclf.train(root, tmp / "ft-model", cache_dir=cache, fine_tune=config)
     return float(result.test_accuracy), time.perf_counter() - t
 
 
