@@ -38,7 +38,6 @@ DECODE_SIDE = 1024
 #: Faces are searched for on a copy whose longer side is at most this (speed); a search
 #: that finds nothing is repeated at twice the scale, which finds faces down to ~40 pixels.
 DETECT_SIDE = 800
-CROPS = ("face", "face_chip")
 DIM = 128
 _MODEL_FILES = {"landmarks": "shape_predictor_5_face_landmarks.dat", "encoder": "dlib_face_recognition_resnet_model_v1.dat"}
 

@@ -111,10 +111,9 @@ def load_pixels(data: bytes, pre: Preprocessing) -> np.ndarray:
     return pre.pixels(crop_image(decode(data, max_side=draft_side(pre)), pre))
 
 
-def preprocess_image(img: Image.Image, pre: Preprocessing, fast: bool = False) -> np.ndarray:
-    """Decoded RGB image → model input: :func:`crop_image`, then ``pre``."""
-    img = crop_image(img, pre)
-    return pre.fast(img) if fast else pre(img)
+def preprocess_image(img: Image.Image, pre: Preprocessing) -> np.ndarray:
+    """Decoded RGB image → model input: :func:`crop_image`, then ``pre`` (the reference path)."""
+    return pre(crop_image(img, pre))
 
 
 def crop_image(img: Image.Image, pre: Preprocessing) -> Image.Image:
