@@ -7,6 +7,7 @@ from pathlib import Path
 
 from imgclf.datasets import scan_labelled
 from imgclf.errors import ImgclfError
+from imgclf.faces import NO_FACE_REASON
 from imgclf.metrics import summarize
 from imgclf.model import Model
 from imgclf.rejection import UNKNOWN, auroc
@@ -44,7 +45,7 @@ def evaluate(
     for pred in model.iter_predict([p.path for p in photos], top_k=max(top_k, len(model.labels)), tta=tta):
         label = truth[pred.path]
         if pred.error or not pred.top_k:  # unreadable, or a face model found no face
-            skipped.append({"path": pred.path, "reason": pred.error or "no face found"})
+            skipped.append({"path": pred.path, "reason": pred.error or NO_FACE_REASON})
             continue
         guess = pred.top_k[0]["label"]
         y_true.append(known[label])

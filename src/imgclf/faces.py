@@ -26,6 +26,8 @@ from imgclf.errors import ImageError, ImgclfError
 
 #: The label predict gives a photo in which no face was found.
 NO_FACE = "no face"
+#: Why training and evaluate skip such a photo.
+NO_FACE_REASON = "no face found"
 #: Name of the face encoder, as stored in a face model's metadata (``backbone.encoder``).
 ENCODER = "dlib_face_resnet_v1"
 #: The aligned face the encoder takes: this many pixels square, with dlib's default padding.
@@ -45,7 +47,7 @@ _MODEL_FILES = {"landmarks": "shape_predictor_5_face_landmarks.dat", "encoder": 
 class NoFaceError(ImageError):
     """No face was found in an image."""
 
-    def __init__(self, reason: str = "no face found"):
+    def __init__(self, reason: str = NO_FACE_REASON):
         super().__init__(reason)
 
 

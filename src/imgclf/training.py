@@ -153,9 +153,10 @@ def train(
     probs["test"] = head.probabilities(vectors[te])
     write_onnx = partial(_fuse_onnx, bb, head, dataset.labels)
     tuned = None
-    probe_val_accuracy = float(np.mean(probs["val"].argmax(1) == y[va])) if va.any() else None
     if fine_tune:
         from imgclf import finetune
+
+        probe_val_accuracy = float(np.mean(probs["val"].argmax(1) == y[va])) if va.any() else None
 
         config = fine_tune if isinstance(fine_tune, finetune.FineTuneConfig) else finetune.FineTuneConfig(seed=seed)
         # start from the head fitted on the training split only: the refitted one has seen the

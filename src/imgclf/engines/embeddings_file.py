@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf.backbones import FACE
 from imgclf.engines.core import EMBEDDINGS
 from imgclf.engines.outputs import META_KEY
 from imgclf.errors import ImgclfError
@@ -49,11 +50,11 @@ def load_embeddings(path: str | os.PathLike, dataset, backbone):
     info = read_metadata(path)
     stored = (info.get("backbone") or {}).get("id")
     if stored != backbone.id:
+        crop = backbone.preprocessing.crop
+        flags = f"--backbone {backbone.name}" + (f" --crop {crop}" if crop and backbone.name != FACE else "")  # face: its own chip
         raise ImgclfError(
             f"{path} was embedded with backbone {stored}, but this training uses {backbone.id}; "
-            f"run imgclf embed again with --backbone {backbone.name}"
-            f"{f' --crop {backbone.preprocessing.crop}' if backbone.preprocessing.crop and backbone.preprocessing.crop != 'face_chip' else ''}, "
-            "or train with the backbone of the file"
+            f"run imgclf embed again with {flags}, or train with the backbone of the file"
         )
     table = _pq().read_table(str(path), columns=["path", "hash", "embedding", "error"])
     rel = table["path"].to_pylist()
