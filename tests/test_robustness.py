@@ -137,7 +137,8 @@ def test_too_few_readable_photos_names_the_label(tmp_path, cache_dir):
     (root / "tulips" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     r = run_cli("train", str(root), "-o", str(tmp_path / "m"))
     assert r.returncode == 2
-    assert r.stderr.strip() == "error: label 'tulips' has 1 readable photo; at least 2 are needed to train and validate"
+    assert r.stderr.strip() == ("error: label 'tulips' has 1 usable photo (1 corrupt or truncated image); "
+                                "at least 2 are needed to train and validate")
 
 
 def test_failed_run_keeps_the_previous_model(tmp_path, cache_dir, monkeypatch):

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from imgclf.files import write_bytes_atomic
 
 _MAGIC = b"ICE1"
 _HEADER = struct.Struct("<4sI")
@@ -62,18 +63,10 @@ class EmbeddingCache:
 
     def put(self, key: str, vec: np.ndarray) -> None:
         """Store a vector atomically; a failure to write only costs a later recompute."""
-        path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(_pack(vec))
-            os.replace(tmp, path)
+            write_bytes_atomic(self._path(key), _pack(vec), durable=False)
         except OSError:
-            try:
-                os.unlink(tmp)
-            except (OSError, UnboundLocalError):
-                pass
+            pass
 
 
 def _pack(vec: np.ndarray) -> bytes:

@@ -306,10 +306,14 @@ def evaluate(
     def body() -> None:
         from rich.table import Table
 
+        from imgclf.artifact import check_not_artefact
         from imgclf.evaluation import evaluate as run_evaluate
-        from imgclf.files import write_json_atomic
+        from imgclf.files import write_json_atomic, writing_to
         from imgclf.model import Model
 
+        for path, option in ((json_out, "--json"), (report, "--report")):
+            if path is not None:
+                check_not_artefact(path, option)
         model = Model.load(model_dir)
         result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta)
         out = _stdout()
@@ -341,15 +345,17 @@ def evaluate(
                 out.print(f"out-of-distribution photos in {rej['ood_dir']}: {rej['ood_rejected']} of {rej['ood_n']} rejected "
                           f"({100 * rej['ood_rejection_rate']:.1f} %), AUROC {rej['auroc']:.3f}", markup=False)
         if json_out:
-            write_json_atomic(json_out, result)
+            with writing_to(json_out, "--json"):
+                write_json_atomic(json_out, result)
             out.print(f"results written to {json_out}")
         if report:
             from imgclf.report import from_evaluation, write_report
 
             results = from_evaluation(result, model)
             results["info"]["command"] = "imgclf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-            files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}",
-                                 png_prefix=f"{report.stem}-")
+            with writing_to(report, "--report"):
+                files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}",
+                                     png_prefix=f"{report.stem}-")
             out.print(f"report written to {report} (plots: {', '.join(f.name for f in files[1:])})", markup=False)
 
     _run(body)

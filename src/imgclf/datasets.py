@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from imgclf.artifact import is_model_folder
 from imgclf.errors import ImgclfError
 
 SPLITS = ("train", "val", "test")
@@ -78,8 +80,15 @@ def split_of(relative_path: str, val_fraction: float, test_fraction: float) -> s
     return "train"
 
 
-def walk_files(root: Path) -> Iterator[Path]:
-    """Every non-ignored file under ``root`` (sorted, recursive, symlinks followed once)."""
+#: Why a folder inside the data is not scanned.
+MODEL_FOLDER_REASON = "an imgclf model folder, not photos: left out"
+
+
+def walk_files(root: Path, skipped: list[Skipped] | None = None) -> Iterator[Path]:
+    """Every non-ignored file under ``root`` (sorted, recursive, symlinks followed once).
+
+    Sub-folders holding an imgclf model are not entered; each is added to ``skipped``.
+    """
     seen: set[tuple[int, int]] = set()
 
     def visit(d: Path) -> Iterator[Path]:
@@ -103,7 +112,10 @@ def walk_files(root: Path) -> Iterator[Path]:
                 is_dir = e.is_dir(follow_symlinks=True)
             except OSError:
                 is_dir = False
-            if is_dir:
+            if is_dir and is_model_folder(p):
+                if skipped is not None:
+                    skipped.append(Skipped(str(p), MODEL_FOLDER_REASON))
+            elif is_dir:
                 yield from visit(p)
             else:
                 yield p
@@ -153,23 +165,28 @@ def _check_folder(root: Path) -> None:
         raise ImgclfError(f"not a folder: {root}")
 
 
-def _photos_of_labels(root: Path, split: str | None, val_fraction: float, test_fraction: float) -> tuple[list[str], list[Photo]]:
+def _photos_of_labels(
+    root: Path, split: str | None, val_fraction: float, test_fraction: float, skipped: list[Skipped], layout: str = ""
+) -> tuple[list[str], list[Photo]]:
     dirs, files = _label_dirs(root)
     loose = [f for f in files if looks_like_image(f)]
     if loose and dirs:
         raise ImgclfError(
             f"{len(loose)} image(s) directly in {root} beside label folders (e.g. {loose[0].name}); "
-            "move them into a label folder"
+            f"move them into a label folder{layout}"
         )
-    if not dirs:
-        what = "only loose images" if loose else "no label folders"
-        raise ImgclfError(f"{root} has {what}: expected one sub-folder per label, each holding its photos")
     labels, photos = [], []
     for d in dirs:
+        if is_model_folder(d):
+            skipped.append(Skipped(str(d), MODEL_FOLDER_REASON))
+            continue
         labels.append(d.name)
-        for f in walk_files(d):
+        for f in walk_files(d, skipped):
             rel = f.relative_to(d).as_posix()
             photos.append(Photo(f, d.name, split or split_of(rel, val_fraction, test_fraction)))
+    if not labels:
+        what = "only loose images" if loose else "no label folders"
+        raise ImgclfError(f"{root} has {what}: expected one sub-folder per label, each holding its photos{layout}")
     return labels, photos
 
 
@@ -180,32 +197,49 @@ def scan_labelled(
 
     Without given splits each photo's split comes from :func:`split_of`. With a ``train``
     folder but no ``val`` folder, validation photos are carved from ``train`` the same way.
+    Folders holding an imgclf model are left out and listed in ``skipped``.
     """
     root = Path(root)
     _check_folder(root)
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise ImgclfError("--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1")
-    split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir()}
+    skipped: list[Skipped] = []
+    split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir() and not is_model_folder(root / s)}
     if not split_dirs:
-        labels, photos = _photos_of_labels(root, None, val_fraction, test_fraction)
-        dataset = Dataset(root, labels, photos, given_splits=False)
+        labels, photos = _photos_of_labels(root, None, val_fraction, test_fraction, skipped)
+        dataset = Dataset(root, labels, photos, given_splits=False, skipped=skipped)
     else:
+        layout = (f" ({root} was read as split folders because it has {', '.join(s + '/' for s in split_dirs)}; "
+                  "each split holds one sub-folder per label. If these are your labels, rename them)")
         if "train" not in split_dirs:
-            raise ImgclfError(f"{root} has {'/'.join(split_dirs)} folders but no train/ folder")
-        labels, photos = _photos_of_labels(split_dirs["train"], None if "val" not in split_dirs else "train", val_fraction, 0.0)
+            raise ImgclfError(f"{root} has {'/'.join(split_dirs)} folders but no train/ folder{layout}")
+        labels, photos = _photos_of_labels(split_dirs["train"], None if "val" not in split_dirs else "train",
+                                           val_fraction, 0.0, skipped, layout)
         for s in ("val", "test"):
             if s in split_dirs:
-                s_labels, s_photos = _photos_of_labels(split_dirs[s], s, 0, 0)
+                s_labels, s_photos = _photos_of_labels(split_dirs[s], s, 0, 0, skipped, layout)
                 extra = sorted(set(s_labels) - set(labels))
                 if extra:
                     raise ImgclfError(f"labels of {s}/ and train/ disagree: {', '.join(extra)} in {s}/ only")
                 photos += s_photos
-        dataset = Dataset(root, labels, photos, given_splits=True)
+        dataset = Dataset(root, labels, photos, given_splits=True, skipped=skipped)
     if not dataset.photos:
         raise ImgclfError(f"no files found in the label folders of {root}")
     if len(dataset.labels) < min_labels:
         raise ImgclfError(f"only one label ({dataset.labels[0]}) in {root}: a classifier needs at least two label folders")
     return dataset
+
+
+def normalisation_warnings(labels: list[str]) -> list[str]:
+    """Labels that look the same but differ in Unicode normalisation (NFC ``rosé`` vs NFD ``rosé``)."""
+    groups: dict[str, list[str]] = {}
+    for lab in labels:
+        groups.setdefault(unicodedata.normalize("NFC", lab), []).append(lab)
+    return [
+        f"labels {' and '.join(ascii(v) for v in same)} look the same but are spelled with different Unicode "
+        "characters (NFC/NFD): they are trained as different labels; rename one folder to merge them"
+        for same in groups.values() if len(same) > 1
+    ]
 
 
 def ensure_training_photos(photos: list[Photo], labels: list[str]) -> tuple[list[Photo], list[str]]:

@@ -1,8 +1,13 @@
-"""Atomic writes: a file or a whole folder appears complete or not at all."""
+"""Atomic writes: a file or a whole folder appears complete or not at all.
+
+No temporary file outlives a failed or interrupted write (Ctrl-C included), and an
+error about the destination becomes :class:`ImgclfError` with one line.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -10,23 +15,39 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from imgclf.errors import ImgclfError
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    ``durable`` flushes the file to disk before the rename (results); caches skip it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; results are ordinary files
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`write_bytes_atomic`."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json_atomic(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as JSON; a NaN or infinity raises ValueError instead of writing invalid JSON."""
+    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
 
 
 def _umask() -> int:
@@ -35,32 +56,47 @@ def _umask() -> int:
     return mask
 
 
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+@contextlib.contextmanager
+def writing_to(path: str | os.PathLike, what: str = "output") -> Iterator[None]:
+    """Turn an OS error inside the block into :class:`ImgclfError` naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        reason = e.strerror or str(e)
+        if e.errno == errno.EBUSY:
+            reason += " (a mount point cannot be replaced: write into a folder inside it)"
+        raise ImgclfError(f"cannot write {what} {path}: {reason}") from None
 
 
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; on success it replaces ``target``.
 
-    On any failure the temporary folder is removed and an existing ``target`` is untouched.
+    On any failure the temporary folders are removed and an existing ``target`` is untouched.
+    The caller decides whether ``target`` may be replaced (see :func:`imgclf.artifact.check_output`).
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes folders private; a model folder is an ordinary one
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes folders private; a model folder is an ordinary one
         yield tmp
         if target.exists():
-            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-            os.replace(target, old / "previous")
-            try:
-                os.replace(tmp, target)
-            except BaseException:
-                os.replace(old / "previous", target)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
+            _swap(tmp, target)
         else:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _swap(new: Path, target: Path) -> None:
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    try:
+        os.replace(target, old / "previous")
+        try:
+            os.replace(new, target)
+        except BaseException:
+            os.replace(old / "previous", target)
+            raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

@@ -192,15 +192,14 @@ class HeadCache:
             return None
 
     def put(self, key: str, selected: LinearHead, final: LinearHead) -> None:
-        import os
-        import tempfile
+        import io
 
+        from imgclf.files import write_bytes_atomic
+
+        buf = io.BytesIO()
+        np.savez(buf, **{f"{n}_{a}": v for n, h in (("selected", selected), ("final", final))
+                         for a, v in (("w", h.weight), ("b", h.bias), ("C", np.float64(h.C)))})
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=".npz")
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **{f"{n}_{a}": v for n, h in (("selected", selected), ("final", final))
-                               for a, v in (("w", h.weight), ("b", h.bias), ("C", np.float64(h.C)))})
-            os.replace(tmp, self.dir / f"{key}.npz")
+            write_bytes_atomic(self.dir / f"{key}.npz", buf.getvalue(), durable=False)
         except OSError:
             pass

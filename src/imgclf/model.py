@@ -11,17 +11,13 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from imgclf import artifact
+from imgclf.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE  # noqa: F401 (re-exported)
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.faces import NO_FACE, NoFaceError
 from imgclf.pipeline import DEFAULT_BATCH, encoder, pixel_loader, preprocess_image, run_batched
 from imgclf.preprocessing import Preprocessing
 from imgclf.rejection import UNKNOWN
-
-MODEL_FILE = "model.onnx"
-LABELS_FILE = "labels.json"
-META_FILE = "imgclf.json"
-METRICS_FILE = "metrics.json"
-CARD_FILE = "README.md"
 
 
 @dataclass
@@ -76,24 +72,16 @@ class Model:
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, threads: int | None = None) -> "Model":
-        """Open a model folder written by ``imgclf train``."""
+        """Open a model folder written by ``imgclf train``; a damaged or inconsistent one raises :class:`ImgclfError`."""
         from imgclf.pipeline import create_session
 
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise ImgclfError(f"model folder not found: {model_dir}")
+        folder = artifact.read(model_dir)
         try:
-            meta = json.loads((model_dir / META_FILE).read_text())
-            labels = json.loads((model_dir / LABELS_FILE).read_text())
-        except FileNotFoundError as e:
-            raise ImgclfError(f"{model_dir} is not an imgclf model folder ({Path(e.filename).name} missing)") from None
-        except (OSError, ValueError) as e:
-            raise ImgclfError(f"{model_dir} has a damaged model file: {e}") from None
-        try:
-            session = create_session(model_dir / MODEL_FILE, threads)
+            session = create_session(folder.path / MODEL_FILE, threads)
         except Exception as e:
-            raise ImgclfError(f"cannot load {model_dir / MODEL_FILE}: {str(e).splitlines()[0][:200]}") from None
-        return cls(model_dir, meta, labels, session)
+            raise ImgclfError(f"cannot load {folder.path / MODEL_FILE}: {str(e).splitlines()[0][:200]}") from None
+        artifact.check_session(session, folder)
+        return cls(folder.path, folder.meta, folder.labels, session)
 
     @property
     def metrics(self) -> dict:
@@ -160,6 +148,8 @@ class Model:
     def prediction(self, name: str, scores: np.ndarray, top_k: int = 3, threshold: float | None = None, reject: bool = True) -> Prediction:
         """A :class:`Prediction` from one row of :meth:`scores`, applying the "unknown" rule."""
         probs, sim = scores[:-1], float(scores[-1])
+        if not np.isfinite(probs).all() or np.isinf(sim):
+            return Prediction(name, None, None, [], error="the model answered no number (NaN): its model.onnx is damaged")
         order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
         top = [{"label": self.labels[i], "confidence": round(float(probs[i]), 6)} for i in order]
         limit = threshold if threshold is not None else self.threshold

@@ -22,6 +22,8 @@ _RESAMPLE = {
     "box": Image.Resampling.BOX,
     "hamming": Image.Resampling.HAMMING,
 }
+#: Resampling filters a model's preprocessing may name.
+INTERPOLATIONS = tuple(_RESAMPLE)
 
 
 @dataclass(frozen=True)

@@ -20,24 +20,24 @@ import numpy as np
 from imgclf import __version__
 from imgclf.backbones import DEFAULT_BACKBONE, FACE, Backbone, resolve
 from imgclf.cache import EmbeddingCache, default_cache_dir
-from imgclf.datasets import SPLITS, Dataset, Skipped, ensure_training_photos, scan_labelled
+from imgclf.datasets import SPLITS, Dataset, Skipped, ensure_training_photos, normalisation_warnings, scan_labelled
 from imgclf.duplicates import find_duplicates
 from imgclf.embedding import Progress, embed_files, embed_views
 from imgclf.views import views_for
 from imgclf.errors import ImgclfError
 from imgclf.finetune import FineTuneConfig
-from imgclf.files import atomic_directory, write_json_atomic
+from imgclf.files import atomic_directory, write_json_atomic, writing_to
 from imgclf.fusion import add_similarity, fuse
 from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Rejection, calibrate, leave_one_out_similarity, prototypes, similarity
 from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, refit
 from imgclf.metrics import summarize
-from imgclf.model import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE
+from imgclf import artifact
+from imgclf.artifact import CARD_FILE, FORMAT_VERSION, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, REPORT_FILE
 from imgclf.model_card import render_card
-from imgclf.report import REPORT_FILE, from_training, write_report
+from imgclf.report import from_training, write_report
 
 #: A label needs at least this many readable photos to be trained and validated.
 MIN_PHOTOS_PER_LABEL = 2
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -101,8 +101,7 @@ def train(
     if augment and backbone == FACE:
         raise ImgclfError("--augment is not available with --backbone face: its descriptor needs the aligned face as it is")
     start = time.perf_counter()
-    model_dir = Path(model_dir)
-    _check_output(model_dir)
+    requested, model_dir = Path(model_dir), artifact.check_output(model_dir, data_dir)
     dataset = _merge_negatives(scan_labelled(data_dir, val_fraction, test_fraction))
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     bb = resolve(backbone, weights, cache_root, log=log, quantize=quantize,
@@ -122,9 +121,11 @@ def train(
     keep = dups.keep
     photos, moved = ensure_training_photos([photos[i] for i in keep], dataset.labels)
     vectors = emb.vectors[keep]
+    skipped = dataset.skipped + skipped
     counts = _counts(dataset.labels, photos)
-    _check_counts(counts)
-    warnings = dups.warnings() + moved + _imbalance_warnings(counts)
+    label_of = {str(p.path): p.label for p in dataset.photos}
+    _check_counts(counts, {lab: [s.reason for s in skipped + dups.duplicates if label_of.get(s.path) == lab] for lab in counts})
+    warnings = dups.warnings() + moved + _imbalance_warnings(counts) + normalisation_warnings(dataset.labels)
 
     index = {lab: i for i, lab in enumerate(dataset.labels)}
     y = np.array([index[p.label] for p in photos], dtype=np.int64)
@@ -195,8 +196,8 @@ def train(
     if tuned is not None:
         meta["head"]["fine_tuned"] = True
     meta["rejection"] = rule.to_dict()
-    _write_model(model_dir, write_onnx, protos, dataset.labels, meta, metrics)
-    return TrainResult(model_dir, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed)
+    _write_model(requested, model_dir, data_dir, write_onnx, protos, dataset.labels, meta, metrics)
+    return TrainResult(requested, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed)
 
 
 def _merge_negatives(dataset: Dataset) -> Dataset:
@@ -211,27 +212,31 @@ def _merge_negatives(dataset: Dataset) -> Dataset:
     return replace(dataset, labels=labels + [UNKNOWN], photos=photos)
 
 
-def _check_output(model_dir: Path) -> None:
-    if model_dir.exists():
-        if not model_dir.is_dir():
-            raise ImgclfError(f"output {model_dir} exists and is not a folder")
-        if any(model_dir.iterdir()) and not (model_dir / META_FILE).exists():
-            raise ImgclfError(f"output folder {model_dir} is not empty and holds no imgclf model; refusing to replace it")
-
-
 def _counts(labels: list[str], photos) -> dict[str, dict[str, int]]:
     c = Counter((p.label, p.split) for p in photos)
     return {lab: {s: c[(lab, s)] for s in SPLITS} for lab in labels}
 
 
-def _check_counts(counts: dict[str, dict[str, int]]) -> None:
+def _check_counts(counts: dict[str, dict[str, int]], lost: dict[str, list[str]]) -> None:
+    """Every label needs :data:`MIN_PHOTOS_PER_LABEL` usable photos; ``lost`` has the reasons each label's others were left out."""
     for lab, by_split in counts.items():
         total = sum(by_split.values())
         if total < MIN_PHOTOS_PER_LABEL:
+            why = Counter(_reason_kind(r) for r in lost.get(lab, []))
+            detail = "; ".join(f"{n} {kind}" for kind, n in why.most_common(3)) or "its folder has no files"
             raise ImgclfError(
-                f"label {lab!r} has {total} readable photo{'s' if total != 1 else ''}; "
-                f"at least {MIN_PHOTOS_PER_LABEL} are needed to train and validate"
+                f"label {lab!r} has {total} usable photo{'s' if total != 1 else ''}"
+                f"{f' ({detail})' if detail else ''}; at least {MIN_PHOTOS_PER_LABEL} are needed to train and validate"
             )
+
+
+def _reason_kind(reason: str) -> str:
+    """A skip reason without its per-file details: ``image too small (8x8, …)`` → ``image too small``."""
+    if reason.startswith("duplicate of "):
+        return "copies of another photo of the label"
+    if reason.startswith("conflict: "):
+        return "copies of photos under another label"
+    return reason.split(" (", 1)[0]
 
 
 def _imbalance_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
@@ -330,12 +335,15 @@ def _acceptance(x: np.ndarray, protos: np.ndarray, rule: Rejection, split: str) 
     return {"split": split, "accepted": accepted, "rejected": len(x) - accepted}
 
 
-def _write_model(model_dir: Path, write_onnx: Callable[[Path], None], protos: np.ndarray, labels: list[str], meta: dict, metrics: dict) -> None:
-    with atomic_directory(model_dir) as tmp:
+def _write_model(requested: Path, model_dir: Path, data_dir, write_onnx: Callable[[Path], None], protos: np.ndarray,
+                 labels: list[str], meta: dict, metrics: dict) -> None:
+    artifact.check_output(requested, data_dir)  # again: files may have appeared there while embedding
+    with writing_to(requested, "the model to"), atomic_directory(model_dir) as tmp:
         write_onnx(tmp / MODEL_FILE)
         add_similarity(tmp / MODEL_FILE, protos, {"imgclf_rejection": json.dumps(meta["rejection"])})
+        meta["onnx"]["sha256"] = artifact.sha256_file(tmp / MODEL_FILE)
         write_json_atomic(tmp / LABELS_FILE, labels)
         write_json_atomic(tmp / META_FILE, meta)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         (tmp / CARD_FILE).write_text(render_card(meta, metrics), encoding="utf-8")
-        write_report(tmp / REPORT_FILE, from_training(meta, metrics), title=f"imgclf model {model_dir.name}: training report")
+        write_report(tmp / REPORT_FILE, from_training(meta, metrics), title=f"imgclf model {requested.name}: training report")

@@ -26,6 +26,9 @@ from typing import Iterable
 
 import numpy as np
 
+from imgclf.artifact import check_not_artefact
+from imgclf.files import writing_to
+
 from imgclf.engines.core import EMBEDDINGS, PREDICTIONS
 from imgclf.errors import ImgclfError
 
@@ -83,6 +86,7 @@ class Writer:
     def __init__(self, path: str | os.PathLike, kind: str, top_k: int = 3, metadata: dict | None = None):
         if kind not in (PREDICTIONS, EMBEDDINGS):
             raise ValueError(kind)
+        check_not_artefact(path, "output")
         self.path = Path(path)
         self.format = format_of(path)
         self.kind, self.top_k = kind, top_k
@@ -94,8 +98,9 @@ class Writer:
     def __enter__(self) -> "Writer":
         if self.format == "parquet":
             _pa()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.tmp-")
+        with writing_to(self.path, "output"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.tmp-")
         self._tmp = Path(tmp)
         umask = os.umask(0)
         os.umask(umask)

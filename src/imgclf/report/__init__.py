@@ -8,20 +8,11 @@ matplotlib is imported only while a report is written, never by ``import imgclf`
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
+from imgclf.artifact import PLOT_FILES, REPORT_FILE
 from imgclf.report.results import from_evaluation, from_training, reported_split
-
-REPORT_FILE = "report.html"
-#: PNG files written beside a report (each name gets the ``png_prefix`` of :func:`write_report`).
-PLOT_FILES = {
-    "confusion": "confusion_matrix.png",
-    "confusion_normalized": "confusion_matrix_normalized.png",
-    "reliability": "reliability.png",
-}
 
 __all__ = ["PLOT_FILES", "REPORT_FILE", "from_evaluation", "from_training", "reported_split", "write_report"]
 
@@ -39,7 +30,7 @@ def write_report(
     ``png_prefix`` is put before each PNG name (``PLOT_FILES``), so several reports can share a folder.
     """
     from imgclf import __version__
-    from imgclf.files import write_text_atomic
+    from imgclf.files import write_bytes_atomic, write_text_atomic
     from imgclf.report import calibration as cal
     from imgclf.report import html, plots
     from imgclf.report.thumbnails import Thumbnails
@@ -60,21 +51,9 @@ def write_report(
     for key, fig in figures.items():
         png = fig[0] if isinstance(fig, tuple) else fig
         target = path.parent / f"{png_prefix}{PLOT_FILES[key]}"
-        _write_bytes_atomic(target, png)
+        write_bytes_atomic(target, png)
         written.append(target)
     page = html.render(results, title, figures, calib, Thumbnails(enabled=images), version=__version__)
     write_text_atomic(path, page)
     return [path, *written]
 
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
