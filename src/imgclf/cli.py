@@ -43,13 +43,20 @@ class OutputFormat(str, Enum):
 def _stderr():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 def _stdout():
+    """The console for results: every path and label is printed literally (no markup, no emoji codes)."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def _styled(text: str, style: str):
+    from rich.text import Text
+
+    return Text(text, style=style)
 
 
 def _run(fn: Callable[[], int | None]) -> None:
@@ -145,9 +152,9 @@ class _ProgressBar:
 
     def log(self, message: str) -> None:
         if self._progress is not None:
-            self._progress.console.print(f"[dim]{message}[/]", markup=True)
+            self._progress.console.print(_styled(message, "dim"))
         else:
-            _stderr().print(f"[dim]{message}[/]")
+            _stderr().print(_styled(message, "dim"))
 
     def update(self, done: int, total: int, stage: str | None = None, info: str = "") -> None:
         if self.disabled:
@@ -188,12 +195,12 @@ def _print_train_summary(result) -> None:
     if result.skipped:
         out.print(f"skipped {len(result.skipped)} file(s):")
         for s in result.skipped:
-            out.print(f"  {s.path}: {s.reason}", markup=False)
+            out.print(f"  {s.path}: {s.reason}")
     for kind in ("duplicates", "leakage"):
         for d in m[kind]:
-            out.print(f"  {kind[:-1] if kind == 'duplicates' else 'leakage'}: {d['path']}: {d['reason']}", markup=False)
+            out.print(f"  {kind[:-1] if kind == 'duplicates' else 'leakage'}: {d['path']}: {d['reason']}")
     for w in result.warnings:
-        out.print(f"warning: {w}", markup=False)
+        out.print(f"warning: {w}")
 
     def acc(split: str) -> str:
         s = m.get(split)
@@ -202,7 +209,7 @@ def _print_train_summary(result) -> None:
     out.print(f"validation accuracy: {acc('val')}")
     out.print(f"test accuracy:       {acc('test')}")
     out.print(f"model written to {result.model_dir} in {result.seconds:.1f} s")
-    out.print(f"report: {result.model_dir / REPORT_FILE}", markup=False)
+    out.print(f"report: {result.model_dir / REPORT_FILE}")
 
 
 @app.command()
@@ -282,12 +289,13 @@ def _write_predictions(preds, fmt: OutputFormat, top_k: int) -> None:
         table.add_column("top-k")
         for p in preds:
             if p.error:
-                table.add_row(p.path, "[red]error[/]", "", p.error)
+                table.add_row(p.path, _styled("error", "red"), "", p.error)
             elif p.confidence is None:  # a face model's "no face"
-                table.add_row(p.path, f"[yellow]{p.label}[/]", "", "")
+                table.add_row(p.path, _styled(p.label, "yellow"), "", "")
             else:
                 rest = ", ".join(f"{t['label']} {100 * t['confidence']:.1f}%" for t in p.top_k)
-                label = "[yellow]unknown[/] (unlike every label)" if p.label == "unknown" and p.top_k[0]["label"] != "unknown" else p.label
+                label = (_styled("unknown", "yellow") + " (unlike every label)"
+                         if p.label == "unknown" and p.top_k[0]["label"] != "unknown" else p.label)
                 table.add_row(p.path, label, f"{100 * p.confidence:.1f}%", rest)
         _stdout().print(table)
 
@@ -332,18 +340,18 @@ def evaluate(
             cm.add_row(lab, *map(str, row))
         out.print(cm)
         for m in result["misclassified"]:
-            out.print(f"wrong: {m['path']} is {m['label']}, predicted {m['predicted']} ({100 * m['confidence']:.1f}%)", markup=False)
+            out.print(f"wrong: {m['path']} is {m['label']}, predicted {m['predicted']} ({100 * m['confidence']:.1f}%)")
         for s in result["skipped"]:
-            out.print(f"skipped {s['path']}: {s['reason']}", markup=False)
+            out.print(f"skipped {s['path']}: {s['reason']}")
         if result["unknown_labels"]:
-            out.print(f"labels the model does not know, skipped: {', '.join(result['unknown_labels'])}", markup=False)
+            out.print(f"labels the model does not know, skipped: {', '.join(result['unknown_labels'])}")
         rej = result.get("rejection")
         if rej:
             out.print(f"unknown rule (similarity < {rej['threshold']:.3f}): {rej['accepted']} of {rej['accepted'] + rej['rejected']} "
                       f"labelled photos accepted ({100 * rej['acceptance_rate']:.1f} %)")
             if "ood_n" in rej:
                 out.print(f"out-of-distribution photos in {rej['ood_dir']}: {rej['ood_rejected']} of {rej['ood_n']} rejected "
-                          f"({100 * rej['ood_rejection_rate']:.1f} %), AUROC {rej['auroc']:.3f}", markup=False)
+                          f"({100 * rej['ood_rejection_rate']:.1f} %), AUROC {rej['auroc']:.3f}")
         if json_out:
             with writing_to(json_out, "--json"):
                 write_json_atomic(json_out, result)
@@ -356,7 +364,7 @@ def evaluate(
             with writing_to(report, "--report"):
                 files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}",
                                      png_prefix=f"{report.stem}-")
-            out.print(f"report written to {report} (plots: {', '.join(f.name for f in files[1:])})", markup=False)
+            out.print(f"report written to {report} (plots: {', '.join(f.name for f in files[1:])})")
 
     _run(body)
 

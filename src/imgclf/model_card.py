@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import math
+import re
 
 #: Classes whose recall on the measured split is below this are listed as a known limitation.
 LOW_RECALL = 0.7
@@ -43,9 +45,13 @@ def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~])")
+
+
 def _md(s) -> str:
-    """Text safe inside a Markdown table cell or line."""
-    return str(s).replace("|", "\\|").replace("\n", " ")
+    """Text shown literally in a Markdown table cell or line: Markdown syntax and raw HTML are escaped."""
+    text = _MD_SPECIAL.sub(r"\\\1", " ".join(str(s).split()))
+    return html.escape(text, quote=False)
 
 
 def render_card(meta: dict, metrics: dict) -> str:
@@ -111,7 +117,7 @@ def _split_section(meta: dict, metrics: dict, counts: dict) -> str:
     lines = [
         "## Data split",
         "",
-        f"Data folder: `{_md(data.get('root', '?'))}`. {how} The head is fitted on the train split, its "
+        f"Data folder: {_md(data.get('root', '?'))}. {how} The head is fitted on the train split, its "
         "regularisation is chosen on the validation split (or by cross-validation on the train split when the "
         "validation split is too small), and the test split is used for nothing but the numbers below.",
     ]
