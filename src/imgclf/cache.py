@@ -37,7 +37,7 @@ def content_hash(data: bytes) -> str:
 
 
 #: Bumped whenever decoding or preprocessing changes the vectors, so old entries are never mixed in.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 class EmbeddingCache:

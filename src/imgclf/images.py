@@ -15,7 +15,7 @@ import threading
 import warnings
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 from imgclf.errors import ImageError
 
@@ -133,10 +133,18 @@ def decode(data: bytes, max_side: int | None = None) -> Image.Image:
     if min(img.size) < MIN_SIDE:
         raise ImageError(f"image too small ({img.size[0]}x{img.size[1]}, minimum side {MIN_SIDE} px)")
     try:
-        img = _upright(img)
-        return to_rgb(img)
+        transpose = _orientation(img)
+        big = _pixel_bytes(img) >= _TRIM_BYTES
+        img = to_rgb(img, max_side)  # the decoded image is freed here if it was converted
+        if transpose is not None:
+            img = img.transpose(transpose)
+        if big:
+            _return_memory()
+        return img
     except ImageError:
         raise
+    except MemoryError:
+        raise ImageError("image too large to convert") from None
     except Exception as e:
         raise ImageError(f"cannot convert image ({type(e).__name__}: {_short(e)})") from None
 
@@ -146,19 +154,27 @@ def load_image(path: str | os.PathLike, max_side: int | None = None) -> Image.Im
     return decode(read_bytes(path), max_side=max_side)
 
 
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white."""
+def to_rgb(img: Image.Image, max_side: int | None = None) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB; transparency is composited on white.
+
+    An image that needs converting is reduced first (box filter, by a whole factor) when its
+    RGB copy would take more than :data:`MAX_CONVERTED_BYTES`, or, for high-depth images,
+    to no less than ``max_side`` on its shorter side: memory is bounded in bytes, whatever the mode.
+    """
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return _high_depth_to_rgb(img)
+    if mode in _HIGH_DEPTH:
+        return _high_depth_to_rgb(img, _reduce_factor(img.size, max_side))
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif mode in ("LA", "PA", "La", "RGBa"):
         img = img.convert("RGBA")
     elif mode == "1":
         img = img.convert("L")
+    factor = _reduce_factor(img.size, None)
+    if factor > 1 and img.mode in ("L", "RGB", "RGBA", "CMYK"):
+        img = img.reduce(factor)
     if img.mode == "RGBA":
         background = Image.new("RGB", img.size, (255, 255, 255))
         background.paste(img, mask=img.getchannel("A"))
@@ -166,27 +182,107 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _high_depth_to_rgb(img: Image.Image) -> Image.Image:
-    """Scale 16-bit, 32-bit integer and float greyscale images to 8-bit RGB."""
-    arr = np.asarray(img, dtype=np.float64)
+#: Greyscale modes of more than 8 bits, scaled to 8 bits by :func:`_high_depth_to_rgb`.
+_HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+#: Largest RGB image :func:`to_rgb` makes by converting (Pillow keeps 4 bytes a pixel): 64 MP.
+MAX_CONVERTED_BYTES = 256 * 2**20
+#: Bytes of the float32 rows a high-depth image is converted in at a time.
+_STRIP_BYTES = 4 * 2**20
+
+
+def _reduce_factor(size: tuple[int, int], max_side: int | None) -> int:
+    """The whole factor an image is reduced by before conversion (1: none)."""
+    w, h = size
+    factor = 1
+    while (w // factor) * (h // factor) * 4 > MAX_CONVERTED_BYTES:
+        factor += 1
+    if max_side is not None:
+        factor = max(factor, min(w, h) // max_side)
+    return max(1, factor)
+
+
+def _high_depth_to_rgb(img: Image.Image, factor: int) -> Image.Image:
+    """Scale 16-bit, 32-bit integer and float greyscale images to 8-bit RGB, ``factor`` times smaller.
+
+    Works on strips of rows (never a full-size float copy): 16-bit values are divided by 257;
+    floats in [0, 1] are multiplied by 255; other ranges beyond [0, 255] are stretched to it.
+    """
+    w, h = img.size
     if img.mode.startswith("I;16"):
-        arr = arr / 257.0
-    elif img.mode == "F" and arr.size and np.nanmax(arr) <= 1.0 and np.nanmin(arr) >= 0.0:
-        arr = arr * 255.0
-    elif arr.size and (np.nanmax(arr) > 255 or np.nanmin(arr) < 0):
-        lo, hi = np.nanmin(arr), np.nanmax(arr)
-        arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
-    arr = np.nan_to_num(arr, nan=0.0).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(arr, "L").convert("RGB")
+        scale, offset = 1 / 257, 0.0
+    else:
+        lo, hi = np.inf, -np.inf
+        for strip in _strips(img, factor):
+            if np.isfinite(strip).any():
+                lo, hi = min(lo, float(np.nanmin(strip[np.isfinite(strip)]))), max(hi, float(np.nanmax(strip[np.isfinite(strip)])))
+        if not np.isfinite(lo):
+            lo = hi = 0.0
+        if img.mode == "F" and lo >= 0 and hi <= 1:
+            scale, offset = 255.0, 0.0
+        elif hi > 255 or lo < 0:
+            scale, offset = (255.0 / (hi - lo), lo) if hi > lo else (0.0, lo)
+        else:
+            scale, offset = 1.0, 0.0
+    ow, oh = w // factor, h // factor
+    out = np.empty((oh, ow), np.uint8)
+    row = 0
+    for strip in _strips(img, factor):
+        rows = strip.shape[0] // factor
+        if factor > 1:
+            strip = strip[: rows * factor, : ow * factor].reshape(rows, factor, ow, factor).mean(axis=(1, 3))
+        strip = np.nan_to_num((strip - offset) * scale, nan=0.0, posinf=255.0, neginf=0.0)
+        out[row : row + rows] = np.clip(strip, 0, 255).astype(np.uint8)
+        row += rows
+    return Image.fromarray(out[:row], "L").convert("RGB")
 
 
-def _upright(img: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation tag; an unreadable EXIF block is ignored."""
+def _strips(img: Image.Image, factor: int):
+    """float32 arrays of consecutive rows of ``img``, each a whole number of ``factor`` rows (the last one may be shorter)."""
+    w, h = img.size
+    step = factor * max(1, _STRIP_BYTES // (4 * w * factor))
+    usable = h - h % factor
+    for y in range(0, usable, step):
+        yield np.asarray(img.crop((0, y, w, min(y + step, usable))), dtype=np.float32)
+
+
+#: After decoding an image of at least this many bytes, freed memory is handed back to the OS.
+_TRIM_BYTES = 32 * 2**20
+
+
+def _pixel_bytes(img: Image.Image) -> int:
+    """Bytes Pillow holds for ``img``'s pixels."""
+    w, h = img.size
+    return w * h * (1 if img.mode in ("1", "L", "P") else 2 if img.mode.startswith("I;16") else 4)
+
+
+def _return_memory() -> None:
+    """Give freed heap memory back to the OS (glibc's ``malloc_trim``), so a server's RSS falls after a huge image."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(img: Image.Image) -> Image.Transpose | None:
+    """The transpose that makes ``img`` upright from its EXIF orientation tag; an unreadable EXIF block is ignored."""
     try:
-        ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of the (usual) upright image
+        return _TRANSPOSE.get(img.getexif().get(0x0112))
     except Exception:
-        pass
-    return img
+        return None
 
 
 def _draft_size(size: tuple[int, int], min_short_side: int) -> tuple[int, int]:
