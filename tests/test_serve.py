@@ -275,7 +275,7 @@ def test_oversize_streamed_body_is_413_while_reading(server):
     frame = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
     intended = 200 * 2**20
     with socket.create_connection((host, port), timeout=10) as s:
-        s.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n")
+        s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n")
         s.setblocking(False)
         sent, pending = 0, b""
         deadline = time.monotonic() + 20

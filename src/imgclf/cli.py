@@ -377,6 +377,10 @@ def serve(
     workers: int = typer.Option(1, min=1, help="Server processes; each loads the model and shares the cores."),
     max_upload_mb: float = typer.Option(10.0, min=0.01, help="Largest accepted upload (a photo or a batch request), MB."),
     max_megapixels: float = typer.Option(80.0, min=0.01, help="Largest image decoded; bigger ones get 422."),
+    allowed_host: List[str] = typer.Option([], "--allowed-host", help="A Host name to answer besides the defaults (repeatable). "
+                                           "On a loopback address only localhost, 127.0.0.1 and ::1 are answered; elsewhere any, unless given."),
+    request_timeout: float = typer.Option(10.0, min=0.1, help="Seconds a client has to send its request headers; "
+                                          "bodies slower than 1 KB/s over half of it are dropped too."),
     access_log: bool = typer.Option(True, help="Log every request."),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
 ) -> None:
@@ -386,14 +390,19 @@ def serve(
         import uvicorn
 
         from imgclf.pipeline import cpu_count
+        from imgclf.serve.connections import TIMEOUT_VARIABLE, GuardedH11Protocol
+        from imgclf.serve.security import is_loopback, loopback_hosts
 
         threads = max(1, cpu_count() // workers)
+        os.environ[TIMEOUT_VARIABLE] = str(request_timeout)
+        hosts = loopback_hosts(allowed_host) if is_loopback(host) else (list(allowed_host) or None)
         where = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-        opts = dict(host=host, port=port, log_level=log_level, access_log=access_log)
+        opts = dict(host=host, port=port, log_level=log_level, access_log=access_log, http=GuardedH11Protocol)
         if workers == 1:
             from imgclf.serve.app import create_app
 
-            application = create_app(model_dir, max_upload_mb=max_upload_mb, threads=threads, max_megapixels=max_megapixels)
+            application = create_app(model_dir, max_upload_mb=max_upload_mb, threads=threads, max_megapixels=max_megapixels,
+                                     allowed_hosts=hosts)
             print(f"serving {model_dir} at {where}/ (API docs at {where}/docs)", file=sys.stderr, flush=True)
             uvicorn.run(application, **opts)
         else:
@@ -405,6 +414,7 @@ def serve(
                 IMGCLF_SERVE_MAX_UPLOAD_MB=str(max_upload_mb),
                 IMGCLF_SERVE_THREADS=str(threads),
                 IMGCLF_SERVE_MAX_MEGAPIXELS=str(max_megapixels),
+                IMGCLF_SERVE_ALLOWED_HOSTS=json.dumps(hosts),
             )
             print(f"serving {model_dir} at {where}/ with {workers} workers (API docs at {where}/docs)",
                   file=sys.stderr, flush=True)

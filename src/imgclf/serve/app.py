@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +25,12 @@ from typing import Optional
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from imgclf import __version__
 from imgclf.errors import ImageError
@@ -37,6 +39,9 @@ from imgclf.faces import NoFaceError
 from imgclf.model import Model, Prediction
 from imgclf.pipeline import cpu_count, load_pixels, safe_load
 from imgclf.serve.batching import MicroBatcher
+from imgclf.serve.security import SecurityHeaders
+
+log = logging.getLogger("imgclf.serve")
 
 STATIC_DIR = Path(__file__).with_name("static")
 #: Multipart framing (boundaries, part headers) allowed on top of --max-upload-mb.
@@ -290,6 +295,7 @@ def create_app(
     max_in_flight: int = 256,
     decode_threads: int | None = None,
     max_megapixels: float = 80,
+    allowed_hosts: list[str] | None = None,
 ) -> FastAPI:
     """The imgclf API and web page for one model folder.
 
@@ -297,7 +303,8 @@ def create_app(
     the largest inference batch, ``max_in_flight`` the images being decoded or waiting
     for inference before new requests get 503, ``max_megapixels`` the largest image
     decoded (bigger ones are refused from their header: decoding one costs 3 bytes a
-    pixel, whatever the file size).
+    pixel, whatever the file size). ``allowed_hosts`` lists the ``Host`` names answered (None: any;
+    ``imgclf serve`` on a loopback address allows only loopback names, see :mod:`imgclf.serve.security`).
     """
     # Model.load's session lets idle ONNX Runtime threads sleep instead of spinning: in a server the
     # same cores parse requests and decode images, and on 2 cores spinning cost 15-25 % of the
@@ -327,6 +334,14 @@ def create_app(
     )
     app.state.service = service
     app.add_middleware(UploadLimit, limit=service.max_upload_bytes)
+    app.add_middleware(SecurityHeaders, allowed_hosts=allowed_hosts)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect):
+        client = request.client
+        log.warning("client %s disconnected before its request to %s was received",
+                    f"{client.host}:{client.port}" if client else "?", request.url.path)
+        return Response(status_code=400)  # nobody is left to read it
 
     @app.exception_handler(PayloadTooLarge)
     async def _too_large(request: Request, exc: PayloadTooLarge):
@@ -485,4 +500,5 @@ def app_from_env() -> FastAPI:
         threads=int(env["IMGCLF_SERVE_THREADS"]) if env.get("IMGCLF_SERVE_THREADS") else None,
         max_batch=int(env.get("IMGCLF_SERVE_MAX_BATCH", "16")),
         max_megapixels=float(env.get("IMGCLF_SERVE_MAX_MEGAPIXELS", "80")),
+        allowed_hosts=json.loads(env.get("IMGCLF_SERVE_ALLOWED_HOSTS", "null")),
     )

@@ -1,0 +1,135 @@
+"""``imgclf serve`` against hostile clients: slow-loris, disconnects, other sites' pages (issue 14)."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from imgclf.serve.security import host_name, is_loopback, loopback_hosts
+from tests.test_serve import PHOTOS, running_server
+
+TIMEOUT = 2.0  # --request-timeout: headers due within 2 s, bodies checked over 1 s windows
+
+
+@pytest.fixture(scope="module")
+def guarded(trained_model, tmp_path_factory):
+    log = tmp_path_factory.mktemp("guarded") / "server.log"
+    with running_server(trained_model, log, "--request-timeout", str(TIMEOUT), "--allowed-host", "photos.lan") as (url, proc):
+        yield url, proc, log
+
+
+def _connect(url: str) -> socket.socket:
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    s = socket.create_connection((host, port), timeout=5)
+    s.setblocking(False)
+    return s
+
+
+def _closed(s: socket.socket) -> bool:
+    try:
+        return s.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+
+
+def _trickle(socks: list[socket.socket], data: bytes, seconds: float) -> None:
+    """Send ``data`` one byte at a time to every open socket, 4 bytes a second."""
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        for s in socks:
+            try:
+                s.send(data[i % len(data) : i % len(data) + 1])
+            except (BlockingIOError, OSError):
+                pass
+        i += 1
+        time.sleep(0.25)
+
+
+def test_slow_headers_and_bodies_are_dropped_while_others_are_served(guarded):
+    url, proc, log = guarded
+    slow_headers = [_connect(url) for _ in range(200)]
+    for s in slow_headers:
+        s.send(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    slow_body = [_connect(url) for _ in range(5)]
+    for s in slow_body:
+        s.send(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n")
+    idle = [_connect(url) for _ in range(5)]  # never send a byte
+    started = time.monotonic()
+    _trickle(slow_headers + slow_body, b"X-Slow: loris\r\n", 1.0)
+    # while they trickle, a real client is answered at once
+    r = httpx.post(url + "/predict", content=PHOTOS[0].read_bytes(), timeout=10)
+    assert r.status_code == 200 and r.json()["label"]
+    _trickle(slow_headers + slow_body, b"X-Slow: loris\r\n", 3 * TIMEOUT)
+    elapsed = time.monotonic() - started
+    for group, name in ((slow_headers, "slow headers"), (slow_body, "slow body"), (idle, "idle")):
+        open_ = sum(not _closed(s) for s in group)
+        assert open_ == 0, f"{open_} of {len(group)} {name} connections still open after {elapsed:.1f} s"
+        for s in group:
+            s.close()
+    text = log.read_text()
+    assert "dropped a slow client" in text and "request body arriving at" in text
+    assert "Traceback" not in text
+    assert httpx.get(url + "/health", timeout=5).status_code == 200
+
+
+def test_client_that_disconnects_mid_upload_logs_one_line(guarded):
+    url, proc, log = guarded
+    before = log.read_text().count("\n")
+    s = _connect(url)
+    s.setblocking(True)
+    s.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\nContent-Length: 500000\r\n\r\n")
+    s.sendall(PHOTOS[0].read_bytes()[:20000])
+    time.sleep(0.3)
+    s.close()
+    time.sleep(1.0)
+    new = log.read_text().splitlines()[before:]
+    assert [line for line in new if "disconnected" in line], new
+    assert not [line for line in new if "Traceback" in line or "Exception in ASGI" in line], new
+    assert len(new) == 1, new
+    assert httpx.get(url + "/health", timeout=5).status_code == 200
+
+
+def test_security_headers_on_page_api_and_docs(guarded):
+    url, _, _ = guarded
+    for path in ("/", "/static/app.js", "/health", "/docs"):
+        r = httpx.get(url + path, timeout=5)
+        assert r.status_code == 200, path
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
+        assert ("'unsafe-inline'" in csp) == (path == "/docs"), path
+
+
+def test_loopback_server_answers_only_loopback_and_allowed_host_names(guarded):
+    url, _, _ = guarded
+    port = httpx.URL(url).port
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", "photos.lan", f"PHOTOS.lan:{port}"):
+        assert httpx.get(url + "/health", headers={"host": host}, timeout=5).status_code == 200, host
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", ""):
+        r = httpx.get(url + "/health", headers={"host": host}, timeout=5)
+        assert r.status_code == 400 and "not allowed" in r.json()["detail"], host
+        assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_host_rules():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("photos.lan")
+    assert host_name("[::1]:8000") == "::1" and host_name("LocalHost:80") == "localhost" and host_name("a.b") == "a.b"
+    assert loopback_hosts(["x"]) == ["localhost", "127.0.0.1", "::1", "x"]
+
+
+def test_allowed_hosts_in_process(trained_model):
+    from imgclf.serve.app import create_app
+
+    app = create_app(trained_model, allowed_hosts=["testserver"])
+    with TestClient(app) as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/health", headers={"host": "evil.example"}).status_code == 400
