@@ -69,6 +69,9 @@ def make_accepted(d: Path, label: str = "daisy") -> list[str]:
     save("palette_transparent.png", photo(label, 11).convert("P"), "PNG", transparency=0)
     deep = Image.fromarray(np.asarray(photo(label, 12).convert("L"), dtype=np.uint16) * 257)  # mode I;16
     save("deep16.png", deep, "PNG")
+    big = np.asarray(photo(label, 12).convert("L").resize((3000, 2400)), dtype=np.uint16) * 257
+    save("deep16_big.png", Image.fromarray(big), "PNG")  # converted in strips, reduced first
+    save("[bold red]markup ]name[.jpg", photo(label, 13), "JPEG")  # shown literally, never as markup
     save("deep16.tiff", deep, "TIFF")
     save("float.tiff", photo(label, 13).convert("F"), "TIFF")
     exif = Image.Exif()

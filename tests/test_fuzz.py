@@ -7,6 +7,7 @@ import signal
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,11 @@ def _seeds() -> list[bytes]:
     for fmt, kw in (("JPEG", {"quality": 80}), ("PNG", {}), ("GIF", {}), ("WEBP", {}), ("BMP", {}), ("TIFF", {})):
         buf = io.BytesIO()
         (img.convert("P") if fmt == "GIF" else img).save(buf, fmt, **kw)
+        out.append(buf.getvalue())
+    for mode, fmt in (("I;16", "PNG"), ("F", "TIFF")):  # high-depth images, converted in strips
+        buf = io.BytesIO()
+        deep = Image.fromarray((np.asarray(img.convert("L"), dtype=np.uint16) * 257)) if mode == "I;16" else img.convert("F")
+        deep.save(buf, fmt)
         out.append(buf.getvalue())
     return out
 
