@@ -133,3 +133,21 @@ def test_allowed_hosts_in_process(trained_model):
     with TestClient(app) as client:
         assert client.get("/health").status_code == 200
         assert client.get("/health", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_open_connections_are_bounded(guarded):
+    from imgclf.serve.connections import GuardedH11Protocol
+
+    url, _, log = guarded
+    limit = GuardedH11Protocol.MAX_CONNECTIONS
+    socks = [_connect(url) for _ in range(limit + 20)]
+    try:
+        time.sleep(0.5)  # well before the header timeout
+        closed = sum(_closed(s) for s in socks)
+        assert 20 <= closed <= 25, f"{closed} of {len(socks)} closed at once"
+        assert "refused a connection" in log.read_text()
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.2)
+    assert httpx.get(url + "/health", timeout=5).status_code == 200

@@ -264,7 +264,9 @@ def _read_status(rows: int, errors: int) -> int:
 
 def _write_predictions(preds, fmt: OutputFormat, top_k: int) -> None:
     if fmt is OutputFormat.json:
-        sys.stdout.write(json.dumps([p.to_dict() for p in preds], indent=2, ensure_ascii=False) + "\n")
+        from imgclf.files import to_json
+
+        sys.stdout.write(to_json([p.to_dict() for p in preds]) + "\n")
     elif fmt is OutputFormat.csv:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")

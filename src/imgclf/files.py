@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -45,9 +46,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def to_json(obj, indent: int | None = 2) -> str:
+    """Strict JSON text of ``obj``: a NaN or infinity anywhere becomes ``null`` (never a bare ``NaN``)."""
+    return json.dumps(_finite(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as JSON; a NaN or infinity raises ValueError instead of writing invalid JSON."""
-    write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    """Write ``obj`` as strict JSON (see :func:`to_json`), atomically."""
+    write_text_atomic(path, to_json(obj) + "\n")
 
 
 def _umask() -> int:

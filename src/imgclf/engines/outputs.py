@@ -27,7 +27,7 @@ from typing import Iterable
 import numpy as np
 
 from imgclf.artifact import check_not_artefact
-from imgclf.files import writing_to
+from imgclf.files import to_json, writing_to
 
 from imgclf.engines.core import EMBEDDINGS, PREDICTIONS
 from imgclf.errors import ImgclfError
@@ -146,7 +146,7 @@ class Writer:
             for r in rows:
                 self.errors += r.get("error") is not None
                 if self.format == "jsonl":
-                    self._file.write(json.dumps(_plain(r), ensure_ascii=False) + "\n")
+                    self._file.write(to_json(_plain(r), indent=None) + "\n")
                 else:
                     self._csv.writerow(self._csv_row(r))
         self.rows += n
