@@ -27,7 +27,7 @@ from imgclf.backbones import resolve
 from imgclf.datasets import scan_labelled, walk_files
 from imgclf.embedding import embed_files
 from imgclf.head import fit_head
-from imgclf.rejection import auroc, prototypes, similarity
+from imgclf.rejection import Reference, auroc
 
 CONFIGS = {
     "(a) lite0, whole photo": dict(name="efficientnet_lite0"),
@@ -37,14 +37,14 @@ CONFIGS = {
 
 
 def leave_one_out(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per photo: predicted class, probability of its true class, similarity to the others' prototypes."""
+    """Per photo: predicted class, probability of its true class, similarity to the others (imgclf's "unknown" score)."""
     pred, p_true, sim = np.zeros(len(y), int), np.zeros(len(y)), np.zeros(len(y))
     for i in range(len(y)):
         rest = np.arange(len(y)) != i
         head = fit_head(x[rest], y[rest], k)
         p = head.probabilities(x[i : i + 1])[0]
         pred[i], p_true[i] = p.argmax(), p[y[i]]
-        sim[i] = similarity(x[i : i + 1], prototypes(x[rest], y[rest], list(range(k))))[0]
+        sim[i] = Reference.fit(x[rest], y[rest], list(range(k))).similarity(x[i : i + 1])[0]
     return pred, p_true, sim
 
 
@@ -78,7 +78,7 @@ def main() -> None:
         pred, p_true, sim = leave_one_out(x, y, len(ds.labels))
         if usable_strangers:
             xs = emb.vectors[[index[p] for p in usable_strangers]]
-            out = similarity(xs, prototypes(x, y, list(range(len(ds.labels)))))
+            out = Reference.fit(x, y, list(range(len(ds.labels)))).similarity(xs)
             roc = f"{auroc(sim, out):.3f}"
         else:
             roc = "n/a"

@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 
 import imgclf
-from imgclf.rejection import auroc, calibrate, leave_one_out_similarity, prototypes, similarity
+from imgclf.estimate import out_of_fold_similarity
+from imgclf.rejection import Reference, auroc, calibrate, prototypes
 from tests.conftest import EXAMPLE, LABELS, UNSEEN, copy_photos, run_cli
 
 NOT_FLOWERS = EXAMPLE.parent / "not-flowers"
@@ -18,7 +19,7 @@ NOT_FLOWERS = EXAMPLE.parent / "not-flowers"
 def test_rule_is_stored_in_the_model_folder_and_the_onnx_metadata(trained_model):
     meta = json.loads((trained_model / "imgclf.json").read_text())
     rule = meta["rejection"]
-    assert rule["method"] == "prototype-cosine" and rule["target_acceptance"] == 0.95
+    assert rule["method"] == "prototype+neighbour-cosine" and rule["target_acceptance"] == 0.95
     assert 0 < rule["threshold"] < 1 and rule["calibration_acceptance"] >= 0.95
     model = onnx.load(str(trained_model / "model.onnx"))
     props = {p.key: p.value for p in model.metadata_props}
@@ -83,10 +84,22 @@ def test_calibration_and_auroc_maths():
     scores = rng.normal(size=1000)
     rule = calibrate(scores, 0.95, "test")
     assert abs(np.mean(scores >= rule.threshold) - 0.95) < 0.01
+    # conformal: the k-th smallest of n scores, k = floor(0.05 (n + 1)); expected acceptance (n + 1 - k) / (n + 1)
+    assert rule.n == 1000 and rule.threshold == np.floor(np.sort(scores)[49] * 1e6) / 1e6
+    assert rule.expected_acceptance == round(951 / 1001, 6)
+    lo, hi = rule.acceptance_interval
+    assert 0.93 < lo < 0.95 < hi < 0.965
+    small = calibrate(np.arange(10.0), 0.95, "ten")  # under 19 scores: the smallest, and it says the promise is weaker
+    assert small.threshold == 0.0 and small.expected_acceptance == round(10 / 11, 6) and small.acceptance_interval[0] < 0.75
+    fresh = rng.normal(size=(200, 1000))  # new photos from the same distribution: accepted at the expected rate
+    assert lo <= np.mean(fresh >= rule.threshold) <= hi
     assert auroc([1, 2, 3], [0, -1]) == 1.0 and auroc([0], [1]) == 0.0 and auroc([1], [1]) == 0.5
     x = rng.normal(size=(30, 8))
     y = np.repeat([0, 1, 2], 10)
     protos = prototypes(x, y, [0, 1, 2])
     assert np.allclose(np.linalg.norm(protos, axis=1), 1)
-    loo = leave_one_out_similarity(x, y, [0, 1, 2])
-    assert (loo <= similarity(x, protos) + 1e-6).all()  # a photo is less like a prototype it is not part of
+    ref = Reference.fit(x, y, [0, 1, 2])
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert np.allclose(ref.similarity(x), 0.5 * ((u @ protos.T).max(1) + 1.0), atol=1e-5)  # a photo is its own nearest neighbour
+    oof = out_of_fold_similarity(x, y, [0, 1, 2], seed=0)
+    assert (oof < ref.similarity(x)).mean() > 0.9  # photos are less like a reference built without them

@@ -218,7 +218,7 @@ def test_model_card_escapes_label_names(tmp_path, cache_dir):
     result = imgclf.train(root, tmp_path / "m", cache_dir=cache_dir)
     assert evil in result.labels
     card = (tmp_path / "m" / "README.md").read_text()
-    assert "<img" not in card and "&lt;img src=x onerror=alert\\(1\\)&gt;" in card
+    assert "<img" not in card and "&lt;img src=x onerror=alert(1)&gt;" in card
 
 
 # --- data mistakes explained ------------------------------------------------------------

@@ -202,12 +202,29 @@ def _print_train_summary(result) -> None:
     for w in result.warnings:
         out.print(f"warning: {w}")
 
+    from imgclf.estimate import describe
+
     def acc(split: str) -> str:
         s = m.get(split)
-        return "n/a (no photos)" if not s else f"{s['accuracy']:.3f} ({s['n']} photos)"
+        if not s:
+            return "n/a (no photos)"
+        lo, hi = s["accuracy_interval"]
+        return f"{s['accuracy']:.3f} ({s['n']} photos; 95 % interval {lo:.2f}–{hi:.2f})"
 
-    out.print(f"validation accuracy: {acc('val')}")
-    out.print(f"test accuracy:       {acc('test')}")
+    if m.get("verifier"):
+        out.print(f"one label: a verifier that answers {result.labels[0]} or unknown (add an unknown/ folder of other photos "
+                  "to measure and sharpen its rejections)")
+        out.print(f"estimated share of new {result.labels[0]} photos recognised: {describe(m['estimate'])}")
+    else:
+        out.print(f"estimated accuracy on new photos: {describe(m['estimate'])}")
+    if not m.get("verifier"):  # a verifier's best guess is always its label
+        out.print(f"validation accuracy: {acc('val')}")
+        out.print(f"test accuracy:       {acc('test')}")
+    rule = m.get("rejection") or {}
+    if rule.get("expected_acceptance") is not None:
+        lo, hi = rule["acceptance_interval"]
+        out.print(f"'unknown' rule: accepts {100 * rule['expected_acceptance']:.1f} % of new photos of {'this label' if m.get('verifier') else 'these labels'} "
+                  f"(95 % interval {100 * lo:.0f}–{100 * hi:.0f} %; calibrated on {rule['n']} out-of-fold scores)")
     out.print(f"model written to {result.model_dir} in {result.seconds:.1f} s")
     out.print(f"report: {result.model_dir / REPORT_FILE}")
 
@@ -327,7 +344,13 @@ def evaluate(
         model = Model.load(model_dir)
         result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta)
         out = _stdout()
-        out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (macro F1 {result['macro_f1']:.3f})")
+        lo, hi = result["accuracy_interval"]
+        out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (95 % interval {lo:.2f}–{hi:.2f}; "
+                  f"macro F1 {result['macro_f1']:.3f})")
+        if "coverage" in result:
+            out.print(f"with the 'unknown' rule: {100 * result['coverage']:.1f} % of photos answered (coverage), "
+                      f"{result['selective_accuracy']:.3f} of those right (selective accuracy), "
+                      f"{result['accuracy_with_unknown']:.3f} counting 'unknown' as wrong")
         table = Table()
         for col in ("label", "precision", "recall", "f1", "support"):
             table.add_column(col, justify="left" if col == "label" else "right")

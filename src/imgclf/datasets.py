@@ -191,7 +191,7 @@ def _photos_of_labels(
 
 
 def scan_labelled(
-    root: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.1, min_labels: int = 2
+    root: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.1, min_labels: int = 1
 ) -> Dataset:
     """Scan ``<label>/<images>`` or ``train|val|test/<label>/<images>`` under ``root``.
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from imgclf.datasets import scan_labelled
 from imgclf.errors import ImgclfError
+from imgclf.estimate import selective
 from imgclf.faces import NO_FACE_REASON
 from imgclf.metrics import summarize
 from imgclf.model import Model
@@ -20,7 +21,8 @@ def evaluate(
     """Metrics of ``model`` on every photo under ``data_dir``.
 
     Accuracy and the confusion matrix score the best guess (closed set). When the model
-    rejects "unknown", ``rejection`` counts the accepted and rejected photos; with
+    rejects "unknown", ``coverage``, ``selective_accuracy`` and ``accuracy_with_unknown`` score
+    its answers with the rule applied, ``rejection`` counts the accepted and rejected photos; with
     ``ood_dir`` (photos of none of the labels, any layout) it also gives the share of those
     rejected and the AUROC of the similarity score.
 
@@ -66,24 +68,36 @@ def evaluate(
     if tta:
         result["tta"] = "flip"
     if model.threshold is not None:
-        result["rejection"] = _rejection(model, in_scores, ood_dir)
+        result.update(selective([p['label'] for p in per_photo], [p['predicted'] for p in per_photo], [p['rejected'] for p in per_photo]))
+        negatives = None
+        if ood_dir is not None:
+            negatives = (str(ood_dir), [p for p in model.iter_predict([ood_dir]) if p.top_k])
+        elif unknown and _is_verifier(model):  # a verifier's photos of other labels should come back "unknown"
+            others = [p.path for p in dataset.photos if p.label in unknown]
+            negatives = (f"the other labels of {data_dir} ({', '.join(unknown)})", [p for p in model.iter_predict(others) if p.top_k])
+        result["rejection"] = _rejection(model, in_scores, negatives)
     elif ood_dir is not None:
         raise ImgclfError("this model has no 'unknown' rule (trained before imgclf 0.1); retrain it to use --ood")
     return result
 
 
-def _rejection(model: Model, in_preds: list, ood_dir: str | os.PathLike | None) -> dict:
+def _is_verifier(model: Model) -> bool:
+    return len([lab for lab in model.labels if lab != UNKNOWN]) == 1
+
+
+def _rejection(model: Model, in_preds: list, negatives: tuple[str, list] | None) -> dict:
+    """Accepted and rejected photos of the known labels; with ``negatives`` (where, predictions), how many of those are rejected."""
     rejected = sum(1 for p in in_preds if p.label == UNKNOWN and p.top_k[0]["label"] != UNKNOWN)
     out = {"threshold": model.threshold, "accepted": len(in_preds) - rejected, "rejected": rejected,
            "acceptance_rate": round((len(in_preds) - rejected) / len(in_preds), 6)}
-    if ood_dir is None:
+    if negatives is None:
         return out
-    ood = [p for p in model.iter_predict([ood_dir]) if p.top_k]  # read, and (face models) a face found
+    where, ood = negatives
     if not ood:
-        raise ImgclfError(f"no readable photos{' with a face' if model.preprocessing.crop else ''} in {ood_dir}")
+        raise ImgclfError(f"no readable photos{' with a face' if model.preprocessing.crop else ''} in {where}")
     ood_rejected = sum(1 for p in ood if p.label == UNKNOWN)
     out.update({
-        "ood_dir": str(ood_dir), "ood_n": len(ood), "ood_rejected": ood_rejected,
+        "ood_dir": where, "ood_n": len(ood), "ood_rejected": ood_rejected,
         "ood_rejection_rate": round(ood_rejected / len(ood), 6),
         "auroc": round(auroc([p.similarity for p in in_preds], [p.similarity for p in ood]), 6),
         "ood_accepted": [{"path": p.path, "label": p.label, "similarity": p.similarity} for p in ood if p.label != UNKNOWN],

@@ -59,8 +59,9 @@ def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Pat
 SIMILARITY = "similarity"
 
 
-def add_similarity(model_path: Path, protos: np.ndarray, metadata: dict[str, str] | None = None) -> None:
-    """Append a ``similarity`` output (largest cosine similarity of ``embedding`` to ``protos``) in place."""
+def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None = None) -> None:
+    """Append the ``similarity`` output of :class:`imgclf.rejection.Reference` to ``embedding``, in place:
+    the mean of the largest cosine similarity to a prototype and to a training photo."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -69,16 +70,28 @@ def add_similarity(model_path: Path, protos: np.ndarray, metadata: dict[str, str
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     emb = next(o for o in graph.output if o.name == EMBEDDING)
     batch = emb.type.tensor_type.shape.dim[0]
-    graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(protos.T, np.float32), "imgclf_prototypes"))
-    graph.node.extend([
-        helper.make_node("LpNormalization", [EMBEDDING], ["imgclf_unit_embedding"], axis=1, p=2),
-        helper.make_node("MatMul", ["imgclf_unit_embedding", "imgclf_prototypes"], ["imgclf_cosines"]),
-        helper.make_node("ReduceMax", ["imgclf_cosines"], [SIMILARITY], axes=[1], keepdims=0)
-        if opset < 18
-        else helper.make_node("ReduceMax", ["imgclf_cosines", "imgclf_axes"], [SIMILARITY], keepdims=0),
+    graph.initializer.extend([
+        numpy_helper.from_array(np.ascontiguousarray(reference.prototypes.T, np.float32), "imgclf_prototypes"),
+        numpy_helper.from_array(np.ascontiguousarray(reference.photos.T, np.float32), "imgclf_reference_photos"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "imgclf_half"),
     ])
     if opset >= 18:
         graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "imgclf_axes"))
+
+    def reduce_max(src: str, dst: str):
+        if opset < 18:
+            return helper.make_node("ReduceMax", [src], [dst], axes=[1], keepdims=0)
+        return helper.make_node("ReduceMax", [src, "imgclf_axes"], [dst], keepdims=0)
+
+    graph.node.extend([
+        helper.make_node("LpNormalization", [EMBEDDING], ["imgclf_unit_embedding"], axis=1, p=2),
+        helper.make_node("MatMul", ["imgclf_unit_embedding", "imgclf_prototypes"], ["imgclf_prototype_cosines"]),
+        reduce_max("imgclf_prototype_cosines", "imgclf_prototype_similarity"),
+        helper.make_node("MatMul", ["imgclf_unit_embedding", "imgclf_reference_photos"], ["imgclf_photo_cosines"]),
+        reduce_max("imgclf_photo_cosines", "imgclf_photo_similarity"),
+        helper.make_node("Add", ["imgclf_prototype_similarity", "imgclf_photo_similarity"], ["imgclf_similarity_sum"]),
+        helper.make_node("Mul", ["imgclf_similarity_sum", "imgclf_half"], [SIMILARITY]),
+    ])
     graph.output.append(helper.make_tensor_value_info(SIMILARITY, TensorProto.FLOAT, [batch.dim_param or batch.dim_value]))
     for key, value in (metadata or {}).items():
         model.metadata_props.add(key=key, value=value)

@@ -13,7 +13,9 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 
 
 def summarize(y_true, y_pred, labels: list[str]) -> dict:
-    """``accuracy``, ``n``, ``labels``, ``per_class`` and ``confusion_matrix`` as JSON-ready values."""
+    """``accuracy`` with its 95 % ``accuracy_interval``, ``n``, ``labels``, ``per_class`` and ``confusion_matrix`` as JSON-ready values."""
+    from imgclf.estimate import wilson
+
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     cm = confusion_matrix(y_true, y_pred, len(labels))
     tp = np.diag(cm).astype(float)
@@ -26,6 +28,7 @@ def summarize(y_true, y_pred, labels: list[str]) -> dict:
     present = support > 0
     return {
         "accuracy": round(float(tp.sum() / n), 6) if n else None,
+        "accuracy_interval": [round(v, 6) for v in wilson(float(tp.sum() / n), n)] if n else None,
         "macro_f1": round(float(f1[present].mean()), 6) if present.any() else None,
         "n": n,
         "labels": list(labels),

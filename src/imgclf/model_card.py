@@ -6,6 +6,8 @@ import html
 import math
 import re
 
+from imgclf.estimate import MIN_HELD_OUT, describe
+
 #: Classes whose recall on the measured split is below this are listed as a known limitation.
 LOW_RECALL = 0.7
 
@@ -33,19 +35,15 @@ for i in np.argsort(-probs)[:5]:
 '''
 
 
+def _interval(iv) -> str:
+    return f"; 95% interval {100 * iv[0]:.0f}–{100 * iv[1]:.0f} %" if iv else ""
+
+
 def _pct(v) -> str:
     return "n/a" if v is None else f"{100 * v:.1f} %"
 
 
-def _wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion ``p`` measured on ``n`` trials."""
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 
 
 def _md(s) -> str:
@@ -88,10 +86,19 @@ It tells which of {len(labels)} labels a photo shows: {_md(', '.join(labels))}.
 
 - **For:** photos like the ones it was trained on (same kind of subject, framing, lighting and camera), to sort,
   tag or pre-screen them.
-- **Not for:** photos of anything else. The model has no "none of these" answer: a photo of something outside
-  its {len(labels)} labels still gets one of them, often with high confidence.
+{_outside(meta, len(labels))}
 - **Not for:** decisions about people or decisions with consequences, without a person checking the results.
   Its accuracy was measured only on held-out photos from the same collection as the training data."""
+
+
+def _outside(meta: dict, n_labels: int) -> str:
+    rule = meta.get("rejection")
+    if not rule:
+        return (f"- **Not for:** photos of anything else. The model has no \"none of these\" answer: a photo of something "
+                f"outside its {n_labels} labels still gets one of them, often with high confidence.")
+    return (f"- **Photos of something else** come back as `unknown` when they are unlike every label (cosine similarity to "
+            f"the nearest label's prototype below {rule['threshold']:.3f}); the best guess is still listed. Photos far from "
+            "every label are caught reliably; photos of a related kind (another flower for a flower model) often are not.")
 
 
 def _classes(counts: dict) -> str:
@@ -119,7 +126,8 @@ def _split_section(meta: dict, metrics: dict, counts: dict) -> str:
         "",
         f"Data folder: {_md(data.get('root', '?'))}. {how} The head is fitted on the train split, its "
         "regularisation is chosen on the validation split (or by cross-validation on the train split when the "
-        "validation split is too small), and the test split is used for nothing but the numbers below.",
+        "validation split is too small), and the test split is used for nothing but the numbers below (the cross-validated estimate, when there is one, "
+        "fits a fresh head on each fold).",
     ]
     skipped = metrics.get("skipped") or []
     notes = []
@@ -137,12 +145,15 @@ def _split_section(meta: dict, metrics: dict, counts: dict) -> str:
 
 
 def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, calib: dict | None) -> str:
-    lines = [
-        "## Metrics",
-        "",
-        f"- validation accuracy: {_pct(val.get('accuracy'))} ({val.get('n', 0)} photos)",
-        f"- test accuracy: {_pct(test.get('accuracy'))} ({test.get('n', 0)} photos)",
-    ]
+    lines = ["## Metrics", ""]
+    if metrics.get("estimate"):
+        lines.append(f"- **estimated accuracy on new photos: {describe(metrics['estimate'])}**")
+    lines += [f"- {name} accuracy: {_pct(s.get('accuracy'))} ({s.get('n', 0)} photos{_interval(s.get('accuracy_interval'))})"
+              for name, s in (("validation", val), ("test", test))]
+    if m.get("coverage") is not None:
+        lines.append(f"- with the \"unknown\" rule on the {'test' if split == 'test' else 'validation'} split: "
+                     f"{_pct(m['coverage'])} answered (coverage), {_pct(m['selective_accuracy'])} of those right "
+                     f"(selective accuracy), {_pct(m['accuracy_with_unknown'])} right counting \"unknown\" as wrong")
     if not split:
         lines += ["", "No photos were held out, so the model's accuracy is unmeasured."]
         return "\n".join(lines)
@@ -173,8 +184,12 @@ def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, c
 
 
 def _limitations(labels: list[str], split: str | None, m: dict, calib: dict | None, metrics: dict) -> str:
-    items = ["It always answers one of its labels, even for photos of something else; check the confidence, "
-             "and treat low-confidence answers as \"don't know\"."]
+    rule = metrics.get("rejection") or {}
+    if rule.get("threshold") is None:
+        items = ["It always answers one of its labels, even for photos of something else; check the confidence, "
+                 "and treat low-confidence answers as \"don't know\"."]
+    else:
+        items = [_rule_limit(rule)]
     if split:
         where = "test" if split == "test" else "validation"
         cm = m.get("confusion_matrix") or []
@@ -191,10 +206,9 @@ def _limitations(labels: list[str], split: str | None, m: dict, calib: dict | No
             items.append(f"No {where} photos of {_md(', '.join(absent))}: how well the model recognises "
                          f"{'this class' if len(absent) == 1 else 'these classes'} is unmeasured.")
         n, acc = m.get("n", 0), m.get("accuracy")
-        if acc is not None and n < 100:
-            lo, hi = _wilson(acc, n)
-            items.append(f"The {where} split has only {n} photos: the accuracy of {acc:.0%} is a rough estimate "
-                         f"(95% interval {lo:.0%} to {hi:.0%}). More photos per label give firmer numbers.")
+        if acc is not None and n < MIN_HELD_OUT:
+            items.append(f"The {where} split has only {n} photos, too few to quote alone; the estimate above comes from "
+                         f"{metrics['estimate']['method']}. More photos per label give firmer numbers.")
         if calib:
             from imgclf.report.calibration import bias
 
@@ -206,6 +220,16 @@ def _limitations(labels: list[str], split: str | None, m: dict, calib: dict | No
     if metrics.get("warnings") or metrics.get("leakage"):
         items.append("The data warnings above may make the measured numbers optimistic or skewed.")
     return "## Known limitations\n\n" + "\n".join(f"- {i}" for i in items)
+
+
+def _rule_limit(rule: dict) -> str:
+    n, lo, hi = rule.get("n"), *(rule.get("acceptance_interval") or (None, None))
+    text = (f"The \"unknown\" rule was calibrated to accept {rule['target_acceptance']:.0%} of new photos of the known "
+            f"labels")
+    if n:
+        text += (f" on {n} out-of-fold scores ({_md(rule['calibrated_on'])}): expected {rule['expected_acceptance']:.1%}, "
+                 f"95% interval {lo:.0%} to {hi:.0%}")
+    return text + ". Photos of a kind close to a known label can still be answered with that label."
 
 
 def _made(meta: dict, bb: dict) -> str:

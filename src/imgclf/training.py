@@ -28,7 +28,8 @@ from imgclf.errors import ImgclfError
 from imgclf.finetune import FineTuneConfig
 from imgclf.files import atomic_directory, write_json_atomic, writing_to
 from imgclf.fusion import add_similarity, fuse
-from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Rejection, calibrate, leave_one_out_similarity, prototypes, similarity
+from imgclf.estimate import MIN_HELD_OUT, accuracy_estimate, cross_validated_accuracy, folds_for, out_of_fold_similarity, selective
+from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
 from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, refit
 from imgclf.metrics import summarize
 from imgclf import artifact
@@ -172,9 +173,11 @@ def train(
         tuned_probs, vectors = finetune.onnx_outputs(tuned_onnx, list(paths), bb.preprocessing)
         probs["val"], probs["test"] = tuned_probs[va], tuned_probs[te]
         write_onnx = partial(_move_file, tuned_onnx)
-    protos, rule = _rejection_rule(vectors, y, tr, va, dataset.labels, target_acceptance)
+    reference, rule = _rejection_rule(vectors, y, tr, va, dataset.labels, target_acceptance, seed)
+    verifier = len(dataset.labels) == 1  # one label and no negatives: it answers that label or "unknown"
     metrics = {
-        "rejection": {**rule.to_dict(), **(_acceptance(vectors[te], protos, rule, "test") if te.any() else _acceptance(vectors[va], protos, rule, "val"))},
+        "estimate": (_verifier_estimate(vectors[te], reference, rule, dataset.labels[0]) if verifier else
+                     _estimate(vectors, y, te, probs["test"], head.C, len(dataset.labels), seed, fine_tuned=tuned is not None)),
         "train": _split_metrics(probs["train"], y[tr], paths[tr], dataset.labels, detail=False),
         "val": _split_metrics(probs["val"], y[va], paths[va], dataset.labels),
         "test": _split_metrics(probs["test"], y[te], paths[te], dataset.labels),
@@ -186,17 +189,20 @@ def train(
         "head": {"type": "softmax-linear", "C": head.C, "class_weight": "balanced", "seed": seed, "augment_views": list(views_for(augment))},
         "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) + len(emb.errors) - emb.n_computed},
     }
+    checked = "test" if te.any() else "val"
+    metrics["rejection"] = {**rule.to_dict(), **_apply_rule(metrics[checked], vectors[te if te.any() else va], reference, rule, checked)}
     if tuned is not None:
         metrics["fine_tune"] = {**asdict(config), "probe_val_accuracy": probe_val_accuracy, "best_epoch": tuned.best_epoch, "history": tuned.history,
                                 "seconds": round(tuned.seconds, 1), "estimated_seconds": round(tuned.estimate_seconds, 1)}
         metrics["train"] = None  # the probe's training accuracy says nothing about the fine-tuned network
     seconds = time.perf_counter() - start
     metrics["train_seconds"] = round(seconds, 3)
+    metrics["verifier"] = verifier
     meta = _metadata(bb, dataset, head, seed, command)
     if tuned is not None:
         meta["head"]["fine_tuned"] = True
     meta["rejection"] = rule.to_dict()
-    _write_model(requested, model_dir, data_dir, write_onnx, protos, dataset.labels, meta, metrics)
+    _write_model(requested, model_dir, data_dir, write_onnx, reference, dataset.labels, meta, metrics)
     return TrainResult(requested, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed)
 
 
@@ -313,34 +319,58 @@ def _fuse_onnx(bb: Backbone, head: LinearHead, labels: list[str], out_path: Path
     fuse(bb.onnx_path, head, labels, out_path, {"imgclf_preprocessing": json.dumps(bb.preprocessing.to_dict())})
 
 
-def _rejection_rule(vectors, y, tr, va, labels: list[str], target: float) -> tuple[np.ndarray, Rejection]:
-    """Class prototypes from the training split and the threshold that accepts ``target`` of in-distribution photos.
+def _rejection_rule(vectors, y, tr, va, labels: list[str], target: float, seed: int) -> tuple[Reference, Rejection]:
+    """The reference of the train + val photos of known labels, and the conformal threshold that accepts ``target`` of new ones.
 
-    Calibrated on the validation split when it has at least 20 photos, else leave-one-out on train + val.
+    Calibrated on out-of-fold scores of every such photo (each scored against a reference
+    built without its fold), so the rule keeps its promise on photos it never saw.
     """
     known = [i for i, lab in enumerate(labels) if lab != UNKNOWN]
-    protos = prototypes(vectors[tr], y[tr], known)
-    in_val = va & np.isin(y, known)
-    if in_val.sum() >= 20:
-        return protos, calibrate(similarity(vectors[in_val], protos), target, f"validation split ({int(in_val.sum())} photos)")
     pool = (tr | va) & np.isin(y, known)
-    scores = leave_one_out_similarity(vectors[pool], y[pool], known)
-    return protos, calibrate(scores, target, f"leave-one-out on train + val ({int(pool.sum())} photos)")
+    reference = Reference.fit(vectors[pool], y[pool], known)
+    scores = out_of_fold_similarity(vectors[pool], y[pool], known, seed)
+    folds = len(folds_for(y[pool], seed)) if pool.sum() >= 2 else 1
+    return reference, calibrate(scores, target, f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)")
 
 
-def _acceptance(x: np.ndarray, protos: np.ndarray, rule: Rejection, split: str) -> dict:
-    if not len(x):
+def _verifier_estimate(x_test: np.ndarray, reference: Reference, rule: Rejection, label: str) -> dict:
+    """A one-label model's accuracy is the share of new photos of its label it accepts: on the test split
+    when it has :data:`MIN_HELD_OUT` photos, else the out-of-fold acceptance the rule was calibrated on."""
+    if len(x_test) >= MIN_HELD_OUT:
+        accepted = int((reference.similarity(x_test) >= rule.threshold).sum())
+        return accuracy_estimate(accepted, len(x_test), f"photos of {label} accepted in the test split ({len(x_test)} photos)")
+    lo, hi = rule.acceptance_interval
+    return {"accuracy": rule.expected_acceptance, "low": lo, "high": hi, "n": rule.n,
+            "method": f"conformal share of new photos of {label} accepted, from {rule.n} out-of-fold scores"}
+
+
+def _estimate(vectors, y, te, test_probs, C: float, n_classes: int, seed: int, fine_tuned: bool) -> dict:
+    """Accuracy on new photos: from the test split when it has :data:`MIN_HELD_OUT` photos, else cross-validated over all."""
+    if te.sum() >= MIN_HELD_OUT:
+        n = int(te.sum())
+        return accuracy_estimate(int((test_probs.argmax(1) == y[te]).sum()), n, f"test split ({n} photos)")
+    est = cross_validated_accuracy(vectors, y, n_classes, C, seed)
+    if fine_tuned:
+        est["method"] += ", a linear head on the fine-tuned network's embeddings"
+    return est
+
+
+def _apply_rule(split_metrics: dict | None, x: np.ndarray, reference: Reference, rule: Rejection, split: str) -> dict:
+    """Accepted and rejected photos of ``split``; its metrics gain coverage and selective accuracy (:func:`selective`)."""
+    if not len(x) or not split_metrics:
         return {}
-    accepted = int((similarity(x, protos) >= rule.threshold).sum())
-    return {"split": split, "accepted": accepted, "rejected": len(x) - accepted}
+    rejected = reference.similarity(x) < rule.threshold
+    photos = split_metrics["photos"]
+    split_metrics.update(selective([p["label"] for p in photos], [p["predicted"] for p in photos], list(rejected)))
+    return {"split": split, "accepted": int((~rejected).sum()), "rejected": int(rejected.sum())}
 
 
-def _write_model(requested: Path, model_dir: Path, data_dir, write_onnx: Callable[[Path], None], protos: np.ndarray,
+def _write_model(requested: Path, model_dir: Path, data_dir, write_onnx: Callable[[Path], None], reference: Reference,
                  labels: list[str], meta: dict, metrics: dict) -> None:
     artifact.check_output(requested, data_dir)  # again: files may have appeared there while embedding
     with writing_to(requested, "the model to"), atomic_directory(model_dir) as tmp:
         write_onnx(tmp / MODEL_FILE)
-        add_similarity(tmp / MODEL_FILE, protos, {"imgclf_rejection": json.dumps(meta["rejection"])})
+        add_similarity(tmp / MODEL_FILE, reference, {"imgclf_rejection": json.dumps(meta["rejection"])})
         meta["onnx"]["sha256"] = artifact.sha256_file(tmp / MODEL_FILE)
         write_json_atomic(tmp / LABELS_FILE, labels)
         write_json_atomic(tmp / META_FILE, meta)
