@@ -41,7 +41,8 @@ DECODE_SIDE = 1024
 #: that finds nothing is repeated at twice the scale, which finds faces down to ~40 pixels.
 DETECT_SIDE = 800
 DIM = 128
-_MODEL_FILES = {"landmarks": "shape_predictor_5_face_landmarks.dat", "encoder": "dlib_face_recognition_resnet_model_v1.dat"}
+_MODEL_FILES = {"landmarks": "shape_predictor_5_face_landmarks.dat", "encoder": "dlib_face_recognition_resnet_model_v1.dat",
+                "detector": "mmod_human_face_detector.dat"}
 
 
 class NoFaceError(ImageError):
@@ -65,7 +66,7 @@ def models_dir() -> Path:
 
 
 def model_file(kind: str) -> Path:
-    """Path of the ``"landmarks"`` or ``"encoder"`` model file."""
+    """Path of the ``"landmarks"``, ``"encoder"`` or ``"detector"`` (CNN) model file."""
     return models_dir() / _MODEL_FILES[kind]
 
 
@@ -89,15 +90,20 @@ def _recognizer():
     return _local.recognizer
 
 
+def find_faces(arr: np.ndarray) -> list:
+    """Face boxes (dlib rectangles) in an RGB array: HOG at the photo's scale, then upsampled once."""
+    detector, _ = _dlib_objects()
+    return list(detector(arr, 0) or detector(arr, 1))
+
+
 def largest_face(img: Image.Image):
     """The largest face's landmarks (a dlib ``full_object_detection`` in ``img``'s pixels); raises :class:`NoFaceError`."""
     import dlib
 
-    detector, predictor = _dlib_objects()
+    _, predictor = _dlib_objects()
     scale = min(1.0, DETECT_SIDE / max(img.size))
     small = img if scale == 1.0 else img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
-    arr = np.asarray(small)
-    boxes = detector(arr, 0) or detector(arr, 1)
+    boxes = find_faces(np.asarray(small))
     if not boxes:
         raise NoFaceError()
     box = max(boxes, key=lambda r: r.area())

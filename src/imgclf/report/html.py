@@ -117,8 +117,15 @@ def _header(results: dict, title: str, calibration: dict | None) -> str:
         sub = f"Measured on <code>{_e(info.get('data') or '?')}</code> ({n} photos)."
         if info.get("model_dir"):
             sub += f" Model: <code>{_e(info['model_dir'])}</code>."
+    interval = results.get("accuracy_interval")
     tiles = [
-        ("accuracy", _pct(results.get("accuracy")), f"{correct} of {n} right" if n else ""),
+        ("accuracy", _pct(results.get("accuracy")),
+         (f"{correct} of {n} right" + (f" · 95 % interval {_pct(interval[0])}–{_pct(interval[1])}" if interval else "")) if n else ""),
+        *([("estimated accuracy", _pct(est["accuracy"]), _e(f"95 % interval {_pct(est['low'])}–{_pct(est['high'])}; {est['method']}"))]
+          if (est := results.get("estimate")) else []),
+        *([("answered", _pct(results["coverage"]), _e(f"by the 'unknown' rule; {_pct(results['selective_accuracy'])} of those right, "
+                                                          f"{_pct(results['accuracy_with_unknown'])} counting 'unknown' as wrong"))]
+          if results.get("coverage") is not None else []),
         ("macro-F1", _num(results.get("macro_f1")), "mean F1 over classes"),
         ("photos", str(n), f"{len(results['labels'])} classes"),
         ("ECE", _num(calibration["ece"]) if calibration else "n/a", "calibration error, lower is better"),
@@ -325,7 +332,11 @@ def _calibration(calibration: dict | None, figures: dict, results: dict) -> str:
         thr = f' (threshold {_e(rej["threshold"])})' if rej.get("threshold") is not None else ""
         rejection = (f'<h3 class="sect" id="rejection">Rejected as unknown{thr}</h3><table class="plain"><tbody>'
                      f'<tr><th>accepted</th><td class="n">{_e(rej.get("accepted", "n/a"))}</td></tr>'
-                     f'<tr><th>rejected</th><td class="n">{_e(rej.get("rejected", "n/a"))}</td></tr></tbody></table>')
+                     f'<tr><th>rejected</th><td class="n">{_e(rej.get("rejected", "n/a"))}</td></tr>'
+                     + (f'<tr><th>calibrated on</th><td>{_e(rej["n"])} out-of-fold scores: new photos of the known labels '
+                        f'accepted {_pct(rej["expected_acceptance"])} (95 % interval {_pct(rej["acceptance_interval"][0])}–'
+                        f'{_pct(rej["acceptance_interval"][1])})</td></tr>' if rej.get("n") else "")
+                     + '</tbody></table>')
     return (
         '<section id="calibration"><h2>Calibration</h2><div class="cal">'
         f'{img}<div><p>Expected calibration error: <b id="ece">{calibration["ece"]:.3f}</b> '

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-_METRIC_KEYS = ("labels", "n", "accuracy", "macro_f1", "per_class", "confusion_matrix")
+_METRIC_KEYS = ("labels", "n", "accuracy", "accuracy_interval", "macro_f1", "per_class", "confusion_matrix")
+#: The "unknown" rule applied (see :func:`imgclf.estimate.selective`).
+SELECTIVE_KEYS = ("coverage", "selective_accuracy", "accuracy_with_unknown")
 
 
 def reported_split(metrics: dict) -> str | None:
@@ -38,6 +40,9 @@ def from_training(meta: dict, metrics: dict) -> dict:
         "labels": labels,
         "n": m.get("n", 0),
         "accuracy": m.get("accuracy"),
+        "accuracy_interval": m.get("accuracy_interval"),
+        "estimate": metrics.get("estimate"),
+        **{k: m.get(k) for k in SELECTIVE_KEYS},
         "macro_f1": m.get("macro_f1"),
         "per_class": m.get("per_class") or {},
         "confusion_matrix": m.get("confusion_matrix") or [[0] * len(labels) for _ in labels],
@@ -69,7 +74,7 @@ def from_evaluation(result: dict, model=None) -> dict:
     """Results of :func:`imgclf.evaluation.evaluate`; ``model`` (a loaded :class:`~imgclf.model.Model`) adds its details."""
     meta = getattr(model, "meta", None) or {}
     train_metrics = model.metrics if model is not None else {}
-    out = {k: result.get(k) for k in _METRIC_KEYS}
+    out = {k: result.get(k) for k in (*_METRIC_KEYS, *SELECTIVE_KEYS)}
     out.update({
         "kind": "evaluation",
         "split": None,
