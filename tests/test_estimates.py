@@ -120,7 +120,7 @@ def test_one_label_trains_a_verifier(verifier):
     assert all(p.label in ("roses", "unknown") for p in own)
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["verifier"] is True and "conformal share of new photos of roses" in metrics["estimate"]["method"]
-    assert (model_dir / "report.html").exists() and "roses" in (model_dir / "README.md").read_text()
+    assert (model_dir / "report.html").exists() and "It is a verifier: it tells whether a photo shows roses" in (model_dir / "README.md").read_text()
 
 
 def test_evaluating_a_verifier_counts_other_labels_as_negatives(verifier, tmp_path):

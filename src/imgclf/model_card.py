@@ -80,7 +80,7 @@ def _intro(meta: dict, labels: list[str]) -> str:
     return f"""# imgclf model: {_md(', '.join(labels))}
 
 An image classifier trained with imgclf {meta['imgclf_version']} on {meta['created']}.
-It tells which of {len(labels)} labels a photo shows: {_md(', '.join(labels))}.
+{_what_it_tells(labels)}
 
 ## Intended use
 
@@ -89,6 +89,13 @@ It tells which of {len(labels)} labels a photo shows: {_md(', '.join(labels))}.
 {_outside(meta, len(labels))}
 - **Not for:** decisions about people or decisions with consequences, without a person checking the results.
   Its accuracy was measured only on held-out photos from the same collection as the training data."""
+
+
+def _what_it_tells(labels: list[str]) -> str:
+    if len(labels) == 1:
+        return (f"It is a verifier: it tells whether a photo shows {_md(labels[0])}, answering {_md(labels[0])} or `unknown` "
+                "(it was trained on photos of that one label only).")
+    return f"It tells which of {len(labels)} labels a photo shows: {_md(', '.join(labels))}."
 
 
 def _outside(meta: dict, n_labels: int) -> str:
