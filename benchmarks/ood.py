@@ -5,8 +5,7 @@ Usage: python benchmarks/ood.py DATA_DIR [OOD_DIR]   (default OOD_DIR: examples/
 Trains `imgclf train DATA_DIR` (cached), then scores the model's test split (in
 distribution) and out-of-distribution photos: the bundled non-flower photos plus two
 overlapping crops of each (left and right two thirds, still real photos, not noise).
-Prints AUROC and, at the model's own operating point (95 % of validation photos
-accepted), the share of test photos accepted and of OOD photos rejected — and the same
+Prints AUROC and, at the model's own operating point (its calibrated threshold), the share of test photos accepted and of OOD photos rejected — and the same
 AUROC for the scores that were not chosen (softmax confidence, energy), for comparison.
 """
 
@@ -70,7 +69,7 @@ def main() -> None:
           f"({model.meta['rejection']['calibrated_on']})")
     print(f"in-distribution: {len(in_preds)} test photos; out-of-distribution: {len(out_preds)} photos from {args.ood_dir} (+ crops)")
     print("| score | AUROC | test photos accepted | OOD photos rejected |\n|---|---|---|---|")
-    print(f"| prototype cosine similarity (used) | {auroc(in_sim, out_sim):.3f} | {accepted:.3f} | {rejected:.3f} |")
+    print(f"| imgclf similarity: mean of prototype and nearest-photo cosines (used) | {auroc(in_sim, out_sim):.3f} | {accepted:.3f} | {rejected:.3f} |")
     thr = np.quantile(in_msp, 0.05)
     print(f"| softmax confidence (not used) | {auroc(in_msp, out_msp):.3f} | 0.95 by construction | {np.mean(out_msp < thr):.3f} |")
     missed = [(Path(p.path).name, round(p.similarity, 3)) for p in out_preds if p.label != "unknown"]

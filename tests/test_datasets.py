@@ -60,6 +60,13 @@ def test_given_train_without_val_carves_validation(tmp_path):
     assert sum(v["val"] for v in c.values()) > 0 and all(v["test"] == 2 for v in c.values())
 
 
+def test_one_label_is_a_dataset_unless_two_are_asked_for(tmp_path):
+    copy_photos(tmp_path, 3, LABELS[:1])
+    assert scan_labelled(tmp_path).labels == LABELS[:1]  # a verifier's data
+    with pytest.raises(ImgclfError, match="only one label"):
+        scan_labelled(tmp_path, min_labels=2)
+
+
 def test_split_labels_disagree(tmp_path):
     copy_photos(tmp_path / "train", per_label=3, labels=LABELS[:2])
     copy_photos(tmp_path / "val", per_label=3, labels=LABELS[:3])
@@ -72,7 +79,6 @@ def test_split_labels_disagree(tmp_path):
     [
         (lambda root: None, "data folder not found"),
         (lambda root: root.mkdir(), "no label folders"),
-        (lambda root: copy_photos(root, 3, LABELS[:1]), "only one label"),
         (lambda root: (copy_photos(root, 3, LABELS[:2]), shutil.copy(next(PHOTOS.glob("daisy/*")), root / "loose.jpg")), "beside label folders"),
         (lambda root: ((root / "a").mkdir(parents=True), (root / "b").mkdir()), "no files found"),
     ],

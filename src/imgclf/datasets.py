@@ -226,7 +226,7 @@ def scan_labelled(
     if not dataset.photos:
         raise ImgclfError(f"no files found in the label folders of {root}")
     if len(dataset.labels) < min_labels:
-        raise ImgclfError(f"only one label ({dataset.labels[0]}) in {root}: a classifier needs at least two label folders")
+        raise ImgclfError(f"only one label ({dataset.labels[0]}) in {root}: this needs at least two label folders")
     return dataset
 
 
