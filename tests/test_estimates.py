@@ -151,3 +151,9 @@ def test_verifier_with_negatives_is_a_two_class_model(tmp_path, cache_dir):
     result = imgclf.train(root, tmp_path / "m", cache_dir=cache_dir)
     assert result.labels == ["roses", "unknown"] and not result.metrics["verifier"]
     assert "cross-validation" in result.metrics["estimate"]["method"]
+
+
+def test_a_one_label_model_cannot_be_fine_tuned(tmp_path, cache_dir):
+    root = copy_photos(tmp_path / "d", per_label=3, labels=["roses"])
+    r = run_cli("train", str(root), "-o", str(tmp_path / "m"), "--fine-tune")
+    assert r.returncode == 2 and "needs at least two labels" in r.stderr and not (tmp_path / "m").exists()

@@ -101,5 +101,6 @@ def test_calibration_and_auroc_maths():
     ref = Reference.fit(x, y, [0, 1, 2])
     u = x / np.linalg.norm(x, axis=1, keepdims=True)
     assert np.allclose(ref.similarity(x), 0.5 * ((u @ protos.T).max(1) + 1.0), atol=1e-5)  # a photo is its own nearest neighbour
-    oof = out_of_fold_similarity(x, y, [0, 1, 2], seed=0)
+    oof, folds = out_of_fold_similarity(x, y, [0, 1, 2], seed=0)
+    assert folds == 5
     assert (oof < ref.similarity(x)).mean() > 0.9  # photos are less like a reference built without them

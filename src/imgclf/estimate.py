@@ -64,17 +64,19 @@ def cross_validated_accuracy(x: np.ndarray, y: np.ndarray, n_classes: int, C: fl
     return accuracy_estimate(correct, len(y), f"{len(folds)}-fold cross-validation over {len(y)} photos")
 
 
-def out_of_fold_similarity(x: np.ndarray, y: np.ndarray, classes: list[int], seed: int) -> np.ndarray:
-    """Each photo's "unknown" score (:class:`~imgclf.rejection.Reference`) against the photos of the other folds only."""
+def out_of_fold_similarity(x: np.ndarray, y: np.ndarray, classes: list[int], seed: int) -> tuple[np.ndarray, int]:
+    """Each photo's "unknown" score (:class:`~imgclf.rejection.Reference`) against the photos of the other folds
+    only, and the number of folds."""
     from imgclf.rejection import Reference
 
     out = np.full(len(x), -1.0, np.float32)  # a photo with nothing to compare with is as unlike as can be
     if len(x) < 2:
-        return out
-    for tr, te in folds_for(y, seed):
+        return out, 1
+    folds = folds_for(y, seed)
+    for tr, te in folds:
         if len(tr) and len(te) and np.isin(y[tr], classes).any():
             out[te] = Reference.fit(x[tr], y[tr], classes).similarity(x[te])
-    return out
+    return out, len(folds)
 
 
 def selective(truth: list[str], guess: list[str], rejected: list[bool]) -> dict:

@@ -28,7 +28,7 @@ from imgclf.errors import ImgclfError
 from imgclf.finetune import FineTuneConfig
 from imgclf.files import atomic_directory, write_json_atomic, writing_to
 from imgclf.fusion import add_similarity, fuse
-from imgclf.estimate import MIN_HELD_OUT, accuracy_estimate, cross_validated_accuracy, folds_for, out_of_fold_similarity, selective
+from imgclf.estimate import MIN_HELD_OUT, accuracy_estimate, cross_validated_accuracy, out_of_fold_similarity, selective
 from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
 from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, refit
 from imgclf.metrics import summarize
@@ -104,6 +104,8 @@ def train(
     start = time.perf_counter()
     requested, model_dir = Path(model_dir), artifact.check_output(model_dir, data_dir)
     dataset = _merge_negatives(scan_labelled(data_dir, val_fraction, test_fraction))
+    if fine_tune and len(dataset.labels) == 1:
+        raise ImgclfError("--fine-tune needs at least two labels (or an unknown/ folder of other photos): a one-label model has nothing to tell apart")
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     bb = resolve(backbone, weights, cache_root, log=log, quantize=quantize,
                  calibration=[p.path for p in dataset.photos if p.split == "train"] if quantize else None, crop=crop)
@@ -231,8 +233,8 @@ def _check_counts(counts: dict[str, dict[str, int]], lost: dict[str, list[str]])
             why = Counter(_reason_kind(r) for r in lost.get(lab, []))
             detail = "; ".join(f"{n} {kind}" for kind, n in why.most_common(3)) or "its folder has no files"
             raise ImgclfError(
-                f"label {lab!r} has {total} usable photo{'s' if total != 1 else ''}"
-                f"{f' ({detail})' if detail else ''}; at least {MIN_PHOTOS_PER_LABEL} are needed to train and validate"
+                f"label {lab!r} has {total} usable photo{'s' if total != 1 else ''} ({detail}); "
+                f"at least {MIN_PHOTOS_PER_LABEL} are needed to train and validate"
             )
 
 
@@ -328,8 +330,7 @@ def _rejection_rule(vectors, y, tr, va, labels: list[str], target: float, seed: 
     known = [i for i, lab in enumerate(labels) if lab != UNKNOWN]
     pool = (tr | va) & np.isin(y, known)
     reference = Reference.fit(vectors[pool], y[pool], known)
-    scores = out_of_fold_similarity(vectors[pool], y[pool], known, seed)
-    folds = len(folds_for(y[pool], seed)) if pool.sum() >= 2 else 1
+    scores, folds = out_of_fold_similarity(vectors[pool], y[pool], known, seed)
     return reference, calibrate(scores, target, f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)")
 
 
