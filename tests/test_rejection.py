@@ -91,6 +91,8 @@ def test_calibration_and_auroc_maths():
     assert 0.93 < lo < 0.95 < hi < 0.965
     small = calibrate(np.arange(10.0), 0.95, "ten")  # under 19 scores: the smallest, and it says the promise is weaker
     assert small.threshold == 0.0 and small.expected_acceptance == round(10 / 11, 6) and small.acceptance_interval[0] < 0.75
+    floored = calibrate(np.arange(10.0), 0.95, "ten", floor=3.0)  # a backbone's floor: 3 of 10 scores fall below it
+    assert floored.threshold == 3.0 and floored.expected_acceptance == round(7 / 11, 6) and "floor 3.0" in floored.calibrated_on
     fresh = rng.normal(size=(200, 1000))  # new photos from the same distribution: accepted at the expected rate
     assert lo <= np.mean(fresh >= rule.threshold) <= hi
     assert auroc([1, 2, 3], [0, -1]) == 1.0 and auroc([0], [1]) == 0.0 and auroc([1], [1]) == 0.5

@@ -76,26 +76,33 @@ class Reference:
         return 0.5 * ((u @ self.prototypes.T).max(1) + (u @ self.photos.T).max(1))
 
 
-def calibrate(scores: np.ndarray, target_acceptance: float, calibrated_on: str) -> Rejection:
+def calibrate(scores: np.ndarray, target_acceptance: float, calibrated_on: str, floor: float | None = None) -> Rejection:
     """The conformal threshold that accepts ``target_acceptance`` of new in-distribution photos.
 
     With the ``n`` out-of-sample ``scores`` sorted, the threshold is the k-th smallest, k =
     ⌊(1 − target)(n + 1)⌋ (at least 1): a new exchangeable photo then scores at least that
     with probability (n + 1 − k) / (n + 1) ≥ target. Under 19 photos that is below the
-    target, and the stored ``expected_acceptance`` says so.
+    target, and the stored ``expected_acceptance`` says so. ``floor`` raises a lower
+    threshold to itself (a backbone's own scale, e.g. faces); the expected acceptance then
+    follows from how many scores fall below it.
     """
     from scipy.stats import beta
 
     s = np.sort(np.asarray(scores, np.float64))
     n = len(s)
     if n == 0:
-        return Rejection(-1.0, target_acceptance, 1.0, calibrated_on, n=0, expected_acceptance=1.0, acceptance_interval=[0.0, 1.0])
+        threshold = -1.0 if floor is None else floor
+        return Rejection(threshold, target_acceptance, 1.0, calibrated_on, n=0, expected_acceptance=1.0, acceptance_interval=[0.0, 1.0])
     k = max(1, int(np.floor((1.0 - target_acceptance) * (n + 1))))
     threshold = float(np.floor(s[k - 1] * 1e6) / 1e6)  # stored with 6 decimals, never above the k-th score
-    lo, hi = beta.ppf([0.025, 0.975], n + 1 - k, k)
+    if floor is not None and threshold < floor:
+        threshold = floor
+        calibrated_on += f"; raised to this backbone's floor {floor}"
+    below = int((s < threshold).sum())  # k - 1 for the conformal threshold itself
+    lo, hi = beta.ppf([0.025, 0.975], n - below, below + 1)
     return Rejection(
         threshold, target_acceptance, round(float(np.mean(s >= threshold)), 6), calibrated_on,
-        n=n, expected_acceptance=round((n + 1 - k) / (n + 1), 6), acceptance_interval=[round(float(lo), 4), round(float(hi), 4)],
+        n=n, expected_acceptance=round((n - below) / (n + 1), 6), acceptance_interval=[round(float(lo), 4), round(float(hi), 4)],
     )
 
 

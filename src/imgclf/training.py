@@ -175,7 +175,7 @@ def train(
         tuned_probs, vectors = finetune.onnx_outputs(tuned_onnx, list(paths), bb.preprocessing)
         probs["val"], probs["test"] = tuned_probs[va], tuned_probs[te]
         write_onnx = partial(_move_file, tuned_onnx)
-    reference, rule = _rejection_rule(vectors, y, tr, va, dataset.labels, target_acceptance, seed)
+    reference, rule = _rejection_rule(vectors, y, tr, va, dataset.labels, target_acceptance, seed, bb.min_similarity)
     verifier = len(dataset.labels) == 1  # one label and no negatives: it answers that label or "unknown"
     metrics = {
         "estimate": (_verifier_estimate(vectors[te], reference, rule, dataset.labels[0]) if verifier else
@@ -321,7 +321,8 @@ def _fuse_onnx(bb: Backbone, head: LinearHead, labels: list[str], out_path: Path
     fuse(bb.onnx_path, head, labels, out_path, {"imgclf_preprocessing": json.dumps(bb.preprocessing.to_dict())})
 
 
-def _rejection_rule(vectors, y, tr, va, labels: list[str], target: float, seed: int) -> tuple[Reference, Rejection]:
+def _rejection_rule(vectors, y, tr, va, labels: list[str], target: float, seed: int,
+                    floor: float | None) -> tuple[Reference, Rejection]:
     """The reference of the train + val photos of known labels, and the conformal threshold that accepts ``target`` of new ones.
 
     Calibrated on out-of-fold scores of every such photo (each scored against a reference
@@ -331,7 +332,7 @@ def _rejection_rule(vectors, y, tr, va, labels: list[str], target: float, seed: 
     pool = (tr | va) & np.isin(y, known)
     reference = Reference.fit(vectors[pool], y[pool], known)
     scores, folds = out_of_fold_similarity(vectors[pool], y[pool], known, seed)
-    return reference, calibrate(scores, target, f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)")
+    return reference, calibrate(scores, target, f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)", floor)
 
 
 def _verifier_estimate(x_test: np.ndarray, reference: Reference, rule: Rejection, label: str) -> dict:

@@ -57,6 +57,9 @@ class Backbone:
     #: A step outside ONNX between preprocessing and ``onnx_path`` (``imgclf.pipeline.encoder``),
     #: e.g. the face descriptor of ``--backbone face``; ``None``: the graph takes the images.
     encoder: str | None = None
+    #: The lowest "unknown" threshold that makes sense on this backbone's own scale (``None``: no floor),
+    #: e.g. the face descriptor's same-person distance; a threshold calibrated on few photos is raised to it.
+    min_similarity: float | None = None
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "id": self.id, "timm_name": self.timm_name, "weights": self.weights, "dim": self.dim}

@@ -18,7 +18,7 @@ _FORMAT = 1
 def resolve_face(cache_root: Path) -> "Backbone":
     """The face backbone; its pass-through graph is written to ``cache_root`` once."""
     from imgclf.backbones import FACE, Backbone, file_digest
-    from imgclf.faces import CHIP_SIZE, DIM, ENCODER, model_file
+    from imgclf.faces import CHIP_SIZE, DIM, ENCODER, SAME_PERSON_SIMILARITY, model_file
 
     weights = model_file("encoder")
     backbone_id = f"{FACE}-{file_digest(weights)[:16]}-e{_FORMAT}"
@@ -36,6 +36,7 @@ def resolve_face(cache_root: Path) -> "Backbone":
         # the aligned chip, scaled to [0, 1]; the encoder takes it back to 8-bit pixels
         preprocessing=Preprocessing(input_size=CHIP_SIZE, crop_pct=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), crop="face_chip"),
         dim=DIM,
+        min_similarity=SAME_PERSON_SIMILARITY,
         encoder=ENCODER,
     )
 
