@@ -11,21 +11,27 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev,face]"
+	$(BIN)/pip install --disable-pip-version-check -q -e .
 	touch $(STAMP)
+
+# The tests also need the dev tools and the torch extra (fine-tuning, exports, other backbones).
+TEST_STAMP := $(VENV)/.installed-test
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev,face,torch]"
+	touch $(TEST_STAMP)
 
 demo: install
 	$(BIN)/imgclf train examples/flowers/photos -o models/flowers
 	$(BIN)/imgclf predict models/flowers examples/flowers/unseen
 	$(BIN)/imgclf evaluate models/flowers examples/flowers/unseen
 
-test: install
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
-test-browser: install
+test-browser: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m browser
 
-bench: install
+bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/accuracy.py ../shared/datasets/flowers-bench --compare
 	$(BIN)/python benchmarks/ood.py ../shared/datasets/flowers-bench
 

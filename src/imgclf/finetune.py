@@ -137,7 +137,7 @@ def fine_tune(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     pre = backbone.preprocessing
-    net = _build(build_model(backbone.timm_name, backbone.weights_path), head)
+    net = _build(build_model(backbone.timm_name, backbone.torch_weights()), head)
     net.eval()  # BatchNorm statistics stay frozen: batches of 32 on a few hundred photos would only add noise
     prefix, suffix = _split(net.backbone, config.trainable_blocks)
     tmp = Path(tempfile.mkdtemp(prefix="imgclf-finetune-"))

