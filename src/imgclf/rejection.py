@@ -86,7 +86,7 @@ def calibrate(scores: np.ndarray, target_acceptance: float, calibrated_on: str, 
     threshold to itself (a backbone's own scale, e.g. faces); the expected acceptance then
     follows from how many scores fall below it.
     """
-    from scipy.stats import beta
+    from scipy.special import betaincinv  # the Beta distribution's quantiles; scipy.stats costs a second to import
 
     s = np.sort(np.asarray(scores, np.float64))
     n = len(s)
@@ -99,7 +99,7 @@ def calibrate(scores: np.ndarray, target_acceptance: float, calibrated_on: str, 
         threshold = floor
         calibrated_on += f"; raised to this backbone's floor {floor}"
     below = int((s < threshold).sum())  # k - 1 for the conformal threshold itself
-    lo, hi = beta.ppf([0.025, 0.975], n - below, below + 1)
+    lo, hi = betaincinv(n - below, below + 1, [0.025, 0.975])
     return Rejection(
         threshold, target_acceptance, round(float(np.mean(s >= threshold)), 6), calibrated_on,
         n=n, expected_acceptance=round((n - below) / (n + 1), 6), acceptance_interval=[round(float(lo), 4), round(float(hi), 4)],
