@@ -25,7 +25,7 @@ def test_train_writes_a_self_contained_model(trained_model):
     assert "daisy" in card and "test accuracy" in card
 
 
-def test_train_summary_and_cache_hits(tmp_path, cache_dir):
+def test_train_summary_and_cache_hits(tmp_path, cache_dir, trained_model):
     data = copy_photos(tmp_path / "data", per_label=6)
     first = run_cli("train", str(data), "-o", str(tmp_path / "m"))
     assert first.returncode == 0, first.stderr
@@ -33,7 +33,7 @@ def test_train_summary_and_cache_hits(tmp_path, cache_dir):
     for lab in LABELS:
         assert lab in out
     assert "validation accuracy" in out and "test accuracy" in out and str(tmp_path / "m") in out
-    # The 30 photos are a subset of the session model's photos: all cached already.
+    # The 30 photos are a subset of the session model's photos (trained_model filled the cache): all cached already.
     assert "0 computed, 30 from cache" in out
     mirrored = ImageOps.mirror(Image.open(next((PHOTOS / "daisy").iterdir())).convert("RGB"))
     mirrored.putpixel((0, 0), tuple(os.urandom(3)))  # new content even for a cache kept between runs
@@ -66,8 +66,13 @@ def test_predict_csv_and_table(trained_model):
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert r.returncode == 0 and len(rows) == 1
     assert rows[0]["path"] == str(photo) and rows[0]["label"] in LABELS and rows[0]["top2_label"] in LABELS
-    t = run_cli("predict", str(trained_model), str(photo))
-    assert t.returncode == 0 and rows[0]["label"] in t.stdout
+    t = run_cli("predict", str(trained_model), str(photo), env={"COLUMNS": "200"})
+    assert t.returncode == 0
+    row = next(line for line in t.stdout.splitlines() if photo.name in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    want = rows[0]["label"] if rows[0]["label"] != "unknown" else "unknown (unlike every label)"
+    assert cells[0] == str(photo) and cells[1] == want  # the label in its own column, not just somewhere
+    assert cells[2] == f"{100 * float(rows[0]['confidence']):.1f}%"
 
 
 def test_predict_does_not_import_torch(trained_model):

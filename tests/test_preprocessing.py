@@ -23,8 +23,12 @@ def test_matches_timm_eval_transform():
 def test_resize_keeps_aspect_and_crop_is_central():
     img = Image.new("RGB", (400, 200))
     assert resize_shorter(img, 256).size == (512, 256)
-    crop = center_crop(Image.new("RGB", (300, 256)), 224)
+    marked = Image.new("RGB", (300, 256))
+    marked.putpixel((38, 16), (255, 0, 0))  # the top-left corner of the central 224 x 224 square
+    marked.putpixel((261, 239), (0, 255, 0))  # its bottom-right corner
+    crop = center_crop(marked, 224)
     assert crop.size == (224, 224)
+    assert crop.getpixel((0, 0)) == (255, 0, 0) and crop.getpixel((223, 223)) == (0, 255, 0)
 
 
 def test_roundtrip_dict():

@@ -119,9 +119,8 @@ def test_embed_local_and_ray_agree(embeddings, photos_with_bad, cache_dir):
 def test_train_on_ray_embeddings_matches_normal_train(embeddings, photos_with_bad, cache_dir, tmp_path):
     from imgclf.training import train
 
-    fresh = tmp_path / "cache"  # the backbone export, but no cached embeddings: vectors from today's pipeline
+    fresh = tmp_path / "cache"  # no cached embeddings: vectors from today's pipeline (the backbone ships with imgclf)
     fresh.mkdir()
-    (fresh / "backbones").symlink_to(cache_dir / "backbones", target_is_directory=True)
     normal = train(photos_with_bad, tmp_path / "normal", cache_dir=fresh)
     result = run_cli("train", str(photos_with_bad), "-o", str(tmp_path / "from-ray"), "--embeddings", str(embeddings["ray"]), "-q")
     assert result.returncode == 0, result.stderr

@@ -172,7 +172,8 @@ def test_refuses_to_replace_a_folder_that_is_not_a_model(tmp_path, cache_dir):
     assert (precious / "chapter1.tex").exists()
 
 
-def test_damaged_cache_entry_is_recomputed(tmp_path, cache_dir):
+def test_damaged_cache_entry_is_recomputed(tmp_path, cache_dir, trained_model):
+    """The photos are the session model's (trained_model filled the cache); one entry is damaged."""
     data = copy_photos(tmp_path / "d", per_label=3)
     from imgclf.backbones import resolve
     from imgclf.cache import EmbeddingCache, content_hash
@@ -187,10 +188,7 @@ def test_damaged_cache_entry_is_recomputed(tmp_path, cache_dir):
 
 
 def test_ctrl_c_keeps_embeddings_and_the_next_run_resumes(tmp_path, cache_dir):
-    """Interrupt a real training run with SIGINT mid-embedding, then resume it."""
-    from imgclf.backbones import resolve
-
-    resolve(cache_dir=cache_dir)  # the export is shared; only the embeddings start empty
+    """Interrupt a real training run with SIGINT mid-embedding, then resume it (with an empty cache of its own)."""
     data = tmp_path / "d"
     n = 0
     for lab in LABELS:
@@ -201,7 +199,6 @@ def test_ctrl_c_keeps_embeddings_and_the_next_run_resumes(tmp_path, cache_dir):
                 variant.save(data / lab / f"{i}_{k}.png")  # new content: nothing cached yet
                 n += 1
     cache = tmp_path / "cache"
-    shutil.copytree(cache_dir / "backbones", cache / "backbones")  # reuse the export, not the embeddings
     entries = cache / "embeddings"
     cmd = [sys.executable, "-m", "imgclf.cli", "train", str(data), "-o", str(tmp_path / "m"), "--cache-dir", str(cache)]
     # A shell that starts jobs in the background makes them ignore SIGINT; a user's terminal does not.
