@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import LABELS, UNSEEN, run_cli
+from tests.conftest import LABELS, UNSEEN, copy_photos, run_cli
 
-PLOTS = ("confusion_matrix.png", "confusion_matrix_normalized.png", "reliability.png")
+PLOTS = ("confusion_matrix.svg", "confusion_matrix_normalized.svg", "reliability.svg")
 
 
 class _Elements(HTMLParser):
@@ -76,7 +76,7 @@ def check_report(html: str, result: dict, photos_expected: list[dict]) -> _Eleme
     # Confusion-matrix pictures, with one link per non-empty cell leading to that cell's photos.
     for img_id in ("confusion-matrix", "confusion-matrix-normalized"):
         (img,) = find(page, "img", id=img_id)
-        assert img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 5000
+        assert img["src"].startswith("data:image/svg+xml;base64,") and len(img["src"]) > 5000
     cells = {a["href"]: int(a["data-count"]) for a in with_class(page, "a", "cell")}
     groups = {a["id"]: int(a["data-count"]) for a in with_class(page, "div", "group")}
     expected = {f"cell-{i}-{j}": c for i, row in enumerate(result["confusion_matrix"]) for j, c in enumerate(row) if c}
@@ -100,7 +100,7 @@ def check_report(html: str, result: dict, photos_expected: list[dict]) -> _Eleme
     assert html.count("data:image/jpeg;base64,") >= len(photos_expected)
     # Calibration.
     (img,) = find(page, "img", id="reliability-diagram")
-    assert img["src"].startswith("data:image/png;base64,")
+    assert img["src"].startswith("data:image/svg+xml;base64,")
     from imgclf.report.calibration import from_photos
 
     assert f"{from_photos(photos_expected)['ece']:.3f}" in text
@@ -111,8 +111,9 @@ def test_train_writes_report_plots_and_card(trained_model):
     metrics = json.loads((trained_model / "metrics.json").read_text())
     for name in ("report.html", *PLOTS):
         assert (trained_model / name).stat().st_size > 1000, name
-        if name.endswith(".png"):
-            assert Image.open(trained_model / name).format == "PNG"
+        if name.endswith(".svg"):
+            svg = (trained_model / name).read_text()
+            assert svg.startswith("<svg xmlns='http://www.w3.org/2000/svg'") and svg.endswith("</svg>")
     test = metrics["test"]
     assert len(test["photos"]) == test["n"]
     for p in test["photos"]:
@@ -128,7 +129,7 @@ def test_train_writes_report_plots_and_card(trained_model):
     assert "No skipped files and no data warnings." in text
     # The card links the confusion-matrix picture that sits beside it.
     card = (trained_model / "README.md").read_text()
-    assert "![confusion matrix](confusion_matrix.png)" in card
+    assert "![confusion matrix](confusion_matrix.svg)" in card
     for heading in ("## Intended use", "## Classes", "## Data split", "## Metrics", "## Known limitations",
                     "## How it was made", "## How to use it", "### Plain ONNX Runtime"):
         assert heading in card, heading
@@ -193,8 +194,13 @@ def test_labels_and_paths_are_escaped(tmp_path):
     ]
     res = _synthetic(labels, photos, skipped=[{"path": "<b>bad</b>.jpg", "reason": "not an image <x>"}],
                      warnings=["class imbalance: <i>"], unknown_labels=["<u>"])
-    files = write_report(tmp_path / "r.html", res, title="<title>", png_prefix="r-")
+    files = write_report(tmp_path / "r.html", res, title="<title>", plot_prefix="r-")
     assert [f.name for f in files] == ["r.html", *(f"r-{n}" for n in PLOTS)]
+    for svg in files[1:]:  # the plots carry the labels too, escaped
+        text = svg.read_text()
+        assert "<img src=x" not in text and "<script>" not in text
+        if "confusion" in svg.name:
+            assert "a&amp;b" in text and "&lt;script&gt;" in text
     html = (tmp_path / "r.html").read_text()
     assert_offline(html)
     assert html.count("<script>") == 1  # the page's own sorting script only
@@ -314,6 +320,18 @@ def test_predict_and_import_never_load_matplotlib(trained_model):
     assert r.returncode == 0, r.stderr
 
 
+def test_training_draws_its_report_without_a_plotting_library(tmp_path, cache_dir, trained_model):
+    code = (
+        "import sys, imgclf\n"
+        "imgclf.train(sys.argv[1], sys.argv[2])\n"
+        "assert 'matplotlib' not in sys.modules\n"
+    )
+    data = copy_photos(tmp_path / "d", per_label=4)
+    r = subprocess.run([sys.executable, "-c", code, str(data), str(tmp_path / "m")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "m" / "confusion_matrix.svg").read_text().count("<rect") >= 25
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -322,7 +340,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def test_report_renders_in_headless_chromium(trained_model, tmp_path):
     report = trained_model / "report.html"
     html = report.read_text()
-    assert re.search(r'<img id="confusion-matrix" src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}"', html)
+    assert re.search(r'<img id="confusion-matrix" src="data:image/svg\+xml;base64,[A-Za-z0-9+/=]{1000,}"', html)
     shot = tmp_path / "report.png"
     cmd = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

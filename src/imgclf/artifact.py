@@ -23,14 +23,16 @@ META_FILE = "imgclf.json"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 REPORT_FILE = "report.html"
-#: PNG plots written beside a report (an evaluation report puts its own prefix before each name).
+#: SVG plots written beside a report (an evaluation report puts its own prefix before each name).
 PLOT_FILES = {
-    "confusion": "confusion_matrix.png",
-    "confusion_normalized": "confusion_matrix_normalized.png",
-    "reliability": "reliability.png",
+    "confusion": "confusion_matrix.svg",
+    "confusion_normalized": "confusion_matrix_normalized.svg",
+    "reliability": "reliability.svg",
 }
+#: The PNG plots of model folders written before imgclf drew SVG; still imgclf's own files.
+_OLD_PLOT_FILES = ("confusion_matrix.png", "confusion_matrix_normalized.png", "reliability.png")
 #: Every file ``imgclf train`` writes into a model folder; nothing else may be in one it replaces.
-ARTEFACTS = frozenset({MODEL_FILE, LABELS_FILE, META_FILE, METRICS_FILE, CARD_FILE, REPORT_FILE, *PLOT_FILES.values()})
+ARTEFACTS = frozenset({MODEL_FILE, LABELS_FILE, META_FILE, METRICS_FILE, CARD_FILE, REPORT_FILE, *PLOT_FILES.values(), *_OLD_PLOT_FILES})
 #: The newest model-folder format this version reads and the one it writes.
 FORMAT_VERSION = 1
 #: Plausible bounds of the preprocessing fields; anything outside is a damaged or hostile file.

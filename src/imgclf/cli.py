@@ -388,7 +388,7 @@ def evaluate(
             results["info"]["command"] = "imgclf " + " ".join(shlex.quote(a) for a in sys.argv[1:])
             with writing_to(report, "--report"):
                 files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}",
-                                     png_prefix=f"{report.stem}-")
+                                     plot_prefix=f"{report.stem}-")
             out.print(f"report written to {report} (plots: {', '.join(f.name for f in files[1:])})")
 
     _run(body)

@@ -182,7 +182,7 @@ def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, c
         "",
         f"Confusion matrix on the {where} split (rows: true label, columns: predicted):",
         "",
-        "![confusion matrix](confusion_matrix.png)",
+        "![confusion matrix](confusion_matrix.svg)",
         "",
         "[`report.html`](report.html) in this folder shows the confusion matrix with the photos in each cell, "
         "the misclassified photos with their top predictions, and a reliability diagram.",

@@ -1,9 +1,9 @@
-"""Results people can look at: one self-contained HTML report plus PNG plots beside it.
+"""Results people can look at: one self-contained HTML report plus SVG plots beside it.
 
 ``write_report(path, results)`` is what ``imgclf train`` (``report.html`` in the model folder)
 and ``imgclf evaluate --report FILE.html`` call; ``results`` comes from
 :func:`from_training` or :func:`from_evaluation` (see :mod:`imgclf.report.results`).
-matplotlib is imported only while a report is written, never by ``import imgclf`` or predict.
+The plots are SVG written directly (:mod:`imgclf.report.plots`): no plotting library is imported.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ def write_report(
     results: dict,
     title: str | None = None,
     images: bool = True,
-    png_prefix: str = "",
+    plot_prefix: str = "",
 ) -> list[Path]:
-    """Write the HTML report to ``path`` and its plots as PNG files beside it; return the files written.
+    """Write the HTML report to ``path`` and its plots as SVG files beside it; return the files written.
 
     ``images=False`` leaves the photo thumbnails out (plots are still embedded).
-    ``png_prefix`` is put before each PNG name (``PLOT_FILES``), so several reports can share a folder.
+    ``plot_prefix`` is put before each plot's file name (``PLOT_FILES``), so several reports can share a folder.
     """
     from imgclf import __version__
     from imgclf.files import write_bytes_atomic, write_text_atomic
@@ -41,17 +41,17 @@ def write_report(
     calib = cal.from_photos(results.get("photos") or [])
     figures: dict = {}
     if results.get("n"):
-        figures["confusion"] = plots.confusion_matrix_png(results["confusion_matrix"], labels)
-        figures["confusion_normalized"] = plots.confusion_matrix_png(results["confusion_matrix"], labels, normalize=True)
+        figures["confusion"] = plots.confusion_matrix_svg(results["confusion_matrix"], labels)
+        figures["confusion_normalized"] = plots.confusion_matrix_svg(results["confusion_matrix"], labels, normalize=True)
     if calib:
-        figures["reliability"] = plots.reliability_png(calib)
+        figures["reliability"] = plots.reliability_svg(calib)
     if title is None:
         title = "imgclf training report" if results.get("kind") == "training" else "imgclf evaluation report"
     written = []
     for key, fig in figures.items():
-        png = fig[0] if isinstance(fig, tuple) else fig
-        target = path.parent / f"{png_prefix}{PLOT_FILES[key]}"
-        write_bytes_atomic(target, png)
+        svg = fig[0] if isinstance(fig, tuple) else fig
+        target = path.parent / f"{plot_prefix}{PLOT_FILES[key]}"
+        write_bytes_atomic(target, svg)
         written.append(target)
     page = html.render(results, title, figures, calib, Thumbnails(enabled=images), version=__version__)
     write_text_atomic(path, page)

@@ -35,8 +35,8 @@ def _num(v, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
-def _png_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _svg_uri(svg: bytes) -> str:
+    return "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
 
 
 def _date(s) -> str:
@@ -53,8 +53,8 @@ def _seconds(s) -> str:
 
 
 def render(results: dict, title: str, figures: dict, calibration: dict | None, thumbs, version: str = "") -> str:
-    """The report page. ``figures`` maps ``confusion``/``confusion_normalized`` to ``(png, cell boxes)`` and
-    ``reliability`` to a PNG; ``thumbs(path)`` returns a thumbnail ``data:`` URI or None."""
+    """The report page. ``figures`` maps ``confusion``/``confusion_normalized`` to ``(svg, cell boxes)`` and
+    ``reliability`` to an SVG; ``thumbs(path)`` returns a thumbnail ``data:`` URI or None."""
     labels = results["labels"]
     index = {lab: i for i, lab in enumerate(labels)}
     photos = results.get("photos") or []
@@ -160,7 +160,7 @@ def _confusion(results: dict, figures: dict, cells, thumbs, miss_id) -> str:
                              ("confusion_normalized", "confusion-matrix-normalized", "confusion matrix, row-normalised")):
         if key not in figures:
             continue
-        png, boxes = figures[key]
+        svg, boxes = figures[key]
         links = []
         for (i, j), (left, top, w, h) in boxes.items():
             count = cm[i][j]
@@ -169,7 +169,7 @@ def _confusion(results: dict, figures: dict, cells, thumbs, miss_id) -> str:
             tip = f"true {labels[i]}, predicted {labels[j]}: {count} photo{'s' if count != 1 else ''}"
             links.append(f'<a class="cell" href="#cell-{i}-{j}" title="{_e(tip)}" aria-label="{_e(tip)}" data-count="{count}" '
                          f'style="left:{left}%;top:{top}%;width:{w}%;height:{h}%"></a>')
-        imgs.append(f'<figure><div class="cm"><img id="{img_id}" src="{_png_uri(png)}" alt="{_e(alt)}">{"".join(links)}</div></figure>')
+        imgs.append(f'<figure><div class="cm"><img id="{img_id}" src="{_svg_uri(svg)}" alt="{_e(alt)}">{"".join(links)}</div></figure>')
     groups = []
     budget = MAX_CELL_THUMBS
     for i in range(len(labels)):
@@ -319,7 +319,7 @@ def _calibration(calibration: dict | None, figures: dict, results: dict) -> str:
                    f"{'exceeds' if side == 'over' else 'is below'} its accuracy ({_pct(calibration['accuracy'])}).")
     img = ""
     if "reliability" in figures:
-        img = f'<figure><img id="reliability-diagram" src="{_png_uri(figures["reliability"])}" alt="reliability diagram"></figure>'
+        img = f'<figure><img id="reliability-diagram" src="{_svg_uri(figures["reliability"])}" alt="reliability diagram"></figure>'
     rows = "".join(
         f'<tr><td class="n">≥ {t["threshold"]:.0%}</td><td class="n">{t["accepted"]}</td><td class="n">{t["rejected"]}</td>'
         f'<td class="n">{_pct(t["accuracy"])}</td></tr>'

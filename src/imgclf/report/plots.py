@@ -1,51 +1,53 @@
-"""matplotlib figures of a report, rendered to PNG bytes (Agg, no pyplot, no global state).
+"""The report's figures as SVG text, written directly: crisp at any zoom, and no plotting library to import.
 
-matplotlib is imported inside the functions, so importing this module stays cheap.
+Each function returns UTF-8 SVG bytes (the confusion matrix also the box of every cell, so
+the HTML can lay links over the cells).
 """
 
 from __future__ import annotations
 
-import io
+from html import escape
 
 import numpy as np
 
-DPI = 110
 _BLUE = "#2563eb"
 _RED = "#dc2626"
 _GREY = "#6b7280"
+_INK = "#111827"
+_FAINT = "#9ca3af"
+#: matplotlib's "Blues" colour map, sampled at nine evenly spaced points.
+_BLUES = ("#f7fbff", "#deebf7", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#08519c", "#08306b")
+_FONT = "font-family='system-ui, -apple-system, Segoe UI, Roboto, sans-serif'"
 
 
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _png(fig, drawn: bool = False) -> bytes:
-    """The figure as PNG bytes, from one draw (``drawn``: the canvas is already drawn)."""
-    from PIL import Image
-
-    if not drawn:
-        fig.canvas.draw()
-    width, height = fig.canvas.get_width_height()
-    img = Image.frombuffer("RGBA", (width, height), fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", dpi=(DPI, DPI))
-    return buf.getvalue()
+def _blues(t: float) -> str:
+    """The colour of ``t`` in [0, 1] on the Blues map (linear between its samples)."""
+    t = min(1.0, max(0.0, float(t))) * (len(_BLUES) - 1)
+    i = min(int(t), len(_BLUES) - 2)
+    a, b = (np.array([int(c[k : k + 2], 16) for k in (1, 3, 5)]) for c in (_BLUES[i], _BLUES[i + 1]))
+    r, g, bl = np.rint(a + (b - a) * (t - i)).astype(int)
+    return f"#{r:02x}{g:02x}{bl:02x}"
 
 
-def confusion_matrix_png(cm, labels: list[str], normalize: bool = False) -> tuple[bytes, dict[tuple[int, int], tuple[float, float, float, float]]]:
+def _svg(width: float, height: float, body: list[str], title: str) -> bytes:
+    head = (f"<svg xmlns='http://www.w3.org/2000/svg' width='{width:.0f}' height='{height:.0f}' "
+            f"viewBox='0 0 {width:.0f} {height:.0f}' {_FONT} role='img'><title>{escape(title)}</title>"
+            f"<rect width='100%' height='100%' fill='white'/>")
+    return (head + "".join(body) + "</svg>").encode("utf-8")
+
+
+def _text(x: float, y: float, text: str, size: int = 12, anchor: str = "middle", fill: str = _INK, extra: str = "") -> str:
+    return (f"<text x='{x:.1f}' y='{y:.1f}' font-size='{size}' text-anchor='{anchor}' fill='{fill}' "
+            f"dominant-baseline='central' {extra}>{escape(text)}</text>")
+
+
+def confusion_matrix_svg(cm, labels: list[str], normalize: bool = False) -> tuple[bytes, dict[tuple[int, int], tuple[float, float, float, float]]]:
     """Heat map of a confusion matrix (rows: true label, columns: predicted).
 
     With ``normalize`` each row is divided by its total (the diagonal is then the recall).
-    Returns the PNG and, for every cell, its box as percentages of the image
+    Returns the SVG and, for every cell, its box as percentages of the image
     ``(left, top, width, height)``, so HTML can lay links over the cells.
     """
-    from matplotlib.ticker import MaxNLocator
-
     cm = np.asarray(cm, dtype=float)
     n = len(labels)
     if normalize:
@@ -55,84 +57,93 @@ def confusion_matrix_png(cm, labels: list[str], normalize: bool = False) -> tupl
     else:
         values = cm
         vmax = max(1.0, float(cm.max()) if cm.size else 1.0)
-    cell = 0.62 if n <= 8 else 0.45 if n <= 20 else max(0.2, 11.0 / n)
+    cell = 46 if n <= 8 else 30 if n <= 20 else max(12.0, 460 / max(n, 1))
+    size = 12 if n <= 8 else 10 if n <= 20 else 8
     longest = max((len(lab) for lab in labels), default=4)
-    margin = min(2.6, 0.35 + 0.075 * longest)
-    fontsize = 10 if n <= 8 else 8 if n <= 20 else 7
-    fig = _figure(max(4.0, margin + 1.4 + n * cell), max(3.6, margin + 0.9 + n * cell))
-    ax = fig.add_subplot()
-    shown = np.nan_to_num(values, nan=0.0)
-    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=vmax, interpolation="nearest", aspect="equal")
-    bar = fig.colorbar(im, ax=ax, shrink=0.8, format="{x:.0%}" if normalize else None)
-    if not normalize:
-        bar.locator = MaxNLocator(integer=True)
-        bar.update_ticks()
-    ax.set_xticks(range(n), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=fontsize)
-    ax.set_yticks(range(n), labels, fontsize=fontsize)
-    ax.set_xlabel("predicted label")
-    ax.set_ylabel("true label")
-    ax.set_title("Confusion matrix, row-normalised" if normalize else "Confusion matrix, counts", fontsize=11)
-    ax.set_xticks(np.arange(-0.5, n, 1), minor=True)
-    ax.set_yticks(np.arange(-0.5, n, 1), minor=True)
-    ax.grid(which="minor", color="white", linewidth=1)
-    ax.tick_params(which="minor", length=0)
-    if n <= 25:
-        for i in range(n):
-            for j in range(n):
-                v = values[i, j]
-                if np.isnan(v):
-                    text = "–"
-                elif not normalize and v == 0:
-                    text = "0"
-                else:
-                    text = f"{v:.0%}" if normalize else f"{int(v)}"
-                if text:
-                    dark = shown[i, j] > 0.55 * vmax
-                    ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
-                            color="white" if dark else ("#9ca3af" if text in ("0", "0%", "–") else "#111827"))
-    fig.canvas.draw()
-    width, height = fig.bbox.width, fig.bbox.height
+    char = 0.6 * size
+    left = 34 + min(200, char * longest + 10)
+    top = 40
+    bottom = 36 + min(160, 0.71 * char * longest + 10)
+    legend = 70
+    width, height = left + n * cell + legend, top + n * cell + bottom
+    title = "Confusion matrix, row-normalised" if normalize else "Confusion matrix, counts"
+    body = [_text(left + n * cell / 2, 18, title, 14)]
     boxes = {}
     for i in range(n):
         for j in range(n):
-            (x0, y0), (x1, y1) = ax.transData.transform([(j - 0.5, i - 0.5), (j + 0.5, i + 0.5)])
-            left, right = sorted((x0, x1))
-            bottom, top = sorted((y0, y1))
-            boxes[(i, j)] = (
-                round(100 * left / width, 3), round(100 * (height - top) / height, 3),
-                round(100 * (right - left) / width, 3), round(100 * (top - bottom) / height, 3),
-            )
-    return _png(fig, drawn=True), boxes
+            v = values[i, j]
+            shown = 0.0 if np.isnan(v) else v
+            x, y = left + j * cell, top + i * cell
+            body.append(f"<rect x='{x:.1f}' y='{y:.1f}' width='{cell:.1f}' height='{cell:.1f}' fill='{_blues(shown / vmax)}' "
+                        "stroke='white' stroke-width='1'/>")
+            if n <= 25:
+                text = "–" if np.isnan(v) else (f"{v:.0%}" if normalize else f"{int(v)}")
+                colour = "white" if shown > 0.55 * vmax else (_FAINT if text in ("0", "0%", "–") else _INK)
+                body.append(_text(x + cell / 2, y + cell / 2, text, size, fill=colour))
+            boxes[(i, j)] = (round(100 * x / width, 3), round(100 * y / height, 3),
+                             round(100 * cell / width, 3), round(100 * cell / height, 3))
+    for k, lab in enumerate(labels):
+        body.append(_text(left - 6, top + (k + 0.5) * cell, lab, size, anchor="end"))
+        x, y = left + (k + 0.5) * cell, top + n * cell + 8
+        body.append(_text(x, y, lab, size, anchor="end", extra=f"transform='rotate(-45 {x:.1f} {y:.1f})'"))
+    body.append(_text(left + n * cell / 2, height - 12, "predicted label", 12))
+    body.append(_text(14, top + n * cell / 2, "true label", 12, extra=f"transform='rotate(-90 14 {top + n * cell / 2:.1f})'"))
+    lx, lh = left + n * cell + 18, n * cell
+    stops = "".join(f"<stop offset='{k / (len(_BLUES) - 1):.3f}' stop-color='{c}'/>" for k, c in enumerate(reversed(_BLUES)))
+    body.append(f"<defs><linearGradient id='cm-scale' x1='0' y1='0' x2='0' y2='1'>{stops}</linearGradient></defs>")
+    body.append(f"<rect x='{lx:.1f}' y='{top}' width='12' height='{lh:.1f}' fill='url(#cm-scale)' stroke='{_FAINT}' stroke-width='0.5'/>")
+    body.append(_text(lx + 16, top + 4, "100%" if normalize else f"{vmax:.0f}", 10, anchor="start"))
+    body.append(_text(lx + 16, top + lh - 4, "0%" if normalize else "0", 10, anchor="start"))
+    return _svg(width, height, body, title), boxes
 
 
-def reliability_png(calibration: dict) -> bytes:
+def reliability_svg(calibration: dict) -> bytes:
     """Reliability diagram: accuracy per confidence bin against the diagonal, and how many photos each bin holds."""
     bins = calibration["bins"]
-    lo = np.array([b["lo"] for b in bins])
-    hi = np.array([b["hi"] for b in bins])
-    centre, width = (lo + hi) / 2, hi - lo
-    acc = np.array([np.nan if b["accuracy"] is None else b["accuracy"] for b in bins])
-    conf = np.array([np.nan if b["confidence"] is None else b["confidence"] for b in bins])
-    counts = np.array([b["n"] for b in bins])
-    fig = _figure(5.2, 5.4)
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
-    has = counts > 0
-    top.bar(centre[has], acc[has], width=width[has] * 0.92, color=_BLUE, alpha=0.85, label="accuracy in bin", zorder=2)
-    gap_lo, gap_hi = np.minimum(acc, conf), np.maximum(acc, conf)
-    top.bar(centre[has], (gap_hi - gap_lo)[has], bottom=gap_lo[has], width=width[has] * 0.92, facecolor="none",
-            hatch="///", edgecolor=_RED, linewidth=1, label="gap to mean confidence", zorder=3)
-    top.plot([0, 1], [0, 1], linestyle="--", color=_GREY, linewidth=1, label="perfectly calibrated", zorder=4)
-    top.set_xlim(0, 1)
-    top.set_ylim(0, 1)
-    top.set_ylabel("accuracy")
+    width, height = 540, 520
+    px, py, pw, ph = 64, 44, 440, 300  # the accuracy panel
+    cy, chh = py + ph + 36, 80  # the counts panel
+    sx = lambda v: px + v * pw  # noqa: E731
+    sy = lambda v: py + (1 - v) * ph  # noqa: E731
     ece = calibration.get("ece")
     title = "Reliability diagram" + (f" (ECE {ece:.3f}, {calibration['n']} photos)" if ece is not None else "")
-    top.set_title(title, fontsize=11)
-    top.legend(loc="upper left", fontsize=8, frameon=False)
-    top.grid(alpha=0.3, zorder=0)
-    bottom.bar(centre, counts, width=width * 0.92, color=_GREY, alpha=0.8, zorder=2)
-    bottom.set_xlabel("confidence of the predicted label")
-    bottom.set_ylabel("photos")
-    bottom.grid(alpha=0.3, zorder=0)
-    bottom.yaxis.get_major_locator().set_params(integer=True)
-    return _png(fig)
+    body = [_text(px + pw / 2, 18, title, 14),
+            "<defs><pattern id='gap' width='6' height='6' patternUnits='userSpaceOnUse' patternTransform='rotate(45)'>"
+            f"<line x1='0' y1='0' x2='0' y2='6' stroke='{_RED}' stroke-width='1.5'/></pattern></defs>"]
+    for t in np.linspace(0, 1, 6):
+        body.append(f"<line x1='{sx(t):.1f}' y1='{py}' x2='{sx(t):.1f}' y2='{py + ph}' stroke='#e5e7eb'/>")
+        body.append(f"<line x1='{px}' y1='{sy(t):.1f}' x2='{px + pw}' y2='{sy(t):.1f}' stroke='#e5e7eb'/>")
+        body.append(_text(px - 8, sy(t), f"{t:.1f}", 11, anchor="end"))
+        body.append(_text(sx(t), cy + chh + 14, f"{t:.1f}", 11))
+    most = max([b["n"] for b in bins] + [1])
+    for b in bins:
+        x0, x1 = sx(b["lo"]), sx(b["hi"])
+        w, gap = (x1 - x0) * 0.92, (x1 - x0) * 0.04
+        if b["n"] and b["accuracy"] is not None:
+            acc, conf = b["accuracy"], b["confidence"]
+            body.append(f"<rect x='{x0 + gap:.1f}' y='{sy(acc):.1f}' width='{w:.1f}' height='{sy(0) - sy(acc):.1f}' "
+                        f"fill='{_BLUE}' fill-opacity='0.85'/>")
+            if conf is not None and abs(conf - acc) > 1e-9:
+                lo_, hi_ = sorted((acc, conf))
+                body.append(f"<rect x='{x0 + gap:.1f}' y='{sy(hi_):.1f}' width='{w:.1f}' height='{sy(lo_) - sy(hi_):.1f}' "
+                            f"fill='url(#gap)' stroke='{_RED}' stroke-width='1'/>")
+        h = chh * b["n"] / most
+        body.append(f"<rect x='{x0 + gap:.1f}' y='{cy + chh - h:.1f}' width='{w:.1f}' height='{h:.1f}' fill='{_GREY}' fill-opacity='0.8'/>")
+    body.append(f"<line x1='{sx(0)}' y1='{sy(0)}' x2='{sx(1)}' y2='{sy(1)}' stroke='{_GREY}' stroke-dasharray='5 4'/>")
+    body.append(f"<rect x='{px}' y='{py}' width='{pw}' height='{ph}' fill='none' stroke='{_FAINT}'/>")
+    body.append(f"<rect x='{px}' y='{cy}' width='{pw}' height='{chh}' fill='none' stroke='{_FAINT}'/>")
+    body.append(_text(px - 8, cy, f"{most}", 11, anchor="end"))
+    body.append(_text(px - 8, cy + chh, "0", 11, anchor="end"))
+    body.append(_text(18, py + ph / 2, "accuracy", 12, extra=f"transform='rotate(-90 18 {py + ph / 2})'"))
+    body.append(_text(18, cy + chh / 2, "photos", 12, extra=f"transform='rotate(-90 18 {cy + chh / 2})'"))
+    body.append(_text(px + pw / 2, height - 12, "confidence of the predicted label", 12))
+    for k, (swatch, label) in enumerate(((f"fill='{_BLUE}'", "accuracy in bin"),
+                                         (f"fill='url(#gap)' stroke='{_RED}'", "gap to mean confidence"),
+                                         (None, "perfectly calibrated"))):
+        y = py + 14 + 18 * k
+        if swatch:
+            body.append(f"<rect x='{px + 10}' y='{y - 6}' width='16' height='12' {swatch}/>")
+        else:
+            body.append(f"<line x1='{px + 10}' y1='{y}' x2='{px + 26}' y2='{y}' stroke='{_GREY}' stroke-dasharray='5 4'/>")
+        body.append(_text(px + 32, y, label, 11, anchor="start"))
+    return _svg(width, height, body, title)
