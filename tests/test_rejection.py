@@ -24,7 +24,8 @@ def test_rule_is_stored_in_the_model_folder_and_the_onnx_metadata(trained_model)
     model = onnx.load(str(trained_model / "model.onnx"))
     props = {p.key: p.value for p in model.metadata_props}
     assert json.loads(props["imgclf_rejection"]) == rule
-    assert [o.name for o in model.graph.output] == ["probabilities", "embedding", "similarity"]
+    assert [o.name for o in model.graph.output] == ["embedding", "probabilities", "similarity"]
+    onnx.checker.check_model(model, full_check=True)  # the fused graph is valid ONNX, shapes included
     metrics = json.loads((trained_model / "metrics.json").read_text())["rejection"]
     assert metrics["split"] == "test" and metrics["accepted"] + metrics["rejected"] == json.loads(
         (trained_model / "metrics.json").read_text())["test"]["n"]
@@ -77,6 +78,16 @@ def test_unknown_folder_is_trained_as_negatives(tmp_path, cache_dir):
     model = imgclf.load(tmp_path / "m")
     preds = model.predict(sorted(NOT_FLOWERS.glob("*.jpg"))[10:], reject=False)
     assert sum(p.label == "unknown" for p in preds) >= 5  # the head itself learned "unknown"
+
+
+def test_beta_quantiles_match_scipy():
+    from scipy.special import betaincinv
+
+    from imgclf.rejection import beta_quantile
+
+    for a, b in ((951, 50), (10, 1), (56, 3), (2, 1), (9500, 501)):
+        for q in (0.025, 0.5, 0.975):
+            assert abs(beta_quantile(q, a, b) - betaincinv(a, b, q)) < 1e-9, (a, b, q)
 
 
 def test_calibration_and_auroc_maths():

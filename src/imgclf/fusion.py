@@ -1,7 +1,13 @@
-"""Fuse a backbone's ONNX graph and a linear head into one self-contained ONNX model.
+"""Fuse a backbone's ONNX graph, a linear head and the "unknown" score into one self-contained ONNX model.
 
-The fused model maps a preprocessed batch ``input`` (N, 3, S, S) to ``probabilities``
-(N, classes) and also exposes the backbone's ``embedding`` (N, dim).
+The fused model maps a preprocessed batch ``input`` (N, 3, S, S) — or a face descriptor
+(N, 128) — to ``embedding`` (N, dim), ``probabilities`` (N, classes) and ``similarity`` (N).
+
+The backbone's graph is never parsed: protobuf merges a message with fields appended after
+it (repeated fields are extended, singular ones replaced), so the new nodes, weights,
+outputs and metadata are encoded here and appended to the backbone file's bytes. That keeps
+the ``onnx`` package (half a second to import) off every training run; the tests load the
+fused files with ``onnx`` and its checker.
 """
 
 from __future__ import annotations
@@ -16,84 +22,155 @@ from imgclf.head import LinearHead
 INPUT = "input"
 PROBABILITIES = "probabilities"
 EMBEDDING = "embedding"
+SIMILARITY = "similarity"
+_FLOAT, _INT64 = 1, 7  # TensorProto.DataType
+_ATTR_INT, _ATTR_INTS = 2, 7  # AttributeProto.AttributeType
 
 
 def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write the fused model to ``out_path``."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(backbone_onnx))
-    graph = model.graph
-    emb_out = graph.output[0].name
+    """Write ``backbone_onnx`` (whose output is ``embedding``) plus the head's ``probabilities`` to ``out_path``."""
     k = len(labels)
-    graph.initializer.extend([
-        numpy_helper.from_array(np.ascontiguousarray(head.weight.T, np.float32), "imgclf_head_weight"),
-        numpy_helper.from_array(np.ascontiguousarray(head.bias, np.float32), "imgclf_head_bias"),
-    ])
-    graph.node.extend([
-        helper.make_node("LpNormalization", [emb_out], ["imgclf_normalized"], axis=1, p=2),
-        helper.make_node("MatMul", ["imgclf_normalized", "imgclf_head_weight"], ["imgclf_matmul"]),
-        helper.make_node("Add", ["imgclf_matmul", "imgclf_head_bias"], ["logits"]),
-        helper.make_node("Softmax", ["logits"], [PROBABILITIES], axis=1),
-    ])
-    batch = graph.input[0].type.tensor_type.shape.dim[0]
-    batch_dim = batch.dim_param or "batch"
-    if emb_out != EMBEDDING:
-        graph.node.append(helper.make_node("Identity", [emb_out], [EMBEDDING]))
-    old_emb = graph.output[0]
-    del graph.output[:]
-    graph.output.extend([
-        helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, [batch_dim, k]),
-        helper.make_tensor_value_info(EMBEDDING, TensorProto.FLOAT, [d.dim_param or d.dim_value for d in old_emb.type.tensor_type.shape.dim]),
-    ])
+    nodes = [
+        _node("LpNormalization", [EMBEDDING], ["imgclf_normalized"], axis=1, p=2),
+        _node("MatMul", ["imgclf_normalized", "imgclf_head_weight"], ["imgclf_matmul"]),
+        _node("Add", ["imgclf_matmul", "imgclf_head_bias"], ["logits"]),
+        _node("Softmax", ["logits"], [PROBABILITIES], axis=1),
+    ]
+    weights = [_tensor("imgclf_head_weight", head.weight.T.astype(np.float32)), _tensor("imgclf_head_bias", head.bias.astype(np.float32))]
+    patch = _graph(nodes, weights, [_value_info(PROBABILITIES, ["N", k])])
     meta = {"labels": json.dumps(labels), **(metadata or {})}
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        model.metadata_props.add(key=key, value=value)
-    model.producer_name = "imgclf"
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out_path))
-
-
-SIMILARITY = "similarity"
+    Path(out_path).write_bytes(Path(backbone_onnx).read_bytes() + _model(patch, meta, producer="imgclf"))
 
 
 def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None = None) -> None:
     """Append the ``similarity`` output of :class:`imgclf.rejection.Reference` to ``embedding``, in place:
     the mean of the largest cosine similarity to a prototype and to a training photo."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    data = Path(model_path).read_bytes()
+    new_reduce = _opset(data) >= 18  # ReduceMax takes its axes as an input from opset 18 on
 
-    model = onnx.load(str(model_path))
-    graph = model.graph
-    opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    emb = next(o for o in graph.output if o.name == EMBEDDING)
-    batch = emb.type.tensor_type.shape.dim[0]
-    graph.initializer.extend([
-        numpy_helper.from_array(np.ascontiguousarray(reference.prototypes.T, np.float32), "imgclf_prototypes"),
-        numpy_helper.from_array(np.ascontiguousarray(reference.photos.T, np.float32), "imgclf_reference_photos"),
-        numpy_helper.from_array(np.array(0.5, np.float32), "imgclf_half"),
-    ])
-    if opset >= 18:
-        graph.initializer.append(numpy_helper.from_array(np.array([1], np.int64), "imgclf_axes"))
+    def reduce_max(src: str, dst: str) -> bytes:
+        if new_reduce:
+            return _node("ReduceMax", [src, "imgclf_axes"], [dst], keepdims=0)
+        return _node("ReduceMax", [src], [dst], axes=[1], keepdims=0)
 
-    def reduce_max(src: str, dst: str):
-        if opset < 18:
-            return helper.make_node("ReduceMax", [src], [dst], axes=[1], keepdims=0)
-        return helper.make_node("ReduceMax", [src, "imgclf_axes"], [dst], keepdims=0)
-
-    graph.node.extend([
-        helper.make_node("LpNormalization", [EMBEDDING], ["imgclf_unit_embedding"], axis=1, p=2),
-        helper.make_node("MatMul", ["imgclf_unit_embedding", "imgclf_prototypes"], ["imgclf_prototype_cosines"]),
+    nodes = [
+        _node("LpNormalization", [EMBEDDING], ["imgclf_unit_embedding"], axis=1, p=2),
+        _node("MatMul", ["imgclf_unit_embedding", "imgclf_prototypes"], ["imgclf_prototype_cosines"]),
         reduce_max("imgclf_prototype_cosines", "imgclf_prototype_similarity"),
-        helper.make_node("MatMul", ["imgclf_unit_embedding", "imgclf_reference_photos"], ["imgclf_photo_cosines"]),
+        _node("MatMul", ["imgclf_unit_embedding", "imgclf_reference_photos"], ["imgclf_photo_cosines"]),
         reduce_max("imgclf_photo_cosines", "imgclf_photo_similarity"),
-        helper.make_node("Add", ["imgclf_prototype_similarity", "imgclf_photo_similarity"], ["imgclf_similarity_sum"]),
-        helper.make_node("Mul", ["imgclf_similarity_sum", "imgclf_half"], [SIMILARITY]),
-    ])
-    graph.output.append(helper.make_tensor_value_info(SIMILARITY, TensorProto.FLOAT, [batch.dim_param or batch.dim_value]))
-    for key, value in (metadata or {}).items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(model_path))
+        _node("Add", ["imgclf_prototype_similarity", "imgclf_photo_similarity"], ["imgclf_similarity_sum"]),
+        _node("Mul", ["imgclf_similarity_sum", "imgclf_half"], [SIMILARITY]),
+    ]
+    weights = [
+        _tensor("imgclf_prototypes", np.ascontiguousarray(reference.prototypes.T, np.float32)),
+        _tensor("imgclf_reference_photos", np.ascontiguousarray(reference.photos.T, np.float32)),
+        _tensor("imgclf_half", np.array(0.5, np.float32)),
+    ]
+    if new_reduce:
+        weights.append(_tensor("imgclf_axes", np.array([1], np.int64)))
+    patch = _graph(nodes, weights, [_value_info(SIMILARITY, ["N"])])
+    Path(model_path).write_bytes(data + _model(patch, metadata or {}))
+
+
+# --- protobuf encoding of the few ONNX messages appended above (field numbers from onnx.proto) ---
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int64 values are ten-byte varints
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, value) -> bytes:
+    """One field: an int (varint), or bytes / str / an encoded message (length-delimited)."""
+    if isinstance(value, int):
+        return _varint(number << 3) + _varint(value)
+    data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _node(op: str, inputs: list[str], outputs: list[str], **attrs) -> bytes:
+    out = b"".join(_field(1, i) for i in inputs) + b"".join(_field(2, o) for o in outputs) + _field(4, op)
+    for name, value in attrs.items():
+        if isinstance(value, list):
+            attr = _field(1, name) + b"".join(_field(8, v) for v in value) + _field(20, _ATTR_INTS)
+        else:
+            attr = _field(1, name) + _field(3, int(value)) + _field(20, _ATTR_INT)
+        out += _field(5, attr)
+    return out
+
+
+def _tensor(name: str, array: np.ndarray) -> bytes:
+    kind = {np.dtype(np.float32): _FLOAT, np.dtype(np.int64): _INT64}[array.dtype]
+    raw = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+    return b"".join(_field(1, int(d)) for d in array.shape) + _field(2, kind) + _field(8, name) + _field(9, raw)
+
+
+def _value_info(name: str, dims: list) -> bytes:
+    shape = b"".join(_field(1, _field(2, d) if isinstance(d, str) else _field(1, int(d))) for d in dims)
+    tensor_type = _field(1, _FLOAT) + _field(2, shape)
+    return _field(1, name) + _field(2, _field(1, tensor_type))
+
+
+def _graph(nodes: list[bytes], initializers: list[bytes], outputs: list[bytes]) -> bytes:
+    return b"".join(_field(1, n) for n in nodes) + b"".join(_field(5, t) for t in initializers) + b"".join(_field(12, o) for o in outputs)
+
+
+def _model(graph: bytes, metadata: dict[str, str], producer: str | None = None) -> bytes:
+    out = _field(7, graph) + b"".join(_field(14, _field(1, k) + _field(2, v)) for k, v in metadata.items())
+    return out + (_field(2, producer) if producer else b"")
+
+
+def _opset(data: bytes) -> int:
+    """The default-domain opset of a serialized ModelProto (its top-level fields only are read)."""
+    version, pos = 0, 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _read_varint(data, pos)
+        elif wire == 2:
+            length, pos = _read_varint(data, pos)
+            if number == 8:  # opset_import: OperatorSetIdProto(domain = 1, version = 2)
+                domain, v = _opset_entry(data[pos : pos + length])
+                if domain in ("", "ai.onnx"):
+                    version = max(version, v)
+            pos += length
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire} in an ONNX model")
+    return version
+
+
+def _opset_entry(data: bytes) -> tuple[str, int]:
+    domain, version, pos = "", 0, 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        if key & 7 == 2:
+            length, pos = _read_varint(data, pos)
+            if key >> 3 == 1:
+                domain = data[pos : pos + length].decode("utf-8")
+            pos += length
+        else:
+            value, pos = _read_varint(data, pos)
+            if key >> 3 == 2:
+                version = value
+    return domain, version
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+

@@ -305,13 +305,19 @@ def _metadata(bb: Backbone, dataset: Dataset, head: LinearHead, seed: int, comma
 
 
 def _training_versions() -> dict:
+    """Versions of the libraries that shaped the model (torch and timm only when this run used them)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {}
-    for name in ("torch", "timm", "onnx", "scipy"):
+    for name in ("torch", "timm"):
         mod = sys.modules.get(name)
-        if mod is None and name in ("onnx", "scipy"):
-            mod = __import__(name)
         if mod is not None:
             out[name] = getattr(mod, "__version__", "?")
+    for name in ("onnx", "scipy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
     return out
 
 
