@@ -19,7 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from imgclf.backbones import BUILTINS, SHIPPED_DIR, builtin_weights_file, file_digest, make_id  # noqa: E402
+from imgclf.artifact import sha256_file  # noqa: E402
+from imgclf.backbones import BUILTINS, SHIPPED_DIR, builtin_weights_file, make_id  # noqa: E402
 from imgclf.backbones.torch_export import export_backbone  # noqa: E402
 
 
@@ -30,7 +31,7 @@ def main() -> None:
     out = SHIPPED_DIR / name
     export_backbone(spec.timm_name, weights, out, builtin=True)
     meta = json.loads((out / "backbone.json").read_text())
-    meta.update(id=make_id(name, file_digest(weights)[:16]), weights=f"{spec.package} ({weights.name})")
+    meta.update(id=make_id(name, sha256_file(weights)[:16]), weights=f"{spec.package} ({weights.name})")
     (out / "backbone.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {out} ({meta['onnx_bytes'] / 2**20:.1f} MB, id {meta['id']})")
 

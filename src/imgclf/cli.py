@@ -215,9 +215,8 @@ def _print_train_summary(result) -> None:
         out.print(f"one label: a verifier that answers {result.labels[0]} or unknown (add an unknown/ folder of other photos "
                   "to measure and sharpen its rejections)")
         out.print(f"estimated share of new {result.labels[0]} photos recognised: {describe(m['estimate'])}")
-    else:
+    else:  # a verifier's best guess is always its label: no split accuracies
         out.print(f"estimated accuracy on new photos: {describe(m['estimate'])}")
-    if not m.get("verifier"):  # a verifier's best guess is always its label
         out.print(f"validation accuracy: {acc('val')}")
         out.print(f"test accuracy:       {acc('test')}")
     rule = m.get("rejection") or {}

@@ -104,9 +104,9 @@ TURNS = (15, -15, 30, -30)
 def find_faces(arr: np.ndarray) -> list:
     """Face boxes (dlib rectangles) in an RGB array, by dlib's HOG detector.
 
-    Tried at the photo's scale, then upsampled 2× at a time while the copy stays within
-    :data:`MAX_UPSAMPLED_SIDE` (faces down to about 20 px in a 250 px photo), then on copies
-    turned by :data:`TURNS` (see :func:`largest_face`). ``benchmarks/face_composites.py`` measures it.
+    Tried at the photo's scale, upsampled 2× once, then 2× more at a time while the copy stays
+    within :data:`MAX_UPSAMPLED_SIDE` (faces down to about 20 px in a 250 px photo);
+    :func:`largest_face` then tries copies turned by :data:`TURNS`. ``benchmarks/face_composites.py`` measures it.
     """
     detector, _ = _dlib_objects()
     for up in range(_max_upsampling(arr.shape[:2]) + 1):

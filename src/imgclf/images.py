@@ -213,8 +213,9 @@ def _high_depth_to_rgb(img: Image.Image, factor: int) -> Image.Image:
     else:
         lo, hi = np.inf, -np.inf
         for strip in _strips(img, factor):
-            if np.isfinite(strip).any():
-                lo, hi = min(lo, float(np.nanmin(strip[np.isfinite(strip)]))), max(hi, float(np.nanmax(strip[np.isfinite(strip)])))
+            finite = strip[np.isfinite(strip)]
+            if finite.size:
+                lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
         if not np.isfinite(lo):
             lo = hi = 0.0
         if img.mode == "F" and lo >= 0 and hi <= 1:

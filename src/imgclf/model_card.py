@@ -103,8 +103,8 @@ def _outside(meta: dict, n_labels: int) -> str:
     if not rule:
         return (f"- **Not for:** photos of anything else. The model has no \"none of these\" answer: a photo of something "
                 f"outside its {n_labels} labels still gets one of them, often with high confidence.")
-    return (f"- **Photos of something else** come back as `unknown` when they are unlike every label (cosine similarity to "
-            f"the nearest label's prototype below {rule['threshold']:.3f}); the best guess is still listed. Photos far from "
+    return (f"- **Photos of something else** come back as `unknown` when they are unlike every label (the mean of the cosine "
+            f"similarities to the nearest label prototype and the nearest training photo below {rule['threshold']:.3f}); the best guess is still listed. Photos far from "
             "every label are caught reliably; photos of a related kind (another flower for a flower model) often are not.")
 
 

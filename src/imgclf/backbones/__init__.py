@@ -9,7 +9,6 @@ other backbone is exported once with the ``torch`` extra and cached.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from imgclf.artifact import sha256_file
 from imgclf.errors import ImgclfError
 from imgclf.preprocessing import Preprocessing
 
@@ -95,14 +95,6 @@ def builtin_weights_file(name: str) -> Path:
     return Path(getattr(module, spec.model_file_class).get_model_file_path())
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def resolve(
     name: str = DEFAULT_BACKBONE,
     weights: str | os.PathLike | None = None,
@@ -139,13 +131,13 @@ def resolve(
         if not weights_path.is_file():
             raise ImgclfError(f"weights file not found: {weights}")
         weights_desc = weights_path.name
-        key = file_digest(weights_path)[:16]
+        key = sha256_file(weights_path)[:16]
     elif name in BUILTINS and (shipped := _shipped(name)) is not None:
         return shipped
     elif name in BUILTINS:
         weights_path = builtin_weights_file(name)
         weights_desc = f"{BUILTINS[name].package} ({weights_path.name})"
-        key = file_digest(weights_path)[:16]
+        key = sha256_file(weights_path)[:16]
     else:
         weights_path = None
         weights_desc = "timm hub (pretrained)"
