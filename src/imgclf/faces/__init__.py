@@ -125,22 +125,31 @@ def _max_upsampling(shape: tuple[int, int]) -> int:
 
 def largest_face(img: Image.Image):
     """``(image, landmarks)``: the largest face's landmarks (a dlib ``full_object_detection``) in ``image``,
-    which is ``img`` or, when only a turned copy shows a face, that copy. Raises :class:`NoFaceError`."""
+    which is ``img`` or, when only a turned copy shows a face, that copy. Raises :class:`NoFaceError`.
+
+    Looked for in turn by dlib's HOG detector (:func:`find_faces`), then by BlazeFace on tiles
+    (:mod:`imgclf.faces.detector`: small, turned and covered faces; its best face), then by HOG on
+    copies turned by :data:`TURNS`.
+    """
     import dlib
+
+    from imgclf.faces import detector
 
     _, predictor = _dlib_objects()
     scale = min(1.0, DETECT_SIDE / max(img.size))
     small = img if scale == 1.0 else img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
-    for turn in (0, *TURNS):
-        seen = small if turn == 0 else small.rotate(turn, resample=Image.Resampling.BILINEAR)
-        boxes = find_faces(np.asarray(seen))
+    turn, boxes = 0, [(r.left(), r.top(), r.right(), r.bottom()) for r in find_faces(np.asarray(small))]
+    if not boxes:
+        boxes = [box for box, _ in detector.detect(np.asarray(small))[:1]]
+    for turn in () if boxes else TURNS:
+        boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in find_faces(np.asarray(small.rotate(turn, resample=Image.Resampling.BILINEAR)))]
         if boxes:
             break
-    else:
+    if not boxes:
         raise NoFaceError()
-    box = max(boxes, key=lambda r: r.area())
+    left, top, right, bottom = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
     photo = img if turn == 0 else img.rotate(turn, resample=Image.Resampling.BICUBIC)
-    full = dlib.rectangle(round(box.left() / scale), round(box.top() / scale), round(box.right() / scale), round(box.bottom() / scale))
+    full = dlib.rectangle(round(left / scale), round(top / scale), round(right / scale), round(bottom / scale))
     return photo, predictor(np.asarray(photo), full)
 
 
