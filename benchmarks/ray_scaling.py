@@ -60,7 +60,7 @@ def main() -> None:
         startup = time.perf_counter() - t
         try:
             for n in args.workers:
-                best = min((run(args.model, args.data, out, "ray", workers=n) for _ in range(args.repeat)), key=lambda r: r[0])
+                best = min((run(args.model, args.data, out, "ray", actors=n) for _ in range(args.repeat)), key=lambda r: r[0])
                 results.append((f"ray, {n} actor{'s' if n > 1 else ''} x 1 CPU", *best[:2], best[2] == reference))
         finally:
             ray.shutdown()

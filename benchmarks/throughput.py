@@ -24,7 +24,7 @@ to the backbone into its steps, each timed alone on one thread (CPU ms per photo
 prints the ceiling they put on b/a: with every core busy in (a), each CPU millisecond of
 reading, decoding and preprocessing is taken from the backbone, so even with perfect
 overlap b/a <= backbone / (backbone + steps). (g) runs the pipeline alone (no cache) both
-ways it can load photos: each inference stream decoding its own batch (``workers=0``, what
+ways it can load photos: each inference stream decoding its own batch (``loaders=0``, what
 ``embed_files`` does) and separate decode threads feeding the streams, interleaved.
 
 ``--stream N`` embeds N photos made from DATA_DIR's (each a copy with random bytes after
@@ -248,8 +248,8 @@ def measure_steps(bb, photos: list[Path], tmp: Path) -> dict[str, float]:
 
 # --- (g) who decodes ------------------------------------------------------------------------------
 
-def measure_loading(bb, photos: list[Path], workers: int | None) -> tuple[float, float]:
-    """img/s and CPU ms/img of ``run_batched`` alone over ``photos``, as ``embed_files`` runs it but with ``workers``."""
+def measure_loading(bb, photos: list[Path], loaders: int | None) -> tuple[float, float]:
+    """img/s and CPU ms/img of ``run_batched`` alone over ``photos``, as ``embed_files`` runs it but with ``loaders``."""
     from imgclf.pipeline import STREAM_BATCH, create_session, inference_plan, pixel_loader, run_batched
 
     streams, threads = inference_plan()
@@ -258,7 +258,7 @@ def measure_loading(bb, photos: list[Path], workers: int | None) -> tuple[float,
     pre = bb.preprocessing
     forward = lambda batch: sess.run(None, {name: batch})  # noqa: E731
     with Timer() as t:
-        n = sum(1 for _ in run_batched(photos, pixel_loader(pre), forward, STREAM_BATCH, workers, streams, pre.batch))
+        n = sum(1 for _ in run_batched(photos, pixel_loader(pre), forward, STREAM_BATCH, loaders, streams, pre.batch))
     return n / t.wall, 1000 * t.cpu / n
 
 
@@ -362,7 +362,7 @@ def main() -> None:
         d = [measure_predict(model_dir, photos[0]) for _ in range(args.predict_runs)]
         big = measure_big(bb.preprocessing, photos[0])
         steps = measure_steps(bb, photos, tmp)
-        ways = {"streams decode their own batches (workers=0)": 0, f"{cores} decode threads feed the streams": None}
+        ways = {"streams decode their own batches (loaders=0)": 0, f"{cores} decode threads feed the streams": None}
         loading: dict[str, list] = {label: [] for label in ways}
         for r in range(args.loading_runs):
             for label in (list(ways) if r % 2 == 0 else list(ways)[::-1]):  # alternate who goes first

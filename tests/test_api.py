@@ -40,7 +40,7 @@ def test_same_seed_same_model(tmp_path, cache_dir):
     assert a.metrics["head"] == b.metrics["head"]
     pa = imgclf.load(a.model_dir).predict([UNSEEN])
     pb = imgclf.load(b.model_dir).predict([UNSEEN])
-    assert [p.to_dict() for p in pa] == [p.to_dict() for p in pb]
+    assert [p.to_row() for p in pa] == [p.to_row() for p in pb]
 
 
 def test_fused_onnx_equals_backbone_plus_head(trained_model, cache_dir):

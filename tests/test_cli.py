@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 import os
 
 import pytest
@@ -50,14 +51,41 @@ def test_predict_json_contract(trained_model):
     assert len(preds) == 10
     correct = 0
     for p in preds:
-        assert set(p) == {"path", "label", "confidence", "top_k", "similarity"}
+        assert list(p) == ["path", "status", "label", "confidence", "similarity", "top_k", "error"]
+        assert p["status"] in ("ok", "unknown") and p["error"] is None
+        assert (p["label"] == "unknown") == (p["status"] == "unknown")
         assert 0.0 <= p["confidence"] <= 1.0
-        assert len(p["top_k"]) == 3 and p["top_k"][0]["label"] == p["label"]
+        assert len(p["top_k"]) == 3 and p["top_k"][0]["confidence"] == p["confidence"]
+        assert p["status"] == "unknown" or p["top_k"][0]["label"] == p["label"]
         assert [t["confidence"] for t in p["top_k"]] == sorted((t["confidence"] for t in p["top_k"]), reverse=True)
         assert {t["label"] for t in p["top_k"]} <= set(LABELS)
         assert -1 <= p["similarity"] <= 1
-        correct += p["label"] in p["path"]
+        correct += p["top_k"][0]["label"] in p["path"]
     assert correct >= 6, f"only {correct}/10 unseen photos right"
+
+
+def test_one_shape_for_json_jsonl_csv_and_http(trained_model, tmp_path):
+    """``predict -f json``, ``predict -o x.jsonl``, ``-o x.csv`` and the HTTP API give the same rows."""
+    from fastapi.testclient import TestClient
+
+    from imgclf.prediction import csv_header, csv_row
+    from imgclf.serve.app import create_app
+
+    bad = tmp_path / "in" / "broken.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\xff\xd8 not really")
+    photos = sorted(UNSEEN.glob("roses/*"))[:2] + [bad]
+    printed = json.loads(run_cli("predict", str(trained_model), *map(str, photos), "-f", "json").stdout)
+    assert {p["status"] for p in printed[:2]} <= {"ok", "unknown"} and printed[2]["status"] == "error" and printed[2]["error"]
+    assert run_cli("predict", str(trained_model), *map(str, photos), "-o", str(tmp_path / "p.jsonl")).returncode == 0
+    streamed = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert streamed == printed
+    assert run_cli("predict", str(trained_model), *map(str, photos), "-o", str(tmp_path / "p.csv")).returncode == 0
+    assert (tmp_path / "p.csv").read_text() == "\n".join(",".join(c) for c in [csv_header(3), *map(csv_row, printed)]) + "\n"
+    with TestClient(create_app(trained_model)) as client:
+        for photo, want in zip(photos[:2], printed):
+            got = client.post("/predict", files={"file": (photo.name, photo.read_bytes())}).json()
+            assert got == {**want, "path": photo.name}
 
 
 def test_predict_csv_and_table(trained_model):
@@ -66,13 +94,16 @@ def test_predict_csv_and_table(trained_model):
     rows = list(csv.DictReader(io.StringIO(r.stdout)))
     assert r.returncode == 0 and len(rows) == 1
     assert rows[0]["path"] == str(photo) and rows[0]["label"] in LABELS and rows[0]["top2_label"] in LABELS
-    t = run_cli("predict", str(trained_model), str(photo), env={"COLUMNS": "200"})
-    assert t.returncode == 0
-    row = next(line for line in t.stdout.splitlines() if photo.name in line)
-    cells = [c.strip() for c in row.strip("│ ").split("│")]
-    want = rows[0]["label"] if rows[0]["label"] != "unknown" else "unknown (unlike every label)"
-    assert cells[0] == str(photo) and cells[1] == want  # the label in its own column, not just somewhere
+    t = run_cli("predict", str(trained_model), str(UNSEEN), env={"COLUMNS": "80"})  # a folder: paths shown relative to it
+    assert t.returncode == 0 and max(map(len, t.stdout.splitlines())) <= 80
+    shown = f"{photo.parent.name}/{photo.name}"
+    shown = shown if len(shown) <= 32 else shown[:15] + "…" + shown[-16:]
+    row = next(line for line in t.stdout.splitlines() if line.startswith(shown + " "))
+    cells = re.split(r"\s{2,}", row.strip())
+    want = rows[0]["label"] if rows[0]["label"] != "unknown" else f"unknown ({rows[0]['top1_label']}?)"
+    assert cells[1] == want  # the label in its own column, not just somewhere
     assert cells[2] == f"{100 * float(rows[0]['confidence']):.1f}%"
+    assert str(UNSEEN) not in t.stdout
 
 
 def test_predict_does_not_import_torch(trained_model):

@@ -48,7 +48,7 @@ def test_cli_embed_csv_and_predict_csv(trained_model, tmp_path, cache_dir):
     r = run_cli("predict", str(trained_model), str(data / "*" / "*.jpg"), "-o", str(tmp_path / "p.csv"))
     assert r.returncode == 0, r.stderr
     assert "10 predictions written" in r.stderr
-    assert (tmp_path / "p.csv").read_text().startswith("path,label,confidence,similarity,error,top1_label")
+    assert (tmp_path / "p.csv").read_text().startswith("path,status,label,confidence,similarity,error,top1_label")
 
 
 def test_no_match_for_a_glob_is_a_user_error(trained_model, tmp_path):

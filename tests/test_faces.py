@@ -138,7 +138,8 @@ def test_predict_names_the_person_rejects_strangers_and_says_no_face(face_model)
         assert preds[stranger]["label"] == "unknown"
         assert preds[stranger]["similarity"] < preds[OBAMA_UNSEEN.name]["similarity"]
         assert len(preds[stranger]["top_k"]) == 2
-    assert preds[FLOWER.name] == {"path": str(FLOWER), "label": "no face", "confidence": None, "top_k": []}
+    assert preds[FLOWER.name] == {"path": str(FLOWER), "status": "no_face", "label": "no face", "confidence": None,
+                                  "similarity": None, "top_k": [], "error": None}
 
 
 def test_evaluate_reports_stranger_rejection(face_model, people, tmp_path):

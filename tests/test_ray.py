@@ -63,14 +63,14 @@ def photos_with_bad(tmp_path_factory) -> Path:
 def embeddings(ray_runtime, photos_with_bad, cache_dir, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("emb")
     return {
-        engine: engines.embed(photos_with_bad, out / f"{engine}.parquet", engine, cache_dir=cache_dir, workers=2).output
+        engine: engines.embed(photos_with_bad, out / f"{engine}.parquet", engine, cache_dir=cache_dir, actors=2).output
         for engine in ("local", "ray")
     }
 
 
 def test_predict_local_and_ray_agree(ray_runtime, trained_model, unseen_with_bad, tmp_path):
     for engine in ("local", "ray"):
-        job = engines.predict(trained_model, [unseen_with_bad], tmp_path / f"{engine}.parquet", engine, workers=2)
+        job = engines.predict(trained_model, [unseen_with_bad], tmp_path / f"{engine}.parquet", engine, actors=2)
         assert (job.rows, job.errors) == (12, 2)
     local = pq.read_table(tmp_path / "local.parquet").to_pylist()
     remote = pq.read_table(tmp_path / "ray.parquet").to_pylist()
@@ -154,7 +154,7 @@ def test_cli_predict_on_a_running_cluster(ray_runtime, trained_model, unseen_wit
     address = ray.get_runtime_context().gcs_address
     out = tmp_path / "preds.jsonl"
     result = run_cli("predict", str(trained_model), str(unseen_with_bad / "*" / "*.jpg"), "--engine", "ray",
-                     "--address", address, "--output", str(out), "--workers", "1")
+                     "--address", address, "--output", str(out), "--actors", "1")
     assert result.returncode == 0, result.stderr
     assert "12 predictions written" in result.stderr and "(2 unreadable)" in result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]

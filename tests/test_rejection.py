@@ -35,9 +35,10 @@ def test_rule_is_stored_in_the_model_folder_and_the_onnx_metadata(trained_model)
 def test_non_flowers_come_back_unknown_with_best_guess_kept(trained_model):
     r = run_cli("predict", str(trained_model), str(NOT_FLOWERS), "-f", "json")
     assert r.returncode == 0, r.stderr
-    preds = [p for p in json.loads(r.stdout) if "error" not in p]  # LICENSE.txt is reported as "not an image"
+    preds = [p for p in json.loads(r.stdout) if p["status"] != "error"]  # LICENSE.txt is reported as "not an image"
     assert len(preds) == 17
     unknown = [p for p in preds if p["label"] == "unknown"]
+    assert all(p["status"] == "unknown" for p in unknown)
     assert len(unknown) >= 15, [(p["path"], p["similarity"]) for p in preds if p["label"] != "unknown"]
     for p in unknown:
         assert p["top_k"][0]["label"] in LABELS and 0 <= p["confidence"] <= 1 and p["similarity"] is not None

@@ -141,11 +141,11 @@ def test_train_writes_report_plots_and_card(trained_model):
 
 
 def test_train_summary_ends_with_report_path(trained_model, capsys):
-    from imgclf.cli import _print_train_summary
+    from imgclf.cli import render
     from imgclf.training import TrainResult
 
     metrics = json.loads((trained_model / "metrics.json").read_text())
-    _print_train_summary(TrainResult(trained_model, LABELS, metrics["counts"], metrics))
+    render.train_summary(TrainResult(trained_model, LABELS, metrics["counts"], metrics))
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"report: {trained_model / 'report.html'}"
 

@@ -88,7 +88,8 @@ def expected(trained_model):
 
 
 def assert_same_prediction(got: dict, want: dict, top_k: int) -> None:
-    assert set(got) == {"path", "label", "confidence", "top_k", "similarity"}
+    assert list(got) == ["path", "status", "label", "confidence", "similarity", "top_k", "error"]
+    assert got["status"] == want["status"] and got["error"] is None
     assert got["label"] == want["label"]
     assert got["similarity"] == pytest.approx(want["similarity"], abs=2e-5)
     assert got["confidence"] == pytest.approx(want["confidence"], abs=2e-5)
@@ -145,7 +146,7 @@ def test_predict_batch_keeps_order_and_reports_bad_files(server, expected):
     out = r.json()
     assert [o["path"] for o in out] == [name for _, (name, _, _) in files]
     bad = out.pop(3)
-    assert bad["label"] is None and bad["top_k"] == [] and "not an image" in bad["error"]
+    assert bad["status"] == "error" and bad["label"] is None and bad["top_k"] == [] and "not an image" in bad["error"]
     for got, photo in zip(out, PHOTOS):
         assert_same_prediction(got, expected[photo.name], 2)
     for r in (

@@ -121,8 +121,8 @@ def test_batches_of_pixels_equal_the_single_image_path():
     assert pre.batch([]).shape == (0, 3, pre.input_size, pre.input_size)
 
 
-@pytest.mark.parametrize("streams,workers", [(1, 4), (2, 4), (2, 0)])
-def test_pipeline_keeps_order_and_reports_errors_with_several_workers(streams, workers):
+@pytest.mark.parametrize("streams,loaders", [(1, 4), (2, 4), (2, 0)])
+def test_pipeline_keeps_order_and_reports_errors_with_several_loaders(streams, loaders):
     rnd = random.Random(0)
     delays = [rnd.random() * 0.004 for _ in range(103)]
     threads_seen: set[str] = set()
@@ -143,7 +143,7 @@ def test_pipeline_keeps_order_and_reports_errors_with_several_workers(streams, w
         time.sleep(0.002)  # concurrent streams finish out of order too
         return [batch * 2, batch[:, :1]]
 
-    out = list(run_batched(range(103), load, forward, batch_size=8, workers=workers, streams=streams))
+    out = list(run_batched(range(103), load, forward, batch_size=8, loaders=loaders, streams=streams))
     assert [i for i, _ in out] == list(range(103))
     for i, res in out:
         if i % 10 == 3:
@@ -153,16 +153,16 @@ def test_pipeline_keeps_order_and_reports_errors_with_several_workers(streams, w
         else:
             assert res[0].tolist() == [2 * i, 2 * i] and res[1].tolist() == [i]
     assert max(batches) <= 8 and sum(batches) == sum(1 for _, r in out if not isinstance(r, ImageError))
-    loaders = {t.split("_")[0] for t in threads_seen}
-    if workers:  # loading threads, never more than cores
-        assert loaders == {"imgclf-decode"}
+    kinds = {t.split("_")[0] for t in threads_seen}
+    if loaders:  # loading threads, never more than cores
+        assert kinds == {"imgclf-decode"}
         assert 1 <= len(threads_seen) <= cpu_count()
-    else:  # workers=0: each stream loads its own batch
-        assert loaders == {"imgclf-infer"} and 1 <= len(threads_seen) <= min(streams, cpu_count())
+    else:  # loaders=0: each stream loads its own batch
+        assert kinds == {"imgclf-infer"} and 1 <= len(threads_seen) <= min(streams, cpu_count())
 
 
-@pytest.mark.parametrize("streams,workers", [(1, 2), (2, 2), (2, 0)])
-def test_pipeline_streams_in_bounded_memory_and_stops_early(streams, workers):
+@pytest.mark.parametrize("streams,loaders", [(1, 2), (2, 2), (2, 0)])
+def test_pipeline_streams_in_bounded_memory_and_stops_early(streams, loaders):
     pulled = 0
     consumed = 0
     most_ahead = 0
@@ -178,12 +178,12 @@ def test_pipeline_streams_in_bounded_memory_and_stops_early(streams, workers):
         return [batch]
 
     batch = 16
-    for i, _ in run_batched(items(), lambda i: np.zeros(4, np.float32), forward, batch, workers, streams=streams):
+    for i, _ in run_batched(items(), lambda i: np.zeros(4, np.float32), forward, batch, loaders, streams=streams):
         consumed += 1
         if consumed == 500:
             break
     # queued loads + the batches in inference (one more when streams load their own) + the batch being consumed
-    assert most_ahead <= 2 * batch + workers + (streams + 1 + (workers == 0)) * batch + 1
+    assert most_ahead <= 2 * batch + loaders + (streams + 1 + (loaders == 0)) * batch + 1
     assert pulled < 600
 
 

@@ -43,7 +43,7 @@ def embed_files(
 
     Inference runs as :func:`~imgclf.pipeline.inference_plan` streams of ``batch_size``
     (default :data:`~imgclf.pipeline.STREAM_BATCH`), each decoding its own batch, then
-    running it (``run_batched(workers=0)``).
+    running it (``run_batched(loaders=0)``).
 
     An interruption (Ctrl-C, crash) loses at most the batch in flight.
     """
@@ -90,7 +90,7 @@ def embed_files(
             return session.run(None, {input_name: encode(batch)})
 
         pre = backbone.preprocessing
-        for path, out in run_batched(misses, pixel_loader(pre), forward, batch_size or STREAM_BATCH, workers=0,
+        for path, out in run_batched(misses, pixel_loader(pre), forward, batch_size or STREAM_BATCH, loaders=0,
                                      streams=streams, collate=pre.batch):
             if isinstance(out, ImageError):
                 errors[path] = out.reason

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -16,41 +15,16 @@ from imgclf.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MOD
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.faces import NO_FACE, NoFaceError
 from imgclf.pipeline import DEFAULT_BATCH, encoder, pixel_loader, preprocess_image, run_batched
+from imgclf.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN_STATUS, Prediction
 from imgclf.preprocessing import Preprocessing
 from imgclf.rejection import UNKNOWN
 
 
-@dataclass
-class Prediction:
-    """What the model says about one input.
-
-    ``label`` is ``"unknown"`` when the photo is unlike every class (``similarity`` below the
-    model's threshold); ``confidence`` and ``top_k`` still give the best guesses. ``error`` is
-    set (and ``label`` is None) when the file could not be read. A face model answers
-    ``"no face"`` (no scores) for a photo in which it found no face.
-    """
-
-    path: str
-    label: str | None
-    confidence: float | None
-    top_k: list[dict] = field(default_factory=list)
-    error: str | None = None
-    similarity: float | None = None
-
-    def to_dict(self) -> dict:
-        d = {"path": self.path, "label": self.label, "confidence": self.confidence, "top_k": self.top_k}
-        if self.similarity is not None:
-            d["similarity"] = self.similarity
-        if self.error is not None:
-            d["error"] = self.error
-        return d
-
-    @classmethod
-    def from_error(cls, path: str, error: ImageError) -> "Prediction":
-        """The answer for a photo the model could not score: ``"no face"``, or ``error`` set."""
-        if isinstance(error, NoFaceError):
-            return cls(path, NO_FACE, None, [])
-        return cls(path, None, None, [], error=error.reason)
+def failed(path: str, error: ImageError) -> Prediction:
+    """The answer for a photo the model could not score: ``no_face`` for a face model, else ``error``."""
+    if isinstance(error, NoFaceError):
+        return Prediction(path, NO_FACE_STATUS, NO_FACE)
+    return Prediction(path, ERROR, None, error=error.reason)
 
 
 class Model:
@@ -114,7 +88,7 @@ class Model:
         try:
             batch = preprocess_image(image, self.preprocessing)[None]
         except ImageError as e:
-            return Prediction.from_error(name, e)
+            return failed(name, e)
         return self.prediction(name, self.scores(batch)[0], top_k, **rule)
 
     def predict(
@@ -141,7 +115,7 @@ class Model:
         pre = self.preprocessing
         for path, out in run_batched(files, pixel_loader(pre), forward, batch_size or DEFAULT_BATCH, collate=pre.batch):
             if isinstance(out, ImageError):
-                yield Prediction.from_error(str(path), out)
+                yield failed(str(path), out)
             else:
                 yield self.prediction(str(path), out[0], top_k, threshold, reject)
 
@@ -149,13 +123,14 @@ class Model:
         """A :class:`Prediction` from one row of :meth:`scores`, applying the "unknown" rule."""
         probs, sim = scores[:-1], float(scores[-1])
         if not np.isfinite(probs).all() or np.isinf(sim):
-            return Prediction(name, None, None, [], error="the model answered no number (NaN): its model.onnx is damaged")
+            return Prediction(name, ERROR, None, error="the model answered no number (NaN): its model.onnx is damaged")
         order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
         top = [{"label": self.labels[i], "confidence": round(float(probs[i]), 6)} for i in order]
         limit = threshold if threshold is not None else self.threshold
         similarity = None if np.isnan(sim) else round(sim, 6)
         unknown = reject and limit is not None and similarity is not None and sim < limit
-        return Prediction(name, UNKNOWN if unknown else top[0]["label"], top[0]["confidence"], top, similarity=similarity)
+        return Prediction(name, UNKNOWN_STATUS if unknown else OK, UNKNOWN if unknown else top[0]["label"], top[0]["confidence"], top,
+                          similarity=similarity)
 
 
 def load(model_dir: str | os.PathLike) -> Model:

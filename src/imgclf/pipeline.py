@@ -158,7 +158,7 @@ def run_batched(
     load: Callable[[T], np.ndarray],
     forward: Callable[[np.ndarray], Sequence[np.ndarray]],
     batch_size: int = DEFAULT_BATCH,
-    workers: int | None = None,
+    loaders: int | None = None,
     streams: int = 1,
     collate: Callable[[list[np.ndarray]], np.ndarray] = np.stack,
 ) -> Iterator[tuple[T, tuple[np.ndarray, ...] | ImageError]]:
@@ -166,23 +166,22 @@ def run_batched(
 
     ``forward`` maps a batch, made by ``collate`` from the loaded arrays (``np.stack``, or
     ``Preprocessing.batch`` for :func:`pixel_loader`), to arrays whose first axis is the
-    batch. Three stages overlap: ``workers`` threads (at most one per core) load items ahead,
-    at most ``2 * batch_size + workers`` of them, so memory stays bounded however many items
+    batch. Three stages overlap: ``loaders`` threads (at most one per core) load items ahead,
+    at most ``2 * batch_size + loaders`` of them, so memory stays bounded however many items
     come; ``streams`` threads (at most one per core) each run ``forward`` on a batch (ONNX
     Runtime releases the GIL; ``forward`` must be thread-safe when ``streams`` > 1, as
     ``InferenceSession.run`` is); and the caller consumes finished batches meanwhile (cache
     writes, printing), so inference never waits for it. An exception from ``forward``
     reaches the caller.
 
-    ``workers=0``: no loading threads; each stream loads its own batch, then runs it. With
+    ``loaders=0``: no loading threads; each stream loads its own batch, then runs it. With
     single-threaded streams filling the cores (:func:`inference_plan`) this keeps one busy
-    thread per core, none preempting another mid-inference (``benchmarks/throughput.py``,
-    row (g): a few per cent faster, within this machine's noise on a single run).
+    thread per core, none preempting another mid-inference.
     """
-    inline = workers == 0
-    workers = 0 if inline else min(workers or cpu_count(), cpu_count())
+    inline = loaders == 0
+    loaders = 0 if inline else min(loaders or cpu_count(), cpu_count())
     streams = max(1, min(streams, cpu_count()))
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="imgclf-decode") as pool, \
+    with ThreadPoolExecutor(max_workers=max(1, loaders), thread_name_prefix="imgclf-decode") as pool, \
             ThreadPoolExecutor(max_workers=streams, thread_name_prefix="imgclf-infer") as infer:
         pending: deque[tuple[T, Future | None]] = deque()
         it = iter(items)
@@ -190,7 +189,7 @@ def run_batched(
 
         def fill() -> None:
             nonlocal exhausted
-            while not exhausted and len(pending) < 2 * batch_size + workers:
+            while not exhausted and len(pending) < 2 * batch_size + loaders:
                 try:
                     item = next(it)
                 except StopIteration:
@@ -227,7 +226,7 @@ def run_batched(
 
 
 def _run_chunk(chunk: list, load: Callable, forward: Callable[[np.ndarray], Sequence[np.ndarray]], collate: Callable) -> tuple[list, Sequence[np.ndarray]]:
-    """Wait for a chunk's loads (or load it here: ``workers=0``), then run ``forward`` on the good ones, collated."""
+    """Wait for a chunk's loads (or load it here: ``loaders=0``), then run ``forward`` on the good ones, collated."""
     loaded = [(item, safe_load(load, item) if fut is None else fut.result()) for item, fut in chunk]
     ok = [arr for _, arr in loaded if not isinstance(arr, ImageError)]
     return loaded, (forward(collate(ok)) if ok else ())

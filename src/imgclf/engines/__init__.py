@@ -52,11 +52,11 @@ def _is_uri(s: str) -> bool:
 def iter_predict(
     model_dir: str | os.PathLike, inputs: Iterable[str | os.PathLike], engine: str = "local", *,
     top_k: int = 3, threshold: float | None = None, reject: bool = True, address: str | None = None,
-    workers: int | None = None, cpus_per_worker: int = 1, batch_size: int = DEFAULT_BATCH, progress: Callable | None = None,
+    actors: int | None = None, cpus_per_actor: int = 1, batch_size: int = DEFAULT_BATCH, progress: Callable | None = None,
 ):
     """Batches of prediction rows (lists of dicts or Arrow tables), in input order.
 
-    ``address``, ``workers`` (actors) and ``cpus_per_worker`` (ONNX threads of each) apply to the Ray engine.
+    ``address``, ``actors`` and ``cpus_per_actor`` (ONNX threads of each) apply to the Ray engine.
     """
     _check_engine(engine)
     inputs = [str(i) for i in inputs]
@@ -73,8 +73,8 @@ def iter_predict(
         raise ImgclfError("give either local paths or URIs (s3://…), not both")
     items = None if uris else predict_items(inputs)
     with ray_engine.runtime(address) as ray:
-        yield from ray_engine.run_predict(ray, model_dir, items, uris or None, top_k, threshold, reject, workers,
-                                          cpus_per_worker, batch_size, progress)
+        yield from ray_engine.run_predict(ray, model_dir, items, uris or None, top_k, threshold, reject, actors,
+                                          cpus_per_actor, batch_size, progress)
 
 
 def predict(
@@ -94,8 +94,8 @@ def predict(
 def embed(
     data_dir: str | os.PathLike, output: str | os.PathLike, engine: str = "local", *,
     backbone: str | None = None, weights: str | os.PathLike | None = None, crop: str | None = None,
-    cache_dir: str | os.PathLike | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1, address: str | None = None, workers: int | None = None,
-    cpus_per_worker: int = 1, batch_size: int = DEFAULT_BATCH, progress: Callable | None = None, log: Callable[[str], None] | None = None,
+    cache_dir: str | os.PathLike | None = None, val_fraction: float = 0.1, test_fraction: float = 0.1, address: str | None = None, actors: int | None = None,
+    cpus_per_actor: int = 1, batch_size: int = DEFAULT_BATCH, progress: Callable | None = None, log: Callable[[str], None] | None = None,
 ) -> JobResult:
     """Embed every photo of a labelled folder and write path, hash, label, split, embedding, error rows.
 
@@ -122,7 +122,7 @@ def embed(
             from imgclf.engines import ray_engine
 
             with ray_engine.runtime(address) as ray:
-                for batch in ray_engine.run_embed(ray, bb, items, workers, cpus_per_worker, batch_size, progress):
+                for batch in ray_engine.run_embed(ray, bb, items, actors, cpus_per_actor, batch_size, progress):
                     w.write(batch)
     return JobResult(Path(output), w.rows, w.errors, time.perf_counter() - start)
 

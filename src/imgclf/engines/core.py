@@ -68,9 +68,9 @@ class Runner:
     def row(self, item: Item, out: tuple[np.ndarray, ...] | ImageError) -> dict:
         raise NotImplementedError
 
-    def iter_rows(self, items: Iterable[Item], batch_size: int = DEFAULT_BATCH, workers: int | None = None) -> Iterator[dict]:
-        """Rows in input order; ``workers`` decode threads feed batches of ``batch_size``."""
-        for item, out in run_batched(items, self.load, self.forward, batch_size, workers or self.threads, collate=self.pre.batch):
+    def iter_rows(self, items: Iterable[Item], batch_size: int = DEFAULT_BATCH, loaders: int | None = None) -> Iterator[dict]:
+        """Rows in input order; ``loaders`` decode threads feed batches of ``batch_size``."""
+        for item, out in run_batched(items, self.load, self.forward, batch_size, loaders or self.threads, collate=self.pre.batch):
             yield self.row(item, out)
 
 
@@ -93,14 +93,11 @@ class PredictRunner(Runner):
         return [self.model.scores(batch)]
 
     def row(self, item: Item, out) -> dict:
-        from imgclf.model import Prediction
+        from imgclf.model import failed
 
         if isinstance(out, ImageError):
-            pred = Prediction.from_error(item.path, out)
-        else:
-            pred = self.model.prediction(item.path, out[0], self.top_k, self.threshold, self.reject)
-        return {"path": pred.path, "label": pred.label, "confidence": pred.confidence,
-                "similarity": getattr(pred, "similarity", None), "top_k": pred.top_k, "error": pred.error}
+            return failed(item.path, out).to_row()
+        return self.model.prediction(item.path, out[0], self.top_k, self.threshold, self.reject).to_row()
 
 
 class EmbedRunner(Runner):

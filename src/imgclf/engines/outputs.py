@@ -6,7 +6,8 @@ file is written under a temporary name and renamed when complete: a crashed or
 interrupted job never leaves a half-written file behind under the requested name.
 
 Columns
-  predictions: ``path, label, confidence, similarity, top_k (list of {label, confidence}), error``
+  predictions: :data:`imgclf.prediction.FIELDS` (``path, status, label, confidence, similarity,
+  top_k, error``), the same shape as ``predict -f json`` and the HTTP API
   embeddings:  ``path, hash, label, split, embedding (list<float32>), error``
 
 In CSV, ``top_k`` becomes ``top1_label, top1_confidence, …`` and an embedding a JSON
@@ -28,6 +29,7 @@ import numpy as np
 
 from imgclf.artifact import check_not_artefact
 from imgclf.files import to_json, writing_to
+from imgclf.prediction import csv_header, csv_row
 
 from imgclf.engines.core import EMBEDDINGS, PREDICTIONS
 from imgclf.errors import ImgclfError
@@ -58,7 +60,7 @@ def schema(kind: str):
     pa = _pa()
     if kind == PREDICTIONS:
         top = pa.struct([("label", pa.string()), ("confidence", pa.float64())])
-        return pa.schema([("path", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
+        return pa.schema([("path", pa.string()), ("status", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
                           ("similarity", pa.float64()), ("top_k", pa.list_(top)), ("error", pa.string())])
     return pa.schema([("path", pa.string()), ("hash", pa.string()), ("label", pa.string()), ("split", pa.string()),
                       ("embedding", pa.list_(pa.float32())), ("error", pa.string())])
@@ -154,23 +156,14 @@ class Writer:
     def _csv_header(self) -> list[str]:
         if self.kind == EMBEDDINGS:
             return ["path", "hash", "label", "split", "error", "embedding"]
-        header = ["path", "label", "confidence", "similarity", "error"]
-        for i in range(1, self.top_k + 1):
-            header += [f"top{i}_label", f"top{i}_confidence"]
-        return header
+        return csv_header(self.top_k)
 
     def _csv_row(self, r: dict) -> list:
-        def num(v) -> str:
-            return "" if v is None else f"{v:.6f}"
-
         if self.kind == EMBEDDINGS:
             vec = r["embedding"]
             text = "" if vec is None else json.dumps([float(x) for x in vec])
             return [r["path"], r["hash"] or "", r["label"] or "", r["split"] or "", r["error"] or "", text]
-        row = [r["path"], r["label"] or "", num(r["confidence"]), num(r.get("similarity")), r["error"] or ""]
-        for t in r["top_k"] or []:
-            row += [t["label"], num(t["confidence"])]
-        return row
+        return csv_row(r)
 
 
 def _plain(r: dict) -> dict:

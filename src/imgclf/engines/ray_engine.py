@@ -147,26 +147,26 @@ def _configure_data(ray) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
-def _source(ray, items: list[Item] | None, uris: list[str] | None, batch_size: int, workers: int):
+def _source(ray, items: list[Item] | None, uris: list[str] | None, batch_size: int, actors: int):
     if uris:
         return ray.data.read_binary_files(uris, include_paths=True)
     rows = [{k: v for k, v in (("path", i.path), ("source", i.source), ("label", i.label), ("split", i.split)) if v is not None}
             for i in items]
-    blocks = min(MAX_BLOCKS, max(1, workers, math.ceil(len(rows) / (2 * batch_size))))
+    blocks = min(MAX_BLOCKS, max(1, actors, math.ceil(len(rows) / (2 * batch_size))))
     return ray.data.from_items(rows, override_num_blocks=min(blocks, len(rows)))
 
 
 def _run(
-    ray, actor, kwargs: dict, items: list[Item] | None, uris: list[str] | None, workers: int | None,
-    cpus_per_worker: float, batch_size: int, progress: Callable[[int, int | None], None] | None,
+    ray, actor, kwargs: dict, items: list[Item] | None, uris: list[str] | None, actors: int | None,
+    cpus_per_actor: float, batch_size: int, progress: Callable[[int, int | None], None] | None,
 ) -> Iterator:
     _configure_data(ray)
-    if workers is None:
-        workers = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_worker))
-    ds = _source(ray, items, uris, batch_size, workers)
+    if actors is None:
+        actors = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_actor))
+    ds = _source(ray, items, uris, batch_size, actors)
     ds = ds.map_batches(
         actor, fn_constructor_kwargs=kwargs, batch_size=batch_size, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus_per_worker,
+        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=cpus_per_actor,
     )
     total = len(items) if items is not None else None
     done = 0
@@ -179,26 +179,26 @@ def _run(
 
 def run_predict(
     ray, model_dir: str | os.PathLike, items: list[Item] | None = None, uris: list[str] | None = None,
-    top_k: int = 3, threshold: float | None = None, reject: bool = True, workers: int | None = None,
-    cpus_per_worker: int = 1, batch_size: int = DEFAULT_BATCH, progress=None,
+    top_k: int = 3, threshold: float | None = None, reject: bool = True, actors: int | None = None,
+    cpus_per_actor: int = 1, batch_size: int = DEFAULT_BATCH, progress=None,
 ) -> Iterator:
-    """Arrow tables of prediction rows, in input order, computed by ``workers`` actors."""
+    """Arrow tables of prediction rows, in input order, computed by ``actors`` Ray actors."""
     from imgclf.model import Model
 
     Model.load(model_dir, threads=1)  # a broken model folder fails here, once, with a clear message
     folder = Path(model_dir)
     names = [f.name for f in sorted(folder.iterdir()) if f.is_file() and f.suffix in (".onnx", ".json")]
     kwargs = dict(files=_ship(ray, folder, names), top_k=top_k, threshold=threshold, reject=reject,
-                  threads=max(1, int(cpus_per_worker)), batch_size=batch_size)
-    return _run(ray, PredictActor, kwargs, items, uris, workers, cpus_per_worker, batch_size, progress)
+                  threads=max(1, int(cpus_per_actor)), batch_size=batch_size)
+    return _run(ray, PredictActor, kwargs, items, uris, actors, cpus_per_actor, batch_size, progress)
 
 
 def run_embed(
-    ray, backbone, items: list[Item], workers: int | None = None, cpus_per_worker: int = 1,
+    ray, backbone, items: list[Item], actors: int | None = None, cpus_per_actor: int = 1,
     batch_size: int = DEFAULT_BATCH, progress=None,
 ) -> Iterator:
-    """Arrow tables of embedding rows, in input order, computed by ``workers`` actors."""
+    """Arrow tables of embedding rows, in input order, computed by ``actors`` Ray actors."""
     onnx = Path(backbone.onnx_path)
     kwargs = dict(files=_ship(ray, onnx.parent, [onnx.name]), onnx_name=onnx.name, preprocessing=backbone.preprocessing.to_dict(),
-                  threads=max(1, int(cpus_per_worker)), batch_size=batch_size, encoder=backbone.encoder)
-    return _run(ray, EmbedActor, kwargs, items, None, workers, cpus_per_worker, batch_size, progress)
+                  threads=max(1, int(cpus_per_actor)), batch_size=batch_size, encoder=backbone.encoder)
+    return _run(ray, EmbedActor, kwargs, items, None, actors, cpus_per_actor, batch_size, progress)

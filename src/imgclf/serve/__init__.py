@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "run_server"]
 
 
 def __getattr__(name: str):
@@ -10,4 +10,8 @@ def __getattr__(name: str):
         from imgclf.serve.app import create_app
 
         return create_app
+    if name == "run_server":
+        from imgclf.serve.server import run_server
+
+        return run_server
     raise AttributeError(f"module 'imgclf.serve' has no attribute {name!r}")

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 from fastapi import FastAPI, Query, Request
@@ -36,7 +36,7 @@ from imgclf import __version__
 from imgclf.errors import ImageError
 from imgclf.images import openable_formats
 from imgclf.faces import NoFaceError
-from imgclf.model import Model, Prediction
+from imgclf.model import Model, failed
 from imgclf.pipeline import cpu_count, load_pixels, safe_load
 from imgclf.serve.batching import MicroBatcher
 from imgclf.serve.security import SecurityHeaders
@@ -59,11 +59,15 @@ class LabelScore(BaseModel):
 
 
 class PredictionOut(BaseModel):
+    """One photo's answer: :meth:`imgclf.prediction.Prediction.to_row`, as ``imgclf predict --format json`` prints it."""
+
     path: str
+    status: Literal["ok", "unknown", "no_face", "error"]
     label: Optional[str]
     confidence: Optional[float]
+    similarity: Optional[float]
     top_k: list[LabelScore]
-    error: Optional[str] = None
+    error: Optional[str]
 
 
 class ErrorOut(BaseModel):
@@ -216,11 +220,11 @@ class Service:
         out: list[dict | ImageError] = []
         for (name, _), arr in zip(uploads, decoded):
             if isinstance(arr, NoFaceError):
-                out.append(Prediction.from_error(name, arr).to_dict())
+                out.append(failed(name, arr).to_row())
             elif isinstance(arr, ImageError):
                 out.append(arr)
             else:
-                out.append(self.model.prediction(name, next(rows), top_k).to_dict())
+                out.append(self.model.prediction(name, next(rows), top_k).to_row())
         return out
 
 
@@ -426,7 +430,7 @@ def create_app(
             service.in_flight -= len(files)
         service.requests += 1
         return JSONResponse([
-            Prediction.from_error(name, r).to_dict() if isinstance(r, ImageError) else r
+            failed(name, r).to_row() if isinstance(r, ImageError) else r
             for (name, _), r in zip(files, results)
         ])
 

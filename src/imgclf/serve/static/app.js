@@ -4,7 +4,6 @@
   "use strict";
 
   var UNKNOWN = "unknown";
-  var NO_FACE = "no face";  // a face model found no face in the photo
   var PARALLEL = 4; // requests in flight from this page; the server batches them
 
   var $ = function (id) { return document.getElementById(id); };
@@ -78,7 +77,7 @@
   function render(card, pred) {
     card.classList.remove("pending");
     card.dataset.state = "done";
-    var label = pred.label, isUnknown = label === UNKNOWN, isNoFace = label === NO_FACE;
+    var label = pred.label, isUnknown = pred.status === "unknown", isNoFace = pred.status === "no_face";
     card.dataset.label = label;
     card.classList.toggle("is-unknown", isUnknown || isNoFace);
     card.querySelector(".label").textContent = label;

@@ -1,0 +1,264 @@
+"""What the commands print: progress bars and tables (Rich, imported only to draw them), JSON and CSV.
+
+Every path and label is printed literally (no Rich markup, no emoji codes).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+#: The predictions table fits this many columns when the terminal is not wider; a photo's path
+#: keeps up to PATH_WIDTH characters on one line.
+TABLE_WIDTH = 80
+PATH_WIDTH = 32
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, markup=False, emoji=False)
+
+
+def _stdout(**kwargs):
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False, **kwargs)
+
+
+def _styled(text: str, style: str):
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
+def line(text: str) -> None:
+    """One line of results on stdout."""
+    print(text, flush=True)
+
+
+class ProgressBar:
+    """Rich progress bars on stderr, one per stage, shown only on a terminal and only once there is progress."""
+
+    def __init__(self, description: str, disabled: bool = False):
+        self.description, self.disabled = description, disabled
+        self._progress = self._task = None
+        self._stage = None
+
+    def __enter__(self) -> "ProgressBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def log(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(_styled(message, "dim"))
+        else:
+            _stderr().print(_styled(message, "dim"))
+
+    def update(self, done: int, total: int, stage: str | None = None, info: str = "") -> None:
+        if self.disabled:
+            return
+        if self._progress is None:
+            if not sys.stderr.isatty():  # no bar in logs and pipes
+                self.disabled = True
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"), console=_stderr(), transient=True,
+            )
+            self._progress.start()
+        stage = stage or self.description
+        if stage != self._stage:
+            self._stage = stage
+            self._task = self._progress.add_task(stage, total=total, info="")
+        self._progress.update(self._task, completed=done, total=total, info=info)
+
+
+# --- predict ------------------------------------------------------------------------------------------
+
+def predictions(preds, fmt: str, top_k: int, asked=()) -> int:
+    """Print ``preds`` as a table, JSON or CSV, and on stderr the files skipped; the exit code (:func:`read_status`).
+
+    The table shows each path relative to the folder it was found in when a folder was asked for.
+    """
+    rows = [p.to_row() for p in preds]
+    if fmt == "json":
+        from imgclf.files import to_json
+
+        sys.stdout.write(to_json(rows) + "\n")
+    elif fmt == "csv":
+        from imgclf.prediction import csv_header, csv_row
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(csv_header(top_k))
+        w.writerows(csv_row(r) for r in rows)
+    else:
+        _prediction_table(rows, asked)
+    failed = [r for r in rows if r["status"] == "error"]
+    for r in failed:
+        print(f"skipped {r['path']}: {r['error']}", file=sys.stderr)
+    return read_status(len(rows), len(failed))
+
+
+def shown_path(path: str, folders: list[str]) -> str:
+    """``path`` relative to the first of ``folders`` (as asked for) that holds it, else as it is."""
+    for folder in folders:
+        prefix = folder.rstrip("/" + os.sep) + os.sep
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    return path
+
+
+def _prediction_table(rows: list[dict], asked) -> None:
+    from rich import box
+    from rich.table import Table
+
+    folders = [str(a) for a in asked if Path(a).is_dir()]
+    paths = [_shortened(shown_path(r["path"], folders), PATH_WIDTH) for r in rows]
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("photo", no_wrap=True)  # one line each; the next best guesses wrap instead
+    table.add_column("answer", no_wrap=True)
+    table.add_column("conf.", justify="right", no_wrap=True)
+    table.add_column("next best", overflow="fold")
+    for r, path in zip(rows, paths):
+        if r["status"] == "error":
+            table.add_row(path, _styled("error", "red"), "", r["error"])
+        elif r["status"] == "no_face":
+            table.add_row(path, _styled(r["label"], "yellow"), "", "")
+        else:
+            rest = ", ".join(f"{t['label']} {100 * t['confidence']:.0f}%" for t in r["top_k"][1:])
+            answer = _styled("unknown", "yellow") + f" ({r['top_k'][0]['label']}?)" if r["status"] == "unknown" else r["label"]
+            table.add_row(path, answer, f"{100 * r['confidence']:.1f}%", rest)
+    columns = os.environ.get("COLUMNS")
+    width = int(columns) if columns and columns.isdigit() else None
+    out = _stdout(width=width or min(TABLE_WIDTH, _terminal_width()))
+    out.print(table)
+
+
+def _shortened(text: str, width: int) -> str:
+    """``text``, or its start and end joined by … when longer than ``width`` (a file name keeps its ending)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+
+
+def _terminal_width() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((TABLE_WIDTH, 24)).columns
+
+
+def read_status(rows: int, errors: int) -> int:
+    """2 (with one error line) when not one of ``rows`` files could be read, else 0."""
+    if rows and errors == rows:
+        print(f"error: none of the {rows} file(s) could be read", file=sys.stderr)
+        return 2
+    return 0
+
+
+def job_summary(job, what: str, output, engine: str) -> int:
+    """The line after a batch job that wrote ``output``; the exit code."""
+    print(f"{job.rows} {what} written to {output} ({job.errors} unreadable) in {job.seconds:.1f} s, "
+          f"{job.per_second:.1f} photos/s on engine {engine}", file=sys.stderr)
+    return read_status(job.rows, job.errors)
+
+
+# --- train ------------------------------------------------------------------------------------------
+
+def train_summary(result) -> None:
+    from rich.table import Table
+
+    from imgclf.estimate import describe
+    from imgclf.report import REPORT_FILE
+
+    out = _stdout()
+    table = Table(title="photos per label and split", title_justify="left")
+    for col in ("label", "train", "val", "test"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for lab, c in result.counts.items():
+        table.add_row(lab, str(c["train"]), str(c["val"]), str(c["test"]))
+    out.print(table)
+    m = result.metrics
+    emb = m["embedding"]
+    out.print(f"embeddings: {emb['computed']} computed, {emb['cached']} from cache")
+    if result.skipped:
+        out.print(f"skipped {len(result.skipped)} file(s):")
+        for s in result.skipped:
+            out.print(f"  {s.path}: {s.reason}")
+    for kind in ("duplicates", "leakage"):
+        for d in m[kind]:
+            out.print(f"  {kind[:-1] if kind == 'duplicates' else 'leakage'}: {d['path']}: {d['reason']}")
+    for w in result.warnings:
+        out.print(f"warning: {w}")
+
+    def acc(split: str) -> str:
+        s = m.get(split)
+        if not s:
+            return "n/a (no photos)"
+        lo, hi = s["accuracy_interval"]
+        return f"{s['accuracy']:.3f} ({s['n']} photos; 95 % interval {lo:.2f}–{hi:.2f})"
+
+    if m.get("verifier"):
+        out.print(f"one label: a verifier that answers {result.labels[0]} or unknown (add an unknown/ folder of other photos "
+                  "to measure and sharpen its rejections)")
+        out.print(f"estimated share of new {result.labels[0]} photos recognised: {describe(m['estimate'])}")
+    else:  # a verifier's best guess is always its label: no split accuracies
+        out.print(f"estimated accuracy on new photos: {describe(m['estimate'])}")
+        out.print(f"validation accuracy: {acc('val')}")
+        out.print(f"test accuracy:       {acc('test')}")
+    rule = m.get("rejection") or {}
+    if rule.get("expected_acceptance") is not None:
+        lo, hi = rule["acceptance_interval"]
+        out.print(f"'unknown' rule: accepts {100 * rule['expected_acceptance']:.1f} % of new photos of {'this label' if m.get('verifier') else 'these labels'} "
+                  f"(95 % interval {100 * lo:.0f}–{100 * hi:.0f} %; calibrated on {rule['n']} out-of-fold scores)")
+    out.print(f"model written to {result.model_dir} in {result.seconds:.1f} s")
+    out.print(f"report: {result.model_dir / REPORT_FILE}")
+
+
+# --- evaluate ---------------------------------------------------------------------------------------
+
+def evaluation(result: dict) -> None:
+    from rich.table import Table
+
+    out = _stdout()
+    lo, hi = result["accuracy_interval"]
+    out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (95 % interval {lo:.2f}–{hi:.2f}; "
+              f"macro F1 {result['macro_f1']:.3f})")
+    if "coverage" in result:
+        out.print(f"with the 'unknown' rule: {100 * result['coverage']:.1f} % of photos answered (coverage), "
+                  f"{result['selective_accuracy']:.3f} of those right (selective accuracy), "
+                  f"{result['accuracy_with_unknown']:.3f} counting 'unknown' as wrong")
+    table = Table()
+    for col in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for lab, m in result["per_class"].items():
+        table.add_row(lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    out.print(table)
+    cm = Table(title="confusion matrix (rows: true label, columns: predicted)", title_justify="left")
+    cm.add_column("")
+    for lab in result["labels"]:
+        cm.add_column(lab, justify="right")
+    for lab, row in zip(result["labels"], result["confusion_matrix"]):
+        cm.add_row(lab, *map(str, row))
+    out.print(cm)
+    for m in result["misclassified"]:
+        out.print(f"wrong: {m['path']} is {m['label']}, predicted {m['predicted']} ({100 * m['confidence']:.1f}%)")
+    for s in result["skipped"]:
+        out.print(f"skipped {s['path']}: {s['reason']}")
+    if result["unknown_labels"]:
+        out.print(f"labels the model does not know, skipped: {', '.join(result['unknown_labels'])}")
+    rej = result.get("rejection")
+    if rej:
+        out.print(f"unknown rule (similarity < {rej['threshold']:.3f}): {rej['accepted']} of {rej['accepted'] + rej['rejected']} "
+                  f"labelled photos accepted ({100 * rej['acceptance_rate']:.1f} %)")
+        if "ood_n" in rej:
+            out.print(f"out-of-distribution photos in {rej['ood_dir']}: {rej['ood_rejected']} of {rej['ood_n']} rejected "
+                      f"({100 * rej['ood_rejection_rate']:.1f} %), AUROC {rej['auroc']:.3f}")

@@ -1,0 +1,80 @@
+"""What a model says about one photo, and its one serialised shape.
+
+Every consumer writes predictions through :meth:`Prediction.to_row`: ``predict -f json``,
+``predict -o x.jsonl`` / ``.parquet`` / ``.csv``, the engines and the HTTP API, so each gives
+the same keys:
+
+``path``
+    the photo as it was asked for;
+``status``
+    ``ok`` (an answer), ``unknown`` (unlike every label: ``similarity`` below the model's
+    threshold), ``no_face`` (a face model found no face) or ``error`` (the file could not be used);
+``label``
+    the answer: a label, ``"unknown"``, ``"no face"``, or null on an error;
+``confidence``, ``top_k``
+    the best guess's probability and the best ``k`` guesses (``[{label, confidence}]``), also
+    for ``unknown``; null and ``[]`` for ``no_face`` and ``error``;
+``similarity``
+    the "unknown" rule's score (higher = more like the training photos; null for a model without the rule);
+``error``
+    why the file could not be used (null otherwise).
+
+In CSV, ``top_k`` becomes ``top1_label, top1_confidence, …`` (:func:`csv_header`, :func:`csv_row`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OK, UNKNOWN_STATUS, NO_FACE_STATUS, ERROR = "ok", "unknown", "no_face", "error"
+STATUSES = (OK, UNKNOWN_STATUS, NO_FACE_STATUS, ERROR)
+#: The keys of :meth:`Prediction.to_row`, in order.
+FIELDS = ("path", "status", "label", "confidence", "similarity", "top_k", "error")
+
+
+@dataclass
+class Prediction:
+    """One photo's answer; see the module docstring for what each field means."""
+
+    path: str
+    status: str
+    label: str | None
+    confidence: float | None = None
+    top_k: list[dict] = field(default_factory=list)
+    similarity: float | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is none of {', '.join(STATUSES)}")
+
+    def to_row(self) -> dict:
+        """The serialised prediction: every key of :data:`FIELDS`, always."""
+        return {"path": self.path, "status": self.status, "label": self.label, "confidence": self.confidence,
+                "similarity": self.similarity, "top_k": list(self.top_k), "error": self.error}
+
+    @classmethod
+    def from_row(cls, row: dict) -> "Prediction":
+        """The inverse of :meth:`to_row` (extra keys are ignored)."""
+        return cls(row["path"], row["status"], row["label"], row.get("confidence"), list(row.get("top_k") or []),
+                   row.get("similarity"), row.get("error"))
+
+
+def csv_header(top_k: int) -> list[str]:
+    header = [f for f in FIELDS if f != "top_k"]
+    for i in range(1, top_k + 1):
+        header += [f"top{i}_label", f"top{i}_confidence"]
+    return header
+
+
+def csv_row(row: dict) -> list[str]:
+    """One :meth:`Prediction.to_row` as CSV cells: numbers with 6 decimals, nulls empty."""
+    def cell(v) -> str:
+        if v is None:
+            return ""
+        return f"{v:.6f}" if isinstance(v, float) else str(v)
+
+    cells = [cell(row[f]) for f in FIELDS if f != "top_k"]
+    for t in row["top_k"] or []:
+        cells += [t["label"], cell(t["confidence"])]
+    return cells
