@@ -12,10 +12,14 @@ import hashlib
 import json
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from imgclf.errors import ImgclfError
+
+T = TypeVar("T")
 
 MODEL_FILE = "model.onnx"
 LABELS_FILE = "labels.json"
@@ -62,9 +66,10 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def read(model_dir: str | os.PathLike) -> Folder:
-    """Read and validate ``imgclf.json``, ``labels.json`` and the checksum of ``model.onnx``.
+    """Read and validate ``imgclf.json`` and ``labels.json``.
 
-    The ONNX graph's outputs are checked against the labels by :func:`check_session` once a session is open.
+    ``model.onnx`` is checked against its checksum by :func:`load_verified`, and its outputs
+    against the labels by :func:`check_session` once a session is open.
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -78,18 +83,36 @@ def read(model_dir: str | os.PathLike) -> Folder:
     _check_labels(labels, model_dir / LABELS_FILE)
     if isinstance(meta.get("labels"), list) and meta["labels"] != labels:
         raise ImgclfError(f"{model_dir} is inconsistent: {LABELS_FILE} and {META_FILE} list different labels")
-    onnx_path = model_dir / MODEL_FILE
-    if not onnx_path.is_file():
+    if not (model_dir / MODEL_FILE).is_file():
         raise ImgclfError(f"{model_dir} is not a complete imgclf model folder ({MODEL_FILE} missing)")
-    expected = meta.get("onnx", {}).get("sha256")
-    if expected is not None:
-        try:
-            actual = sha256_file(onnx_path)
-        except OSError as e:
-            raise ImgclfError(f"cannot read {onnx_path}: {e.strerror or e}") from None
-        if actual != expected:
-            raise ImgclfError(f"{onnx_path} does not match its checksum in {META_FILE}: the file was changed or damaged")
     return Folder(model_dir, meta, labels)
+
+
+def load_verified(folder: Folder, build: Callable[[bytes], T]) -> T:
+    """``build(data)`` on the bytes of ``model.onnx``, which must match the SHA-256 recorded at training.
+
+    The bytes are hashed while ``build`` runs (hashing releases the GIL), and what ``build``
+    made from them is only returned once they matched: a session is never built from one
+    file and checked against another.
+    """
+    onnx_path = folder.path / MODEL_FILE
+    try:
+        data = onnx_path.read_bytes()
+    except OSError as e:
+        raise ImgclfError(f"cannot read {onnx_path}: {e.strerror or e}") from None
+    expected = folder.meta.get("onnx", {}).get("sha256")
+    digest = hashlib.sha256()
+    hashing = threading.Thread(target=digest.update, args=(data,), daemon=True)
+    if expected is not None:
+        hashing.start()
+    try:
+        built = build(data)
+    finally:
+        if expected is not None:
+            hashing.join()
+    if expected is not None and digest.hexdigest() != expected:
+        raise ImgclfError(f"{onnx_path} does not match its checksum in {META_FILE}: the file was changed or damaged")
+    return built
 
 
 def check_session(session, folder: Folder) -> None:

@@ -50,10 +50,14 @@ class Model:
         from imgclf.pipeline import create_session
 
         folder = artifact.read(model_dir)
-        try:
-            session = create_session(folder.path / MODEL_FILE, threads)
-        except Exception as e:
-            raise ImgclfError(f"cannot load {folder.path / MODEL_FILE}: {str(e).splitlines()[0][:200]}") from None
+
+        def build(data: bytes):
+            try:
+                return create_session(data, threads)
+            except Exception as e:
+                raise ImgclfError(f"cannot load {folder.path / MODEL_FILE}: {str(e).splitlines()[0][:200]}") from None
+
+        session = artifact.load_verified(folder, build)
         artifact.check_session(session, folder)
         return cls(folder.path, folder.meta, folder.labels, session)
 

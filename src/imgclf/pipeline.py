@@ -52,8 +52,8 @@ def inference_plan() -> tuple[int, int]:
     return streams, max(1, cores // streams)
 
 
-def create_session(onnx_path: str | os.PathLike, threads: int | None = None, spinning: bool = False):
-    """An ONNX Runtime CPU session with all graph optimisations and ``threads`` intra-op threads.
+def create_session(onnx: str | os.PathLike | bytes, threads: int | None = None, spinning: bool = False):
+    """An ONNX Runtime CPU session of an ONNX file (or its bytes) with all graph optimisations and ``threads`` intra-op threads.
 
     ``threads`` is capped at the cores this process may use. ONNX Runtime's idle threads
     sleep instead of spinning (``spinning=False``): the same cores decode photos, and a
@@ -69,7 +69,7 @@ def create_session(onnx_path: str | os.PathLike, threads: int | None = None, spi
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(onnx if isinstance(onnx, bytes) else str(onnx), opts, providers=["CPUExecutionProvider"])
 
 
 #: JPEGs are decoded at a reduced size (DCT scaling, Pillow's ``draft``) that keeps the

@@ -14,6 +14,8 @@ from pathlib import Path
 #: keeps up to PATH_WIDTH characters on one line.
 TABLE_WIDTH = 80
 PATH_WIDTH = 32
+ANSWER_WIDTH = 24
+GAP = "   "
 
 
 def _stderr():
@@ -117,29 +119,45 @@ def shown_path(path: str, folders: list[str]) -> str:
 
 
 def _prediction_table(rows: list[dict], asked) -> None:
-    from rich import box
-    from rich.table import Table
+    """Plain columns (no Rich: a table of answers is all ``predict`` prints): one line per photo, the
+    next best guesses wrapped under their column; ``unknown`` and errors coloured on a terminal."""
+    import textwrap
 
     folders = [str(a) for a in asked if Path(a).is_dir()]
-    paths = [_shortened(shown_path(r["path"], folders), PATH_WIDTH) for r in rows]
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("photo", no_wrap=True)  # one line each; the next best guesses wrap instead
-    table.add_column("answer", no_wrap=True)
-    table.add_column("conf.", justify="right", no_wrap=True)
-    table.add_column("next best", overflow="fold")
-    for r, path in zip(rows, paths):
+    cells = []
+    for r in rows:
+        path = _shortened(_printable(shown_path(r["path"], folders)), PATH_WIDTH)
         if r["status"] == "error":
-            table.add_row(path, _styled("error", "red"), "", r["error"])
+            cells.append((path, "error", "", _printable(r["error"]), "31"))
         elif r["status"] == "no_face":
-            table.add_row(path, _styled(r["label"], "yellow"), "", "")
+            cells.append((path, r["label"], "", "", "33"))
         else:
-            rest = ", ".join(f"{t['label']} {100 * t['confidence']:.0f}%" for t in r["top_k"][1:])
-            answer = _styled("unknown", "yellow") + f" ({r['top_k'][0]['label']}?)" if r["status"] == "unknown" else r["label"]
-            table.add_row(path, answer, f"{100 * r['confidence']:.1f}%", rest)
-    columns = os.environ.get("COLUMNS")
-    width = int(columns) if columns and columns.isdigit() else None
-    out = _stdout(width=width or min(TABLE_WIDTH, _terminal_width()))
-    out.print(table)
+            rest = ", ".join(f"{_printable(t['label'])} {100 * t['confidence']:.0f}%" for t in r["top_k"][1:])
+            unknown = r["status"] == "unknown"
+            answer = _printable(f"unknown ({r['top_k'][0]['label']}?)" if unknown else r["label"])
+            cells.append((path, _shortened(answer, ANSWER_WIDTH), f"{100 * r['confidence']:.1f}%", rest, "33" if unknown else ""))
+    heads = ("photo", "answer", "conf.", "next best")
+    widths = [max(len(heads[i]), *(len(c[i]) for c in cells)) for i in range(3)]
+    columns = os.environ.get("COLUMNS", "")
+    total = int(columns) if columns.isdigit() else min(TABLE_WIDTH, _terminal_width())
+    last = max(len(heads[3]), total - sum(widths) - 3 * len(GAP))
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+    def line(values, style=""):
+        text = GAP.join([values[0].ljust(widths[0]), values[1].ljust(widths[1]), values[2].rjust(widths[2]), values[3]]).rstrip()
+        return f"\x1b[{style}m{text}\x1b[0m" if style and colour else text
+
+    out = [line(heads), "─" * min(total, sum(widths) + last + 3 * len(GAP))]
+    for path, answer, conf, rest, style in cells:
+        wrapped = textwrap.wrap(rest, last) or [""]
+        out.append(line((path, answer, conf, wrapped[0]), style))
+        out += [line(("", "", "", more)) for more in wrapped[1:]]
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) shown as escapes, never acted on."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _shortened(text: str, width: int) -> str:
