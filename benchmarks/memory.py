@@ -12,8 +12,6 @@ on disk), trains a model on the bundled example photos (cached), then prints:
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import socket
 import subprocess
 import sys

@@ -38,12 +38,10 @@ import argparse
 import io
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 

@@ -10,7 +10,7 @@ import pytest
 
 import imgclf
 from imgclf.estimate import accuracy_estimate, cross_validated_accuracy, selective, wilson
-from tests.conftest import EXAMPLE, LABELS, PHOTOS, UNSEEN, copy_photos, run_cli
+from tests.conftest import EXAMPLE, PHOTOS, UNSEEN, copy_photos, run_cli
 
 NOT_FLOWERS = EXAMPLE.parent / "not-flowers"
 

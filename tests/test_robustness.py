@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -16,9 +15,9 @@ import pytest
 from PIL import Image, ImageOps
 
 import imgclf
-from imgclf.errors import ImageError, ImgclfError
+from imgclf.errors import ImageError
 from imgclf.images import load_image
-from tests.conftest import LABELS, PHOTOS, UNSEEN, copy_photos, run_cli
+from tests.conftest import LABELS, PHOTOS, copy_photos, run_cli
 from tests.nasty import make_accepted, make_ignored, make_rejected, photo
 
 

@@ -340,3 +340,33 @@ def test_serve_missing_model_is_a_clear_error(tmp_path):
     r = run_cli("serve", str(tmp_path / "nope"), "--port", str(free_port()))
     assert r.returncode == 2
     assert "model folder not found" in r.stderr
+
+
+def test_json_contracts_in_process(trained_model):
+    """The routes' JSON, exactly, through FastAPI's in-process client (the real server is tested above)."""
+    from fastapi.testclient import TestClient
+
+    from imgclf.serve.app import create_app
+
+    labels = json.loads((trained_model / "labels.json").read_text())
+    with TestClient(create_app(trained_model, max_upload_mb=1)) as client:
+        health = client.get("/health").json()
+        assert list(health) == ["status", "version", "uptime_s", "requests", "in_flight", "batches", "images", "largest_batch"]
+        assert health["status"] == "ok" and health["requests"] == 0
+        info = client.get("/model").json()
+        assert info["labels"] == labels and info["max_upload_mb"] == 1 and 0 < info["threshold"] < 1
+        assert set(info["metrics"]) >= {"train", "test", "counts"}
+        assert client.post("/predict").json() == {
+            "detail": "no file: send the image as multipart form field 'file' or as the request body"}
+        r = client.post("/predict", content=b"not an image at all")
+        assert r.status_code == 415 and r.json() == {"detail": "not an image (unrecognised format)"}
+        r = client.post("/predict?top_k=0", content=b"x")
+        assert r.status_code == 422
+        big = client.post("/predict", content=b"\0" * (2 * 2**20))
+        assert big.status_code == 413 and big.json()["detail"].startswith("upload too large: over 1 MB")
+        photo = PHOTOS[0]
+        row = client.post("/predict?top_k=2", files={"file": (photo.name, photo.read_bytes())}).json()
+        assert list(row) == ["path", "status", "label", "confidence", "similarity", "top_k", "error"]
+        assert row["path"] == photo.name and len(row["top_k"]) == 2 and client.get("/health").json()["requests"] == 2  # this one and the 415
+        schema = client.get("/openapi.json").json()
+        assert set(schema["components"]["schemas"]["PredictionOut"]["properties"]) == set(row)

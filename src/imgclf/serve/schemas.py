@@ -1,0 +1,59 @@
+"""The shapes of the API's answers and request bodies, for the OpenAPI description (answers are built as plain dicts)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel
+
+
+class LabelScore(BaseModel):
+    label: str
+    confidence: float
+
+
+class PredictionOut(BaseModel):
+    """One photo's answer: :meth:`imgclf.prediction.Prediction.to_row`, as ``imgclf predict --format json`` prints it."""
+
+    path: str
+    status: Literal["ok", "unknown", "no_face", "error"]
+    label: Optional[str]
+    confidence: Optional[float]
+    similarity: Optional[float]
+    top_k: list[LabelScore]
+    error: Optional[str]
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["file"],
+                           "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "required": ["files"],
+                           "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}
+            }
+        },
+    }
+}
+ERRORS = {
+    413: {"model": ErrorOut, "description": "Upload larger than --max-upload-mb"},
+    415: {"model": ErrorOut, "description": "Not an image"},
+    422: {"model": ErrorOut, "description": "No file, corrupt image or decompression bomb"},
+}

@@ -1,0 +1,118 @@
+"""The loaded model behind the API: uploads read within limits, decoded in threads, classified in micro-batches."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from fastapi import Request
+from PIL import Image
+from starlette.datastructures import UploadFile
+
+from imgclf.errors import ImageError
+from imgclf.faces import NoFaceError
+from imgclf.images import openable_formats
+from imgclf.model import Model, failed
+from imgclf.pipeline import load_pixels, safe_load
+from imgclf.serve.batching import MicroBatcher
+from imgclf.serve.limits import PayloadTooLarge
+
+
+class Service:
+    """The loaded model plus the threads that serve it."""
+
+    def __init__(self, model: Model, max_upload_bytes: int, max_batch: int, max_batch_files: int,
+                 max_in_flight: int, decode_threads: int, max_pixels: int):
+        self.model = model
+        self.max_pixels = max_pixels
+        self.max_upload_bytes = max_upload_bytes
+        self.max_batch_files = max_batch_files
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+        self.started = time.time()
+        self.requests = 0
+        self.batcher = MicroBatcher(model.scores, max_batch=max_batch, collate=model.preprocessing.batch)
+        self.decode_threads = decode_threads
+        self._pool: ThreadPoolExecutor | None = None
+
+    @property
+    def pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="imgclf-decode")
+        return self._pool
+
+    def close(self) -> None:
+        self.batcher.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _load(self, data: bytes) -> np.ndarray:
+        size = _peek_size(data)
+        if size and size[0] * size[1] > self.max_pixels:
+            raise ImageError(
+                f"image too large ({size[0]}x{size[1]} pixels, this server's limit is {self.max_pixels:,}): "
+                "possible decompression bomb"
+            )
+        return load_pixels(data, self.model.preprocessing)  # as predict does: big JPEGs decoded at reduced size
+
+    def busy(self, n: int) -> bool:
+        """Whether ``n`` more images would go over ``max_in_flight``."""
+        return self.in_flight + n > self.max_in_flight
+
+    async def read_files(self, request: Request, field: str | None, raw: bool = True) -> list[tuple[str, bytes]]:
+        """Uploaded files: multipart parts (named ``field``, or any file part) or, if ``raw``, the body."""
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "multipart/form-data":
+            form = await request.form(max_files=self.max_batch_files, max_fields=self.max_batch_files)
+            try:
+                parts = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile) and (field is None or k == field)]
+                files = []
+                for i, (_, up) in enumerate(parts):
+                    data = await up.read()
+                    if len(data) > self.max_upload_bytes:
+                        raise PayloadTooLarge(self.max_upload_bytes)
+                    files.append((up.filename or f"upload-{i + 1}", data))
+            finally:
+                await form.close()
+            return files
+        if not raw:
+            return []
+        buf = bytearray()
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > self.max_upload_bytes:
+                raise PayloadTooLarge(self.max_upload_bytes)
+        if not buf:
+            return []
+        return [(request.headers.get("x-filename") or "upload", bytes(buf))]
+
+    async def predict(self, uploads: list[tuple[str, bytes]], top_k: int) -> list[dict | ImageError]:
+        """Decode (in threads) and classify (batched) uploads; an ImageError per unusable one."""
+        loop = asyncio.get_running_loop()
+        decoded = await asyncio.gather(
+            *(loop.run_in_executor(self.pool, safe_load, self._load, data) for _, data in uploads)
+        )
+        good = [arr for arr in decoded if not isinstance(arr, ImageError)]
+        rows = iter(await self.batcher.run(good) if good else [])
+        out: list[dict | ImageError] = []
+        for (name, _), arr in zip(uploads, decoded):
+            if isinstance(arr, NoFaceError):
+                out.append(failed(name, arr).to_row())
+            elif isinstance(arr, ImageError):
+                out.append(arr)
+            else:
+                out.append(self.model.prediction(name, next(rows), top_k).to_row())
+        return out
+
+
+def _peek_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the header alone (None if Pillow cannot tell; decode says why)."""
+    try:  # (no warnings.catch_warnings here: it is process-wide and decoding runs in threads)
+        with Image.open(io.BytesIO(data), formats=openable_formats()) as img:
+            return img.size
+    except Exception:
+        return None
