@@ -15,9 +15,8 @@ from imgclf.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MOD
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.faces import NO_FACE, NoFaceError
 from imgclf.pipeline import DEFAULT_BATCH, encoder, pixel_loader, preprocess_image, run_batched
-from imgclf.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN_STATUS, Prediction
+from imgclf.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
 from imgclf.preprocessing import Preprocessing
-from imgclf.rejection import UNKNOWN
 
 
 def failed(path: str, error: ImageError) -> Prediction:

@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 OK, UNKNOWN_STATUS, NO_FACE_STATUS, ERROR = "ok", "unknown", "no_face", "error"
+#: The label of a photo unlike every label (and of the class trained from ``unknown/`` folders).
+UNKNOWN = "unknown"
 STATUSES = (OK, UNKNOWN_STATUS, NO_FACE_STATUS, ERROR)
 #: The keys of :meth:`Prediction.to_row`, in order.
 FIELDS = ("path", "status", "label", "confidence", "similarity", "top_k", "error")
