@@ -9,7 +9,7 @@ import os
 import pytest
 from PIL import Image, ImageOps
 
-from tests.conftest import LABELS, PHOTOS, UNSEEN, copy_photos, run_cli
+from tests.conftest import LABELS, PHOTOS, ROOT, UNSEEN, copy_photos, run_cli
 
 
 def test_train_writes_a_self_contained_model(trained_model):
@@ -106,18 +106,29 @@ def test_predict_csv_and_table(trained_model):
     assert str(UNSEEN) not in t.stdout
 
 
-def test_predict_does_not_import_torch(trained_model):
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_predict_loads_only_what_it_uses(trained_model, fmt):
+    """No torch, no training code, no server, no pydantic, and no Rich even for the table."""
     code = (
-        "import sys; from imgclf.cli import main; sys.argv=['imgclf','predict',sys.argv[1],sys.argv[2],'-f','json']\n"
+        "import sys; from imgclf.cli import main; sys.argv=['imgclf','predict',sys.argv[1],sys.argv[2],'-f',sys.argv[3]]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
-        "bad = [m for m in ('torch', 'timm', 'sklearn', 'onnx') if m in sys.modules]\n"
+        "bad = [m for m in ('torch', 'timm', 'sklearn', 'onnx', 'scipy', 'pydantic', 'rich', 'fastapi', 'typer',\n"
+        "                   'imgclf.training', 'imgclf.head', 'imgclf.rejection') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-c", code, str(trained_model), str(UNSEEN)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code, str(trained_model), str(UNSEEN), fmt], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_only_the_session_factory_opens_onnx_runtime_sessions():
+    """``pipeline.create_session`` is the one place an ONNX Runtime session is made (the model card's
+    snippet for users aside)."""
+    src = ROOT / "src" / "imgclf"
+    openers = sorted(str(p.relative_to(src)) for p in src.rglob("*.py") if "InferenceSession(" in p.read_text())
+    assert openers == ["model_card.py", "pipeline.py"], openers
 
 
 def test_evaluate_json_contract(trained_model, tmp_path):
