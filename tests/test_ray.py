@@ -164,7 +164,7 @@ def test_cli_predict_on_a_running_cluster(ray_runtime, trained_model, unseen_wit
     result = run_cli("predict", str(trained_model), str(unseen_with_bad), "--output", str(tmp_path / "p.csv"), "-k", "2")
     assert result.returncode == 0, result.stderr
     lines = (tmp_path / "p.csv").read_text().splitlines()
-    assert lines[0].startswith("path,label,confidence,similarity,error,top1_label,top1_confidence,top2_label")
+    assert lines[0].startswith("path,status,label,confidence,similarity,error,top1_label,top1_confidence,top2_label")
     by_path = {r["path"]: r for r in rows}
     for line in lines[1:]:
         path, label = line.split(",")[:2]
