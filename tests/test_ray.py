@@ -167,8 +167,8 @@ def test_cli_predict_on_a_running_cluster(ray_runtime, trained_model, unseen_wit
     assert lines[0].startswith("path,status,label,confidence,similarity,error,top1_label,top1_confidence,top2_label")
     by_path = {r["path"]: r for r in rows}
     for line in lines[1:]:
-        path, label = line.split(",")[:2]
-        assert (by_path[path]["label"] or "") == label
+        path, status, label = line.split(",")[:3]
+        assert by_path[path]["status"] == status and (by_path[path]["label"] or "") == label
 
 
 def test_unknown_engine_and_output_format_are_user_errors(trained_model, tmp_path):
