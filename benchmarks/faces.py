@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.backbones import resolve
-from imgclf.datasets import scan_labelled, walk_files
+from imgclf.datasets import scan_labelled
+from imgclf.runtime.inputs import walk_files
 from imgclf.embedding import embed_files
 from imgclf.head import fit_head
 from imgclf.rejection import Reference, auroc

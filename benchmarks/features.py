@@ -57,7 +57,7 @@ def features(model, pre, paths: list[Path], stages: tuple[int, ...] = ()) -> dic
     """``{"avg", "gem", "stage<i>"...}`` pooled features of ``paths`` (imgclf's own decoding and preprocessing)."""
     import torch
 
-    from imgclf.pipeline import pixel_loader
+    from imgclf.runtime.loader import pixel_loader
 
     load = pixel_loader(pre)
     taps: dict[str, torch.Tensor] = {}

@@ -50,7 +50,9 @@ def main() -> None:
     from imgclf.cache import EmbeddingCache, default_cache_dir
     from imgclf.datasets import scan_labelled
     from imgclf.embedding import embed_files
-    from imgclf.pipeline import STREAM_BATCH, inference_plan, pixel_loader
+    from imgclf.runtime.batching import STREAM_BATCH
+    from imgclf.runtime.loader import pixel_loader
+    from imgclf.runtime.session import inference_plan
 
     cache_root = args.cache_dir or default_cache_dir()
     ds = scan_labelled(args.data_dir, 0.1, 0.1)  # imgclf train's default split: calibration comes from its train part

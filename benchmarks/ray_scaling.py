@@ -45,7 +45,7 @@ def main() -> None:
 
     import ray
 
-    from imgclf.pipeline import cpu_count
+    from imgclf.runtime.session import cpu_count
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:

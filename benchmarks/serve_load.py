@@ -202,7 +202,7 @@ def summary(run: dict) -> dict:
 
 
 def offline_throughput(model_dir: Path, photos: list[Path]) -> dict:
-    from imgclf.model import Model
+    from imgclf.runtime.model import Model
 
     model = Model.load(model_dir)
     model.predict(photos[:32])  # warm up

@@ -83,7 +83,7 @@ def run_tensors(onnx_path, tensors: np.ndarray, streams: int, threads: int, batc
     """img/s and CPU ms/img of ONNX Runtime alone: ``streams`` concurrent runs of ``batch``, ``threads`` each."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from imgclf.pipeline import create_session
+    from imgclf.runtime.session import create_session
 
     sess = create_session(onnx_path, threads, spinning=spinning)
     name = sess.get_inputs()[0].name
@@ -97,7 +97,8 @@ def run_tensors(onnx_path, tensors: np.ndarray, streams: int, threads: int, batc
 
 def limit_configs() -> dict[str, tuple[int, int, int, bool]]:
     """The ONNX Runtime set-ups tried for the limit: name → (streams, threads, batch, spinning)."""
-    from imgclf.pipeline import DEFAULT_BATCH, STREAM_BATCH, cpu_count, inference_plan
+    from imgclf.runtime.batching import DEFAULT_BATCH, STREAM_BATCH
+    from imgclf.runtime.session import cpu_count, inference_plan
 
     streams, threads = inference_plan()
     cores = cpu_count()
@@ -184,8 +185,8 @@ def measure_predict(model_dir: Path, photo: Path) -> float:
 def measure_big(pre, photo: Path) -> tuple[float, float, tuple, tuple]:
     from PIL import Image
 
-    from imgclf.images import decode
-    from imgclf.pipeline import draft_side, preprocess_data
+    from imgclf.runtime.images import decode
+    from imgclf.runtime.loader import draft_side, preprocess_data
 
     b = io.BytesIO()
     Image.open(photo).convert("RGB").resize((4032, 3024), Image.Resampling.LANCZOS).save(b, "JPEG", quality=92)
@@ -216,8 +217,9 @@ def best_cpu_ms(fn, n: int, runs: int = 3) -> float:
 def measure_steps(bb, photos: list[Path], tmp: Path) -> dict[str, float]:
     """CPU ms per photo of each step (b) runs besides the backbone, one thread, on ``photos``."""
     from imgclf.cache import EmbeddingCache, content_hash
-    from imgclf.images import decode, read_bytes
-    from imgclf.pipeline import STREAM_BATCH, draft_side
+    from imgclf.runtime.images import decode, read_bytes
+    from imgclf.runtime.batching import STREAM_BATCH
+    from imgclf.runtime.loader import draft_side
 
     pre = bb.preprocessing
     data = [read_bytes(p) for p in photos]
@@ -248,7 +250,9 @@ def measure_steps(bb, photos: list[Path], tmp: Path) -> dict[str, float]:
 
 def measure_loading(bb, photos: list[Path], loaders: int | None) -> tuple[float, float]:
     """img/s and CPU ms/img of ``run_batched`` alone over ``photos``, as ``embed_files`` runs it but with ``loaders``."""
-    from imgclf.pipeline import STREAM_BATCH, create_session, inference_plan, pixel_loader, run_batched
+    from imgclf.runtime.batching import STREAM_BATCH, run_batched
+    from imgclf.runtime.loader import pixel_loader
+    from imgclf.runtime.session import create_session, inference_plan
 
     streams, threads = inference_plan()
     sess = create_session(bb.onnx_path, threads)
@@ -321,7 +325,8 @@ def main() -> None:
 
     from imgclf.backbones import resolve
     from imgclf.cache import default_cache_dir
-    from imgclf.pipeline import cpu_count, inference_plan, pixel_loader
+    from imgclf.runtime.loader import pixel_loader
+    from imgclf.runtime.session import cpu_count, inference_plan
 
     cores = cpu_count()
     bb = resolve(cache_dir=args.cache_dir or default_cache_dir())

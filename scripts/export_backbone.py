@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from imgclf.artifact import sha256_file  # noqa: E402
+from imgclf.runtime.artifact import sha256_file  # noqa: E402
 from imgclf.backbones import BUILTINS, SHIPPED_DIR, builtin_weights_file, make_id  # noqa: E402
 from imgclf.backbones.torch_export import export_backbone  # noqa: E402
 

@@ -61,7 +61,7 @@ def test_fused_onnx_equals_backbone_plus_head(trained_model, cache_dir):
     init = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     expected = softmax(l2_normalize(emb.vectors) @ init["imgclf_head_weight"] + init["imgclf_head_bias"])
     model = imgclf.load(trained_model)
-    from imgclf.pipeline import pixel_loader
+    from imgclf.runtime.loader import pixel_loader
 
     batch = model.preprocessing.batch([pixel_loader(model.preprocessing)(f) for f in files])  # the pipeline's own decoding
     sess = ort.InferenceSession(str(trained_model / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -120,7 +120,7 @@ def test_fitted_heads_are_cached_and_damage_is_ignored(tmp_path, cache_dir):
 def test_test_time_augmentation_averages_the_mirror_image(trained_model, tmp_path):
     from PIL import Image, ImageOps
 
-    from imgclf.pipeline import preprocess_image
+    from imgclf.runtime.loader import preprocess_image
 
     model = imgclf.load(trained_model)
     photos = sorted(UNSEEN.rglob("*.jpg"))

@@ -76,7 +76,7 @@ def test_pickled_code_in_weights_is_refused(tmp_path):
 
 
 def test_safetensors_weights(tmp_path):
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     timm = pytest.importorskip("timm")
     from safetensors.torch import save_file
 

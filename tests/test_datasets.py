@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgclf.datasets import scan_labelled, split_of, walk_files
+from imgclf.datasets import scan_labelled, split_of
+from imgclf.runtime.inputs import walk_files
 from imgclf.errors import ImgclfError
 from tests.conftest import LABELS, PHOTOS, copy_photos
 

@@ -23,7 +23,7 @@ def unseen_with_bad(tmp_path):
 
 
 def test_local_predict_to_jsonl_matches_model_predict(trained_model, unseen_with_bad, tmp_path):
-    from imgclf.model import Model
+    from imgclf.runtime.model import Model
 
     job = engines.predict(trained_model, [unseen_with_bad], tmp_path / "p.jsonl", top_k=2)
     assert (job.rows, job.errors) == (11, 1)

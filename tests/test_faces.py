@@ -99,8 +99,8 @@ def test_no_face_raises_no_face_error():
 
 def test_descriptor_tells_people_apart():
     from imgclf import faces
-    from imgclf.preprocessing import Preprocessing
-    from imgclf.pipeline import preprocess_image
+    from imgclf.runtime.preprocessing import Preprocessing
+    from imgclf.runtime.loader import preprocess_image
 
     pre = Preprocessing(input_size=150, crop_pct=1.0, mean=(0, 0, 0), std=(1, 1, 1), crop="face_chip")
     files = [PEOPLE / "obama" / "obama-portrait.jpg", OBAMA_UNSEEN, PEOPLE / "biden" / "biden-portrait.jpg", STRANGERS / "grace-hopper.jpg"]

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from imgclf.errors import ImageError
-from imgclf.images import decode
+from imgclf.runtime.images import decode
 from tests.conftest import PHOTOS
 
 
@@ -83,7 +83,7 @@ def test_decoder_returns_an_image_or_a_reason(data):
 
 @pytest.fixture(scope="module")
 def model(trained_model):
-    from imgclf.model import Model
+    from imgclf.runtime.model import Model
 
     return Model.load(trained_model)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.preprocessing import Preprocessing, center_crop, resize_shorter
+from imgclf.runtime.preprocessing import Preprocessing, center_crop, resize_shorter
 from tests.conftest import PHOTOS
 
 

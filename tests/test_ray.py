@@ -85,7 +85,7 @@ def test_predict_local_and_ray_agree(ray_runtime, trained_model, unseen_with_bad
     assert errors == {"empty.jpg": "empty file", "notes.jpg": "not an image (unrecognised format)"}
     assert all(r["label"] is None and r["confidence"] is None for r in remote if r["error"])
 
-    from imgclf.model import Model  # and both match plain `imgclf predict`
+    from imgclf.runtime.model import Model  # and both match plain `imgclf predict`
 
     plain = {p.path: p for p in Model.load(trained_model).predict([unseen_with_bad])}
     for r in remote:

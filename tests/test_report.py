@@ -299,7 +299,7 @@ def test_card_onnx_snippet_runs_without_imgclf(trained_model, tmp_path):
     for photo, out in zip(photos, outputs, strict=True):
         got = {lab: float(p) for lab, p in (line.split("\t") for line in out.strip().splitlines())}
         # The reference preprocessing (predict's pipeline may decode JPEGs faster, within tests/test_speed.py's tolerance)
-        exact = model.scores(model.preprocessing(imgclf.images.load_image(photo))[None])[0]
+        exact = model.scores(model.preprocessing(imgclf.runtime.images.load_image(photo))[None])[0]
         want = model.prediction(str(photo), exact, top_k=len(LABELS))
         assert list(got) == [t["label"] for t in want.top_k]
         for t in want.top_k:

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 
 import imgclf
 from imgclf.errors import ImageError
-from imgclf.images import load_image
+from imgclf.runtime.images import load_image
 from tests.conftest import LABELS, PHOTOS, copy_photos, run_cli
 from tests.nasty import make_accepted, make_ignored, make_rejected, photo
 

@@ -20,7 +20,7 @@ from PIL import Image
 from click.testing import CliRunner
 
 import imgclf
-from imgclf import artifact
+from imgclf.runtime import artifact
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
 from tests.conftest import LABELS, PHOTOS, UNSEEN, copy_photos, run_cli
@@ -196,7 +196,7 @@ def test_train_prints_hostile_label_names_literally(tmp_path, cache_dir):
 @given(st.text(min_size=1, max_size=30))
 def test_any_name_is_printed_as_it_is(name):
     from imgclf.cli import render
-    from imgclf.prediction import Prediction
+    from imgclf.runtime.prediction import Prediction
     import contextlib
     import io
 
@@ -357,7 +357,7 @@ def test_a_model_answering_nan_gives_an_error_row_not_bare_nan(trained_model):
 
 
 def test_a_big_16_bit_image_is_converted_without_full_size_copies(tmp_path):
-    from imgclf.images import decode
+    from imgclf.runtime.images import decode
 
     w, h = 4000, 3000
     ramp = (np.arange(w, dtype=np.uint32) * 65535 // (w - 1)).astype(np.uint16)

@@ -20,9 +20,11 @@ import pytest
 from PIL import Image
 
 from imgclf.errors import ImageError, ImgclfError
-from imgclf.images import decode
-from imgclf.pipeline import cpu_count, create_session, draft_side, preprocess_data, run_batched
-from imgclf.preprocessing import Preprocessing, normalize, normalize_fast, resize_crop
+from imgclf.runtime.images import decode
+from imgclf.runtime.batching import run_batched
+from imgclf.runtime.loader import draft_side, preprocess_data
+from imgclf.runtime.session import cpu_count, create_session
+from imgclf.runtime.preprocessing import Preprocessing, normalize, normalize_fast, resize_crop
 from tests.conftest import PHOTOS, copy_photos, run_cli
 
 
@@ -49,7 +51,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def test_reduced_size_decoding_stays_within_tolerance(cache_dir, trained_model):
     """Big JPEGs decode at reduced size (DCT scaling); the embedding barely moves and no label changes."""
     from imgclf.backbones import resolve
-    from imgclf.model import Model
+    from imgclf.runtime.model import Model
 
     bb = resolve(cache_dir=cache_dir)
     pre = bb.preprocessing
@@ -106,7 +108,7 @@ def test_resize_crop_handles_every_shape_and_big_non_jpeg():
 
 def test_batches_of_pixels_equal_the_single_image_path():
     """Bulk paths load uint8 pixels and normalise whole batches: bit-identical to ``fast`` per image."""
-    from imgclf.pipeline import load_pixels
+    from imgclf.runtime.loader import load_pixels
 
     files = sorted(PHOTOS.glob("*/*"))[:5]
     for pre in (Preprocessing(), Preprocessing(input_size=240, crop_pct=0.882, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))):

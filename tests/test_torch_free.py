@@ -95,8 +95,8 @@ def test_shipped_backbone_equals_a_fresh_export(tmp_path):
 
     from imgclf.backbones import SHIPPED_DIR, builtin_weights_file
     from imgclf.backbones.torch_export import export_backbone
-    from imgclf.pipeline import load_pixels
-    from imgclf.preprocessing import Preprocessing
+    from imgclf.runtime.loader import load_pixels
+    from imgclf.runtime.preprocessing import Preprocessing
 
     export_backbone("tf_efficientnet_lite0", builtin_weights_file("efficientnet_lite0"), tmp_path / "fresh", builtin=True)
     pre = Preprocessing()

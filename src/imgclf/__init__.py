@@ -11,7 +11,7 @@ from imgclf.errors import ImgclfError
 def __getattr__(name: str):
     # Lazy: `import imgclf` stays light, and predict never imports the training stack.
     if name in ("Model", "Prediction", "load"):
-        from imgclf import model
+        from imgclf.runtime import model
 
         return getattr(model, name)
     if name in ("train", "TrainResult"):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from imgclf.datasets import Photo, Skipped
+from imgclf.datasets import Photo
+from imgclf.runtime.inputs import Skipped
 
 _SPLIT_PRIORITY = {"train": 0, "val": 1, "test": 2}
 

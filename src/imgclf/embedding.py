@@ -12,10 +12,10 @@ import numpy as np
 from imgclf.backbones import Backbone
 from imgclf.cache import EmbeddingCache, content_hash
 from imgclf.errors import ImageError
-from imgclf.images import read_bytes
-from imgclf.pipeline import (
-    DEFAULT_BATCH, STREAM_BATCH, cpu_count, create_session, crop_image, encoder, inference_plan, pixel_loader, run_batched,
-)
+from imgclf.runtime.images import read_bytes
+from imgclf.runtime.batching import DEFAULT_BATCH, STREAM_BATCH, run_batched
+from imgclf.runtime.loader import crop_image, pixel_loader
+from imgclf.runtime.session import cpu_count, create_session, encoder, inference_plan
 
 #: Called as ``progress(done, total)`` while embedding (later stages add ``stage=`` and ``info=``).
 Progress = Callable[..., None]
@@ -41,8 +41,8 @@ def embed_files(
 ) -> Embeddings:
     """Embed ``paths``; cached vectors are reused, new ones are stored as soon as computed.
 
-    Inference runs as :func:`~imgclf.pipeline.inference_plan` streams of ``batch_size``
-    (default :data:`~imgclf.pipeline.STREAM_BATCH`), each decoding its own batch, then
+    Inference runs as :func:`~imgclf.runtime.session.inference_plan` streams of ``batch_size``
+    (default :data:`~imgclf.runtime.batching.STREAM_BATCH`), each decoding its own batch, then
     running it (``run_batched(loaders=0)``).
 
     An interruption (Ctrl-C, crash) loses at most the batch in flight.
@@ -120,7 +120,7 @@ def embed_views(
     Each photo is decoded once for all its missing views. Unreadable photos are not
     expected here (they were filtered by :func:`embed_files`); if one fails now its views are NaN.
     """
-    from imgclf.images import load_image
+    from imgclf.runtime.images import load_image
     from imgclf.views import view
 
     out = np.full((len(paths), len(names), backbone.dim), np.nan, np.float32)

@@ -10,7 +10,7 @@ from imgclf.errors import ImgclfError
 from imgclf.estimate import selective
 from imgclf.faces import NO_FACE_REASON
 from imgclf.metrics import summarize
-from imgclf.model import Model
+from imgclf.runtime.model import Model
 from imgclf.rejection import UNKNOWN, auroc
 
 
@@ -30,7 +30,7 @@ def evaluate(
     unreadable files are listed in ``skipped`` with their reasons. ``photos`` has one record
     per scored photo (``path``, ``label``, ``predicted``, ``confidence``, ``label_confidence``,
     ``top_k``), which :func:`imgclf.report.write_report` draws from. ``tta`` averages each
-    photo's scores with its mirror image's (:meth:`imgclf.model.Model.scores`).
+    photo's scores with its mirror image's (:meth:`imgclf.runtime.model.Model.scores`).
     """
     if not isinstance(model, Model):
         model = Model.load(model)

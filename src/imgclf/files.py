@@ -89,7 +89,7 @@ def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; on success it replaces ``target``.
 
     On any failure the temporary folders are removed and an existing ``target`` is untouched.
-    The caller decides whether ``target`` may be replaced (see :func:`imgclf.artifact.check_output`).
+    The caller decides whether ``target`` may be replaced (see :func:`imgclf.runtime.artifact.check_output`).
     """
     target = Path(target).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)

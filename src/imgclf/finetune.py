@@ -21,8 +21,8 @@ from PIL import Image
 
 from imgclf.backbones import Backbone
 from imgclf.head import LinearHead
-from imgclf.images import load_image
-from imgclf.preprocessing import resize_shorter
+from imgclf.runtime.images import load_image
+from imgclf.runtime.preprocessing import resize_shorter
 
 
 @dataclass
@@ -99,7 +99,7 @@ def _split(backbone_module, trainable_blocks: int):
 def _prefix_session(prefix, input_size: int, tmp_dir: Path):
     """ONNX Runtime session of the frozen prefix: ``input`` → ``features``."""
     from imgclf.backbones.torch_export import export_module
-    from imgclf.pipeline import create_session
+    from imgclf.runtime.session import create_session
 
     path = tmp_dir / "prefix.onnx"
     export_module(prefix, input_size, path, ["features"], fast=True)
@@ -240,7 +240,9 @@ def _trainable_state(net) -> dict:
 
 def onnx_outputs(onnx_path: Path, paths: Sequence[Path], pre) -> tuple[np.ndarray, np.ndarray]:
     """(``probabilities``, ``embedding``) of an exported model for image files, through the shared pipeline."""
-    from imgclf.pipeline import create_session, pixel_loader, run_batched
+    from imgclf.runtime.batching import run_batched
+    from imgclf.runtime.loader import pixel_loader
+    from imgclf.runtime.session import create_session
 
     session = create_session(onnx_path)
     forward = lambda b: session.run(["probabilities", "embedding"], {"input": b})  # noqa: E731

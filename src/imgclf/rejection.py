@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from imgclf.head import l2_normalize
-from imgclf.prediction import UNKNOWN  # noqa: F401 (the label of a rejected photo, re-exported)
+from imgclf.runtime.prediction import UNKNOWN  # noqa: F401 (the label of a rejected photo, re-exported)
 
 #: Training folders whose photos are negatives (trained as the class ``unknown``).
 NEGATIVE_FOLDERS = ("unknown", "_background")

@@ -20,7 +20,8 @@ import numpy as np
 from imgclf import __version__
 from imgclf.backbones import DEFAULT_BACKBONE, FACE, Backbone, require_torch, resolve
 from imgclf.cache import EmbeddingCache, default_cache_dir
-from imgclf.datasets import SPLITS, Dataset, Skipped, ensure_training_photos, normalisation_warnings, scan_labelled
+from imgclf.datasets import SPLITS, Dataset, ensure_training_photos, normalisation_warnings, scan_labelled
+from imgclf.runtime.inputs import Skipped
 from imgclf.duplicates import find_duplicates
 from imgclf.embedding import Progress, embed_files, embed_views
 from imgclf.views import views_for
@@ -32,8 +33,8 @@ from imgclf.estimate import MIN_HELD_OUT, accuracy_estimate, cross_validated_acc
 from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
 from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, refit
 from imgclf.metrics import summarize
-from imgclf import artifact
-from imgclf.artifact import CARD_FILE, FORMAT_VERSION, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, REPORT_FILE
+from imgclf.runtime import artifact
+from imgclf.runtime.artifact import CARD_FILE, FORMAT_VERSION, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, REPORT_FILE
 from imgclf.model_card import render_card
 from imgclf.report import from_training, write_report
 
@@ -285,8 +286,6 @@ def _split_metrics(probs: np.ndarray, y: np.ndarray, paths, labels: list[str], d
 
 
 def _metadata(bb: Backbone, dataset: Dataset, head: LinearHead, seed: int, command: str | None) -> dict:
-    import onnxruntime
-
     return {
         "format_version": FORMAT_VERSION,
         "imgclf_version": __version__,
@@ -300,7 +299,7 @@ def _metadata(bb: Backbone, dataset: Dataset, head: LinearHead, seed: int, comma
         "head": {"type": "softmax-linear on L2-normalised embeddings", "C": head.C, "seed": seed},
         "data": {"root": str(Path(dataset.root).absolute()), "given_splits": dataset.given_splits},
         "command": command or "imgclf.train(...)",
-        "versions": {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__, **_training_versions()},
+        "versions": {"python": platform.python_version(), **_training_versions()},
     }
 
 
@@ -313,7 +312,7 @@ def _training_versions() -> dict:
         mod = sys.modules.get(name)
         if mod is not None:
             out[name] = getattr(mod, "__version__", "?")
-    for name in ("onnx", "scipy"):
+    for name in ("onnxruntime", "onnx", "scipy"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageOps
 
-from imgclf.preprocessing import Preprocessing, center_crop, normalize, resize_shorter
+from imgclf.runtime.preprocessing import Preprocessing, center_crop, normalize, resize_shorter
 
 #: Views in the order ``--augment N`` takes them (the plain centre crop is always embedded too).
 VIEWS = ("flip", "full", "full-flip", "zoom", "zoom-flip", "top-left", "bottom-right")

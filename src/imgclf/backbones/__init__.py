@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from imgclf.artifact import sha256_file
+from imgclf.runtime.artifact import sha256_file
 from imgclf.errors import ImgclfError
-from imgclf.preprocessing import Preprocessing
+from imgclf.runtime.preprocessing import Preprocessing
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 #: dlib's face descriptor instead of an ImageNet network (``pip install 'imgclf[face]'``).
@@ -60,7 +60,7 @@ class Backbone:
     weights_path: Path | None = None
     #: ``"int8"`` for the quantised backbone of ``--quantize`` (see :mod:`imgclf.backbones.quantize`), else ``None``.
     quantization: str | None = None
-    #: A step outside ONNX between preprocessing and ``onnx_path`` (``imgclf.pipeline.encoder``),
+    #: A step outside ONNX between preprocessing and ``onnx_path`` (``imgclf.runtime.session.encoder``),
     #: e.g. the face descriptor of ``--backbone face``; ``None``: the graph takes the images.
     encoder: str | None = None
     #: The lowest "unknown" threshold that makes sense on this backbone's own scale (``None``: no floor),

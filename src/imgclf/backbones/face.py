@@ -8,16 +8,20 @@ is built, stored and read like any other backbone's.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imgclf.files import atomic_directory
-from imgclf.preprocessing import Preprocessing
+from imgclf.runtime.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    from imgclf.backbones import Backbone
 
 _FORMAT = 1
 
 
 def resolve_face(cache_root: Path) -> "Backbone":
     """The face backbone; its pass-through graph is written to ``cache_root`` once."""
-    from imgclf.artifact import sha256_file
+    from imgclf.runtime.artifact import sha256_file
     from imgclf.backbones import FACE, Backbone
     from imgclf.faces import CHIP_SIZE, DIM, ENCODER, SAME_PERSON_SIMILARITY, model_file
 

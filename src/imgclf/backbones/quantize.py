@@ -8,7 +8,7 @@ which otherwise costs a lot of accuracy (embedding cosine to float 0.87 → 0.97
 The quantised backbone is cached beside the float one under its own id
 (``<float id>-int8q<format>-<digest of the calibration photos>``), so its embeddings
 are cached apart from the float ones and the same training photos always give the
-same backbone. Measured on flowers-bench (``benchmarks/quantize.py``): see README "Speed".
+same backbone. Its speed and accuracy: ``benchmarks/quantize.py`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def quantized(fp, calibration: Sequence[Path], cache_root: Path, log: Callable[[
     """The int8 version of the float :class:`~imgclf.backbones.Backbone` ``fp``, built once and cached."""
     from imgclf.backbones import _load_cached
     from imgclf.cache import content_hash
-    from imgclf.images import read_bytes
-    from imgclf.pipeline import preprocess_data
+    from imgclf.runtime.images import read_bytes
+    from imgclf.runtime.loader import preprocess_data
 
     chosen = calibration_photos(calibration)
     data: list[tuple[str, bytes]] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from imgclf.errors import ImgclfError
 from imgclf.files import atomic_directory
-from imgclf.preprocessing import Preprocessing
+from imgclf.runtime.preprocessing import Preprocessing
 
 _CLASSIFIER_KEYS = ("_fc.", "fc.", "classifier.", "head.fc.", "head.", "last_linear.")
 
@@ -124,9 +124,8 @@ def export_backbone(timm_name: str, weights_path: Path | None, out_dir: Path, bu
 def export_module(module, input_size: int, onnx_path: Path, output_names: list[str], fast: bool = False) -> None:
     """Export ``module`` (``input`` (N, 3, S, S) → ``output_names``) to ONNX with a dynamic batch.
 
-    torch's dynamo exporter gives faster graphs here (measured 140 vs 90 img/s for
-    EfficientNet-Lite0 in ONNX Runtime) but takes ~15 s; ``fast`` (or its failure) uses
-    the TorchScript exporter, which takes ~1 s.
+    By default torch's dynamo exporter, whose graphs run faster in ONNX Runtime but which
+    takes seconds; ``fast`` (or the dynamo exporter's failure) uses the TorchScript exporter.
     """
     import contextlib
     import io

@@ -145,7 +145,7 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
         if tta:
             raise ImgclfError("--tta works with the local engine printing its results (no --engine ray, no --output)")
         return _predict_on_engine(model_dir, paths, top_k, fmt, threshold, not no_reject, engine, address, output, actors)
-    from imgclf.model import Model
+    from imgclf.runtime.model import Model
 
     model = Model.load(model_dir)
     preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta)
@@ -164,7 +164,7 @@ def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, 
         if output is not None:
             job = engines.predict(model_dir, paths, output, engine, progress=bar.update, **opts)
         else:
-            from imgclf.model import Prediction
+            from imgclf.runtime.model import Prediction
 
             preds = [Prediction.from_row(row) for batch in engines.iter_predict(model_dir, paths, engine, progress=bar.update, **opts)
                      for row in (batch if isinstance(batch, list) else batch.to_pylist())]
@@ -182,11 +182,11 @@ def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, 
 @click.option("--tta", is_flag=True, help=TTA_HELP)
 def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
     """Accuracy, per-class precision/recall/F1 and confusion matrix on labelled photos."""
-    from imgclf.artifact import check_not_artefact
+    from imgclf.runtime.artifact import check_not_artefact
     from imgclf.cli import render
     from imgclf.evaluation import evaluate as run_evaluate
     from imgclf.files import write_json_atomic, writing_to
-    from imgclf.model import Model
+    from imgclf.runtime.model import Model
 
     for path, option in ((json_out, "--json"), (report, "--report")):
         if path is not None:

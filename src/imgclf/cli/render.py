@@ -96,7 +96,7 @@ def predictions(preds, fmt: str, top_k: int, asked=()) -> int:
 
         sys.stdout.write(to_json(rows) + "\n")
     elif fmt == "csv":
-        from imgclf.prediction import csv_header, csv_row
+        from imgclf.runtime.prediction import csv_header, csv_row
 
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(csv_header(top_k))

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 
 from imgclf.engines.core import EMBEDDINGS, PREDICTIONS, Item, embed_items, predict_items
 from imgclf.errors import ImgclfError
-from imgclf.pipeline import DEFAULT_BATCH
+from imgclf.runtime.batching import DEFAULT_BATCH
 
 ENGINES = ("local", "ray")
 

@@ -3,8 +3,8 @@
 The local engine streams every photo through :meth:`Runner.iter_rows` once; each Ray
 actor builds the same :class:`Runner` (one ONNX Runtime session per actor) and calls
 :meth:`Runner.iter_rows` on each batch Ray Data hands it. Per photo the work is
-:func:`imgclf.pipeline.load_pixels`, as for ``train`` and ``predict``; per batch it is
-``Preprocessing.batch`` and one session run (``imgclf.pipeline.run_batched`` does the
+:func:`imgclf.runtime.loader.load_pixels`, as for ``train`` and ``predict``; per batch it is
+``Preprocessing.batch`` and one session run (``imgclf.runtime.batching.run_batched`` does the
 batching for both engines).
 A file that cannot be read or decoded becomes a row with ``error`` set, never an exception.
 """
@@ -21,9 +21,11 @@ import numpy as np
 
 from imgclf.cache import content_hash
 from imgclf.errors import ImageError, ImgclfError
-from imgclf.images import read_bytes
-from imgclf.pipeline import DEFAULT_BATCH, create_session, encoder, load_pixels, run_batched
-from imgclf.preprocessing import Preprocessing
+from imgclf.runtime.images import read_bytes
+from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
+from imgclf.runtime.loader import load_pixels
+from imgclf.runtime.session import create_session, encoder
+from imgclf.runtime.preprocessing import Preprocessing
 
 PREDICTIONS = "predictions"
 EMBEDDINGS = "embeddings"
@@ -75,9 +77,9 @@ class Runner:
 
 
 class PredictRunner(Runner):
-    """Scores from a model folder's fused ONNX model, formatted by :meth:`imgclf.model.Model.prediction`.
+    """Scores from a model folder's fused ONNX model, formatted by :meth:`imgclf.runtime.model.Model.prediction`.
 
-    ``threshold`` and ``reject`` are the "unknown" rule, as in :meth:`imgclf.model.Model.predict`.
+    ``threshold`` and ``reject`` are the "unknown" rule, as in :meth:`imgclf.runtime.model.Model.predict`.
     """
 
     kind = PREDICTIONS
@@ -93,7 +95,7 @@ class PredictRunner(Runner):
         return [self.model.scores(batch)]
 
     def row(self, item: Item, out) -> dict:
-        from imgclf.model import failed
+        from imgclf.runtime.model import failed
 
         if isinstance(out, ImageError):
             return failed(item.path, out).to_row()
@@ -127,7 +129,7 @@ _GLOB_CHARS = frozenset("*?[")
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     """Files, folders (recursively, as ``imgclf predict`` walks them) and quoted globs → files, sorted per input."""
-    from imgclf.datasets import iter_inputs
+    from imgclf.runtime.inputs import iter_inputs
 
     expanded: list[str] = []
     for raw in inputs:

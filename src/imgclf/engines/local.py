@@ -1,6 +1,6 @@
 """The local engine: every photo through one :class:`~imgclf.engines.core.Runner` in this process.
 
-Decoding runs in a thread pool ahead of inference (``imgclf.pipeline.run_batched``) and
+Decoding runs in a thread pool ahead of inference (``imgclf.runtime.batching.run_batched``) and
 ONNX Runtime uses every core, exactly as ``imgclf predict`` and ``imgclf train`` do.
 """
 
@@ -10,7 +10,7 @@ import os
 from typing import Callable, Iterator
 
 from imgclf.engines.core import Item, Runner
-from imgclf.pipeline import DEFAULT_BATCH
+from imgclf.runtime.batching import DEFAULT_BATCH
 
 #: Rows per batch handed to the writer.
 CHUNK = 256
@@ -40,7 +40,7 @@ def run(
 
 def predict_runner(model_dir: str | os.PathLike, top_k: int = 3, threshold: float | None = None, reject: bool = True):
     from imgclf.engines.core import PredictRunner
-    from imgclf.model import Model
+    from imgclf.runtime.model import Model
 
     return PredictRunner(Model.load(model_dir), top_k, threshold=threshold, reject=reject)
 

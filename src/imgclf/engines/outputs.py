@@ -6,7 +6,7 @@ file is written under a temporary name and renamed when complete: a crashed or
 interrupted job never leaves a half-written file behind under the requested name.
 
 Columns
-  predictions: :data:`imgclf.prediction.FIELDS` (``path, status, label, confidence, similarity,
+  predictions: :data:`imgclf.runtime.prediction.FIELDS` (``path, status, label, confidence, similarity,
   top_k, error``), the same shape as ``predict -f json`` and the HTTP API
   embeddings:  ``path, hash, label, split, embedding (list<float32>), error``
 
@@ -27,9 +27,9 @@ from typing import Iterable
 
 import numpy as np
 
-from imgclf.artifact import check_not_artefact
+from imgclf.runtime.artifact import check_not_artefact
 from imgclf.files import to_json, writing_to
-from imgclf.prediction import csv_header, csv_row
+from imgclf.runtime.prediction import csv_header, csv_row
 
 from imgclf.engines.core import EMBEDDINGS, PREDICTIONS
 from imgclf.errors import ImgclfError

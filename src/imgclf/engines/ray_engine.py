@@ -28,7 +28,8 @@ os.environ.setdefault("RAY_DISABLE_IMPORT_WARNING", "1")
 
 from imgclf.engines.core import EMBEDDINGS, PREDICTIONS, Item  # noqa: E402
 from imgclf.errors import ImgclfError  # noqa: E402
-from imgclf.pipeline import DEFAULT_BATCH, cpu_count  # noqa: E402
+from imgclf.runtime.batching import DEFAULT_BATCH
+from imgclf.runtime.session import cpu_count  # noqa: E402
 
 #: Object store of a local runtime, MB: rows are small (paths, scores, vectors), never images.
 LOCAL_OBJECT_STORE_MB = 256
@@ -107,7 +108,7 @@ class PredictActor:
 
     def __init__(self, files, top_k: int, threshold: float | None, reject: bool, threads: int, batch_size: int):
         from imgclf.engines.core import PredictRunner
-        from imgclf.model import Model
+        from imgclf.runtime.model import Model
 
         with _materialised(files) as folder:
             model = Model.load(folder, threads=threads)
@@ -125,7 +126,7 @@ class EmbedActor:
 
     def __init__(self, files, onnx_name: str, preprocessing: dict, threads: int, batch_size: int, encoder: str | None = None):
         from imgclf.engines.core import EmbedRunner
-        from imgclf.preprocessing import Preprocessing
+        from imgclf.runtime.preprocessing import Preprocessing
 
         with _materialised(files) as folder:
             self.runner = EmbedRunner(folder / onnx_name, Preprocessing.from_dict(preprocessing), threads, encoder)
@@ -183,7 +184,7 @@ def run_predict(
     cpus_per_actor: int = 1, batch_size: int = DEFAULT_BATCH, progress=None,
 ) -> Iterator:
     """Arrow tables of prediction rows, in input order, computed by ``actors`` Ray actors."""
-    from imgclf.model import Model
+    from imgclf.runtime.model import Model
 
     Model.load(model_dir, threads=1)  # a broken model folder fails here, once, with a clear message
     folder = Path(model_dir)

@@ -52,7 +52,7 @@ _ANCHORS = _anchors()
 def _run(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(regressors (N, 896, 16), logits (N, 896)) of uint8 RGB tiles (N, 128, 128, 3)."""
     global _session
-    from imgclf.pipeline import create_session
+    from imgclf.runtime.session import create_session
 
     with _lock:
         if _session is None:

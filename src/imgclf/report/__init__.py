@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imgclf.artifact import PLOT_FILES, REPORT_FILE
+from imgclf.runtime.artifact import PLOT_FILES, REPORT_FILE
 from imgclf.report.results import from_evaluation, from_training, reported_split
 
 __all__ = ["PLOT_FILES", "REPORT_FILE", "from_evaluation", "from_training", "reported_split", "write_report"]

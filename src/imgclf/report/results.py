@@ -71,7 +71,7 @@ def from_training(meta: dict, metrics: dict) -> dict:
 
 
 def from_evaluation(result: dict, model=None) -> dict:
-    """Results of :func:`imgclf.evaluation.evaluate`; ``model`` (a loaded :class:`~imgclf.model.Model`) adds its details."""
+    """Results of :func:`imgclf.evaluation.evaluate`; ``model`` (a loaded :class:`~imgclf.runtime.model.Model`) adds its details."""
     meta = getattr(model, "meta", None) or {}
     train_metrics = model.metrics if model is not None else {}
     out = {k: result.get(k) for k in (*_METRIC_KEYS, *SELECTIVE_KEYS)}

@@ -33,7 +33,7 @@ def thumbnail_uri(path: str, size: int = SIZE) -> str | None:
     from PIL import Image
 
     from imgclf.errors import ImageError
-    from imgclf.images import load_image
+    from imgclf.runtime.images import load_image
 
     try:
         img = load_image(path, max_side=size)

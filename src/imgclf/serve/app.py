@@ -27,8 +27,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
 from imgclf import __version__
-from imgclf.model import Model
-from imgclf.pipeline import cpu_count
+from imgclf.runtime.model import Model
+from imgclf.runtime.session import cpu_count
 from imgclf.serve.limits import PayloadTooLarge, UploadLimit, too_large_message
 from imgclf.serve.routes import router
 from imgclf.serve.security import SecurityHeaders
@@ -61,8 +61,7 @@ def create_app(
     ``imgclf serve`` on a loopback address allows only loopback names, see :mod:`imgclf.serve.security`).
     """
     # Model.load's session lets idle ONNX Runtime threads sleep instead of spinning: in a server the
-    # same cores parse requests and decode images, and on 2 cores spinning cost 15-25 % of the
-    # throughput and doubled one request's latency (measured)
+    # same cores parse requests and decode images
     model = Model.load(model_dir, threads=threads)
     service = Service(
         model, max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch, max_batch_files=max_batch_files,

@@ -25,7 +25,7 @@ class MicroBatcher:
     """Run ``forward(collate(arrays)) -> rows`` for arrays submitted from any event loop.
 
     ``collate`` makes the batch from the waiting arrays: ``np.stack``, or
-    ``Preprocessing.batch`` for images loaded as pixels (:func:`imgclf.pipeline.load_pixels`).
+    ``Preprocessing.batch`` for images loaded as pixels (:func:`imgclf.runtime.loader.load_pixels`).
     """
 
     def __init__(self, forward: Callable[[np.ndarray], np.ndarray], max_batch: int = 16,

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from imgclf import __version__
 from imgclf.errors import ImageError
-from imgclf.model import failed
+from imgclf.runtime.model import failed
 from imgclf.serve.schemas import BATCH_BODY, ERRORS, UPLOAD_BODY, PredictionOut
 from imgclf.serve.service import Service
 

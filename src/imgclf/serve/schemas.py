@@ -13,7 +13,7 @@ class LabelScore(BaseModel):
 
 
 class PredictionOut(BaseModel):
-    """One photo's answer: :meth:`imgclf.prediction.Prediction.to_row`, as ``imgclf predict --format json`` prints it."""
+    """One photo's answer: :meth:`imgclf.runtime.prediction.Prediction.to_row`, as ``imgclf predict --format json`` prints it."""
 
     path: str
     status: Literal["ok", "unknown", "no_face", "error"]

@@ -21,7 +21,7 @@ def run_server(
     """
     import uvicorn
 
-    from imgclf.pipeline import cpu_count
+    from imgclf.runtime.session import cpu_count
     from imgclf.serve.connections import TIMEOUT_VARIABLE, GuardedH11Protocol
     from imgclf.serve.security import is_loopback, loopback_hosts
 
@@ -39,7 +39,7 @@ def run_server(
         print(f"serving {model_dir} at {where}/ (API docs at {where}/docs)", file=sys.stderr, flush=True)
         uvicorn.run(application, **opts)
         return
-    from imgclf.model import Model
+    from imgclf.runtime.model import Model
 
     Model.load(model_dir, threads=1)  # fail here, with a clear message, not in every worker
     os.environ.update(

@@ -14,9 +14,10 @@ from starlette.datastructures import UploadFile
 
 from imgclf.errors import ImageError
 from imgclf.faces import NoFaceError
-from imgclf.images import openable_formats
-from imgclf.model import Model, failed
-from imgclf.pipeline import load_pixels, safe_load
+from imgclf.runtime.images import openable_formats
+from imgclf.runtime.model import Model, failed
+from imgclf.runtime.batching import safe_load
+from imgclf.runtime.loader import load_pixels
 from imgclf.serve.batching import MicroBatcher
 from imgclf.serve.limits import PayloadTooLarge
 

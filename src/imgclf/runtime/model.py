@@ -10,13 +10,15 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
-from imgclf import artifact
-from imgclf.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE  # noqa: F401 (re-exported)
+from imgclf.runtime import artifact
+from imgclf.runtime.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE  # noqa: F401 (re-exported)
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.faces import NO_FACE, NoFaceError
-from imgclf.pipeline import DEFAULT_BATCH, encoder, pixel_loader, preprocess_image, run_batched
-from imgclf.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
-from imgclf.preprocessing import Preprocessing
+from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
+from imgclf.runtime.loader import pixel_loader, preprocess_image
+from imgclf.runtime.session import encoder
+from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
+from imgclf.runtime.preprocessing import Preprocessing
 
 
 def failed(path: str, error: ImageError) -> Prediction:
@@ -46,7 +48,7 @@ class Model:
     @classmethod
     def load(cls, model_dir: str | os.PathLike, threads: int | None = None) -> "Model":
         """Open a model folder written by ``imgclf train``; a damaged or inconsistent one raises :class:`ImgclfError`."""
-        from imgclf.pipeline import create_session
+        from imgclf.runtime.session import create_session
 
         folder = artifact.read(model_dir)
 
@@ -109,7 +111,7 @@ class Model:
         self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
         threshold: float | None = None, reject: bool = True, tta: bool = False,
     ) -> Iterator[Prediction]:
-        from imgclf.datasets import iter_inputs
+        from imgclf.runtime.inputs import iter_inputs
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
             return [self.scores(batch, tta)]

@@ -192,7 +192,7 @@ def _preprocessing_problem(pre: dict) -> str | None:
     crop_pct = pre.get("crop_pct")
     if not _is_number(crop_pct) or not 0 < crop_pct <= 1:
         return "crop_pct must be in (0, 1]"
-    from imgclf.preprocessing import INTERPOLATIONS
+    from imgclf.runtime.preprocessing import INTERPOLATIONS
 
     if pre.get("interpolation") not in INTERPOLATIONS:
         return f"interpolation must be one of {', '.join(INTERPOLATIONS)}"
