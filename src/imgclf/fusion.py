@@ -1,7 +1,8 @@
 """Fuse a backbone's ONNX graph, a linear head and the "unknown" score into one self-contained ONNX model.
 
 The fused model maps a preprocessed batch ``input`` (N, 3, S, S) — or a face descriptor
-(N, 128) — to ``embedding`` (N, dim), ``probabilities`` (N, classes) and ``similarity`` (N).
+(N, 128) — to ``embedding`` (N, dim), ``probabilities`` (N, classes) and ``similarity`` (N),
+and, when the backbone's last feature map is known, ``cam`` (N, classes, h, w).
 
 The backbone's graph is never parsed: protobuf merges a message with fields appended after
 it (repeated fields are extended, singular ones replaced), so the new nodes, weights,
@@ -23,12 +24,17 @@ INPUT = "input"
 PROBABILITIES = "probabilities"
 EMBEDDING = "embedding"
 SIMILARITY = "similarity"
+#: Class activation maps (N, classes, h, w): the head applied to every cell of the backbone's last
+#: feature map, scaled as the embedding is; a map's mean plus the label's bias is its logit.
+CAM = "cam"
 _FLOAT, _INT64 = 1, 7  # TensorProto.DataType
 _ATTR_INT, _ATTR_INTS = 2, 7  # AttributeProto.AttributeType
 
 
-def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Path, metadata: dict[str, str] | None = None) -> None:
-    """Write ``backbone_onnx`` (whose output is ``embedding``) plus the head's ``probabilities`` to ``out_path``."""
+def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Path, metadata: dict[str, str] | None = None,
+         feature_map: str | None = None) -> None:
+    """Write ``backbone_onnx`` (whose output is ``embedding``) plus the head's ``probabilities`` to ``out_path``;
+    with ``feature_map`` (the tensor whose spatial mean is ``embedding``) also the :data:`CAM` output."""
     k = len(labels)
     nodes = [
         _node("LpNormalization", [EMBEDDING], ["imgclf_normalized"], axis=1, p=2),
@@ -37,7 +43,21 @@ def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Pat
         _node("Softmax", ["logits"], [PROBABILITIES], axis=1),
     ]
     weights = [_tensor("imgclf_head_weight", head.weight.T.astype(np.float32)), _tensor("imgclf_head_bias", head.bias.astype(np.float32))]
-    patch = _graph(nodes, weights, [_value_info(PROBABILITIES, ["N", k])])
+    outputs = [_value_info(PROBABILITIES, ["N", k])]
+    if feature_map is not None:
+        data = Path(backbone_onnx).read_bytes()
+        nodes += [  # cam = conv1x1(feature map, W) / ||embedding||, as the head sees the unit embedding
+            _node("Conv", [feature_map, "imgclf_cam_kernel"], ["imgclf_cam_raw"], kernel_shape=[1, 1]),
+            _reduce("ReduceL2", EMBEDDING, "imgclf_cam_norm", _opset(data) >= 18, keepdims=1),
+            _node("Reshape", ["imgclf_cam_norm", "imgclf_cam_shape"], ["imgclf_cam_norm4"]),
+            _node("Div", ["imgclf_cam_raw", "imgclf_cam_norm4"], [CAM]),
+        ]
+        weights += [_tensor("imgclf_cam_kernel", np.ascontiguousarray(head.weight.astype(np.float32)[:, :, None, None])),
+                    _tensor("imgclf_cam_shape", np.array([-1, 1, 1, 1], np.int64))]
+        if _opset(data) >= 18:
+            weights.append(_tensor("imgclf_cam_axes", np.array([1], np.int64)))
+        outputs.append(_value_info(CAM, ["N", k, "H", "W"]))
+    patch = _graph(nodes, weights, outputs)
     meta = {"labels": json.dumps(labels), **(metadata or {})}
     Path(out_path).write_bytes(Path(backbone_onnx).read_bytes() + _model(patch, meta, producer="imgclf"))
 
@@ -71,6 +91,13 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
         weights.append(_tensor("imgclf_axes", np.array([1], np.int64)))
     patch = _graph(nodes, weights, [_value_info(SIMILARITY, ["N"])])
     Path(model_path).write_bytes(data + _model(patch, metadata or {}))
+
+
+def _reduce(op: str, src: str, dst: str, axes_as_input: bool, keepdims: int = 0) -> bytes:
+    """``op`` over axis 1 (its axes an input from opset 18 on, an attribute before)."""
+    if axes_as_input:
+        return _node(op, [src, "imgclf_cam_axes"], [dst], keepdims=keepdims)
+    return _node(op, [src], [dst], axes=[1], keepdims=keepdims)
 
 
 # --- protobuf encoding of the few ONNX messages appended above (field numbers from onnx.proto) ---

@@ -203,7 +203,7 @@ def train(
     seconds = time.perf_counter() - start
     metrics["train_seconds"] = round(seconds, 3)
     metrics["verifier"] = verifier
-    meta = _metadata(bb, dataset, head, seed, command)
+    meta = _metadata(bb, dataset, head, seed, command, maps=bb.feature_map is not None and tuned is None)
     if tuned is not None:
         meta["head"]["fine_tuned"] = True
     meta["rejection"] = rule.to_dict()
@@ -285,7 +285,7 @@ def _split_metrics(probs: np.ndarray, y: np.ndarray, paths, labels: list[str], d
     return out
 
 
-def _metadata(bb: Backbone, dataset: Dataset, head: LinearHead, seed: int, command: str | None) -> dict:
+def _metadata(bb: Backbone, dataset: Dataset, head: LinearHead, seed: int, command: str | None, maps: bool) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "imgclf_version": __version__,
@@ -293,7 +293,8 @@ def _metadata(bb: Backbone, dataset: Dataset, head: LinearHead, seed: int, comma
         "labels": dataset.labels,
         "backbone": bb.to_dict(),
         "preprocessing": bb.preprocessing.to_dict(),
-        "onnx": {"file": MODEL_FILE, "input": "input", "outputs": ["probabilities", "embedding", "similarity"],
+        "onnx": {"file": MODEL_FILE, "input": "input",
+                 "outputs": ["probabilities", "embedding", "similarity"] + (["cam"] if maps else []),
                  # with an encoder (faces) the graph takes the encoder's output, not the image
                  "input_shape": ["N", bb.dim] if bb.encoder else ["N", 3, bb.preprocessing.input_size, bb.preprocessing.input_size]},
         "head": {"type": "softmax-linear on L2-normalised embeddings", "C": head.C, "seed": seed},
@@ -325,7 +326,8 @@ def _move_file(src: Path, dst: Path) -> None:
 
 
 def _fuse_onnx(bb: Backbone, head: LinearHead, labels: list[str], out_path: Path) -> None:
-    fuse(bb.onnx_path, head, labels, out_path, {"imgclf_preprocessing": json.dumps(bb.preprocessing.to_dict())})
+    fuse(bb.onnx_path, head, labels, out_path, {"imgclf_preprocessing": json.dumps(bb.preprocessing.to_dict())},
+         feature_map=bb.feature_map)
 
 
 def _rejection_rule(vectors, y, tr, va, labels: list[str], target: float, seed: int,

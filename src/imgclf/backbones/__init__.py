@@ -66,6 +66,9 @@ class Backbone:
     #: The lowest "unknown" threshold that makes sense on this backbone's own scale (``None``: no floor),
     #: e.g. the face descriptor's same-person distance; a threshold calibrated on few photos is raised to it.
     min_similarity: float | None = None
+    #: The graph's last feature map (N, dim, h, w), whose spatial mean is ``embedding``: the
+    #: fused model then also answers class activation maps (``None``: no maps).
+    feature_map: str | None = None
 
     def torch_weights(self) -> Path | None:
         """The weights file a torch model of this backbone is built from (fine-tuning); ``None``: timm's hub."""
@@ -220,6 +223,7 @@ def _load_cached(
             preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
             dim=int(meta["dim"]),
             weights_path=weights_path,
+            feature_map=meta.get("feature_map"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

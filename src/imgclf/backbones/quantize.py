@@ -64,7 +64,7 @@ def quantized(fp, calibration: Sequence[Path], cache_root: Path, log: Callable[[
 
     def load():
         bb = _load_cached(out_dir, fp.name, qid, fp.timm_name, fp.weights, fp.weights_path)
-        return None if bb is None else replace(bb, quantization=QUANTIZATION)
+        return None if bb is None else replace(bb, quantization=QUANTIZATION, feature_map=None)
 
     cached = load()
     if cached is not None:

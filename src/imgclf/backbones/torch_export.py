@@ -118,7 +118,33 @@ def export_backbone(timm_name: str, weights_path: Path | None, out_dir: Path, bu
         onnx_path = tmp / "backbone.onnx"
         export_module(model, pre.input_size, onnx_path, ["embedding"])
         meta = {"timm_name": timm_name, "dim": dim, "preprocessing": pre.to_dict(), "onnx_bytes": onnx_path.stat().st_size}
+        feature_map = pooled_feature_map(onnx_path, dim)
+        if feature_map is not None:
+            meta["feature_map"] = feature_map
         (tmp / "backbone.json").write_text(json.dumps(meta, indent=2))
+
+
+def pooled_feature_map(onnx_path: Path, dim: int) -> str | None:
+    """The tensor whose global average is the ``embedding`` output — the last feature map (N, dim, h, w) —
+    when the graph ends in average pooling (then a linear head's class activation map is exact); else ``None``."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path)).graph
+    made_by = {out: node for node in graph.node for out in node.output}
+    node = made_by.get("embedding")
+    while node is not None and node.op_type in ("Reshape", "Flatten", "Squeeze", "Identity"):
+        node = made_by.get(node.input[0])
+    if node is None or node.op_type not in ("GlobalAveragePool", "ReduceMean"):
+        return None
+    if node.op_type == "ReduceMean":
+        axes = [a.ints for a in node.attribute if a.name == "axes"]
+        consts = {t.name: onnx.numpy_helper.to_array(t).tolist() for t in graph.initializer}
+        consts.update({n.output[0]: onnx.numpy_helper.to_array(n.attribute[0].t).tolist()
+                       for n in graph.node if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+        axes = list(axes[0]) if axes else consts.get(node.input[1]) if len(node.input) > 1 else None
+        if sorted(a % 4 for a in axes or []) != [2, 3]:
+            return None
+    return node.input[0]
 
 
 def export_module(module, input_size: int, onnx_path: Path, output_names: list[str], fast: bool = False) -> None:

@@ -137,18 +137,34 @@ def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fracti
 @click.option("--address", help=ADDRESS_HELP)
 @click.option("-o", "--output", type=PATH, help="Write one row per file to .parquet, .csv or .jsonl (streaming).")
 @click.option("--actors", type=click.IntRange(min=1), help=ACTORS_HELP)
-def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, address, output, actors) -> int:
+@click.option("--explain", "explain_dir", type=PATH, help="Write a heatmap of where the model looked over each photo "
+              "into this folder (PNG), and its peak into each row.")
+@click.option("--explain-label", help="The label whose heatmap --explain draws (default: each photo's best guess).")
+def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, address, output, actors, explain_dir,
+            explain_label) -> int:
     """Say what each photo shows, with confidences (or 'unknown' for photos unlike every label)."""
     from imgclf.cli import render
 
+    if explain_label is not None and explain_dir is None:
+        raise ImgclfError("--explain-label needs --explain DIR")
     if output is not None or engine != "local":  # batch jobs: see imgclf.engines
-        if tta:
-            raise ImgclfError("--tta works with the local engine printing its results (no --engine ray, no --output)")
+        if tta or explain_dir is not None:
+            option = "--tta" if tta else "--explain"
+            raise ImgclfError(f"{option} works with the local engine printing its results (no --engine ray, no --output)")
         return _predict_on_engine(model_dir, paths, top_k, fmt, threshold, not no_reject, engine, address, output, actors)
     from imgclf.runtime.model import Model
 
     model = Model.load(model_dir)
-    preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta)
+    if explain_dir is not None:
+        if tta:
+            raise ImgclfError("--explain maps one view of each photo: leave out --tta")
+        from imgclf.runtime.artifact import is_model_folder
+
+        if is_model_folder(explain_dir):
+            raise ImgclfError(f"--explain {explain_dir} is a model folder: choose another folder for the heatmaps")
+        preds = list(model.iter_explain(paths, explain_dir, explain_label, top_k, threshold, not no_reject))
+    else:
+        preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta)
     if not preds:
         raise ImgclfError("no files found in the given paths")
     return render.predictions(preds, fmt, top_k, asked=paths)

@@ -98,9 +98,10 @@ def predictions(preds, fmt: str, top_k: int, asked=()) -> int:
     elif fmt == "csv":
         from imgclf.runtime.prediction import csv_header, csv_row
 
+        explained = any("explanation" in r for r in rows)
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(csv_header(top_k))
-        w.writerows(csv_row(r) for r in rows)
+        w.writerow(csv_header(top_k, explained))
+        w.writerows(csv_row(r, top_k, explained) for r in rows)
     else:
         _prediction_table(rows, asked)
     failed = [r for r in rows if r["status"] == "error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,7 @@ from imgclf.faces import NO_FACE, NoFaceError
 from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
 from imgclf.runtime.loader import pixel_loader, preprocess_image
 from imgclf.runtime.session import encoder
+from imgclf.runtime.explanation import Explanation, crop_box, explain_map, heatmap_marker, is_heatmap
 from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
 from imgclf.runtime.preprocessing import Preprocessing
 
@@ -41,6 +43,8 @@ class Model:
         self._input = session.get_inputs()[0].name
         outputs = {o.name for o in session.get_outputs()}
         self._outputs = ["probabilities"] + (["similarity"] if "similarity" in outputs else [])
+        #: Whether :meth:`explain` can answer: the graph has class activation maps, and the model sees the whole photo.
+        self.explainable = "cam" in outputs and not self.preprocessing.crop
         rule = meta.get("rejection")
         #: Similarity below which a photo is "unknown" (None: the model never rejects).
         self.threshold: float | None = float(rule["threshold"]) if rule and len(self._outputs) == 2 else None
@@ -96,6 +100,56 @@ class Model:
             return failed(name, e)
         return self.prediction(name, self.scores(batch)[0], top_k, **rule)
 
+    def explain(self, image: Image.Image, label: str | None = None, top_k: int = 3, name: str = "<image>",
+                **rule) -> tuple[Prediction, Explanation]:
+        """One decoded RGB photo's prediction and, from the same forward pass, the map of ``label``
+        (default: the best guess) placed on the photo (see :mod:`imgclf.runtime.explanation`)."""
+        if not self.explainable:
+            raise ImgclfError(f"{self.dir} has no class activation maps to explain with (models trained by an older imgclf, fine-tuned, quantised, "
+                              "on faces or cropped to faces have none; retrain without those options)")
+        if label is not None and label not in self.labels:
+            raise ImgclfError(f"--explain-label {label!r} is not one of the model's labels: {', '.join(self.labels)}")
+        pre = self.preprocessing
+        batch = pre.batch([pre.pixels(image)])
+        names = self._outputs + ["cam"]
+        out = dict(zip(names, self._session.run(names, {self._input: self._encode(batch)})))
+        sim = out["similarity"] if "similarity" in out else np.full(1, np.nan, np.float32)
+        pred = self.prediction(name, np.concatenate([out["probabilities"][0], sim]), top_k, **rule)
+        k = self.labels.index(label) if label is not None else int(np.argmax(out["probabilities"][0]))
+        box = crop_box(image.width, image.height, pre.resize_to, pre.input_size)
+        return pred, explain_map(self.labels[k], out["cam"][0, k], box)
+
+    def iter_explain(
+        self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, label: str | None = None, top_k: int = 3,
+        threshold: float | None = None, reject: bool = True,
+    ) -> Iterator[Prediction]:
+        """:meth:`predict` with an overlay PNG per photo written into ``out_dir`` (created if need be) and
+        each prediction's ``explanation`` set; one forward pass per photo (:meth:`explain`)."""
+        from imgclf.files import write_bytes_atomic, writing_to
+        from imgclf.runtime.images import decode, read_bytes
+        from imgclf.runtime.inputs import iter_inputs
+
+        if not self.explainable:
+            self.explain(Image.new("RGB", (1, 1)))  # raises the reason
+        out = Path(out_dir)
+        with writing_to(out, "--explain"):
+            out.mkdir(parents=True, exist_ok=True)
+        taken: set[str] = set()
+        for path in iter_inputs(paths):
+            try:
+                photo = decode(read_bytes(path))
+            except ImageError as e:
+                yield failed(str(path), e)
+                continue
+            pred, explanation = self.explain(photo, label, top_k, str(path), threshold=threshold, reject=reject)
+            target = _free_target(out, Path(path).stem, taken)
+            buf = io.BytesIO()
+            explanation.overlay(photo).save(buf, format="PNG", compress_level=1, pnginfo=heatmap_marker())
+            with writing_to(target, "--explain"):
+                write_bytes_atomic(target, buf.getvalue(), durable=False)
+            pred.explanation = {"heatmap": str(target), **explanation.to_dict()}
+            yield pred
+
     def predict(
         self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
         threshold: float | None = None, reject: bool = True, tta: bool = False,
@@ -136,6 +190,17 @@ class Model:
         unknown = reject and limit is not None and similarity is not None and sim < limit
         return Prediction(name, UNKNOWN_STATUS if unknown else OK, UNKNOWN if unknown else top[0]["label"], top[0]["confidence"], top,
                           similarity=similarity)
+
+
+def _free_target(out: Path, stem: str, taken: set[str]) -> Path:
+    """``out/stem.heatmap.png``, or ``stem-2``, ``stem-3``, … when this run took the name already or a
+    file there is not an imgclf heatmap (never overwritten)."""
+    name, n = stem, 1
+    while name in taken or ((out / f"{name}.heatmap.png").exists() and not is_heatmap(out / f"{name}.heatmap.png")):
+        n += 1
+        name = f"{stem}-{n}"
+    taken.add(name)
+    return out / f"{name}.heatmap.png"
 
 
 def load(model_dir: str | os.PathLike) -> Model:

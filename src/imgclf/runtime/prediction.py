@@ -17,7 +17,10 @@ the same keys:
 ``similarity``
     the "unknown" rule's score (higher = more like the training photos; null for a model without the rule);
 ``error``
-    why the file could not be used (null otherwise).
+    why the file could not be used (null otherwise);
+``explanation`` (only when asked for: ``predict --explain DIR``)
+    ``{"heatmap": PNG path, "peak": [x, y], "label", "box": [left, top, right, bottom]}``: where
+    the model looked for ``label``, ``peak`` the hottest point in the photo's pixels.
 
 In CSV, ``top_k`` becomes ``top1_label, top1_confidence, …`` (:func:`csv_header`, :func:`csv_row`).
 """
@@ -45,31 +48,39 @@ class Prediction:
     top_k: list[dict] = field(default_factory=list)
     similarity: float | None = None
     error: str | None = None
+    explanation: dict | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"status {self.status!r} is none of {', '.join(STATUSES)}")
 
     def to_row(self) -> dict:
-        """The serialised prediction: every key of :data:`FIELDS`, always."""
-        return {"path": self.path, "status": self.status, "label": self.label, "confidence": self.confidence,
-                "similarity": self.similarity, "top_k": list(self.top_k), "error": self.error}
+        """The serialised prediction: every key of :data:`FIELDS`, always, and ``explanation`` when there is one."""
+        row = {"path": self.path, "status": self.status, "label": self.label, "confidence": self.confidence,
+               "similarity": self.similarity, "top_k": list(self.top_k), "error": self.error}
+        if self.explanation is not None:
+            row["explanation"] = self.explanation
+        return row
 
     @classmethod
     def from_row(cls, row: dict) -> "Prediction":
         """The inverse of :meth:`to_row` (extra keys are ignored)."""
         return cls(row["path"], row["status"], row["label"], row.get("confidence"), list(row.get("top_k") or []),
-                   row.get("similarity"), row.get("error"))
+                   row.get("similarity"), row.get("error"), row.get("explanation"))
 
 
-def csv_header(top_k: int) -> list[str]:
+#: CSV columns of an explanation (``predict --explain``), after the top-k columns.
+EXPLANATION_COLUMNS = ["explanation_label", "explanation_heatmap", "explanation_peak_x", "explanation_peak_y"]
+
+
+def csv_header(top_k: int, explained: bool = False) -> list[str]:
     header = [f for f in FIELDS if f != "top_k"]
     for i in range(1, top_k + 1):
         header += [f"top{i}_label", f"top{i}_confidence"]
-    return header
+    return header + (EXPLANATION_COLUMNS if explained else [])
 
 
-def csv_row(row: dict) -> list[str]:
+def csv_row(row: dict, top_k: int | None = None, explained: bool = False) -> list[str]:
     """One :meth:`Prediction.to_row` as CSV cells: numbers with 6 decimals, nulls empty."""
     def cell(v) -> str:
         if v is None:
@@ -79,4 +90,10 @@ def csv_row(row: dict) -> list[str]:
     cells = [cell(row[f]) for f in FIELDS if f != "top_k"]
     for t in row["top_k"] or []:
         cells += [t["label"], cell(t["confidence"])]
+    if top_k is not None:  # pad, so that explanation columns stay in place
+        cells += [""] * (len(FIELDS) - 1 + 2 * top_k - len(cells))
+    if explained:
+        e = row.get("explanation") or {}
+        peak = e.get("peak") or ["", ""]
+        cells += [e.get("label", ""), e.get("heatmap", ""), str(peak[0]), str(peak[1])]
     return cells

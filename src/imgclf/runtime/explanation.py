@@ -1,0 +1,118 @@
+"""Where the model looked: a label's class activation map, placed on the photo, and its overlay.
+
+The head is linear on the spatial mean of the backbone's last feature map, so the map of a
+label — the head's weights applied to every cell, scaled as the embedding is — is exact:
+its mean plus the label's bias is the label's logit (``model.onnx`` answers it as ``cam``,
+:data:`imgclf.fusion.CAM`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+#: Overlays are drawn on a copy of the photo at most this many pixels on its longer side.
+OVERLAY_SIDE = 384
+#: How much of the heatmap's colour covers the photo.
+OVERLAY_ALPHA = 0.5
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One label's map over one photo.
+
+    ``map`` is the class activation map on the model's feature grid (rows × columns, the
+    logit's share per cell); ``box`` the part of the photo the model saw (its centre crop),
+    ``(left, top, right, bottom)`` in the photo's pixels after EXIF orientation; ``peak`` the
+    hottest point, ``(x, y)`` in the same pixels.
+    """
+
+    label: str
+    map: np.ndarray
+    box: tuple[float, float, float, float]
+    peak: tuple[int, int]
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "peak": list(self.peak), "box": [round(v, 1) for v in self.box]}
+
+    def upsampled(self, width: int, height: int) -> np.ndarray:
+        """The map resized (bicubic) to ``width`` × ``height`` cells, e.g. the crop's pixels."""
+        return np.asarray(Image.fromarray(self.map.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BICUBIC))
+
+    def overlay(self, photo: Image.Image) -> Image.Image:
+        """``photo`` (RGB, at most :data:`OVERLAY_SIDE` px) with the map in colour over the part the model saw,
+        the rest dimmed, and the peak marked."""
+        scale = min(1.0, OVERLAY_SIDE / max(photo.size))
+        img = photo.convert("RGB")
+        if scale < 1.0:
+            img = img.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.Resampling.BILINEAR)
+        left, top, right, bottom = (round(v * scale) for v in self.box)
+        out = Image.blend(img, Image.new("RGB", img.size, (0, 0, 0)), 0.45)  # what the model did not see, dimmed
+        w, h = max(1, right - left), max(1, bottom - top)
+        heat = self.upsampled(w, h)
+        span = float(heat.max() - heat.min())
+        heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
+        seen = np.asarray(img.crop((left, top, left + w, top + h)), np.float32)
+        coloured = (1 - OVERLAY_ALPHA) * seen + OVERLAY_ALPHA * _colours(heat)
+        out.paste(Image.fromarray(coloured.clip(0, 255).astype(np.uint8)), (left, top))
+        draw = ImageDraw.Draw(out)
+        x, y = self.peak[0] * scale, self.peak[1] * scale
+        r = max(4, round(min(w, h) / 40))
+        draw.ellipse((x - r, y - r, x + r, y + r), outline=(255, 255, 255), width=max(2, r // 2))
+        return out
+
+
+#: The PNG text chunk that marks an overlay as imgclf's own (so a later run may replace it, and nothing else).
+MARKER = ("Software", "imgclf predict --explain")
+
+
+def heatmap_marker():
+    """PNG metadata marking an overlay as written by imgclf."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(*MARKER)
+    return info
+
+
+def is_heatmap(path) -> bool:
+    """Whether ``path`` is an overlay imgclf wrote (its PNG text chunk says so)."""
+    try:
+        with Image.open(path) as img:
+            return img.format == "PNG" and img.info.get(MARKER[0]) == MARKER[1]
+    except Exception:
+        return False
+
+
+def _colours(heat: np.ndarray) -> np.ndarray:
+    """A blue → green → yellow → red ramp of values in [0, 1], as (h, w, 3) RGB floats."""
+    stops = np.array([[49, 54, 149], [69, 160, 200], [120, 200, 100], [250, 220, 60], [215, 48, 39]], np.float32)
+    pos = heat * (len(stops) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
+    frac = (pos - lo)[..., None]
+    return stops[lo] * (1 - frac) + stops[lo + 1] * frac
+
+
+def crop_box(width: int, height: int, resize_to: int, crop: int) -> tuple[float, float, float, float]:
+    """The part of a ``width`` × ``height`` photo that the resize to ``resize_to`` and the centre crop
+    of ``crop`` keep (:func:`imgclf.runtime.preprocessing.resize_crop`), in the photo's pixels."""
+    if width <= height:
+        new_w, new_h = resize_to, int(resize_to * height / width)
+    else:
+        new_w, new_h = int(resize_to * width / height), resize_to
+    left, top = int(round((new_w - crop) / 2.0)), int(round((new_h - crop) / 2.0))
+    sx, sy = width / new_w, height / new_h
+    return left * sx, top * sy, (left + crop) * sx, (top + crop) * sy
+
+
+def explain_map(label: str, cam: np.ndarray, box: tuple[float, float, float, float]) -> Explanation:
+    """An :class:`Explanation` of ``cam`` (rows × columns) seen through ``box``; the peak is the centre of the
+    hottest cell (the map's own resolution: a cell is 32 input pixels for EfficientNet-Lite0)."""
+    left, top, right, bottom = box
+    rows, cols = cam.shape
+    row, col = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    x = left + (col + 0.5) / cols * (right - left)
+    y = top + (row + 0.5) / rows * (bottom - top)
+    return Explanation(label, cam, box, (int(round(x)), int(round(y))))
