@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import LABELS, ROOT, UNSEEN, run_cli
+from tests.conftest import LABELS, PHOTOS, ROOT, UNSEEN, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +101,33 @@ def test_predict_explain_writes_heatmaps_and_never_overwrites_a_file(trained_mod
 def test_explain_mistakes_are_one_line(trained_model, tmp_path, extra, message):
     r = run_cli("predict", str(trained_model), str(UNSEEN), "--explain", str(tmp_path / "h"), *extra, cwd=tmp_path)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_neighbors_are_the_most_similar_training_photos(trained_model, tmp_path):
+    index = json.loads((trained_model / "neighbors.json").read_text())["photos"]
+    rel, label = index[0]
+    photo = PHOTOS / rel
+    r = run_cli("predict", str(trained_model), str(photo), str(UNSEEN / "tulips"), "--neighbors", "3", "-f", "json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    first = rows[0]["neighbors"]
+    assert first[0] == {"path": rel, "label": label, "similarity": pytest.approx(1.0, abs=1e-4)}  # a training photo finds itself
+    for row in rows:
+        sims = [n["similarity"] for n in row["neighbors"]]
+        assert len(sims) == 3 and sims == sorted(sims, reverse=True) and all(n["label"] in LABELS for n in row["neighbors"])
+        assert all([n["path"], n["label"]] in index for n in row["neighbors"])
+    csv_out = run_cli("predict", str(trained_model), str(photo), "--neighbors", "2", "-f", "csv").stdout.splitlines()
+    assert csv_out[0].endswith("neighbor2_path,neighbor2_label,neighbor2_similarity") and f",{rel},{label}," in csv_out[1]
+    # 10 MB per 1,000 photos would not be compact: the index is the paths and labels only
+    assert (trained_model / "neighbors.json").stat().st_size < 100 * len(index)
+
+
+def test_neighbors_need_the_index(trained_model, tmp_path):
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(trained_model, copy)
+    (copy / "neighbors.json").unlink()
+    r = run_cli("predict", str(copy), str(UNSEEN), "--neighbors", "2")
+    assert r.returncode == 2 and "keeps no index of its training photos" in r.stderr
+    assert run_cli("predict", str(copy), str(UNSEEN)).returncode == 0  # the rest still works

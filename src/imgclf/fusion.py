@@ -24,6 +24,8 @@ INPUT = "input"
 PROBABILITIES = "probabilities"
 EMBEDDING = "embedding"
 SIMILARITY = "similarity"
+#: Cosine similarity to every training photo of the reference (N, photos), in ``neighbors.json``'s order.
+PHOTO_SIMILARITIES = "photo_similarities"
 #: Class activation maps (N, classes, h, w): the head applied to every cell of the backbone's last
 #: feature map, scaled as the embedding is; a map's mean plus the label's bias is its logit.
 CAM = "cam"
@@ -81,6 +83,7 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
         reduce_max("imgclf_photo_cosines", "imgclf_photo_similarity"),
         _node("Add", ["imgclf_prototype_similarity", "imgclf_photo_similarity"], ["imgclf_similarity_sum"]),
         _node("Mul", ["imgclf_similarity_sum", "imgclf_half"], [SIMILARITY]),
+        _node("Identity", ["imgclf_photo_cosines"], [PHOTO_SIMILARITIES]),
     ]
     weights = [
         _tensor("imgclf_prototypes", np.ascontiguousarray(reference.prototypes.T, np.float32)),
@@ -89,7 +92,8 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
     ]
     if new_reduce:
         weights.append(_tensor("imgclf_axes", np.array([1], np.int64)))
-    patch = _graph(nodes, weights, [_value_info(SIMILARITY, ["N"])])
+    outputs = [_value_info(SIMILARITY, ["N"]), _value_info(PHOTO_SIMILARITIES, ["N", len(reference.photos)])]
+    patch = _graph(nodes, weights, outputs)
     Path(model_path).write_bytes(data + _model(patch, metadata or {}))
 
 

@@ -34,7 +34,9 @@ from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, ca
 from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, refit
 from imgclf.metrics import summarize
 from imgclf.runtime import artifact
-from imgclf.runtime.artifact import CARD_FILE, FORMAT_VERSION, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, REPORT_FILE
+from imgclf.runtime.artifact import (
+    CARD_FILE, FORMAT_VERSION, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, NEIGHBORS_FILE, REPORT_FILE,
+)
 from imgclf.model_card import render_card
 from imgclf.report import from_training, write_report
 
@@ -207,7 +209,9 @@ def train(
     if tuned is not None:
         meta["head"]["fine_tuned"] = True
     meta["rejection"] = rule.to_dict()
-    _write_model(requested, model_dir, data_dir, write_onnx, reference, dataset.labels, meta, metrics)
+    pool = _reference_pool(y, tr, va, dataset.labels)
+    neighbors = {"photos": [[_relative(p, dataset.root), dataset.labels[c]] for p, c in zip(paths[pool], y[pool])]}
+    _write_model(requested, model_dir, data_dir, write_onnx, reference, dataset.labels, meta, metrics, neighbors)
     return TrainResult(requested, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed)
 
 
@@ -337,11 +341,17 @@ def _rejection_rule(vectors, y, tr, va, labels: list[str], target: float, seed: 
     Calibrated on out-of-fold scores of every such photo (each scored against a reference
     built without its fold), so the rule keeps its promise on photos it never saw.
     """
+    pool = _reference_pool(y, tr, va, labels)
     known = [i for i, lab in enumerate(labels) if lab != UNKNOWN]
-    pool = (tr | va) & np.isin(y, known)
     reference = Reference.fit(vectors[pool], y[pool], known)
     scores, folds = out_of_fold_similarity(vectors[pool], y[pool], known, seed)
     return reference, calibrate(scores, target, f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)", floor)
+
+
+def _reference_pool(y, tr, va, labels: list[str]) -> np.ndarray:
+    """The photos the reference holds, in its order: train + val photos of known labels."""
+    known = [i for i, lab in enumerate(labels) if lab != UNKNOWN]
+    return (tr | va) & np.isin(y, known)
 
 
 def _verifier_estimate(x_test: np.ndarray, reference: Reference, rule: Rejection, label: str) -> dict:
@@ -376,14 +386,23 @@ def _apply_rule(split_metrics: dict | None, x: np.ndarray, reference: Reference,
     return {"split": split, "accepted": int((~rejected).sum()), "rejected": int(rejected.sum())}
 
 
+def _relative(path, root) -> str:
+    """``path`` relative to the data folder, POSIX-style (as ``neighbors.json`` keeps it)."""
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).as_posix()
+
+
 def _write_model(requested: Path, model_dir: Path, data_dir, write_onnx: Callable[[Path], None], reference: Reference,
-                 labels: list[str], meta: dict, metrics: dict) -> None:
+                 labels: list[str], meta: dict, metrics: dict, neighbors: dict) -> None:
     artifact.check_output(requested, data_dir)  # again: files may have appeared there while embedding
     with writing_to(requested, "the model to"), atomic_directory(model_dir) as tmp:
         write_onnx(tmp / MODEL_FILE)
         add_similarity(tmp / MODEL_FILE, reference, {"imgclf_rejection": json.dumps(meta["rejection"])})
         meta["onnx"]["sha256"] = artifact.sha256_file(tmp / MODEL_FILE)
         write_json_atomic(tmp / LABELS_FILE, labels)
+        write_json_atomic(tmp / NEIGHBORS_FILE, neighbors)
         write_json_atomic(tmp / META_FILE, meta)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         (tmp / CARD_FILE).write_text(render_card(meta, metrics), encoding="utf-8")

@@ -140,16 +140,17 @@ def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fracti
 @click.option("--explain", "explain_dir", type=PATH, help="Write a heatmap of where the model looked over each photo "
               "into this folder (PNG), and its peak into each row.")
 @click.option("--explain-label", help="The label whose heatmap --explain draws (default: each photo's best guess).")
+@click.option("--neighbors", type=click.IntRange(min=0), default=0, help="Add the K training photos most like each photo to its row.")
 def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, address, output, actors, explain_dir,
-            explain_label) -> int:
+            explain_label, neighbors) -> int:
     """Say what each photo shows, with confidences (or 'unknown' for photos unlike every label)."""
     from imgclf.cli import render
 
     if explain_label is not None and explain_dir is None:
         raise ImgclfError("--explain-label needs --explain DIR")
     if output is not None or engine != "local":  # batch jobs: see imgclf.engines
-        if tta or explain_dir is not None:
-            option = "--tta" if tta else "--explain"
+        if tta or explain_dir is not None or neighbors:
+            option = "--tta" if tta else "--explain" if explain_dir is not None else "--neighbors"
             raise ImgclfError(f"{option} works with the local engine printing its results (no --engine ray, no --output)")
         return _predict_on_engine(model_dir, paths, top_k, fmt, threshold, not no_reject, engine, address, output, actors)
     from imgclf.runtime.model import Model
@@ -162,9 +163,9 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
 
         if is_model_folder(explain_dir):
             raise ImgclfError(f"--explain {explain_dir} is a model folder: choose another folder for the heatmaps")
-        preds = list(model.iter_explain(paths, explain_dir, explain_label, top_k, threshold, not no_reject))
+        preds = list(model.iter_explain(paths, explain_dir, explain_label, top_k, threshold, not no_reject, neighbors))
     else:
-        preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta)
+        preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta, neighbors=neighbors)
     if not preds:
         raise ImgclfError("no files found in the given paths")
     return render.predictions(preds, fmt, top_k, asked=paths)

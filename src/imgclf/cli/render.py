@@ -99,9 +99,10 @@ def predictions(preds, fmt: str, top_k: int, asked=()) -> int:
         from imgclf.runtime.prediction import csv_header, csv_row
 
         explained = any("explanation" in r for r in rows)
+        neighbors = max((len(r.get("neighbors") or []) for r in rows), default=0)
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(csv_header(top_k, explained))
-        w.writerows(csv_row(r, top_k, explained) for r in rows)
+        w.writerow(csv_header(top_k, explained, neighbors))
+        w.writerows(csv_row(r, top_k, explained, neighbors) for r in rows)
     else:
         _prediction_table(rows, asked)
     failed = [r for r in rows if r["status"] == "error"]

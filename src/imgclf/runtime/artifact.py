@@ -27,6 +27,9 @@ META_FILE = "imgclf.json"
 METRICS_FILE = "metrics.json"
 CARD_FILE = "README.md"
 REPORT_FILE = "report.html"
+#: The training photos behind the ``photo_similarities`` output, in its order: ``{"photos": [[path, label], …]}``,
+#: paths relative to the data folder (``predict --neighbors``).
+NEIGHBORS_FILE = "neighbors.json"
 #: SVG plots written beside a report (an evaluation report puts its own prefix before each name).
 PLOT_FILES = {
     "confusion": "confusion_matrix.svg",
@@ -36,7 +39,7 @@ PLOT_FILES = {
 #: The PNG plots of model folders written before imgclf drew SVG; still imgclf's own files.
 _OLD_PLOT_FILES = ("confusion_matrix.png", "confusion_matrix_normalized.png", "reliability.png")
 #: Every file ``imgclf train`` writes into a model folder; nothing else may be in one it replaces.
-ARTEFACTS = frozenset({MODEL_FILE, LABELS_FILE, META_FILE, METRICS_FILE, CARD_FILE, REPORT_FILE, *PLOT_FILES.values(), *_OLD_PLOT_FILES})
+ARTEFACTS = frozenset({MODEL_FILE, LABELS_FILE, META_FILE, METRICS_FILE, CARD_FILE, REPORT_FILE, NEIGHBORS_FILE, *PLOT_FILES.values(), *_OLD_PLOT_FILES})
 #: The newest model-folder format this version reads and the one it writes.
 FORMAT_VERSION = 1
 #: Plausible bounds of the preprocessing fields; anything outside is a damaged or hostile file.

@@ -12,7 +12,10 @@ import numpy as np
 from PIL import Image
 
 from imgclf.runtime import artifact
-from imgclf.runtime.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE  # noqa: F401 (re-exported)
+from imgclf.runtime.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, NEIGHBORS_FILE  # noqa: F401
+
+#: The fused graph's output of cosine similarities to the training photos (``imgclf.fusion.PHOTO_SIMILARITIES``).
+PHOTO_SIMILARITIES = "photo_similarities"
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.faces import NO_FACE, NoFaceError
 from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
@@ -45,6 +48,8 @@ class Model:
         self._outputs = ["probabilities"] + (["similarity"] if "similarity" in outputs else [])
         #: Whether :meth:`explain` can answer: the graph has class activation maps, and the model sees the whole photo.
         self.explainable = "cam" in outputs and not self.preprocessing.crop
+        self._has_photo_similarities = PHOTO_SIMILARITIES in outputs
+        self._index = None
         rule = meta.get("rejection")
         #: Similarity below which a photo is "unknown" (None: the model never rejects).
         self.threshold: float | None = float(rule["threshold"]) if rule and len(self._outputs) == 2 else None
@@ -101,7 +106,7 @@ class Model:
         return self.prediction(name, self.scores(batch)[0], top_k, **rule)
 
     def explain(self, image: Image.Image, label: str | None = None, top_k: int = 3, name: str = "<image>",
-                **rule) -> tuple[Prediction, Explanation]:
+                neighbors: int = 0, **rule) -> tuple[Prediction, Explanation]:
         """One decoded RGB photo's prediction and, from the same forward pass, the map of ``label``
         (default: the best guess) placed on the photo (see :mod:`imgclf.runtime.explanation`)."""
         if not self.explainable:
@@ -111,17 +116,21 @@ class Model:
             raise ImgclfError(f"--explain-label {label!r} is not one of the model's labels: {', '.join(self.labels)}")
         pre = self.preprocessing
         batch = pre.batch([pre.pixels(image)])
-        names = self._outputs + ["cam"]
+        if neighbors:
+            self._check_neighbors()
+        names = self._outputs + ["cam"] + ([PHOTO_SIMILARITIES] if neighbors else [])
         out = dict(zip(names, self._session.run(names, {self._input: self._encode(batch)})))
         sim = out["similarity"] if "similarity" in out else np.full(1, np.nan, np.float32)
         pred = self.prediction(name, np.concatenate([out["probabilities"][0], sim]), top_k, **rule)
+        if neighbors:
+            pred.neighbors = self.nearest(out[PHOTO_SIMILARITIES][0], neighbors)
         k = self.labels.index(label) if label is not None else int(np.argmax(out["probabilities"][0]))
         box = crop_box(image.width, image.height, pre.resize_to, pre.input_size)
         return pred, explain_map(self.labels[k], out["cam"][0, k], box)
 
     def iter_explain(
         self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, label: str | None = None, top_k: int = 3,
-        threshold: float | None = None, reject: bool = True,
+        threshold: float | None = None, reject: bool = True, neighbors: int = 0,
     ) -> Iterator[Prediction]:
         """:meth:`predict` with an overlay PNG per photo written into ``out_dir`` (created if need be) and
         each prediction's ``explanation`` set; one forward pass per photo (:meth:`explain`)."""
@@ -141,7 +150,7 @@ class Model:
             except ImageError as e:
                 yield failed(str(path), e)
                 continue
-            pred, explanation = self.explain(photo, label, top_k, str(path), threshold=threshold, reject=reject)
+            pred, explanation = self.explain(photo, label, top_k, str(path), neighbors, threshold=threshold, reject=reject)
             target = _free_target(out, Path(path).stem, taken)
             buf = io.BytesIO()
             explanation.overlay(photo).save(buf, format="PNG", compress_level=1, pnginfo=heatmap_marker())
@@ -152,31 +161,65 @@ class Model:
 
     def predict(
         self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
-        threshold: float | None = None, reject: bool = True, tta: bool = False,
+        threshold: float | None = None, reject: bool = True, tta: bool = False, neighbors: int = 0,
     ) -> list[Prediction]:
         """Predict files and folders (recursively); unreadable files come back with ``error`` set.
 
         ``threshold`` overrides the stored "unknown" threshold; ``reject=False`` never answers "unknown";
-        ``tta`` also scores each photo's mirror image and averages (see :meth:`scores`).
+        ``tta`` also scores each photo's mirror image and averages (see :meth:`scores`); ``neighbors``
+        adds the ``neighbors`` most similar training photos to each prediction (:meth:`nearest`).
         """
-        return list(self.iter_predict(paths, top_k, batch_size, threshold, reject, tta))
+        return list(self.iter_predict(paths, top_k, batch_size, threshold, reject, tta, neighbors))
 
     def iter_predict(
         self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
-        threshold: float | None = None, reject: bool = True, tta: bool = False,
+        threshold: float | None = None, reject: bool = True, tta: bool = False, neighbors: int = 0,
     ) -> Iterator[Prediction]:
         from imgclf.runtime.inputs import iter_inputs
 
+        if neighbors:
+            self._check_neighbors()
+
         def forward(batch: np.ndarray) -> list[np.ndarray]:
-            return [self.scores(batch, tta)]
+            if not neighbors:
+                return [self.scores(batch, tta)]
+            if tta:
+                return [self.scores(batch, tta), self._session.run([PHOTO_SIMILARITIES], {self._input: self._encode(batch)})[0]]
+            out = self._session.run(self._outputs + [PHOTO_SIMILARITIES], {self._input: self._encode(batch)})
+            return [np.concatenate([out[0], out[1][:, None]], axis=1), out[2]]
 
         files = iter_inputs(paths)
         pre = self.preprocessing
         for path, out in run_batched(files, pixel_loader(pre), forward, batch_size or DEFAULT_BATCH, collate=pre.batch):
             if isinstance(out, ImageError):
                 yield failed(str(path), out)
-            else:
-                yield self.prediction(str(path), out[0], top_k, threshold, reject)
+                continue
+            pred = self.prediction(str(path), out[0], top_k, threshold, reject)
+            if neighbors and pred.status != ERROR:
+                pred.neighbors = self.nearest(out[1], neighbors)
+            yield pred
+
+    @property
+    def neighbor_index(self) -> list[list[str]] | None:
+        """``[[path, label], …]`` of the training photos behind ``photo_similarities`` (None: the model has none)."""
+        if self._index is None and self._has_photo_similarities:
+            try:
+                photos = json.loads((self.dir / NEIGHBORS_FILE).read_text())["photos"]
+            except (OSError, ValueError, KeyError, TypeError):
+                photos = None
+            self._index = photos if isinstance(photos, list) else False
+        return self._index or None
+
+    def _check_neighbors(self) -> None:
+        if self.neighbor_index is None:
+            raise ImgclfError(f"{self.dir} keeps no index of its training photos ({NEIGHBORS_FILE}): "
+                              "retrain it with this imgclf to use --neighbors")
+
+    def nearest(self, photo_similarities: np.ndarray, k: int) -> list[dict]:
+        """The ``k`` training photos most like one photo, from its row of ``photo_similarities``."""
+        index = self.neighbor_index
+        order = np.argsort(-photo_similarities, kind="stable")[:k]
+        return [{"path": index[i][0], "label": index[i][1], "similarity": round(float(photo_similarities[i]), 6)} for i in order]
 
     def prediction(self, name: str, scores: np.ndarray, top_k: int = 3, threshold: float | None = None, reject: bool = True) -> Prediction:
         """A :class:`Prediction` from one row of :meth:`scores`, applying the "unknown" rule."""

@@ -18,6 +18,9 @@ the same keys:
     the "unknown" rule's score (higher = more like the training photos; null for a model without the rule);
 ``error``
     why the file could not be used (null otherwise);
+``neighbors`` (only when asked for: ``predict --neighbors K``)
+    ``[{"path", "label", "similarity"}, …]``: the K training photos most like this one (cosine of
+    their embeddings), paths relative to the training data folder;
 ``explanation`` (only when asked for: ``predict --explain DIR``)
     ``{"heatmap": PNG path, "peak": [x, y], "label", "box": [left, top, right, bottom]}``: where
     the model looked for ``label``, ``peak`` the hottest point in the photo's pixels.
@@ -49,6 +52,7 @@ class Prediction:
     similarity: float | None = None
     error: str | None = None
     explanation: dict | None = None
+    neighbors: list[dict] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -60,27 +64,32 @@ class Prediction:
                "similarity": self.similarity, "top_k": list(self.top_k), "error": self.error}
         if self.explanation is not None:
             row["explanation"] = self.explanation
+        if self.neighbors is not None:
+            row["neighbors"] = self.neighbors
         return row
 
     @classmethod
     def from_row(cls, row: dict) -> "Prediction":
         """The inverse of :meth:`to_row` (extra keys are ignored)."""
         return cls(row["path"], row["status"], row["label"], row.get("confidence"), list(row.get("top_k") or []),
-                   row.get("similarity"), row.get("error"), row.get("explanation"))
+                   row.get("similarity"), row.get("error"), row.get("explanation"), row.get("neighbors"))
 
 
 #: CSV columns of an explanation (``predict --explain``), after the top-k columns.
 EXPLANATION_COLUMNS = ["explanation_label", "explanation_heatmap", "explanation_peak_x", "explanation_peak_y"]
 
 
-def csv_header(top_k: int, explained: bool = False) -> list[str]:
+def csv_header(top_k: int, explained: bool = False, neighbors: int = 0) -> list[str]:
     header = [f for f in FIELDS if f != "top_k"]
     for i in range(1, top_k + 1):
         header += [f"top{i}_label", f"top{i}_confidence"]
-    return header + (EXPLANATION_COLUMNS if explained else [])
+    header += EXPLANATION_COLUMNS if explained else []
+    for i in range(1, neighbors + 1):
+        header += [f"neighbor{i}_path", f"neighbor{i}_label", f"neighbor{i}_similarity"]
+    return header
 
 
-def csv_row(row: dict, top_k: int | None = None, explained: bool = False) -> list[str]:
+def csv_row(row: dict, top_k: int | None = None, explained: bool = False, neighbors: int = 0) -> list[str]:
     """One :meth:`Prediction.to_row` as CSV cells: numbers with 6 decimals, nulls empty."""
     def cell(v) -> str:
         if v is None:
@@ -96,4 +105,6 @@ def csv_row(row: dict, top_k: int | None = None, explained: bool = False) -> lis
         e = row.get("explanation") or {}
         peak = e.get("peak") or ["", ""]
         cells += [e.get("label", ""), e.get("heatmap", ""), str(peak[0]), str(peak[1])]
+    for n in (row.get("neighbors") or [])[:neighbors]:
+        cells += [n["path"], n["label"], cell(n["similarity"])]
     return cells
