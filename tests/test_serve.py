@@ -369,4 +369,33 @@ def test_json_contracts_in_process(trained_model):
         assert list(row) == ["path", "status", "label", "confidence", "similarity", "top_k", "error"]
         assert row["path"] == photo.name and len(row["top_k"]) == 2 and client.get("/health").json()["requests"] == 2  # this one and the 415
         schema = client.get("/openapi.json").json()
-        assert set(schema["components"]["schemas"]["PredictionOut"]["properties"]) == set(row)
+        assert set(schema["components"]["schemas"]["PredictionOut"]["properties"]) == {*row, "explanation", "neighbors"}
+
+
+def test_predict_explains_and_finds_neighbors_in_process(trained_model):
+    """``/predict?explain=true&neighbors=3``: the row of ``predict --explain --neighbors 3``, the overlay as a data URL."""
+    import base64
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from imgclf.serve.app import create_app
+
+    photo = PHOTOS[1]
+    cli = json.loads(run_cli("predict", str(trained_model), str(photo), "--neighbors", "3", "-f", "json").stdout)[0]
+    with TestClient(create_app(trained_model)) as client:
+        row = client.post("/predict?explain=true&neighbors=3", files={"file": (photo.name, photo.read_bytes())}).json()
+        plain = client.post("/predict?neighbors=3", files={"file": (photo.name, photo.read_bytes())}).json()
+        bad = client.post("/predict?explain=true", content=b"not an image")
+    assert row["label"] == cli["label"]
+    for got in (row["neighbors"], plain["neighbors"]):  # the server decodes at full size: the same photos, scores to 1e-3
+        assert [(n["path"], n["label"]) for n in got] == [(n["path"], n["label"]) for n in cli["neighbors"]]
+        assert [n["similarity"] for n in got] == pytest.approx([n["similarity"] for n in cli["neighbors"]], abs=1e-3)
+    assert row["confidence"] == pytest.approx(cli["confidence"], abs=1e-3)
+    e = row["explanation"]
+    assert e["label"] == row["top_k"][0]["label"] and e["heatmap"].startswith("data:image/png;base64,")
+    overlay = Image.open(io.BytesIO(base64.b64decode(e["heatmap"].split(",", 1)[1])))
+    w, h = Image.open(photo).size
+    assert overlay.format == "PNG" and max(overlay.size) <= 384 and 0 <= e["peak"][0] < w and 0 <= e["peak"][1] < h
+    assert bad.status_code == 415

@@ -97,13 +97,19 @@ class Model:
         sim = out[1] if len(out) == 2 else np.full(len(batch), np.nan, np.float32)
         return np.concatenate([out[0], sim[:, None]], axis=1)
 
-    def predict_image(self, image: Image.Image, top_k: int = 3, name: str = "<image>", **rule) -> Prediction:
+    def predict_image(self, image: Image.Image, top_k: int = 3, name: str = "<image>", neighbors: int = 0, **rule) -> Prediction:
         """Predict one decoded RGB image; ``rule`` is ``threshold=`` / ``reject=`` as in :meth:`predict`."""
         try:
             batch = preprocess_image(image, self.preprocessing)[None]
         except ImageError as e:
             return failed(name, e)
-        return self.prediction(name, self.scores(batch)[0], top_k, **rule)
+        if not neighbors:
+            return self.prediction(name, self.scores(batch)[0], top_k, **rule)
+        self._check_neighbors()
+        out = self._session.run(self._outputs + [PHOTO_SIMILARITIES], {self._input: self._encode(batch)})
+        pred = self.prediction(name, np.concatenate([out[0][0], out[1][:1] if len(out) == 3 else [np.nan]]), top_k, **rule)
+        pred.neighbors = self.nearest(out[-1][0], neighbors)
+        return pred
 
     def explain(self, image: Image.Image, label: str | None = None, top_k: int = 3, name: str = "<image>",
                 neighbors: int = 0, **rule) -> tuple[Prediction, Explanation]:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from imgclf import __version__
-from imgclf.errors import ImageError
+from imgclf.errors import ImageError, ImgclfError
 from imgclf.runtime.model import failed
 from imgclf.serve.schemas import BATCH_BODY, ERRORS, UPLOAD_BODY, PredictionOut
 from imgclf.serve.service import Service
@@ -46,10 +46,16 @@ def _metrics_summary(metrics: dict) -> dict:
 
 @router.post("/predict", response_model=None, openapi_extra=UPLOAD_BODY,
              responses={200: {"model": PredictionOut}, **ERRORS})
-async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000, description="How many labels to return")):
+async def predict(
+    request: Request,
+    top_k: int = Query(3, ge=1, le=1000, description="How many labels to return"),
+    explain: bool = Query(False, description="Add where the model looked: the heatmap overlay as a PNG data URL, its peak and box"),
+    neighbors: int = Query(0, ge=0, le=100, description="Add this many most similar training photos"),
+):
     """Classify one image, sent as multipart field ``file`` or as the raw request body.
 
-    Answers the same object per image as ``imgclf predict --format json``.
+    Answers the same object per image as ``imgclf predict --format json`` (with ``explanation``
+    and ``neighbors`` when asked for, as ``--explain`` and ``--neighbors`` add them).
     """
     service = _service(request)
     files = await service.read_files(request, "file")
@@ -61,7 +67,13 @@ async def predict(request: Request, top_k: int = Query(3, ge=1, le=1000, descrip
         return _error(503, "server busy: too many images in flight, try again")
     service.in_flight += 1
     try:
-        (result,) = await service.predict(files, top_k)
+        if explain or neighbors:
+            try:
+                result = await service.predict_detailed(*files[0], top_k, explain, neighbors)
+            except ImgclfError as e:
+                return _error(422, str(e))
+        else:
+            (result,) = await service.predict(files, top_k)
     finally:
         service.in_flight -= 1
     service.requests += 1

@@ -12,6 +12,19 @@ class LabelScore(BaseModel):
     confidence: float
 
 
+class ExplanationOut(BaseModel):
+    heatmap: str  # the overlay, a data:image/png;base64 URL
+    label: str
+    peak: list[int]
+    box: list[float]
+
+
+class NeighborOut(BaseModel):
+    path: str
+    label: str
+    similarity: float
+
+
 class PredictionOut(BaseModel):
     """One photo's answer: :meth:`imgclf.runtime.prediction.Prediction.to_row`, as ``imgclf predict --format json`` prints it."""
 
@@ -22,6 +35,8 @@ class PredictionOut(BaseModel):
     similarity: Optional[float]
     top_k: list[LabelScore]
     error: Optional[str]
+    explanation: Optional[ExplanationOut] = None  # only with ?explain=true
+    neighbors: Optional[list[NeighborOut]] = None  # only with ?neighbors=K
 
 
 class ErrorOut(BaseModel):

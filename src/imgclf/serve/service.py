@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,9 +13,9 @@ from fastapi import Request
 from PIL import Image
 from starlette.datastructures import UploadFile
 
-from imgclf.errors import ImageError
+from imgclf.errors import ImageError, ImgclfError
 from imgclf.faces import NoFaceError
-from imgclf.runtime.images import openable_formats
+from imgclf.runtime.images import decode, openable_formats
 from imgclf.runtime.model import Model, failed
 from imgclf.runtime.batching import safe_load
 from imgclf.runtime.loader import load_pixels
@@ -51,14 +52,44 @@ class Service:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    def _load(self, data: bytes) -> np.ndarray:
+    def _check_size(self, data: bytes) -> None:
         size = _peek_size(data)
         if size and size[0] * size[1] > self.max_pixels:
             raise ImageError(
                 f"image too large ({size[0]}x{size[1]} pixels, this server's limit is {self.max_pixels:,}): "
                 "possible decompression bomb"
             )
+
+    def _load(self, data: bytes) -> np.ndarray:
+        self._check_size(data)
         return load_pixels(data, self.model.preprocessing)  # as predict does: big JPEGs decoded at reduced size
+
+    def _detailed(self, name: str, data: bytes, top_k: int, explain: bool, neighbors: int) -> dict:
+        """One upload's row with its explanation (the overlay as a PNG data URL) and/or neighbours, in a decode thread."""
+        self._check_size(data)
+        photo = decode(data)
+        if not explain:
+            return self.model.predict_image(photo, top_k, name, neighbors).to_row()
+        pred, explanation = self.model.explain(photo, None, top_k, name, neighbors)
+        buf = io.BytesIO()
+        explanation.overlay(photo).save(buf, format="PNG", compress_level=1)
+        pred.explanation = {"heatmap": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+                            **explanation.to_dict()}
+        return pred.to_row()
+
+    async def predict_detailed(self, name: str, data: bytes, top_k: int, explain: bool, neighbors: int) -> dict | ImageError:
+        """:meth:`predict` of one upload with ``explain`` and ``neighbors``, outside the micro-batches (one pass of its own)."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self.pool, self._detailed, name, data, top_k, explain, neighbors)
+        except NoFaceError as e:
+            return failed(name, e).to_row()
+        except ImageError as e:
+            return e
+        except ImgclfError:
+            raise  # the model cannot explain or keeps no index: the route answers 422
+        except Exception as e:  # a decoder must never take the server down
+            return ImageError(f"cannot read image ({type(e).__name__}: {str(e)[:120]})")
 
     def busy(self, n: int) -> bool:
         """Whether ``n`` more images would go over ``max_in_flight``."""
