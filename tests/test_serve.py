@@ -399,3 +399,18 @@ def test_predict_explains_and_finds_neighbors_in_process(trained_model):
     w, h = Image.open(photo).size
     assert overlay.format == "PNG" and max(overlay.size) <= 384 and 0 <= e["peak"][0] < w and 0 <= e["peak"][1] < h
     assert bad.status_code == 415
+
+
+def test_training_photos_are_served_only_from_the_index(trained_model):
+    from fastapi.testclient import TestClient
+
+    from imgclf.serve.app import create_app
+
+    rel = json.loads((trained_model / "neighbors.json").read_text())["photos"][0][0]
+    with TestClient(create_app(trained_model)) as client:
+        ok = client.get("/training-photo", params={"path": rel})
+        assert ok.status_code == 200 and ok.headers["content-type"] == "image/jpeg" and ok.content[:2] == b"\xff\xd8"
+        for bad in ("../../../etc/passwd", "/etc/passwd", rel + ".missing", "LICENSE.txt"):
+            assert client.get("/training-photo", params={"path": bad}).status_code == 404, bad
+        info = client.get("/model").json()
+        assert info["explain"] is True and info["neighbors"] is True

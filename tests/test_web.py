@@ -12,10 +12,11 @@ import httpx
 import pytest
 from pathlib import Path
 
-from tests.conftest import LABELS
+from tests.conftest import LABELS, UNSEEN
 from tests.test_serve import PHOTOS, running_server
 
 pytestmark = pytest.mark.browser
+UNSEEN_PHOTO = sorted((UNSEEN / "tulips").glob("*.jpg"))[0]
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser"))), None)
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -114,6 +115,28 @@ def test_upload_a_photo_read_the_label_and_screenshot(page, site, tmp_path):
     overflow = page.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"page is {overflow}px wider than a phone screen"
     assert page.find_element(By.CSS_SELECTOR, ".card .label").is_displayed()
+
+
+def test_where_it_looked_toggle_and_neighbour_thumbnails(page, tmp_path):
+    photo = UNSEEN_PHOTO
+    page.find_element(By.ID, "file").send_keys(str(photo))
+    (card,) = wait(page, lambda d: cards_done(d, 1))
+    button = card.find_element(By.CSS_SELECTOR, ".explain-toggle")
+    assert button.is_displayed() and button.get_attribute("aria-pressed") == "false"
+    src = lambda: page.execute_script("return arguments[0].querySelector('.thumb img').src", card)  # noqa: E731
+    assert src().startswith("blob:")
+    button.click()
+    assert button.get_attribute("aria-pressed") == "true" and src().startswith("data:image/png;base64,")
+    wait(page, lambda d: d.execute_script("const i = arguments[0].querySelector('.thumb img'); return i.complete && i.naturalWidth > 0", card))
+    screenshot(page, tmp_path / "explained.png", LAPTOP)
+    button.click()
+    assert src().startswith("blob:") and button.get_attribute("aria-pressed") == "false"
+    neighbours = card.find_elements(By.CSS_SELECTOR, ".neighbors .neighbor")
+    assert len(neighbours) == 3 and all(n.get_attribute("data-label") in LABELS for n in neighbours)
+    # the training photos are on this machine: every thumbnail loads
+    wait(page, lambda d: d.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('.neighbor img')).every(i => i.complete && i.naturalWidth > 0)"
+        " && arguments[0].querySelectorAll('.neighbor img').length === 3", card))
 
 
 def test_several_photos_and_a_bad_file(page, tmp_path):

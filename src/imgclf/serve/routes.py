@@ -5,10 +5,11 @@ Each route finds the :class:`~imgclf.serve.service.Service` on ``request.app.sta
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from imgclf import __version__
 from imgclf.errors import ImageError, ImgclfError
@@ -138,9 +139,24 @@ async def model_info(request: Request):
         "metrics": _metrics_summary(model.metrics),
         "threshold": threshold,
         "rejection": rejection,
+        "explain": model.explainable,
+        "neighbors": model.neighbor_index is not None,
         "created": meta.get("created"),
         "imgclf_version": meta.get("imgclf_version"),
         "max_upload_mb": service.max_upload_bytes / 2**20,
         "max_batch_files": service.max_batch_files,
         "max_megapixels": service.max_pixels / 1e6,
     }
+
+
+@router.get("/training-photo", include_in_schema=False)
+async def training_photo(request: Request, path: str = Query(..., max_length=4096)):
+    """A small JPEG of one of the model's training photos (a neighbour), when the data folder is reachable from here.
+
+    Only photos listed in the model's ``neighbors.json`` are served, read from inside the data folder it was trained on.
+    """
+    service = _service(request)
+    data = await asyncio.get_running_loop().run_in_executor(service.pool, service.training_thumbnail, path)
+    if data is None:
+        return _error(404, "no such training photo here")
+    return Response(data, media_type="image/jpeg", headers={"cache-control": "max-age=3600"})

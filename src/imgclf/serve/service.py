@@ -7,10 +7,11 @@ import base64
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from fastapi import Request
-from PIL import Image
+from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
 
 from imgclf.errors import ImageError, ImgclfError
@@ -38,6 +39,7 @@ class Service:
         self.requests = 0
         self.batcher = MicroBatcher(model.scores, max_batch=max_batch, collate=model.preprocessing.batch)
         self.decode_threads = decode_threads
+        self._indexed: set[str] | None = None
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -90,6 +92,28 @@ class Service:
             raise  # the model cannot explain or keeps no index: the route answers 422
         except Exception as e:  # a decoder must never take the server down
             return ImageError(f"cannot read image ({type(e).__name__}: {str(e)[:120]})")
+
+    def training_thumbnail(self, path: str, side: int = 128) -> bytes | None:
+        """A JPEG of at most ``side`` px of the training photo ``path`` (relative, as in ``neighbors.json``), or
+        None when it is not one of the model's indexed photos or its data folder is not reachable."""
+        if self._indexed is None:
+            self._indexed = {p for p, _ in self.model.neighbor_index or []}
+        root = self.model.meta.get("data", {}).get("root")
+        if path not in self._indexed or not root:
+            return None
+        base = Path(root).resolve()
+        target = (base / path).resolve()
+        if not target.is_relative_to(base) or not target.is_file():
+            return None
+        try:
+            with Image.open(target) as img:
+                img = ImageOps.exif_transpose(img).convert("RGB")
+                img.thumbnail((side, side))
+                buf = io.BytesIO()
+                img.save(buf, format="JPEG", quality=85)
+                return buf.getvalue()
+        except Exception:
+            return None
 
     def busy(self, n: int) -> bool:
         """Whether ``n`` more images would go over ``max_in_flight``."""

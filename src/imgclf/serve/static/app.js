@@ -11,6 +11,8 @@
   var results = $("results"), template = $("card-template");
   var queue = [], running = 0, total = 0;
   var stream = null;
+  var NEIGHBORS = 3; // training photos shown per answer, when the model keeps their index
+  var can = { explain: false, neighbors: false }; // what this model answers besides labels (GET /model)
 
   function pct(x) {
     var v = 100 * x;
@@ -27,6 +29,8 @@
 
   // --- the model ---------------------------------------------------------------------
   function showModel(m) {
+    can.explain = !!m.explain;
+    can.neighbors = !!m.neighbors;
     var box = $("model");
     box.textContent = "";
     var line = el("div", "model-line");
@@ -62,6 +66,7 @@
     var img = card.querySelector("img");
     var url = URL.createObjectURL(file);
     img.src = url;
+    card.dataset.photo = url;
     img.alt = file.name || "photo";
     img.onerror = function () { card.querySelector(".thumb").classList.add("no-preview"); img.remove(); };
     card.querySelector(".name").textContent = file.name || "pasted photo";
@@ -101,6 +106,45 @@
       li.appendChild(track);
       bars.appendChild(li);
     });
+    showExplanation(card, pred.explanation);
+    showNeighbors(card, pred.neighbors);
+  }
+
+  // Where the model looked: a toggle between the photo and its heatmap overlay.
+  function showExplanation(card, e) {
+    var button = card.querySelector(".explain-toggle");
+    if (!e || !e.heatmap) { button.hidden = true; return; }
+    var img = card.querySelector(".thumb img");
+    button.hidden = false;
+    button.setAttribute("aria-pressed", "false");
+    button.textContent = "show where it looked";
+    button.onclick = function () {
+      var on = button.getAttribute("aria-pressed") !== "true";
+      if (img) img.src = on ? e.heatmap : card.dataset.photo;
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+      button.textContent = on ? "show the photo" : "show where it looked";
+      card.classList.toggle("explained", on);
+    };
+  }
+
+  // The training photos most like this one, as thumbnails when the server can read them.
+  function showNeighbors(card, neighbors) {
+    var list = card.querySelector(".neighbors");
+    list.textContent = "";
+    list.hidden = !(neighbors && neighbors.length);
+    (neighbors || []).forEach(function (n) {
+      var li = el("li", "neighbor");
+      li.title = n.label + " · " + n.path + " · similarity " + n.similarity.toFixed(2);
+      li.dataset.label = n.label;
+      var img = el("img");
+      img.alt = n.label;
+      img.loading = "lazy";
+      img.src = "/training-photo?path=" + encodeURIComponent(n.path);
+      img.onerror = function () { img.remove(); li.classList.add("no-preview"); };
+      li.appendChild(img);
+      li.appendChild(el("span", "neighbor-label", n.label));
+      list.appendChild(li);
+    });
   }
 
   function fail(card, message) {
@@ -115,7 +159,9 @@
     var body = new FormData();
     body.append("file", file, file.name || "photo");
     var topk = $("topk").value;
-    return fetch("/predict?top_k=" + encodeURIComponent(topk), { method: "POST", body: body })
+    var query = "/predict?top_k=" + encodeURIComponent(topk) + (can.explain ? "&explain=true" : "") +
+      (can.neighbors ? "&neighbors=" + NEIGHBORS : "");
+    return fetch(query, { method: "POST", body: body })
       .then(function (r) {
         return r.json().catch(function () { return { detail: "HTTP " + r.status }; }).then(function (data) {
           if (!r.ok) {
