@@ -166,7 +166,7 @@ def test_python_api_and_the_onnx_metadata(face_model):
     graph = onnx.load(str(face_model[0] / "model.onnx"))
     dims = [d.dim_param or d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
     assert dims[1] == 128
-    assert {o.name for o in graph.graph.output} == {"probabilities", "embedding", "similarity"}
+    assert {o.name for o in graph.graph.output} == {"probabilities", "embedding", "similarity", "photo_similarities"}
     onnx.checker.check_model(graph, full_check=True)  # the opset-17 pass-through graph with the appended head and score
     card = (face_model[0] / "README.md").read_text()
     assert "maps a batch of 128-D face descriptors `input` (N, 128)" in card

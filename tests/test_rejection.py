@@ -24,7 +24,7 @@ def test_rule_is_stored_in_the_model_folder_and_the_onnx_metadata(trained_model)
     model = onnx.load(str(trained_model / "model.onnx"))
     props = {p.key: p.value for p in model.metadata_props}
     assert json.loads(props["imgclf_rejection"]) == rule
-    assert [o.name for o in model.graph.output] == ["embedding", "probabilities", "cam", "similarity"]
+    assert [o.name for o in model.graph.output] == ["embedding", "probabilities", "cam", "similarity", "photo_similarities"]
     onnx.checker.check_model(model, full_check=True)  # the fused graph is valid ONNX, shapes included
     metrics = json.loads((trained_model / "metrics.json").read_text())["rejection"]
     assert metrics["split"] == "test" and metrics["accepted"] + metrics["rejected"] == json.loads(

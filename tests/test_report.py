@@ -374,3 +374,16 @@ def test_calibration_verdict_is_shared_by_report_and_card():
     m = {"n": 200, "accuracy": 0.8, "per_class": {}}
     assert "it was over-confident: mean confidence 90%, accuracy 80%" in _limitations(["a"], "test", m, over, {})
     assert "its confidence matched its accuracy closely" in _limitations(["a"], "test", m, matched, {})
+
+
+def test_every_mistake_shown_has_its_heatmap(trained_model, tmp_path):
+    """The training report and an evaluation report put where the model looked beside each misclassified photo."""
+    page = (trained_model / "report.html").read_text()
+    misses = page.count('<article class="miss"')
+    assert misses >= 1 and page.count('<img class="heat" src="data:image/jpeg;base64,') == misses
+    out = tmp_path / "eval.html"
+    r = run_cli("evaluate", str(trained_model), str(UNSEEN), "--report", str(out))
+    assert r.returncode == 0, r.stderr
+    page = out.read_text()
+    misses = page.count('<article class="miss"')
+    assert misses >= 1 and page.count('<img class="heat"') == misses

@@ -386,6 +386,14 @@ def _apply_rule(split_metrics: dict | None, x: np.ndarray, reference: Reference,
     return {"split": split, "accepted": int((~rejected).sum()), "rejected": int(rejected.sum())}
 
 
+def _explainer(folder: Path, results: dict):
+    """The model just written to ``folder``, for the report's heatmaps of its mistakes (None when it made none)."""
+    from imgclf.runtime.model import Model
+
+    wrong = any(p.get("predicted") != p.get("label") for p in results.get("photos") or [])
+    return Model.load(folder, threads=1) if wrong else None
+
+
 def _relative(path, root) -> str:
     """``path`` relative to the data folder, POSIX-style (as ``neighbors.json`` keeps it)."""
     try:
@@ -406,4 +414,6 @@ def _write_model(requested: Path, model_dir: Path, data_dir, write_onnx: Callabl
         write_json_atomic(tmp / META_FILE, meta)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         (tmp / CARD_FILE).write_text(render_card(meta, metrics), encoding="utf-8")
-        write_report(tmp / REPORT_FILE, from_training(meta, metrics), title=f"imgclf model {requested.name}: training report")
+        results = from_training(meta, metrics)
+        explainer = _explainer(tmp, results) if "cam" in meta["onnx"]["outputs"] else None
+        write_report(tmp / REPORT_FILE, results, title=f"imgclf model {requested.name}: training report", model=explainer)

@@ -221,7 +221,7 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
         results = from_evaluation(result, model)
         results["info"]["command"] = _command_line()
         with writing_to(report, "--report"):
-            files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}",
+            files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}", model=model,
                                  plot_prefix=f"{report.stem}-")
         render.line(f"report written to {report} (plots: {', '.join(f.name for f in files[1:])})")
     return 0

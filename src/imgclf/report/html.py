@@ -52,7 +52,7 @@ def _seconds(s) -> str:
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
-def render(results: dict, title: str, figures: dict, calibration: dict | None, thumbs, version: str = "") -> str:
+def render(results: dict, title: str, figures: dict, calibration: dict | None, thumbs, version: str = "", heatmaps=None) -> str:
     """The report page. ``figures`` maps ``confusion``/``confusion_normalized`` to ``(svg, cell boxes)`` and
     ``reliability`` to an SVG; ``thumbs(path)`` returns a thumbnail ``data:`` URI or None."""
     labels = results["labels"]
@@ -74,7 +74,7 @@ def render(results: dict, title: str, figures: dict, calibration: dict | None, t
         parts += [
             _confusion(results, figures, cells, thumbs, miss_id),
             _per_class(results),
-            _misclassified(wrong, thumbs, n),
+            _misclassified(wrong, thumbs, n, heatmaps),
             _calibration(calibration, figures, results),
         ]
     else:
@@ -273,13 +273,17 @@ def _bar_row(label: str, conf: float, cls: str) -> str:
             f'</span></span><span class="bv">{100 * conf:.1f} %</span></div>')
 
 
-def _misclassified(wrong: list[dict], thumbs, n: int) -> str:
+def _misclassified(wrong: list[dict], thumbs, n: int, heatmaps=None) -> str:
     if not wrong:
         return '<section id="misclassified"><h2>Misclassified photos</h2><p class="note">Every photo was classified correctly.</p></section>'
     cards = []
     for k, p in enumerate(wrong[:MAX_MISCLASSIFIED]):
         uri = thumbs(p["path"])
         img = f'<img src="{uri}" alt="{_e(p["path"])}" loading="lazy">' if uri else '<div class="noimg">no preview</div>'
+        heat = heatmaps(p["path"], p["predicted"]) if heatmaps and uri else None
+        if heat:
+            img += (f'<img class="heat" src="{heat}" alt="where the model looked for {_e(p["predicted"])}" '
+                    f'title="where the model looked for {_e(p["predicted"])}" loading="lazy">')
         cards.append(
             f'<article class="miss" id="miss-{k}" data-path="{_e(p["path"])}" data-label="{_e(p["label"])}" data-predicted="{_e(p["predicted"])}">'
             f'<div class="thumb">{img}</div><div class="info"><div class="path">{_e(p["path"])}</div>'
@@ -451,6 +455,7 @@ tr.total td{font-weight:600}
 .miss{display:flex;gap:12px;border:1px solid var(--bd);border-radius:8px;padding:10px;scroll-margin-top:50px}
 .miss .thumb{flex:0 0 96px}
 .miss .thumb img{width:96px;height:auto;border-radius:4px;display:block}
+.miss .thumb img.heat{margin-top:4px}
 .noimg{width:96px;height:72px;background:#f3f4f6;color:var(--mut);font-size:11px;display:flex;align-items:center;justify-content:center;border-radius:4px}
 .miss .info{flex:1;min-width:0}
 .miss .path{font:11px ui-monospace,"DejaVu Sans Mono",monospace;color:var(--mut);word-break:break-all;margin-bottom:2px}
