@@ -22,11 +22,12 @@ class Heatmaps:
     def __call__(self, path: str, label: str) -> str | None:
         from imgclf.errors import ImageError
         from imgclf.runtime.images import load_image
+        from imgclf.runtime.loader import draft_side
 
         if not self:
             return None
-        try:
-            photo = load_image(path)
+        try:  # decoded as predict does (big JPEGs at reduced size): the overlay is small
+            photo = load_image(path, max_side=draft_side(self.model.preprocessing))
             _, explanation = self.model.explain(photo, label=label)
             overlay = explanation.overlay(photo)
         except (ImageError, OSError, ValueError):

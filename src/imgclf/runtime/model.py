@@ -6,13 +6,16 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
 from imgclf.runtime import artifact
 from imgclf.runtime.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, NEIGHBORS_FILE  # noqa: F401
+
+if TYPE_CHECKING:
+    from imgclf.runtime.explanation import Explanation
 
 #: The fused graph's output of cosine similarities to the training photos (``imgclf.fusion.PHOTO_SIMILARITIES``).
 PHOTO_SIMILARITIES = "photo_similarities"
@@ -21,7 +24,6 @@ from imgclf.faces import NO_FACE, NoFaceError
 from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
 from imgclf.runtime.loader import pixel_loader, preprocess_image
 from imgclf.runtime.session import encoder
-from imgclf.runtime.explanation import Explanation, crop_box, explain_map, heatmap_marker, is_heatmap
 from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
 from imgclf.runtime.preprocessing import Preprocessing
 
@@ -115,6 +117,8 @@ class Model:
                 neighbors: int = 0, **rule) -> tuple[Prediction, Explanation]:
         """One decoded RGB photo's prediction and, from the same forward pass, the map of ``label``
         (default: the best guess) placed on the photo (see :mod:`imgclf.runtime.explanation`)."""
+        from imgclf.runtime.explanation import crop_box, explain_map
+
         if not self.explainable:
             raise ImgclfError(f"{self.dir} has no class activation maps to explain with (models trained by an older imgclf, fine-tuned, quantised, "
                               "on faces or cropped to faces have none; retrain without those options)")
@@ -141,6 +145,7 @@ class Model:
         """:meth:`predict` with an overlay PNG per photo written into ``out_dir`` (created if need be) and
         each prediction's ``explanation`` set; one forward pass per photo (:meth:`explain`)."""
         from imgclf.files import write_bytes_atomic, writing_to
+        from imgclf.runtime.explanation import heatmap_marker
         from imgclf.runtime.images import decode, read_bytes
         from imgclf.runtime.inputs import iter_inputs
 
@@ -245,6 +250,8 @@ def _free_target(out: Path, stem: str, taken: set[str]) -> Path:
     """``out/stem.heatmap.png``, or ``stem-2``, ``stem-3``, … when this run took the name already or a
     file there is not an imgclf heatmap (never overwritten)."""
     name, n = stem, 1
+    from imgclf.runtime.explanation import is_heatmap
+
     while name in taken or ((out / f"{name}.heatmap.png").exists() and not is_heatmap(out / f"{name}.heatmap.png")):
         n += 1
         name = f"{stem}-{n}"
