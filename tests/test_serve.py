@@ -397,7 +397,7 @@ def test_predict_explains_and_finds_neighbors_in_process(trained_model):
     assert e["label"] == row["top_k"][0]["label"] and e["heatmap"].startswith("data:image/png;base64,")
     overlay = Image.open(io.BytesIO(base64.b64decode(e["heatmap"].split(",", 1)[1])))
     w, h = Image.open(photo).size
-    assert overlay.format == "PNG" and max(overlay.size) <= 384 and 0 <= e["peak"][0] < w and 0 <= e["peak"][1] < h
+    assert overlay.format == "PNG" and max(overlay.size) <= 240 and 0 <= e["peak"][0] < w and 0 <= e["peak"][1] < h
     assert bad.status_code == 415
 
 

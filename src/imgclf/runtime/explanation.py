@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 #: Overlays are drawn on a copy of the photo at most this many pixels on its longer side.
-OVERLAY_SIDE = 384
+OVERLAY_SIDE = 240
 #: How much of the heatmap's colour covers the photo.
 OVERLAY_ALPHA = 0.5
 
@@ -33,6 +33,8 @@ class Explanation:
     map: np.ndarray
     box: tuple[float, float, float, float]
     peak: tuple[int, int]
+    #: The photo's size that ``box`` and ``peak`` are in (its upright width and height).
+    size: tuple[int, int] = (0, 0)
 
     def to_dict(self) -> dict:
         return {"label": self.label, "peak": list(self.peak), "box": [round(v, 1) for v in self.box]}
@@ -42,21 +44,22 @@ class Explanation:
         return np.asarray(Image.fromarray(self.map.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BICUBIC))
 
     def overlay(self, photo: Image.Image) -> Image.Image:
-        """``photo`` (RGB, at most :data:`OVERLAY_SIDE` px) with the map in colour over the part the model saw,
-        the rest dimmed, and the peak marked."""
-        scale = min(1.0, OVERLAY_SIDE / max(photo.size))
+        """``photo`` (RGB, at most :data:`OVERLAY_SIDE` px; the explained photo at any size) with the map in
+        colour over the part the model saw, the rest dimmed, and the peak marked (Pillow operations only)."""
+        shrink = min(1.0, OVERLAY_SIDE / max(photo.size))
         img = photo.convert("RGB")
-        if scale < 1.0:
-            img = img.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.Resampling.BILINEAR)
+        if shrink < 1.0:
+            img = img.resize((max(1, round(photo.width * shrink)), max(1, round(photo.height * shrink))), Image.Resampling.BILINEAR)
+        scale = img.width / (self.size[0] or photo.width)  # box and peak are in the explained photo's pixels
         left, top, right, bottom = (round(v * scale) for v in self.box)
-        out = Image.blend(img, Image.new("RGB", img.size, (0, 0, 0)), 0.45)  # what the model did not see, dimmed
-        w, h = max(1, right - left), max(1, bottom - top)
-        heat = self.upsampled(w, h)
-        span = float(heat.max() - heat.min())
-        heat = (heat - heat.min()) / span if span > 0 else np.zeros_like(heat)
-        seen = np.asarray(img.crop((left, top, left + w, top + h)), np.float32)
-        coloured = (1 - OVERLAY_ALPHA) * seen + OVERLAY_ALPHA * _colours(heat)
-        out.paste(Image.fromarray(coloured.clip(0, 255).astype(np.uint8)), (left, top))
+        w, h = max(1, min(right, img.width) - left), max(1, min(bottom, img.height) - top)
+        span = float(self.map.max() - self.map.min())
+        levels = ((self.map - self.map.min()) / span * 255 if span > 0 else np.zeros_like(self.map)).astype(np.uint8)
+        heat = Image.fromarray(levels, mode="L").resize((w, h), Image.Resampling.BICUBIC)
+        heat.putpalette(_PALETTE)
+        seen = img.crop((left, top, left + w, top + h))
+        out = Image.blend(img, Image.new("RGB", img.size), 0.45)  # what the model did not see, dimmed
+        out.paste(Image.blend(seen, heat.convert("RGB"), OVERLAY_ALPHA), (left, top))
         draw = ImageDraw.Draw(out)
         x, y = self.peak[0] * scale, self.peak[1] * scale
         r = max(4, round(min(w, h) / 40))
@@ -86,13 +89,16 @@ def is_heatmap(path) -> bool:
         return False
 
 
-def _colours(heat: np.ndarray) -> np.ndarray:
-    """A blue → green → yellow → red ramp of values in [0, 1], as (h, w, 3) RGB floats."""
+def _ramp() -> list[int]:
+    """A 256-entry blue → green → yellow → red palette (flat RGB list, as ``Image.putpalette`` takes it)."""
     stops = np.array([[49, 54, 149], [69, 160, 200], [120, 200, 100], [250, 220, 60], [215, 48, 39]], np.float32)
-    pos = heat * (len(stops) - 1)
+    pos = np.linspace(0, len(stops) - 1, 256)
     lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
-    frac = (pos - lo)[..., None]
-    return stops[lo] * (1 - frac) + stops[lo + 1] * frac
+    frac = (pos - lo)[:, None]
+    return (stops[lo] * (1 - frac) + stops[lo + 1] * frac).round().astype(np.uint8).ravel().tolist()
+
+
+_PALETTE = _ramp()
 
 
 def crop_box(width: int, height: int, resize_to: int, crop: int) -> tuple[float, float, float, float]:
@@ -107,7 +113,7 @@ def crop_box(width: int, height: int, resize_to: int, crop: int) -> tuple[float,
     return left * sx, top * sy, (left + crop) * sx, (top + crop) * sy
 
 
-def explain_map(label: str, cam: np.ndarray, box: tuple[float, float, float, float]) -> Explanation:
+def explain_map(label: str, cam: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int] = (0, 0)) -> Explanation:
     """An :class:`Explanation` of ``cam`` (rows × columns) seen through ``box``; the peak is the centre of the
     hottest cell (the map's own resolution: a cell is 32 input pixels for EfficientNet-Lite0)."""
     left, top, right, bottom = box
@@ -115,4 +121,4 @@ def explain_map(label: str, cam: np.ndarray, box: tuple[float, float, float, flo
     row, col = np.unravel_index(int(np.argmax(cam)), cam.shape)
     x = left + (col + 0.5) / cols * (right - left)
     y = top + (row + 0.5) / rows * (bottom - top)
-    return Explanation(label, cam, box, (int(round(x)), int(round(y))))
+    return Explanation(label, cam, box, (int(round(x)), int(round(y))), size)

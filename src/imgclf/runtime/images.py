@@ -278,6 +278,18 @@ _TRANSPOSE = {
 }
 
 
+def upright_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of the upright photo (after EXIF orientation) from its header alone; None if unreadable."""
+    try:
+        with Image.open(io.BytesIO(data), formats=_formats_for(data)) as img:
+            w, h = img.size
+            turned = _orientation(img) in (Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270,
+                                           Image.Transpose.TRANSPOSE, Image.Transpose.TRANSVERSE)
+    except Exception:
+        return None
+    return (h, w) if turned else (w, h)
+
+
 def _orientation(img: Image.Image) -> Image.Transpose | None:
     """The transpose that makes ``img`` upright from its EXIF orientation tag; an unreadable EXIF block is ignored."""
     try:

@@ -136,39 +136,67 @@ class Model:
             pred.neighbors = self.nearest(out[PHOTO_SIMILARITIES][0], neighbors)
         k = self.labels.index(label) if label is not None else int(np.argmax(out["probabilities"][0]))
         box = crop_box(image.width, image.height, pre.resize_to, pre.input_size)
-        return pred, explain_map(self.labels[k], out["cam"][0, k], box)
+        return pred, explain_map(self.labels[k], out["cam"][0, k], box, image.size)
 
     def iter_explain(
         self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, label: str | None = None, top_k: int = 3,
-        threshold: float | None = None, reject: bool = True, neighbors: int = 0,
+        threshold: float | None = None, reject: bool = True, neighbors: int = 0, batch_size: int | None = None,
     ) -> Iterator[Prediction]:
         """:meth:`predict` with an overlay PNG per photo written into ``out_dir`` (created if need be) and
-        each prediction's ``explanation`` set; one forward pass per photo (:meth:`explain`)."""
-        from imgclf.files import write_bytes_atomic, writing_to
-        from imgclf.runtime.explanation import heatmap_marker
-        from imgclf.runtime.images import decode, read_bytes
+        each prediction's ``explanation`` set: the same batched, threaded pass as :meth:`predict`, whose
+        graph run also answers the maps; the overlays are drawn and written while the next batch runs."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from imgclf.files import writing_to
+        from imgclf.runtime.explanation import crop_box, explain_map
+        from imgclf.runtime.images import decode, read_bytes, upright_size
         from imgclf.runtime.inputs import iter_inputs
+        from imgclf.runtime.loader import draft_side
 
         if not self.explainable:
             self.explain(Image.new("RGB", (1, 1)))  # raises the reason
+        if label is not None and label not in self.labels:
+            raise ImgclfError(f"--explain-label {label!r} is not one of the model's labels: {', '.join(self.labels)}")
+        if neighbors:
+            self._check_neighbors()
         out = Path(out_dir)
         with writing_to(out, "--explain"):
             out.mkdir(parents=True, exist_ok=True)
+        pre = self.preprocessing
+        names = self._outputs + ["cam"] + ([PHOTO_SIMILARITIES] if neighbors else [])
+        photos: dict[str, tuple[Image.Image, tuple[int, int]]] = {}
+
+        def load(path: Path) -> np.ndarray:
+            data = read_bytes(path)
+            photo = decode(data, max_side=draft_side(pre))  # as predict decodes it; big enough for the overlay
+            photos[str(path)] = (photo, upright_size(data) or photo.size)
+            return pre.pixels(photo)
+
+        def forward(batch: np.ndarray) -> list[np.ndarray]:
+            return self._session.run(names, {self._input: self._encode(batch)})
+
         taken: set[str] = set()
-        for path in iter_inputs(paths):
-            try:
-                photo = decode(read_bytes(path))
-            except ImageError as e:
-                yield failed(str(path), e)
-                continue
-            pred, explanation = self.explain(photo, label, top_k, str(path), neighbors, threshold=threshold, reject=reject)
-            target = _free_target(out, Path(path).stem, taken)
-            buf = io.BytesIO()
-            explanation.overlay(photo).save(buf, format="PNG", compress_level=1, pnginfo=heatmap_marker())
-            with writing_to(target, "--explain"):
-                write_bytes_atomic(target, buf.getvalue(), durable=False)
-            pred.explanation = {"heatmap": str(target), **explanation.to_dict()}
-            yield pred
+        with ThreadPoolExecutor(1, thread_name_prefix="imgclf-overlay") as drawing:
+            pending = []
+            for path, result in run_batched(iter_inputs(paths), load, forward, batch_size or DEFAULT_BATCH, collate=pre.batch):
+                if isinstance(result, ImageError):
+                    pending.append(failed(str(path), result))
+                    continue
+                got = dict(zip(names, result))
+                sim = got["similarity"][None] if "similarity" in got else np.full(1, np.nan, np.float32)
+                pred = self.prediction(str(path), np.concatenate([got["probabilities"], sim]), top_k, threshold, reject)
+                if neighbors and pred.status != ERROR:
+                    pred.neighbors = self.nearest(got[PHOTO_SIMILARITIES], neighbors)
+                photo, size = photos.pop(str(path))
+                k = self.labels.index(label) if label is not None else int(np.argmax(got["probabilities"]))
+                explanation = explain_map(self.labels[k], got["cam"][k], crop_box(*size, pre.resize_to, pre.input_size), size)
+                target = _free_target(out, Path(path).stem, taken)
+                pred.explanation = {"heatmap": str(target), **explanation.to_dict()}
+                pending.append((pred, drawing.submit(_write_overlay, explanation, photo, target)))
+                while pending and (not isinstance(pending[0], tuple) or pending[0][1].done()):
+                    yield _finished(pending.pop(0))
+            for item in pending:
+                yield _finished(item)
 
     def predict(
         self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
@@ -244,6 +272,25 @@ class Model:
         unknown = reject and limit is not None and similarity is not None and sim < limit
         return Prediction(name, UNKNOWN_STATUS if unknown else OK, UNKNOWN if unknown else top[0]["label"], top[0]["confidence"], top,
                           similarity=similarity)
+
+
+def _write_overlay(explanation: "Explanation", photo: Image.Image, target: Path) -> None:
+    from imgclf.files import write_bytes_atomic, writing_to
+    from imgclf.runtime.explanation import heatmap_marker
+
+    buf = io.BytesIO()
+    explanation.overlay(photo).save(buf, format="PNG", compress_level=1, pnginfo=heatmap_marker())
+    with writing_to(target, "--explain"):
+        write_bytes_atomic(target, buf.getvalue(), durable=False)
+
+
+def _finished(item) -> Prediction:
+    """A prediction whose overlay has been written (its write's error, if any, raised here)."""
+    if isinstance(item, tuple):
+        pred, written = item
+        written.result()
+        return pred
+    return item
 
 
 def _free_target(out: Path, stem: str, taken: set[str]) -> Path:
