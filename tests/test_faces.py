@@ -271,3 +271,31 @@ def test_small_tilted_faces_in_cluttered_photos_are_found():
         chip = faces.face_chip(photo)
         assert chip.size == (faces.CHIP_SIZE, faces.CHIP_SIZE)
         assert r - l <= 2 * 40 * 0.8 + 1  # the face really is small
+
+
+def test_a_face_model_explains_with_the_face_it_read(face_model, tmp_path):
+    model, _ = face_model
+    out = tmp_path / "why"
+    r = run_cli("predict", str(model), str(OBAMA_UNSEEN), str(FLOWER), "--explain", str(out), "-f", "json")
+    assert r.returncode == 0, r.stderr
+    face, flower = json.loads(r.stdout)
+    e = face["explanation"]
+    left, top, right, bottom = e["box"]
+    w, h = Image.open(OBAMA_UNSEEN).size
+    assert 0 <= left < right <= w and 0 <= top < bottom <= h and len(e["landmarks"]) == 5
+    assert all(left <= x <= right and top <= y <= bottom for x, y in e["landmarks"])
+    assert left <= e["peak"][0] <= right and top <= e["peak"][1] <= bottom and e["label"] == "obama"
+    assert Image.open(e["heatmap"]).format == "PNG"
+    assert flower["status"] == "no_face" and "explanation" not in flower
+
+
+def test_points_of_a_turned_copy_map_back_to_the_photo():
+    from imgclf.faces import _unturn
+
+    img = Image.new("RGB", (200, 120))
+    img.putpixel((150, 30), (255, 0, 0))
+    for turn in (15, -30):
+        turned = np.asarray(img.rotate(turn, resample=Image.Resampling.NEAREST))[..., 0]
+        y, x = np.unravel_index(int(np.argmax(turned)), turned.shape)
+        back = _unturn(x, y, turn, img.size)
+        assert abs(back[0] - 150) <= 1.5 and abs(back[1] - 30) <= 1.5, (turn, back)

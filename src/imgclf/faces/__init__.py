@@ -131,6 +131,35 @@ def largest_face(img: Image.Image):
     (:mod:`imgclf.faces.detector`: small, turned and covered faces; its best face), then by HOG on
     copies turned by :data:`TURNS`.
     """
+    _, photo, shape = _largest(img)
+    return photo, shape
+
+
+def outlined_chip(img: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float], list[tuple[float, float]]]:
+    """``(chip, box, landmarks)``: :func:`face_chip` of the largest face, with its box ``(left, top, right,
+    bottom)`` and its 5 landmarks ``(x, y)`` in ``img``'s own pixels (mapped back from a turned copy)."""
+    import dlib
+
+    turn, photo, shape = _largest(img)
+    chip = Image.fromarray(dlib.get_face_chip(np.asarray(photo), shape, size=CHIP_SIZE, padding=CHIP_PADDING))
+    r = shape.rect
+    corners = [_unturn(x, y, turn, img.size) for x, y in ((r.left(), r.top()), (r.right(), r.top()), (r.right(), r.bottom()), (r.left(), r.bottom()))]
+    box = (min(x for x, _ in corners), min(y for _, y in corners), max(x for x, _ in corners), max(y for _, y in corners))
+    points = [_unturn(shape.part(i).x, shape.part(i).y, turn, img.size) for i in range(shape.num_parts)]
+    return chip, box, points
+
+
+def _unturn(x: float, y: float, turn: float, size: tuple[int, int]) -> tuple[float, float]:
+    """A point of ``img.rotate(turn)`` (same size, about the centre) back in ``img``'s pixels."""
+    if not turn:
+        return float(x), float(y)
+    cx, cy, a = size[0] / 2, size[1] / 2, np.deg2rad(turn)
+    dx, dy = x - cx, y - cy
+    return float(dx * np.cos(a) - dy * np.sin(a) + cx), float(dx * np.sin(a) + dy * np.cos(a) + cy)
+
+
+def _largest(img: Image.Image):
+    """``(turn, photo, landmarks)`` of :func:`largest_face`, with the turn (degrees) of the copy it was found in."""
     import dlib
 
     from imgclf.faces import detector
@@ -150,7 +179,7 @@ def largest_face(img: Image.Image):
     left, top, right, bottom = max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
     photo = img if turn == 0 else img.rotate(turn, resample=Image.Resampling.BICUBIC)
     full = dlib.rectangle(round(left / scale), round(top / scale), round(right / scale), round(bottom / scale))
-    return photo, predictor(np.asarray(photo), full)
+    return turn, photo, predictor(np.asarray(photo), full)
 
 
 def face_chip(img: Image.Image) -> Image.Image:

@@ -35,9 +35,26 @@ class Explanation:
     peak: tuple[int, int]
     #: The photo's size that ``box`` and ``peak`` are in (its upright width and height).
     size: tuple[int, int] = (0, 0)
+    #: ``"cam"`` (a class activation map) or ``"face"`` (a face model: ``box`` is the face it read,
+    #: ``points`` its 5 landmarks, and ``map`` is empty).
+    kind: str = "cam"
+    points: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "peak": list(self.peak), "box": [round(v, 1) for v in self.box]}
+        d = {"label": self.label, "peak": list(self.peak), "box": [round(v, 1) for v in self.box]}
+        if self.kind == "face":
+            d["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in self.points]
+        return d
+
+    def in_size(self, size: tuple[int, int]) -> "Explanation":
+        """The same explanation with ``box``, ``peak`` and ``points`` in the pixels of the photo at ``size``."""
+        if not self.size[0] or tuple(size) == tuple(self.size):
+            return self
+        sx, sy = size[0] / self.size[0], size[1] / self.size[1]
+        box = (self.box[0] * sx, self.box[1] * sy, self.box[2] * sx, self.box[3] * sy)
+        peak = (int(round(self.peak[0] * sx)), int(round(self.peak[1] * sy)))
+        points = tuple((x * sx, y * sy) for x, y in self.points)
+        return Explanation(self.label, self.map, box, peak, tuple(size), self.kind, points)
 
     def upsampled(self, width: int, height: int) -> np.ndarray:
         """The map resized (bicubic) to ``width`` × ``height`` cells, e.g. the crop's pixels."""
@@ -51,6 +68,8 @@ class Explanation:
         if shrink < 1.0:
             img = img.resize((max(1, round(photo.width * shrink)), max(1, round(photo.height * shrink))), Image.Resampling.BILINEAR)
         scale = img.width / (self.size[0] or photo.width)  # box and peak are in the explained photo's pixels
+        if self.kind == "face":
+            return self._face_overlay(img, scale)
         left, top, right, bottom = (round(v * scale) for v in self.box)
         w, h = max(1, min(right, img.width) - left), max(1, min(bottom, img.height) - top)
         span = float(self.map.max() - self.map.min())
@@ -65,6 +84,24 @@ class Explanation:
         r = max(4, round(min(w, h) / 40))
         draw.ellipse((x - r, y - r, x + r, y + r), outline=(255, 255, 255), width=max(2, r // 2))
         return out
+
+
+    def _face_overlay(self, img: Image.Image, scale: float) -> Image.Image:
+        """The face the model read, boxed, and its landmarks dotted."""
+        out = img.copy()
+        draw = ImageDraw.Draw(out)
+        width = max(2, round(max(img.size) / 150))
+        draw.rectangle([v * scale for v in self.box], outline=(250, 220, 60), width=width)
+        r = max(2, width)
+        for x, y in self.points:
+            draw.ellipse((x * scale - r, y * scale - r, x * scale + r, y * scale + r), fill=(215, 48, 39))
+        return out
+
+
+def face_explanation(label: str, box: tuple[float, float, float, float], points, size: tuple[int, int]) -> Explanation:
+    """A face model's explanation: the face box (its centre is the peak) and its landmarks."""
+    peak = (int(round((box[0] + box[2]) / 2)), int(round((box[1] + box[3]) / 2)))
+    return Explanation(label, np.zeros((0, 0), np.float32), tuple(box), peak, size, "face", tuple(points))
 
 
 #: The PNG text chunk that marks an overlay as imgclf's own (so a later run may replace it, and nothing else).

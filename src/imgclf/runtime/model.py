@@ -48,8 +48,9 @@ class Model:
         self._input = session.get_inputs()[0].name
         outputs = {o.name for o in session.get_outputs()}
         self._outputs = ["probabilities"] + (["similarity"] if "similarity" in outputs else [])
-        #: Whether :meth:`explain` can answer: the graph has class activation maps, and the model sees the whole photo.
-        self.explainable = "cam" in outputs and not self.preprocessing.crop
+        #: Whether :meth:`explain` can answer: the graph has class activation maps and the model sees the whole
+        #: photo, or it is a face model (its explanation is the face it read).
+        self.explainable = ("cam" in outputs and not self.preprocessing.crop) or self.preprocessing.crop == "face_chip"
         self._has_photo_similarities = PHOTO_SIMILARITIES in outputs
         self._index = None
         rule = meta.get("rejection")
@@ -120,14 +121,16 @@ class Model:
         from imgclf.runtime.explanation import crop_box, explain_map
 
         if not self.explainable:
-            raise ImgclfError(f"{self.dir} has no class activation maps to explain with (models trained by an older imgclf, fine-tuned, quantised, "
-                              "on faces or cropped to faces have none; retrain without those options)")
+            raise ImgclfError(f"{self.dir} has no class activation maps to explain with (models trained by an older imgclf, fine-tuned, quantised "
+                              "or cropped to faces have none; retrain without those options)")
         if label is not None and label not in self.labels:
             raise ImgclfError(f"--explain-label {label!r} is not one of the model's labels: {', '.join(self.labels)}")
         pre = self.preprocessing
-        batch = pre.batch([pre.pixels(image)])
         if neighbors:
             self._check_neighbors()
+        if pre.crop == "face_chip":
+            return self._explain_face(image, label, top_k, name, neighbors, **rule)
+        batch = pre.batch([pre.pixels(image)])
         names = self._outputs + ["cam"] + ([PHOTO_SIMILARITIES] if neighbors else [])
         out = dict(zip(names, self._session.run(names, {self._input: self._encode(batch)})))
         sim = out["similarity"] if "similarity" in out else np.full(1, np.nan, np.float32)
@@ -137,6 +140,23 @@ class Model:
         k = self.labels.index(label) if label is not None else int(np.argmax(out["probabilities"][0]))
         box = crop_box(image.width, image.height, pre.resize_to, pre.input_size)
         return pred, explain_map(self.labels[k], out["cam"][0, k], box, image.size)
+
+    def _explain_face(self, image: Image.Image, label: str | None, top_k: int, name: str, neighbors: int,
+                      **rule) -> tuple[Prediction, Explanation]:
+        """A face model's prediction and the face it read (box and landmarks); raises :class:`NoFaceError`."""
+        from imgclf.faces import outlined_chip
+        from imgclf.runtime.explanation import face_explanation
+
+        chip, box, points = outlined_chip(image)
+        batch = self.preprocessing.batch([self.preprocessing.pixels(chip)])
+        names = self._outputs + ([PHOTO_SIMILARITIES] if neighbors else [])
+        out = dict(zip(names, self._session.run(names, {self._input: self._encode(batch)})))
+        sim = out["similarity"] if "similarity" in out else np.full(1, np.nan, np.float32)
+        pred = self.prediction(name, np.concatenate([out["probabilities"][0], sim]), top_k, **rule)
+        if neighbors:
+            pred.neighbors = self.nearest(out[PHOTO_SIMILARITIES][0], neighbors)
+        shown = label if label is not None else self.labels[int(np.argmax(out["probabilities"][0]))]
+        return pred, face_explanation(shown, box, points, image.size)
 
     def iter_explain(
         self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, label: str | None = None, top_k: int = 3,
@@ -163,6 +183,9 @@ class Model:
         with writing_to(out, "--explain"):
             out.mkdir(parents=True, exist_ok=True)
         pre = self.preprocessing
+        if pre.crop == "face_chip":
+            yield from self._iter_explain_faces(paths, out, label, top_k, threshold, reject, neighbors)
+            return
         names = self._outputs + ["cam"] + ([PHOTO_SIMILARITIES] if neighbors else [])
         photos: dict[str, tuple[Image.Image, tuple[int, int]]] = {}
 
@@ -197,6 +220,27 @@ class Model:
                     yield _finished(pending.pop(0))
             for item in pending:
                 yield _finished(item)
+
+    def _iter_explain_faces(self, paths, out: Path, label, top_k, threshold, reject, neighbors) -> Iterator[Prediction]:
+        """:meth:`iter_explain` for a face model, one photo at a time (finding the face is most of the work)."""
+        from imgclf.runtime.images import decode, read_bytes, upright_size
+        from imgclf.runtime.inputs import iter_inputs
+        from imgclf.runtime.loader import draft_side
+
+        taken: set[str] = set()
+        for path in iter_inputs(paths):
+            try:
+                data = read_bytes(path)
+                photo = decode(data, max_side=draft_side(self.preprocessing))
+                pred, explanation = self.explain(photo, label, top_k, str(path), neighbors, threshold=threshold, reject=reject)
+            except ImageError as e:
+                yield failed(str(path), e)
+                continue
+            explanation = explanation.in_size(upright_size(data) or photo.size)
+            target = _free_target(out, Path(path).stem, taken)
+            _write_overlay(explanation, photo, target)
+            pred.explanation = {"heatmap": str(target), **explanation.to_dict()}
+            yield pred
 
     def predict(
         self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
