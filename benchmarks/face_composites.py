@@ -93,7 +93,7 @@ def strategies(with_cnn: bool = False) -> dict:
     """Detector strategies: name → function(RGB array) → list of (l, t, r, b)."""
     import dlib
 
-    from imgclf.faces import model_file
+    from imgclf.runtime.faces import model_file
 
     hog = dlib.get_frontal_face_detector()
     cnn = dlib.cnn_face_detection_model_v1(str(model_file("detector")))
@@ -135,7 +135,7 @@ def strategies(with_cnn: bool = False) -> dict:
         return run
 
     def blaze(arr):
-        from imgclf.faces import detector
+        from imgclf.runtime.faces import detector
 
         return [box for box, _ in detector.detect(arr)[:1]]
 
@@ -143,7 +143,7 @@ def strategies(with_cnn: bool = False) -> dict:
         return lambda arr: boxes(d.rect for d in cnn(arr, up))
 
     def imgclf_default(arr):
-        from imgclf.faces import NoFaceError, largest_face
+        from imgclf.runtime.faces import NoFaceError, largest_face
 
         try:
             photo, shape = largest_face(Image.fromarray(arr))
@@ -159,14 +159,14 @@ def strategies(with_cnn: bool = False) -> dict:
         "HOG 0-2x, then turned ±15°, ±30° at 2x": hog_turned((15, -15, 30, -30)),
         "BlazeFace short-range on 1.5x tiles, best face": blaze,
         **({"CNN (dlib MMOD), upsampled 1x": cnn_at(1), "CNN (dlib MMOD), upsampled 2x": cnn_at(2)} if with_cnn else {}),
-        "imgclf now (imgclf.faces.largest_face)": imgclf_default,
+        "imgclf now (imgclf.runtime.faces.largest_face)": imgclf_default,
     }
 
 
 def _unturned(found, arr, photo):
     """Boxes found in a turned copy (``largest_face`` returns it), mapped back to the photo: the turn is
     recovered by matching against the turns imgclf tries."""
-    from imgclf.faces import TURNS
+    from imgclf.runtime.faces import TURNS
 
     img = Image.fromarray(arr)
     if np.array_equal(np.asarray(photo), arr):
@@ -212,7 +212,7 @@ def main() -> None:
         found = [hit(detect(np.asarray(photo)), truth) for photo, truth, _ in cases]
         ms = 1000 * (time.perf_counter() - t0) / len(cases)
         print(f"| {name} | {np.mean(found):.3f} ({sum(found)}/{len(found)}) | {ms:.0f} |")
-    no_faces(strategies(False)["imgclf now (imgclf.faces.largest_face)"])
+    no_faces(strategies(False)["imgclf now (imgclf.runtime.faces.largest_face)"])
     named(cases)
 
 

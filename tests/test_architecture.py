@@ -8,9 +8,8 @@ from pathlib import Path
 from tests.conftest import ROOT
 
 SRC = ROOT / "src" / "imgclf"
-#: What the runtime kernel may use besides itself: errors, atomic writes, and (lazily, by name) the
-#: face crop and face encoder of face models.
-RUNTIME_MAY_IMPORT = {"imgclf", "imgclf.errors", "imgclf.files", "imgclf.faces"}
+#: What the runtime kernel may use besides itself: errors and atomic writes.
+RUNTIME_MAY_IMPORT = {"imgclf", "imgclf.errors", "imgclf.files"}
 
 
 def imports(path: Path) -> set[str]:

@@ -48,7 +48,7 @@ def predict_json(model: Path, *inputs: Path) -> dict[str, dict]:
 
 
 def test_detects_the_largest_face_where_it_is():
-    from imgclf import faces
+    from imgclf.runtime import faces
 
     img = Image.open(STRANGERS / "eileen-collins.jpg").convert("RGB")  # scikit-image's astronaut, 512 x 512
     box = faces.largest_face(img)[1].rect
@@ -65,7 +65,7 @@ def test_finds_small_covered_faces_that_hog_misses():
     """Composites of the bundled portraits (faces of 20-40 px, turned, covered, with text: the face benchmark's
     own generator): in those where dlib's HOG finds no face, even turned, BlazeFace on tiles finds some
     (2 of these 6; 12 of 25 in ``benchmarks/face_composites.py --seed 1``)."""
-    from imgclf import faces
+    from imgclf.runtime import faces
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import face_composites
@@ -89,7 +89,7 @@ def test_finds_small_covered_faces_that_hog_misses():
 
 
 def test_no_face_raises_no_face_error():
-    from imgclf import faces
+    from imgclf.runtime import faces
     from imgclf.errors import ImageError
 
     with pytest.raises(faces.NoFaceError) as err:
@@ -98,7 +98,7 @@ def test_no_face_raises_no_face_error():
 
 
 def test_descriptor_tells_people_apart():
-    from imgclf import faces
+    from imgclf.runtime import faces
     from imgclf.runtime.preprocessing import Preprocessing
     from imgclf.runtime.loader import preprocess_image
 
@@ -258,7 +258,7 @@ def test_small_tilted_faces_in_cluttered_photos_are_found():
     from PIL import ImageOps
 
     from benchmarks.face_composites import FACES, composite, face_box
-    from imgclf import faces
+    from imgclf.runtime import faces
 
     portrait = ImageOps.exif_transpose(Image.open(FACES / "people" / "obama" / "obama-portrait.jpg")).convert("RGB")
     box = face_box(portrait)
@@ -290,7 +290,7 @@ def test_a_face_model_explains_with_the_face_it_read(face_model, tmp_path):
 
 
 def test_points_of_a_turned_copy_map_back_to_the_photo():
-    from imgclf.faces import _unturn
+    from imgclf.runtime.faces import _unturn
 
     img = Image.new("RGB", (200, 120))
     img.putpixel((150, 30), (255, 0, 0))

@@ -15,7 +15,8 @@ from imgclf.errors import ImageError
 from imgclf.runtime.images import read_bytes
 from imgclf.runtime.batching import DEFAULT_BATCH, STREAM_BATCH, run_batched
 from imgclf.runtime.loader import crop_image, pixel_loader
-from imgclf.runtime.session import cpu_count, create_session, encoder, inference_plan
+from imgclf.runtime.encoders import encoder
+from imgclf.runtime.session import cpu_count, create_session, inference_plan
 
 #: Called as ``progress(done, total)`` while embedding (later stages add ``stage=`` and ``info=``).
 Progress = Callable[..., None]

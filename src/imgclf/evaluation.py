@@ -8,7 +8,7 @@ from pathlib import Path
 from imgclf.datasets import scan_labelled
 from imgclf.errors import ImgclfError
 from imgclf.estimate import selective
-from imgclf.faces import NO_FACE_REASON
+from imgclf.runtime.faces import NO_FACE_REASON
 from imgclf.metrics import summarize
 from imgclf.runtime.model import Model
 from imgclf.rejection import UNKNOWN, auroc

@@ -294,9 +294,9 @@ order of `labels.json`, `embedding` and `similarity`. The descriptor comes from 
 found by `dlib.get_frontal_face_detector()`, its 5 landmarks (`shape_predictor_5_face_landmarks.dat`), the chip
 `dlib.get_face_chip(image, landmarks, size=150, padding=0.25)`, then
 `dlib.face_recognition_model_v1("dlib_face_recognition_resnet_model_v1.dat").compute_face_descriptor(chip)`
-(model files from the `face_recognition_models` package). imgclf does exactly this (`imgclf.faces`)."""
+(model files from the `face_recognition_models` package). imgclf does exactly this (`imgclf.runtime.faces`)."""
     crop = ("\n\nThis model was trained with `--crop face`: first crop the photo to the square around the largest face "
-            "(dlib's frontal face detector), grown by 40 % of the face's size on every side, as `imgclf.faces.face_crop` "
+            "(dlib's frontal face detector), grown by 40 % of the face's size on every side, as `imgclf.runtime.faces.face_crop` "
             "does; the script below does not.") if pre.get("crop") == "face" else ""
     return f"""### Plain ONNX Runtime (no imgclf)
 

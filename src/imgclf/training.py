@@ -94,7 +94,7 @@ def train(
     an ``unknown/`` or ``_background/`` label folder is trained as the class ``unknown``.
     ``progress(done, total)`` is called while embedding and ``log(message)`` before slow steps.
     ``quantize`` uses the int8 backbone (calibrated on the training photos; see :mod:`imgclf.backbones.quantize`).
-    ``backbone="face"`` embeds the largest face in each photo (:mod:`imgclf.faces`; photos
+    ``backbone="face"`` embeds the largest face in each photo (:mod:`imgclf.runtime.faces`; photos
     without one are skipped); ``crop="face"`` shows any other backbone only the face.
     Raises :class:`ImgclfError` for data the classifier cannot be trained on.
     """

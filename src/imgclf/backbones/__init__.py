@@ -60,7 +60,7 @@ class Backbone:
     weights_path: Path | None = None
     #: ``"int8"`` for the quantised backbone of ``--quantize`` (see :mod:`imgclf.backbones.quantize`), else ``None``.
     quantization: str | None = None
-    #: A step outside ONNX between preprocessing and ``onnx_path`` (``imgclf.runtime.session.encoder``),
+    #: A step outside ONNX between preprocessing and ``onnx_path`` (``imgclf.runtime.encoders.encoder``),
     #: e.g. the face descriptor of ``--backbone face``; ``None``: the graph takes the images.
     encoder: str | None = None
     #: The lowest "unknown" threshold that makes sense on this backbone's own scale (``None``: no floor),
@@ -189,7 +189,7 @@ def _resolve_face_input(name, weights, cache_dir, log, quantize: bool, crop: str
 
     from imgclf.backbones.face import resolve_face
     from imgclf.cache import default_cache_dir
-    from imgclf.faces import models_dir
+    from imgclf.runtime.faces import models_dir
 
     if quantize:
         raise ImgclfError("--quantize is not available with faces (--backbone face, --crop face)")

@@ -1,4 +1,4 @@
-"""The ``face`` backbone: dlib's 128-D face descriptor (:mod:`imgclf.faces`) behind a pass-through ONNX graph.
+"""The ``face`` backbone: dlib's 128-D face descriptor (:mod:`imgclf.runtime.faces`) behind a pass-through ONNX graph.
 
 The descriptor is computed outside ONNX Runtime (the backbone's ``encoder``); the graph
 only passes it on, so the fused ``model.onnx`` (head and "unknown" rule on the descriptor)
@@ -23,7 +23,7 @@ def resolve_face(cache_root: Path) -> "Backbone":
     """The face backbone; its pass-through graph is written to ``cache_root`` once."""
     from imgclf.runtime.artifact import sha256_file
     from imgclf.backbones import FACE, Backbone
-    from imgclf.faces import CHIP_SIZE, DIM, ENCODER, SAME_PERSON_SIMILARITY, model_file
+    from imgclf.runtime.faces import CHIP_SIZE, DIM, ENCODER, SAME_PERSON_SIMILARITY, model_file
 
     weights = model_file("encoder")
     backbone_id = f"{FACE}-{sha256_file(weights)[:16]}-e{_FORMAT}"

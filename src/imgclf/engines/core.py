@@ -24,7 +24,8 @@ from imgclf.errors import ImageError, ImgclfError
 from imgclf.runtime.images import read_bytes
 from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
 from imgclf.runtime.loader import load_pixels
-from imgclf.runtime.session import create_session, encoder
+from imgclf.runtime.encoders import encoder
+from imgclf.runtime.session import create_session
 from imgclf.runtime.preprocessing import Preprocessing
 
 PREDICTIONS = "predictions"

@@ -27,7 +27,7 @@ DRAFT_MARGIN = 2.0
 def draft_side(pre: Preprocessing) -> int:
     """The shorter side a JPEG may be decoded at (DCT scaling) for ``pre``."""
     if pre.crop:  # the face is a part of the photo: keep enough pixels to find and crop it
-        from imgclf.faces import DECODE_SIDE
+        from imgclf.runtime.faces import DECODE_SIDE
 
         return DECODE_SIDE
     return int(math.ceil(pre.resize_to * DRAFT_MARGIN))
@@ -62,10 +62,10 @@ def preprocess_image(img: Image.Image, pre: Preprocessing) -> np.ndarray:
 
 
 def crop_image(img: Image.Image, pre: Preprocessing) -> Image.Image:
-    """``img`` cut to ``pre.crop`` (the face; raises :class:`~imgclf.faces.NoFaceError`), or as it is."""
+    """``img`` cut to ``pre.crop`` (the face; raises :class:`~imgclf.runtime.faces.NoFaceError`), or as it is."""
     if not pre.crop:
         return img
-    from imgclf.faces import crop
+    from imgclf.runtime.faces import crop
 
     return crop(img, pre.crop)
 

@@ -20,10 +20,10 @@ if TYPE_CHECKING:
 #: The fused graph's output of cosine similarities to the training photos (``imgclf.fusion.PHOTO_SIMILARITIES``).
 PHOTO_SIMILARITIES = "photo_similarities"
 from imgclf.errors import ImageError, ImgclfError
-from imgclf.faces import NO_FACE, NoFaceError
+from imgclf.runtime.faces import NO_FACE, NoFaceError
 from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
 from imgclf.runtime.loader import pixel_loader, preprocess_image
-from imgclf.runtime.session import encoder
+from imgclf.runtime.encoders import encoder
 from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
 from imgclf.runtime.preprocessing import Preprocessing
 
@@ -144,7 +144,7 @@ class Model:
     def _explain_face(self, image: Image.Image, label: str | None, top_k: int, name: str, neighbors: int,
                       **rule) -> tuple[Prediction, Explanation]:
         """A face model's prediction and the face it read (box and landmarks); raises :class:`NoFaceError`."""
-        from imgclf.faces import outlined_chip
+        from imgclf.runtime.faces import outlined_chip
         from imgclf.runtime.explanation import face_explanation
 
         chip, box, points = outlined_chip(image)

@@ -36,7 +36,7 @@ class Preprocessing:
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     #: ``None``, or a face crop applied to the decoded image first (``"face"``, ``"face_chip"``:
-    #: see :mod:`imgclf.faces`; :func:`imgclf.runtime.loader.preprocess_image` applies it).
+    #: see :mod:`imgclf.runtime.faces`; :func:`imgclf.runtime.loader.preprocess_image` applies it).
     crop: str | None = None
 
     @property

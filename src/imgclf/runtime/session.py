@@ -1,17 +1,8 @@
-"""ONNX Runtime sessions: the one place they are made, how bulk inference uses the cores, and encoders.
-
-An encoder is a step outside ONNX between preprocessing and a backbone's graph (the face
-descriptor of ``--backbone face``); most backbones have none.
-"""
+"""ONNX Runtime sessions: the one place they are made, and how bulk inference uses the cores."""
 
 from __future__ import annotations
 
 import os
-from typing import Callable
-
-import numpy as np
-
-from imgclf.errors import ImgclfError
 
 
 def cpu_count() -> int:
@@ -52,22 +43,3 @@ def create_session(onnx: str | os.PathLike | bytes, threads: int | None = None, 
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return ort.InferenceSession(onnx if isinstance(onnx, bytes) else str(onnx), opts, providers=["CPUExecutionProvider"])
-
-
-def _as_is(batch: np.ndarray) -> np.ndarray:
-    return batch
-
-
-def encoder(name: str | None) -> Callable[[np.ndarray], np.ndarray]:
-    """The step between preprocessing and the ONNX graph of a backbone that is not all ONNX.
-
-    ``name`` is :attr:`Backbone.encoder <imgclf.backbones.Backbone.encoder>` (also stored in a
-    model's ``imgclf.json``); ``None``: the ONNX graph takes the preprocessed images as they are.
-    """
-    if name is None:
-        return _as_is
-    from imgclf import faces
-
-    if name == faces.ENCODER:
-        return faces.encode
-    raise ImgclfError(f"unknown encoder {name!r}: this model needs a newer imgclf")

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
 
 from imgclf.errors import ImageError, ImgclfError
-from imgclf.faces import NoFaceError
+from imgclf.runtime.faces import NoFaceError
 from imgclf.runtime.images import decode, openable_formats
 from imgclf.runtime.model import Model, failed
 from imgclf.runtime.batching import safe_load

@@ -128,7 +128,7 @@ def largest_face(img: Image.Image):
     which is ``img`` or, when only a turned copy shows a face, that copy. Raises :class:`NoFaceError`.
 
     Looked for in turn by dlib's HOG detector (:func:`find_faces`), then by BlazeFace on tiles
-    (:mod:`imgclf.faces.detector`: small, turned and covered faces; its best face), then by HOG on
+    (:mod:`imgclf.runtime.faces.detector`: small, turned and covered faces; its best face), then by HOG on
     copies turned by :data:`TURNS`.
     """
     _, photo, shape = _largest(img)
@@ -162,7 +162,7 @@ def _largest(img: Image.Image):
     """``(turn, photo, landmarks)`` of :func:`largest_face`, with the turn (degrees) of the copy it was found in."""
     import dlib
 
-    from imgclf.faces import detector
+    from imgclf.runtime.faces import detector
 
     _, predictor = _dlib_objects()
     scale = min(1.0, DETECT_SIDE / max(img.size))
