@@ -133,3 +133,26 @@ def test_neighbors_need_the_index(trained_model, tmp_path):
     r = run_cli("predict", str(copy), str(UNSEEN), "--neighbors", "2")
     assert r.returncode == 2 and "keeps no index of its training photos" in r.stderr
     assert run_cli("predict", str(copy), str(UNSEEN)).returncode == 0  # the rest still works
+
+
+def test_graphs_without_maps_fall_back_to_occlusion_and_say_so(trained_model):
+    """A model whose graph has no ``cam`` (fine-tuned, quantised) explains by occlusion sensitivity: each cell is
+    the label's probability lost when that cell of the input is greyed out."""
+    from imgclf.runtime.model import Model
+
+    model = Model.load(trained_model)
+    model.explanation_method, model.explainable = "occlusion", False  # as a graph without maps is read
+    photo = Image.open(sorted((UNSEEN / "sunflowers").glob("*.jpg"))[0]).convert("RGB")
+    pred, e = model.explain(photo)
+    assert e.kind == "occlusion" and e.to_dict()["method"] == "occlusion" and e.map.shape == (7, 7)
+    pre = model.preprocessing
+    batch = pre.batch([pre.pixels(photo)])
+    k = model.labels.index(e.label)
+    row, col = 3, 5
+    edges = np.linspace(0, pre.input_size, 8).round().astype(int)
+    masked = batch.copy()
+    masked[:, :, edges[row]:edges[row + 1], edges[col]:edges[col + 1]] = 0.0
+    (probs,) = model._session.run(["probabilities"], {"input": masked})
+    assert e.map[row, col] == pytest.approx(pred.top_k[0]["confidence"] - probs[0, k], abs=1e-4)
+    left, top, right, bottom = e.box
+    assert left <= e.peak[0] <= right and top <= e.peak[1] <= bottom

@@ -197,6 +197,16 @@ def test_crop_face_with_a_generic_backbone(cache_dir, tmp_path):
     assert "trained with `--crop face`" in (out / "README.md").read_text()
     # the cropped embeddings are cached apart from the whole-photo ones
     assert any(p.name.endswith(f"-crop-face-p{PIPELINE_VERSION}") for p in (cache_dir / "embeddings").iterdir())
+    # its map is drawn inside the square around the face, which holds the face dlib reads
+    from imgclf.runtime import faces
+    from imgclf.runtime.model import Model
+
+    photo = Image.open(OBAMA_UNSEEN).convert("RGB")
+    _, e = Model.load(out).explain(photo)
+    _, face, _ = faces.outlined_chip(photo)
+    left, top, right, bottom = e.box
+    assert left <= face[0] and top <= face[1] and face[2] <= right and face[3] <= bottom
+    assert left <= e.peak[0] <= right and top <= e.peak[1] <= bottom and e.map.shape == (7, 7)
 
 
 def test_served_face_model_says_no_face(face_model, tmp_path):

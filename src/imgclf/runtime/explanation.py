@@ -35,13 +35,14 @@ class Explanation:
     peak: tuple[int, int]
     #: The photo's size that ``box`` and ``peak`` are in (its upright width and height).
     size: tuple[int, int] = (0, 0)
-    #: ``"cam"`` (a class activation map) or ``"face"`` (a face model: ``box`` is the face it read,
-    #: ``points`` its 5 landmarks, and ``map`` is empty).
+    #: ``"cam"`` (a class activation map), ``"occlusion"`` (the probability lost when each cell is greyed
+    #: out, for graphs without maps) or ``"face"`` (a face model: ``box`` is the face it read, ``points``
+    #: its 5 landmarks, and ``map`` is empty).
     kind: str = "cam"
     points: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict:
-        d = {"label": self.label, "peak": list(self.peak), "box": [round(v, 1) for v in self.box]}
+        d = {"label": self.label, "peak": list(self.peak), "box": [round(v, 1) for v in self.box], "method": self.kind}
         if self.kind == "face":
             d["landmarks"] = [[round(x, 1), round(y, 1)] for x, y in self.points]
         return d
@@ -150,7 +151,8 @@ def crop_box(width: int, height: int, resize_to: int, crop: int) -> tuple[float,
     return left * sx, top * sy, (left + crop) * sx, (top + crop) * sy
 
 
-def explain_map(label: str, cam: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int] = (0, 0)) -> Explanation:
+def explain_map(label: str, cam: np.ndarray, box: tuple[float, float, float, float], size: tuple[int, int] = (0, 0),
+                kind: str = "cam") -> Explanation:
     """An :class:`Explanation` of ``cam`` (rows × columns) seen through ``box``; the peak is the centre of the
     hottest cell (the map's own resolution: a cell is 32 input pixels for EfficientNet-Lite0)."""
     left, top, right, bottom = box
@@ -158,4 +160,4 @@ def explain_map(label: str, cam: np.ndarray, box: tuple[float, float, float, flo
     row, col = np.unravel_index(int(np.argmax(cam)), cam.shape)
     x = left + (col + 0.5) / cols * (right - left)
     y = top + (row + 0.5) / rows * (bottom - top)
-    return Explanation(label, cam, box, (int(round(x)), int(round(y))), size)
+    return Explanation(label, cam, box, (int(round(x)), int(round(y))), size, kind)

@@ -17,6 +17,8 @@ from imgclf.runtime.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_F
 if TYPE_CHECKING:
     from imgclf.runtime.explanation import Explanation
 
+#: Cells per side of the grid occlusion sensitivity greys out (models whose graph has no maps).
+OCCLUSION_GRID = 7
 #: The fused graph's output of cosine similarities to the training photos (``imgclf.fusion.PHOTO_SIMILARITIES``).
 PHOTO_SIMILARITIES = "photo_similarities"
 from imgclf.errors import ImageError, ImgclfError
@@ -48,9 +50,12 @@ class Model:
         self._input = session.get_inputs()[0].name
         outputs = {o.name for o in session.get_outputs()}
         self._outputs = ["probabilities"] + (["similarity"] if "similarity" in outputs else [])
-        #: Whether :meth:`explain` can answer: the graph has class activation maps and the model sees the whole
-        #: photo, or it is a face model (its explanation is the face it read).
-        self.explainable = ("cam" in outputs and not self.preprocessing.crop) or self.preprocessing.crop == "face_chip"
+        #: How :meth:`explain` answers: ``"cam"`` (exact class activation maps from the graph), ``"face"`` (a face
+        #: model: the face it read), or ``"occlusion"`` (a graph without maps, e.g. fine-tuned or quantised: how much
+        #: the label's probability drops when each cell of the photo is greyed out, one pass per cell).
+        self.explanation_method = ("face" if self.preprocessing.crop == "face_chip" else "cam" if "cam" in outputs else "occlusion")
+        #: Whether :meth:`explain` answers in the cost of about one prediction (not occlusion's many passes).
+        self.explainable = self.explanation_method in ("cam", "face")
         self._has_photo_similarities = PHOTO_SIMILARITIES in outputs
         self._index = None
         rule = meta.get("rejection")
@@ -120,9 +125,6 @@ class Model:
         (default: the best guess) placed on the photo (see :mod:`imgclf.runtime.explanation`)."""
         from imgclf.runtime.explanation import crop_box, explain_map
 
-        if not self.explainable:
-            raise ImgclfError(f"{self.dir} has no class activation maps to explain with (models trained by an older imgclf, fine-tuned, quantised "
-                              "or cropped to faces have none; retrain without those options)")
         if label is not None and label not in self.labels:
             raise ImgclfError(f"--explain-label {label!r} is not one of the model's labels: {', '.join(self.labels)}")
         pre = self.preprocessing
@@ -130,16 +132,42 @@ class Model:
             self._check_neighbors()
         if pre.crop == "face_chip":
             return self._explain_face(image, label, top_k, name, neighbors, **rule)
-        batch = pre.batch([pre.pixels(image)])
-        names = self._outputs + ["cam"] + ([PHOTO_SIMILARITIES] if neighbors else [])
+        seen = image
+        if pre.crop == "face":  # the model sees the square around the face: its map is drawn there
+            from imgclf.runtime.faces import face_square
+
+            seen, (cx, cy, half) = face_square(image)
+        batch = pre.batch([pre.pixels(seen)])
+        maps = ["cam"] if self.explanation_method == "cam" else []
+        names = self._outputs + maps + ([PHOTO_SIMILARITIES] if neighbors else [])
         out = dict(zip(names, self._session.run(names, {self._input: self._encode(batch)})))
         sim = out["similarity"] if "similarity" in out else np.full(1, np.nan, np.float32)
         pred = self.prediction(name, np.concatenate([out["probabilities"][0], sim]), top_k, **rule)
         if neighbors:
             pred.neighbors = self.nearest(out[PHOTO_SIMILARITIES][0], neighbors)
         k = self.labels.index(label) if label is not None else int(np.argmax(out["probabilities"][0]))
-        box = crop_box(image.width, image.height, pre.resize_to, pre.input_size)
-        return pred, explain_map(self.labels[k], out["cam"][0, k], box, image.size)
+        if pre.crop == "face":
+            kept = half * pre.input_size / pre.resize_to  # the centre crop of the square
+            box = (cx - kept, cy - kept, cx + kept, cy + kept)
+        else:
+            box = crop_box(image.width, image.height, pre.resize_to, pre.input_size)
+        if maps:
+            return pred, explain_map(self.labels[k], out["cam"][0, k], box, image.size)
+        occluded = self._occlusion(batch, k, float(out["probabilities"][0, k]))
+        return pred, explain_map(self.labels[k], occluded, box, image.size, kind="occlusion")
+
+    def _occlusion(self, batch: np.ndarray, k: int, prob: float, grid: int = OCCLUSION_GRID) -> np.ndarray:
+        """(grid, grid): how much label ``k``'s probability drops when each cell of the input is set to the
+        mean colour (0 after normalisation), one forward pass per cell, in batches."""
+        size = batch.shape[-1]
+        edges = np.linspace(0, size, grid + 1).round().astype(int)
+        masked = np.repeat(batch, grid * grid, axis=0)
+        for i in range(grid):
+            for j in range(grid):
+                masked[i * grid + j, :, edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = 0.0
+        probs = np.concatenate([self._session.run(["probabilities"], {self._input: self._encode(masked[s:s + DEFAULT_BATCH])})[0]
+                                for s in range(0, len(masked), DEFAULT_BATCH)])
+        return (prob - probs[:, k]).reshape(grid, grid).astype(np.float32)
 
     def _explain_face(self, image: Image.Image, label: str | None, top_k: int, name: str, neighbors: int,
                       **rule) -> tuple[Prediction, Explanation]:
@@ -173,8 +201,6 @@ class Model:
         from imgclf.runtime.inputs import iter_inputs
         from imgclf.runtime.loader import draft_side
 
-        if not self.explainable:
-            self.explain(Image.new("RGB", (1, 1)))  # raises the reason
         if label is not None and label not in self.labels:
             raise ImgclfError(f"--explain-label {label!r} is not one of the model's labels: {', '.join(self.labels)}")
         if neighbors:
@@ -183,7 +209,7 @@ class Model:
         with writing_to(out, "--explain"):
             out.mkdir(parents=True, exist_ok=True)
         pre = self.preprocessing
-        if pre.crop == "face_chip":
+        if pre.crop or self.explanation_method != "cam":  # finding the face, or occlusion's passes: one photo at a time
             yield from self._iter_explain_faces(paths, out, label, top_k, threshold, reject, neighbors)
             return
         names = self._outputs + ["cam"] + ([PHOTO_SIMILARITIES] if neighbors else [])
@@ -222,7 +248,7 @@ class Model:
                 yield _finished(item)
 
     def _iter_explain_faces(self, paths, out: Path, label, top_k, threshold, reject, neighbors) -> Iterator[Prediction]:
-        """:meth:`iter_explain` for a face model, one photo at a time (finding the face is most of the work)."""
+        """:meth:`iter_explain` for a model that looks at faces (``--backbone face``, ``--crop face``), one photo at a time."""
         from imgclf.runtime.images import decode, read_bytes, upright_size
         from imgclf.runtime.inputs import iter_inputs
         from imgclf.runtime.loader import draft_side

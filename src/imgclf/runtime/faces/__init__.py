@@ -192,11 +192,19 @@ def face_chip(img: Image.Image) -> Image.Image:
 
 def face_crop(img: Image.Image) -> Image.Image:
     """A square around the largest face, grown by ``CROP_MARGIN`` on every side (padded black past the edges)."""
-    photo, shape = largest_face(img)
+    return face_square(img)[0]
+
+
+def face_square(img: Image.Image) -> tuple[Image.Image, tuple[float, float, float]]:
+    """``(crop, (cx, cy, half))``: :func:`face_crop` and its square's centre and half side in ``img``'s pixels
+    (when the face was found in a turned copy, the centre is mapped back and the square is that copy's)."""
+    turn, photo, shape = _largest(img)
     box = shape.rect
     cx, cy = (box.left() + box.right()) / 2, (box.top() + box.bottom()) / 2
     half = max(box.width(), box.height()) * (0.5 + CROP_MARGIN)
-    return photo.crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
+    crop = photo.crop((round(cx - half), round(cy - half), round(cx + half), round(cy + half)))
+    ox, oy = _unturn(cx, cy, turn, img.size)
+    return crop, (ox, oy, half)
 
 
 def crop(img: Image.Image, mode: str) -> Image.Image:
