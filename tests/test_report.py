@@ -387,3 +387,22 @@ def test_every_mistake_shown_has_its_heatmap(trained_model, tmp_path):
     page = out.read_text()
     misses = page.count('<article class="miss"')
     assert misses >= 1 and page.count('<img class="heat"') == misses
+
+
+def test_retraining_on_the_same_photos_reuses_the_reports_heatmaps(tmp_path, cache_dir):
+    """The same photos give the same model: its report's overlays come from the cache, with no ONNX Runtime session."""
+    import subprocess
+    import sys
+
+    data = copy_photos(tmp_path / "d", per_label=6)
+    code = ("import sys, imgclf; imgclf.train(sys.argv[1], sys.argv[2], cache_dir=sys.argv[3]); "
+            "print('onnxruntime' in sys.modules)")
+    runs = [subprocess.run([sys.executable, "-c", code, str(data), str(tmp_path / "m"), str(tmp_path / "cache")],
+                           capture_output=True, text=True) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr
+    page = (tmp_path / "m" / "report.html").read_text()
+    if '<article class="miss"' not in page:
+        pytest.skip("this split made no mistake to draw")
+    assert runs[0].stdout.split()[-1] == "True" and runs[1].stdout.split()[-1] == "False"
+    assert page.count('<img class="heat"') == page.count('<article class="miss"')
+    assert len(list((tmp_path / "cache" / "heatmaps").iterdir())) == page.count('<article class="miss"')

@@ -211,7 +211,7 @@ def train(
     meta["rejection"] = rule.to_dict()
     pool = _reference_pool(y, tr, va, dataset.labels)
     neighbors = {"photos": [[_relative(p, dataset.root), dataset.labels[c]] for p, c in zip(paths[pool], y[pool])]}
-    _write_model(requested, model_dir, data_dir, write_onnx, reference, dataset.labels, meta, metrics, neighbors)
+    _write_model(requested, model_dir, data_dir, write_onnx, reference, dataset.labels, meta, metrics, neighbors, cache_root)
     return TrainResult(requested, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed)
 
 
@@ -386,12 +386,15 @@ def _apply_rule(split_metrics: dict | None, x: np.ndarray, reference: Reference,
     return {"split": split, "accepted": int((~rejected).sum()), "rejected": int(rejected.sum())}
 
 
-def _explainer(folder: Path, results: dict):
-    """The model just written to ``folder``, for the report's heatmaps of its mistakes (None when it made none)."""
+def _heatmaps(folder: Path, meta: dict, cache_root: Path):
+    """The report's heatmaps of the model just written to ``folder`` (None when it has no maps): the model is
+    loaded only if an overlay is not in the cache already (the same photos give the same model)."""
+    from imgclf.report.heatmaps import Heatmaps
     from imgclf.runtime.model import Model
 
-    wrong = any(p.get("predicted") != p.get("label") for p in results.get("photos") or [])
-    return Model.load(folder, threads=1) if wrong else None
+    if "cam" not in meta["onnx"]["outputs"]:
+        return None
+    return Heatmaps(lambda: Model.load(folder, threads=1), cache=cache_root / "heatmaps", key=meta["onnx"]["sha256"])
 
 
 def _relative(path, root) -> str:
@@ -403,7 +406,7 @@ def _relative(path, root) -> str:
 
 
 def _write_model(requested: Path, model_dir: Path, data_dir, write_onnx: Callable[[Path], None], reference: Reference,
-                 labels: list[str], meta: dict, metrics: dict, neighbors: dict) -> None:
+                 labels: list[str], meta: dict, metrics: dict, neighbors: dict, cache_root: Path) -> None:
     artifact.check_output(requested, data_dir)  # again: files may have appeared there while embedding
     with writing_to(requested, "the model to"), atomic_directory(model_dir) as tmp:
         write_onnx(tmp / MODEL_FILE)
@@ -415,5 +418,5 @@ def _write_model(requested: Path, model_dir: Path, data_dir, write_onnx: Callabl
         write_json_atomic(tmp / METRICS_FILE, metrics)
         (tmp / CARD_FILE).write_text(render_card(meta, metrics), encoding="utf-8")
         results = from_training(meta, metrics)
-        explainer = _explainer(tmp, results) if "cam" in meta["onnx"]["outputs"] else None
-        write_report(tmp / REPORT_FILE, results, title=f"imgclf model {requested.name}: training report", model=explainer)
+        write_report(tmp / REPORT_FILE, results, title=f"imgclf model {requested.name}: training report",
+                     heatmaps=_heatmaps(tmp, meta, cache_root))

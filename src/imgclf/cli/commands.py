@@ -217,11 +217,13 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
         render.line(f"results written to {json_out}")
     if report:
         from imgclf.report import from_evaluation, write_report
+        from imgclf.report.heatmaps import Heatmaps
 
         results = from_evaluation(result, model)
         results["info"]["command"] = _command_line()
         with writing_to(report, "--report"):
-            files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}", model=model,
+            files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}",
+                                 heatmaps=Heatmaps(model),
                                  plot_prefix=f"{report.stem}-")
         render.line(f"report written to {report} (plots: {', '.join(f.name for f in files[1:])})")
     return 0

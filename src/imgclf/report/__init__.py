@@ -23,13 +23,13 @@ def write_report(
     title: str | None = None,
     images: bool = True,
     plot_prefix: str = "",
-    model=None,
+    heatmaps=None,
 ) -> list[Path]:
     """Write the HTML report to ``path`` and its plots as SVG files beside it; return the files written.
 
-    ``images=False`` leaves the photo thumbnails out (plots are still embedded). With ``model``
-    (a :class:`~imgclf.runtime.model.Model` that can explain), each misclassified photo shown gets the
-    heatmap of its wrong prediction beside it.
+    ``images=False`` leaves the photo thumbnails out (plots are still embedded). With ``heatmaps``
+    (a :class:`~imgclf.report.heatmaps.Heatmaps`), each misclassified photo shown gets the heatmap of its
+    wrong prediction beside it.
     ``plot_prefix`` is put before each plot's file name (``PLOT_FILES``), so several reports can share a folder.
     """
     from imgclf import __version__
@@ -56,9 +56,7 @@ def write_report(
         target = path.parent / f"{plot_prefix}{PLOT_FILES[key]}"
         write_bytes_atomic(target, svg)
         written.append(target)
-    from imgclf.report.heatmaps import Heatmaps
-
-    heatmaps = Heatmaps(model) if images and model is not None else None
+    heatmaps = heatmaps if images and heatmaps else None
     page = html.render(results, title, figures, calib, Thumbnails(enabled=images), version=__version__, heatmaps=heatmaps)
     write_text_atomic(path, page)
     return [path, *written]
