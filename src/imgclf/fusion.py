@@ -19,16 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.head import LinearHead
-
-INPUT = "input"
-PROBABILITIES = "probabilities"
-EMBEDDING = "embedding"
-SIMILARITY = "similarity"
-#: Cosine similarity to every training photo of the reference (N, photos), in ``neighbors.json``'s order.
-PHOTO_SIMILARITIES = "photo_similarities"
-#: Class activation maps (N, classes, h, w): the head applied to every cell of the backbone's last
-#: feature map, scaled as the embedding is; a map's mean plus the label's bias is its logit.
-CAM = "cam"
+from imgclf.runtime.artifact import CAM, EMBEDDING, PHOTO_SIMILARITIES, PROBABILITIES, SIMILARITY
 _FLOAT, _INT64 = 1, 7  # TensorProto.DataType
 _ATTR_INT, _ATTR_INTS = 2, 7  # AttributeProto.AttributeType
 

@@ -24,10 +24,10 @@ def _stderr():
     return Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 
-def _stdout(**kwargs):
+def _stdout():
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False, **kwargs)
+    return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def _styled(text: str, style: str):

@@ -23,7 +23,7 @@ class Heatmaps:
     """
 
     def __init__(self, model, size: int = SIZE, cache: str | os.PathLike | None = None, key: str | None = None):
-        self._model, self._load = (None, model) if callable(model) and not hasattr(model, "explain") else (model, None)
+        self._model, self._load = (None, model) if callable(model) else (model, None)
         self.size = size
         self.cache = Path(cache) if cache is not None and key else None
         self.key = key

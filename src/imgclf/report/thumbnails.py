@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
 
 #: Longest side of an embedded thumbnail, in pixels.
 SIZE = 96
@@ -30,16 +29,7 @@ class Thumbnails:
 
 def thumbnail_uri(path: str, size: int = SIZE) -> str | None:
     """``data:image/jpeg;base64,…`` of an upright thumbnail of ``path`` (longest side ``size``), or None."""
-    from PIL import Image
+    from imgclf.runtime.images import thumbnail_jpeg
 
-    from imgclf.errors import ImageError
-    from imgclf.runtime.images import load_image
-
-    try:
-        img = load_image(path, max_side=size)
-        img.thumbnail((size, size), Image.Resampling.LANCZOS)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=QUALITY, optimize=True)
-    except (ImageError, OSError, ValueError):
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    jpeg = thumbnail_jpeg(path, size, QUALITY)
+    return None if jpeg is None else "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")

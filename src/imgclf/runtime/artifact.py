@@ -30,6 +30,16 @@ REPORT_FILE = "report.html"
 #: The training photos behind the ``photo_similarities`` output, in its order: ``{"photos": [[path, label], …]}``,
 #: paths relative to the data folder (``predict --neighbors``).
 NEIGHBORS_FILE = "neighbors.json"
+#: The fused ``model.onnx``'s input and outputs (:mod:`imgclf.fusion` writes them, :mod:`imgclf.runtime.model` reads them).
+INPUT = "input"
+PROBABILITIES = "probabilities"
+EMBEDDING = "embedding"
+#: The "unknown" rule's score (N).
+SIMILARITY = "similarity"
+#: Class activation maps (N, classes, h, w): a map's mean plus the label's bias is its logit.
+CAM = "cam"
+#: Cosine similarity to every training photo of the reference (N, photos), in ``neighbors.json``'s order.
+PHOTO_SIMILARITIES = "photo_similarities"
 #: SVG plots written beside a report (an evaluation report puts its own prefix before each name).
 PLOT_FILES = {
     "confusion": "confusion_matrix.svg",

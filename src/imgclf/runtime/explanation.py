@@ -3,11 +3,12 @@
 The head is linear on the spatial mean of the backbone's last feature map, so the map of a
 label — the head's weights applied to every cell, scaled as the embedding is — is exact:
 its mean plus the label's bias is the label's logit (``model.onnx`` answers it as ``cam``,
-:data:`imgclf.fusion.CAM`).
+:data:`imgclf.runtime.artifact.CAM`).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,10 +58,6 @@ class Explanation:
         points = tuple((x * sx, y * sy) for x, y in self.points)
         return Explanation(self.label, self.map, box, peak, tuple(size), self.kind, points)
 
-    def upsampled(self, width: int, height: int) -> np.ndarray:
-        """The map resized (bicubic) to ``width`` × ``height`` cells, e.g. the crop's pixels."""
-        return np.asarray(Image.fromarray(self.map.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BICUBIC))
-
     def overlay(self, photo: Image.Image) -> Image.Image:
         """``photo`` (RGB, at most :data:`OVERLAY_SIDE` px; the explained photo at any size) with the map in
         colour over the part the model saw, the rest dimmed, and the peak marked (Pillow operations only)."""
@@ -86,6 +83,12 @@ class Explanation:
         draw.ellipse((x - r, y - r, x + r, y + r), outline=(255, 255, 255), width=max(2, r // 2))
         return out
 
+
+    def png(self, photo: Image.Image) -> bytes:
+        """:meth:`overlay` as PNG bytes, marked as imgclf's own (:func:`is_heatmap`)."""
+        buf = io.BytesIO()
+        self.overlay(photo).save(buf, format="PNG", compress_level=1, pnginfo=heatmap_marker())
+        return buf.getvalue()
 
     def _face_overlay(self, img: Image.Image, scale: float) -> Image.Image:
         """The face the model read, boxed, and its landmarks dotted."""

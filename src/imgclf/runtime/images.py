@@ -278,6 +278,18 @@ _TRANSPOSE = {
 }
 
 
+def thumbnail_jpeg(path: str | os.PathLike, size: int, quality: int = 80) -> bytes | None:
+    """A JPEG of the upright photo at ``path`` at most ``size`` px on its longer side, or None if it cannot be read."""
+    try:
+        img = load_image(path, max_side=size)
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=quality, optimize=True)
+    except (ImageError, OSError, ValueError):
+        return None
+    return buf.getvalue()
+
+
 def upright_size(data: bytes) -> tuple[int, int] | None:
     """Width and height of the upright photo (after EXIF orientation) from its header alone; None if unreadable."""
     try:

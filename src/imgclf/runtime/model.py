@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from pathlib import Path
@@ -11,23 +10,23 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from imgclf.errors import ImageError, ImgclfError
 from imgclf.runtime import artifact
-from imgclf.runtime.artifact import CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, NEIGHBORS_FILE  # noqa: F401
+from imgclf.runtime.artifact import (  # noqa: F401 (the file names are re-exported)
+    CAM, CARD_FILE, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, NEIGHBORS_FILE, PHOTO_SIMILARITIES, PROBABILITIES, SIMILARITY,
+)
+from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
+from imgclf.runtime.encoders import encoder
+from imgclf.runtime.faces import NO_FACE, NoFaceError
+from imgclf.runtime.loader import pixel_loader, preprocess_image
+from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
+from imgclf.runtime.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     from imgclf.runtime.explanation import Explanation
 
 #: Cells per side of the grid occlusion sensitivity greys out (models whose graph has no maps).
 OCCLUSION_GRID = 7
-#: The fused graph's output of cosine similarities to the training photos (``imgclf.fusion.PHOTO_SIMILARITIES``).
-PHOTO_SIMILARITIES = "photo_similarities"
-from imgclf.errors import ImageError, ImgclfError
-from imgclf.runtime.faces import NO_FACE, NoFaceError
-from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
-from imgclf.runtime.loader import pixel_loader, preprocess_image
-from imgclf.runtime.encoders import encoder
-from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
-from imgclf.runtime.preprocessing import Preprocessing
 
 
 def failed(path: str, error: ImageError) -> Prediction:
@@ -49,11 +48,11 @@ class Model:
         self._session = session
         self._input = session.get_inputs()[0].name
         outputs = {o.name for o in session.get_outputs()}
-        self._outputs = ["probabilities"] + (["similarity"] if "similarity" in outputs else [])
+        self._outputs = [PROBABILITIES] + ([SIMILARITY] if SIMILARITY in outputs else [])
         #: How :meth:`explain` answers: ``"cam"`` (exact class activation maps from the graph), ``"face"`` (a face
         #: model: the face it read), or ``"occlusion"`` (a graph without maps, e.g. fine-tuned or quantised: how much
         #: the label's probability drops when each cell of the photo is greyed out, one pass per cell).
-        self.explanation_method = ("face" if self.preprocessing.crop == "face_chip" else "cam" if "cam" in outputs else "occlusion")
+        self.explanation_method = ("face" if self.preprocessing.crop == "face_chip" else "cam" if CAM in outputs else "occlusion")
         #: Whether :meth:`explain` answers in the cost of about one prediction (not occlusion's many passes).
         self.explainable = self.explanation_method in ("cam", "face")
         self._has_photo_similarities = PHOTO_SIMILARITIES in outputs
@@ -88,7 +87,7 @@ class Model:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed batch (N, 3, S, S)."""
-        return self._session.run(["probabilities"], {self._input: self._encode(batch)})[0]
+        return self._session.run([PROBABILITIES], {self._input: self._encode(batch)})[0]
 
     def scores(self, batch: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N, classes + 1): the class probabilities, then the similarity (NaN if the model has none).
@@ -114,10 +113,31 @@ class Model:
         if not neighbors:
             return self.prediction(name, self.scores(batch)[0], top_k, **rule)
         self._check_neighbors()
-        out = self._session.run(self._outputs + [PHOTO_SIMILARITIES], {self._input: self._encode(batch)})
-        pred = self.prediction(name, np.concatenate([out[0][0], out[1][:1] if len(out) == 3 else [np.nan]]), top_k, **rule)
-        pred.neighbors = self.nearest(out[-1][0], neighbors)
+        return self._answer(name, self._run(batch, self._outputs + [PHOTO_SIMILARITIES]), 0, top_k, neighbors, **rule)
+
+    def _run(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """The graph's outputs ``names`` for a preprocessed batch, by name."""
+        return dict(zip(names, self._session.run(names, {self._input: self._encode(batch)})))
+
+    def _answer(self, name: str, out: dict[str, np.ndarray], row: int | None, top_k: int, neighbors: int, **rule) -> Prediction:
+        """The :class:`Prediction` of row ``row`` of :meth:`_run`'s outputs (``None``: they are one row already),
+        with its ``neighbors`` nearest training photos when asked for."""
+        def pick(a: np.ndarray) -> np.ndarray:
+            return a if row is None else a[row]
+
+        sim = pick(out[SIMILARITY]) if SIMILARITY in out else np.nan
+        pred = self.prediction(name, np.append(pick(out[PROBABILITIES]), sim), top_k, **rule)
+        if neighbors and pred.status != ERROR:
+            pred.neighbors = self.nearest(pick(out[PHOTO_SIMILARITIES]), neighbors)
         return pred
+
+    def _label_index(self, label: str | None, probabilities: np.ndarray | None = None) -> int | None:
+        """The index of ``label`` (refused unless the model knows it), else of the best guess in ``probabilities``."""
+        if label is not None and label not in self.labels:
+            raise ImgclfError(f"--explain-label {label!r} is not one of the model's labels: {', '.join(self.labels)}")
+        if label is not None:
+            return self.labels.index(label)
+        return None if probabilities is None else int(np.argmax(probabilities))
 
     def explain(self, image: Image.Image, label: str | None = None, top_k: int = 3, name: str = "<image>",
                 neighbors: int = 0, **rule) -> tuple[Prediction, Explanation]:
@@ -125,8 +145,7 @@ class Model:
         (default: the best guess) placed on the photo (see :mod:`imgclf.runtime.explanation`)."""
         from imgclf.runtime.explanation import crop_box, explain_map
 
-        if label is not None and label not in self.labels:
-            raise ImgclfError(f"--explain-label {label!r} is not one of the model's labels: {', '.join(self.labels)}")
+        self._label_index(label)
         pre = self.preprocessing
         if neighbors:
             self._check_neighbors()
@@ -138,22 +157,18 @@ class Model:
 
             seen, (cx, cy, half) = face_square(image)
         batch = pre.batch([pre.pixels(seen)])
-        maps = ["cam"] if self.explanation_method == "cam" else []
-        names = self._outputs + maps + ([PHOTO_SIMILARITIES] if neighbors else [])
-        out = dict(zip(names, self._session.run(names, {self._input: self._encode(batch)})))
-        sim = out["similarity"] if "similarity" in out else np.full(1, np.nan, np.float32)
-        pred = self.prediction(name, np.concatenate([out["probabilities"][0], sim]), top_k, **rule)
-        if neighbors:
-            pred.neighbors = self.nearest(out[PHOTO_SIMILARITIES][0], neighbors)
-        k = self.labels.index(label) if label is not None else int(np.argmax(out["probabilities"][0]))
+        maps = [CAM] if self.explanation_method == "cam" else []
+        out = self._run(batch, self._outputs + maps + ([PHOTO_SIMILARITIES] if neighbors else []))
+        pred = self._answer(name, out, 0, top_k, neighbors, **rule)
+        k = self._label_index(label, out[PROBABILITIES][0])
         if pre.crop == "face":
             kept = half * pre.input_size / pre.resize_to  # the centre crop of the square
             box = (cx - kept, cy - kept, cx + kept, cy + kept)
         else:
             box = crop_box(image.width, image.height, pre.resize_to, pre.input_size)
         if maps:
-            return pred, explain_map(self.labels[k], out["cam"][0, k], box, image.size)
-        occluded = self._occlusion(batch, k, float(out["probabilities"][0, k]))
+            return pred, explain_map(self.labels[k], out[CAM][0, k], box, image.size)
+        occluded = self._occlusion(batch, k, float(out[PROBABILITIES][0, k]))
         return pred, explain_map(self.labels[k], occluded, box, image.size, kind="occlusion")
 
     def _occlusion(self, batch: np.ndarray, k: int, prob: float, grid: int = OCCLUSION_GRID) -> np.ndarray:
@@ -165,8 +180,7 @@ class Model:
         for i in range(grid):
             for j in range(grid):
                 masked[i * grid + j, :, edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = 0.0
-        probs = np.concatenate([self._session.run(["probabilities"], {self._input: self._encode(masked[s:s + DEFAULT_BATCH])})[0]
-                                for s in range(0, len(masked), DEFAULT_BATCH)])
+        probs = np.concatenate([self.probabilities(masked[s:s + DEFAULT_BATCH]) for s in range(0, len(masked), DEFAULT_BATCH)])
         return (prob - probs[:, k]).reshape(grid, grid).astype(np.float32)
 
     def _explain_face(self, image: Image.Image, label: str | None, top_k: int, name: str, neighbors: int,
@@ -177,14 +191,9 @@ class Model:
 
         chip, box, points = outlined_chip(image)
         batch = self.preprocessing.batch([self.preprocessing.pixels(chip)])
-        names = self._outputs + ([PHOTO_SIMILARITIES] if neighbors else [])
-        out = dict(zip(names, self._session.run(names, {self._input: self._encode(batch)})))
-        sim = out["similarity"] if "similarity" in out else np.full(1, np.nan, np.float32)
-        pred = self.prediction(name, np.concatenate([out["probabilities"][0], sim]), top_k, **rule)
-        if neighbors:
-            pred.neighbors = self.nearest(out[PHOTO_SIMILARITIES][0], neighbors)
-        shown = label if label is not None else self.labels[int(np.argmax(out["probabilities"][0]))]
-        return pred, face_explanation(shown, box, points, image.size)
+        out = self._run(batch, self._outputs + ([PHOTO_SIMILARITIES] if neighbors else []))
+        pred = self._answer(name, out, 0, top_k, neighbors, **rule)
+        return pred, face_explanation(self.labels[self._label_index(label, out[PROBABILITIES][0])], box, points, image.size)
 
     def iter_explain(
         self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, label: str | None = None, top_k: int = 3,
@@ -201,8 +210,7 @@ class Model:
         from imgclf.runtime.inputs import iter_inputs
         from imgclf.runtime.loader import draft_side
 
-        if label is not None and label not in self.labels:
-            raise ImgclfError(f"--explain-label {label!r} is not one of the model's labels: {', '.join(self.labels)}")
+        self._label_index(label)
         if neighbors:
             self._check_neighbors()
         out = Path(out_dir)
@@ -210,9 +218,9 @@ class Model:
             out.mkdir(parents=True, exist_ok=True)
         pre = self.preprocessing
         if pre.crop or self.explanation_method != "cam":  # finding the face, or occlusion's passes: one photo at a time
-            yield from self._iter_explain_faces(paths, out, label, top_k, threshold, reject, neighbors)
+            yield from self._iter_explain_each(paths, out, label, top_k, threshold, reject, neighbors)
             return
-        names = self._outputs + ["cam"] + ([PHOTO_SIMILARITIES] if neighbors else [])
+        names = self._outputs + [CAM] + ([PHOTO_SIMILARITIES] if neighbors else [])
         photos: dict[str, tuple[Image.Image, tuple[int, int]]] = {}
 
         def load(path: Path) -> np.ndarray:
@@ -232,13 +240,10 @@ class Model:
                     pending.append(failed(str(path), result))
                     continue
                 got = dict(zip(names, result))
-                sim = got["similarity"][None] if "similarity" in got else np.full(1, np.nan, np.float32)
-                pred = self.prediction(str(path), np.concatenate([got["probabilities"], sim]), top_k, threshold, reject)
-                if neighbors and pred.status != ERROR:
-                    pred.neighbors = self.nearest(got[PHOTO_SIMILARITIES], neighbors)
+                pred = self._answer(str(path), got, None, top_k, neighbors, threshold=threshold, reject=reject)
                 photo, size = photos.pop(str(path))
-                k = self.labels.index(label) if label is not None else int(np.argmax(got["probabilities"]))
-                explanation = explain_map(self.labels[k], got["cam"][k], crop_box(*size, pre.resize_to, pre.input_size), size)
+                k = self._label_index(label, got[PROBABILITIES])
+                explanation = explain_map(self.labels[k], got[CAM][k], crop_box(*size, pre.resize_to, pre.input_size), size)
                 target = _free_target(out, Path(path).stem, taken)
                 pred.explanation = {"heatmap": str(target), **explanation.to_dict()}
                 pending.append((pred, drawing.submit(_write_overlay, explanation, photo, target)))
@@ -247,8 +252,9 @@ class Model:
             for item in pending:
                 yield _finished(item)
 
-    def _iter_explain_faces(self, paths, out: Path, label, top_k, threshold, reject, neighbors) -> Iterator[Prediction]:
-        """:meth:`iter_explain` for a model that looks at faces (``--backbone face``, ``--crop face``), one photo at a time."""
+    def _iter_explain_each(self, paths, out: Path, label, top_k, threshold, reject, neighbors) -> Iterator[Prediction]:
+        """:meth:`iter_explain` one photo at a time, through :meth:`explain`: for models that look at faces
+        (finding the face is most of the work) and for occlusion (many passes per photo)."""
         from imgclf.runtime.images import decode, read_bytes, upright_size
         from imgclf.runtime.inputs import iter_inputs
         from imgclf.runtime.loader import draft_side
@@ -293,9 +299,10 @@ class Model:
             if not neighbors:
                 return [self.scores(batch, tta)]
             if tta:
-                return [self.scores(batch, tta), self._session.run([PHOTO_SIMILARITIES], {self._input: self._encode(batch)})[0]]
-            out = self._session.run(self._outputs + [PHOTO_SIMILARITIES], {self._input: self._encode(batch)})
-            return [np.concatenate([out[0], out[1][:, None]], axis=1), out[2]]
+                return [self.scores(batch, tta), self._run(batch, [PHOTO_SIMILARITIES])[PHOTO_SIMILARITIES]]
+            out = self._run(batch, self._outputs + [PHOTO_SIMILARITIES])
+            sim = out[SIMILARITY] if SIMILARITY in out else np.full(len(batch), np.nan, np.float32)
+            return [np.concatenate([out[PROBABILITIES], sim[:, None]], axis=1), out[PHOTO_SIMILARITIES]]
 
         files = iter_inputs(paths)
         pre = self.preprocessing
@@ -346,12 +353,10 @@ class Model:
 
 def _write_overlay(explanation: "Explanation", photo: Image.Image, target: Path) -> None:
     from imgclf.files import write_bytes_atomic, writing_to
-    from imgclf.runtime.explanation import heatmap_marker
 
-    buf = io.BytesIO()
-    explanation.overlay(photo).save(buf, format="PNG", compress_level=1, pnginfo=heatmap_marker())
+    data = explanation.png(photo)
     with writing_to(target, "--explain"):
-        write_bytes_atomic(target, buf.getvalue(), durable=False)
+        write_bytes_atomic(target, data, durable=False)
 
 
 def _finished(item) -> Prediction:
@@ -366,9 +371,9 @@ def _finished(item) -> Prediction:
 def _free_target(out: Path, stem: str, taken: set[str]) -> Path:
     """``out/stem.heatmap.png``, or ``stem-2``, ``stem-3``, … when this run took the name already or a
     file there is not an imgclf heatmap (never overwritten)."""
-    name, n = stem, 1
     from imgclf.runtime.explanation import is_heatmap
 
+    name, n = stem, 1
     while name in taken or ((out / f"{name}.heatmap.png").exists() and not is_heatmap(out / f"{name}.heatmap.png")):
         n += 1
         name = f"{stem}-{n}"

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from fastapi import Request
-from PIL import Image, ImageOps
 from starlette.datastructures import UploadFile
 
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.runtime.faces import NoFaceError
-from imgclf.runtime.images import decode, openable_formats
+from imgclf.runtime.images import decode, thumbnail_jpeg, upright_size
 from imgclf.runtime.model import Model, failed
 from imgclf.runtime.batching import safe_load
 from imgclf.runtime.loader import load_pixels
@@ -55,7 +53,7 @@ class Service:
             self._pool = None
 
     def _check_size(self, data: bytes) -> None:
-        size = _peek_size(data)
+        size = upright_size(data)
         if size and size[0] * size[1] > self.max_pixels:
             raise ImageError(
                 f"image too large ({size[0]}x{size[1]} pixels, this server's limit is {self.max_pixels:,}): "
@@ -73,9 +71,7 @@ class Service:
         if not explain:
             return self.model.predict_image(photo, top_k, name, neighbors).to_row()
         pred, explanation = self.model.explain(photo, None, top_k, name, neighbors)
-        buf = io.BytesIO()
-        explanation.overlay(photo).save(buf, format="PNG", compress_level=1)
-        pred.explanation = {"heatmap": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
+        pred.explanation = {"heatmap": "data:image/png;base64," + base64.b64encode(explanation.png(photo)).decode("ascii"),
                             **explanation.to_dict()}
         return pred.to_row()
 
@@ -105,15 +101,7 @@ class Service:
         target = (base / path).resolve()
         if not target.is_relative_to(base) or not target.is_file():
             return None
-        try:
-            with Image.open(target) as img:
-                img = ImageOps.exif_transpose(img).convert("RGB")
-                img.thumbnail((side, side))
-                buf = io.BytesIO()
-                img.save(buf, format="JPEG", quality=85)
-                return buf.getvalue()
-        except Exception:
-            return None
+        return thumbnail_jpeg(target, side, quality=85)
 
     def busy(self, n: int) -> bool:
         """Whether ``n`` more images would go over ``max_in_flight``."""
@@ -165,10 +153,3 @@ class Service:
         return out
 
 
-def _peek_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height from the header alone (None if Pillow cannot tell; decode says why)."""
-    try:  # (no warnings.catch_warnings here: it is process-wide and decoding runs in threads)
-        with Image.open(io.BytesIO(data), formats=openable_formats()) as img:
-            return img.size
-    except Exception:
-        return None
