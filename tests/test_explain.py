@@ -63,9 +63,26 @@ def test_the_peak_falls_on_a_pasted_photo_more_often_than_the_centre(model):
     photos = [(p, p.parent.name) for p in sorted(UNSEEN.rglob("*.jpg"))]
     cases = bench.cases(model, photos, seed=0) + bench.cases(model, photos, seed=1)
     result = bench.measure(model, cases)
-    hits = np.mean([rate for rate, _, _ in result.values()])
-    centre = np.mean([c for _, c, _ in result.values()])
-    assert hits >= 0.5 and hits >= centre + 0.15, result
+    hits = np.mean([rate for rate, _, _, _ in result.values()])
+    centre = np.mean([c for _, c, _, _ in result.values()])
+    off_centre = np.mean([off for _, _, off, _ in result.values()])
+    assert hits >= 0.6 and hits >= centre + 0.25 and off_centre >= 0.5, result
+
+
+def test_the_peak_is_read_between_cells_where_the_heat_is_shared():
+    from imgclf.runtime.explanation import explain_map, peak_cell
+
+    one = np.zeros((7, 7), np.float32)
+    one[2, 4] = 1.0
+    assert peak_cell(one) == (2.0, 4.0)
+    shared = one.copy()
+    shared[2, 5] = 1.0  # an object across two cells: its peak lies on their border
+    assert peak_cell(shared) == (2.0, 4.5)
+    far = one.copy()
+    far[6, 0] = 0.9  # heat beyond the reach of the hottest cell does not pull it
+    assert peak_cell(far) == (2.0, 4.0)
+    e = explain_map("daisy", shared, (0, 0, 700, 700))
+    assert e.peak == (500, 250)
 
 
 def test_predict_explain_writes_heatmaps_and_never_overwrites_a_file(trained_model, tmp_path):

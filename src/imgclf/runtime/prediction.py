@@ -23,7 +23,7 @@ the same keys:
     their embeddings), paths relative to the training data folder;
 ``explanation`` (only when asked for: ``predict --explain DIR``)
     ``{"heatmap": PNG path, "peak": [x, y], "label", "box": [left, top, right, bottom]}``: where
-    the model looked for ``label``, ``peak`` the hottest point in the photo's pixels.
+    the model looked for ``label``, ``peak`` where its map peaks, in the photo's pixels.
 
 In CSV, ``top_k`` becomes ``top1_label, top1_confidence, …`` (:func:`csv_header`, :func:`csv_row`).
 """
