@@ -41,10 +41,11 @@ PIPELINE_VERSION = 3
 
 
 class EmbeddingCache:
-    """Embeddings of one backbone, keyed by image content hash (and view name)."""
+    """Embeddings of one backbone, keyed by image content hash (and view name); ``kind`` names another
+    family of per-photo vectors kept the same way (``"fingerprints"``: :mod:`imgclf.check.fingerprints`)."""
 
-    def __init__(self, root: str | os.PathLike, backbone_id: str):
-        self.dir = Path(root) / "embeddings" / f"{backbone_id}-p{PIPELINE_VERSION}"
+    def __init__(self, root: str | os.PathLike, backbone_id: str, kind: str = "embeddings"):
+        self.dir = Path(root) / kind / f"{backbone_id}-p{PIPELINE_VERSION}"
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.emb"

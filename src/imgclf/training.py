@@ -20,6 +20,8 @@ import numpy as np
 from imgclf import __version__
 from imgclf.backbones import DEFAULT_BACKBONE, FACE, Backbone, require_torch, resolve
 from imgclf.cache import EmbeddingCache, default_cache_dir
+from imgclf.check import CheckResult, run_checks
+from imgclf.check.labels import imbalance
 from imgclf.datasets import SPLITS, Dataset, ensure_training_photos, normalisation_warnings, scan_labelled
 from imgclf.runtime.inputs import Skipped
 from imgclf.duplicates import find_duplicates
@@ -56,6 +58,8 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     n_computed: int = 0
+    #: What :func:`imgclf.check.run_checks` found in the photos (the full list is also in ``metrics["check"]``).
+    check: CheckResult | None = None
 
     @property
     def val_accuracy(self) -> float | None:
@@ -134,6 +138,7 @@ def train(
     label_of = {str(p.path): p.label for p in dataset.photos}
     _check_counts(counts, {lab: [s.reason for s in skipped + dups.duplicates if label_of.get(s.path) == lab] for lab in counts})
     warnings = dups.warnings() + moved + _imbalance_warnings(counts) + normalisation_warnings(dataset.labels)
+    findings = run_checks(dataset, emb, bb.preprocessing.input_size, cache_root, seed, bb.id)
 
     index = {lab: i for i, lab in enumerate(dataset.labels)}
     y = np.array([index[p.label] for p in photos], dtype=np.int64)
@@ -193,6 +198,7 @@ def train(
         "duplicates": [s.to_dict() for s in dups.duplicates],
         "leakage": [s.to_dict() for s in dups.leaks],
         "warnings": warnings,
+        "check": findings.to_dict(),
         "head": {"type": "softmax-linear", "C": head.C, "class_weight": "balanced", "seed": seed, "augment_views": list(views_for(augment))},
         "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) + len(emb.errors) - emb.n_computed},
     }
@@ -212,7 +218,8 @@ def train(
     pool = _reference_pool(y, tr, va, dataset.labels)
     neighbors = {"photos": [[_relative(p, dataset.root), dataset.labels[c]] for p, c in zip(paths[pool], y[pool])]}
     _write_model(requested, model_dir, data_dir, write_onnx, reference, dataset.labels, meta, metrics, neighbors, cache_root)
-    return TrainResult(requested, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed)
+    return TrainResult(requested, dataset.labels, counts, metrics, skipped, warnings, time.perf_counter() - start, emb.n_computed,
+                       findings)
 
 
 def _merge_negatives(dataset: Dataset) -> Dataset:
@@ -256,12 +263,11 @@ def _reason_kind(reason: str) -> str:
 
 def _imbalance_warnings(counts: dict[str, dict[str, int]]) -> list[str]:
     train = {lab: c["train"] for lab, c in counts.items()}
-    lo, hi = min(train.values()), max(train.values())
-    if lo and hi / lo >= 3:
-        small = min(train, key=train.get)
-        big = max(train, key=train.get)
-        return [f"class imbalance: {big} has {hi} training photos, {small} only {lo}; balanced class weights compensate"]
-    return []
+    found = imbalance(train)
+    if found is None:
+        return []
+    big, small, _ = found
+    return [f"class imbalance: {big} has {train[big]} training photos, {small} only {train[small]}; balanced class weights compensate"]
 
 
 def _split_metrics(probs: np.ndarray, y: np.ndarray, paths, labels: list[str], detail: bool = True) -> dict | None:

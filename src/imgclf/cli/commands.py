@@ -230,6 +230,60 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
 
 
 @app.command()
+@click.argument("data_dir", type=PATH)
+@click.option("--json", "json_out", type=PATH, help="Write every finding as JSON to this file.")
+@click.option("--report", type=PATH, help="Write an HTML page of the findings, with the photos side by side.")
+@click.option("--fix-plan", type=PATH, help="Write the findings as a CSV table to edit (path, kind, suggested action).")
+@click.option("--backbone", default="efficientnet_lite0", show_default=True, help=BACKBONE_HELP)
+@click.option("--weights", type=PATH, help="Backbone weights: safetensors or a PyTorch state dict.")
+@click.option("--crop", help=CROP_HELP)
+@click.option("--cache-dir", type=PATH, help="Where embeddings are cached (the same cache as train's).")
+@click.option("--quantize", is_flag=True, help="The int8 backbone, as train --quantize uses.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="As in train: the split photos would fall in.")
+@click.option("--test-fraction", type=float, default=0.1, show_default=True, help="As in train: the split photos would fall in.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_dir, quantize, val_fraction, test_fraction, quiet) -> int:
+    """Find what is wrong with a folder of labelled photos: copies, likely label mistakes, outliers, blurred or tiny photos."""
+    from imgclf.check import check as run_check
+    from imgclf.cli import render
+    from imgclf.files import write_json_atomic, write_text_atomic, writing_to
+    from imgclf.runtime.artifact import check_not_artefact
+
+    outputs = ((json_out, "--json"), (report, "--report"), (fix_plan, "--fix-plan"))
+    for path, option in outputs:
+        if path is not None:
+            check_not_artefact(path, option)
+            if _inside(path, data_dir):
+                raise ImgclfError(f"{option} {path} is inside the data folder: write it elsewhere (it would be checked as a photo next time)")
+    with render.ProgressBar("embedding photos", disabled=quiet) as bar:
+        result = run_check(data_dir, backbone=backbone, weights=weights, cache_dir=cache_dir, crop=crop, quantize=quantize,
+                           val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update, log=None if quiet else bar.log)
+    render.check_summary(result, str(data_dir))
+    if json_out:
+        with writing_to(json_out, "--json"):
+            write_json_atomic(json_out, result.to_dict())
+        render.line(f"findings written to {json_out}")
+    if fix_plan:
+        with writing_to(fix_plan, "--fix-plan"):
+            write_text_atomic(fix_plan, result.fix_plan_csv())
+        render.line(f"fix plan written to {fix_plan} (imgclf changes nothing: edit it and act on it yourself)")
+    if report:
+        from imgclf.report.findings import write_check_report
+
+        with writing_to(report, "--report"):
+            write_check_report(report, result.to_dict(), title=f"imgclf check: {Path(data_dir).resolve().name}")
+        render.line(f"report written to {report}")
+    return 0
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return Path(path).resolve().is_relative_to(Path(folder).resolve())
+    except OSError:
+        return False
+
+
+@app.command()
 @click.argument("model_dir", type=PATH)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")

@@ -218,6 +218,9 @@ def train_summary(result) -> None:
             out.print(f"  {kind[:-1] if kind == 'duplicates' else 'leakage'}: {d['path']}: {d['reason']}")
     for w in result.warnings:
         out.print(f"warning: {w}")
+    found = [line for line in (result.check.summary() if result.check else []) if not line.split(" ", 2)[1].startswith("unreadable")]
+    if found:
+        out.print(f"photos to check: {', '.join(found)} (see the report, or imgclf check DATA --report FILE.html)")
 
     def acc(split: str) -> str:
         s = m.get(split)
@@ -241,6 +244,35 @@ def train_summary(result) -> None:
                   f"(95 % interval {100 * lo:.0f}–{100 * hi:.0f} %; calibrated on {rule['n']} out-of-fold scores)")
     out.print(f"model written to {result.model_dir} in {result.seconds:.1f} s")
     out.print(f"report: {result.model_dir / REPORT_FILE}")
+
+
+# --- check ------------------------------------------------------------------------------------------
+
+#: Findings printed by ``imgclf check``; the rest are in --json, --fix-plan and --report.
+CHECK_LINES = 30
+
+
+def check_summary(result, folder: str) -> None:
+    """What ``imgclf check`` found: counts per kind, then one row per finding (kind, photo, reason wrapped to the
+    terminal's width, as the predictions table is)."""
+    import textwrap
+
+    columns = os.environ.get("COLUMNS", "")
+    total = int(columns) if columns.isdigit() else min(TABLE_WIDTH, _terminal_width())
+    head = f"checked {result.photos} photos under {len(result.labels)} labels in {result.seconds:.1f} s: "
+    out = textwrap.wrap(head + ("; ".join(result.summary()) if result.findings else "no problems found"), total)
+    if result.findings:
+        out.append("")
+    width = max((len(f.kind) for f in result.findings[:CHECK_LINES]), default=0)
+    for f in result.findings[:CHECK_LINES]:
+        what = shown_path(f.path, [folder]) if f.path else " / ".join(f.labels or [f.label or ""])
+        reason = f.reason.replace(folder.rstrip("/" + os.sep) + os.sep, "")
+        indent = " " * (width + len(GAP))
+        out.append(f.kind.ljust(width) + GAP + _shortened(_printable(what), total - len(indent)))
+        out += textwrap.wrap(_printable(reason), total, initial_indent=indent, subsequent_indent=indent)
+    if len(result.findings) > CHECK_LINES:
+        out.append(f"… and {len(result.findings) - CHECK_LINES} more: --json, --fix-plan or --report lists them all")
+    sys.stdout.write("\n".join(out) + "\n")
 
 
 # --- evaluate ---------------------------------------------------------------------------------------

@@ -82,6 +82,10 @@ def render(results: dict, title: str, figures: dict, calibration: dict | None, t
                      'confusion matrix or calibration to show. Add photos (or a <code>test/</code> folder) '
                      'and train again.</p></section>')
     parts.append(_data(results))
+    if results.get("check"):
+        from imgclf.report.findings import findings_section
+
+        parts.append(findings_section(results["check"], thumbs))
     parts.append(_footer(results, version))
     return "\n".join(parts) + "\n</main>\n" + _SCRIPT + "\n</body>\n</html>\n"
 
@@ -478,6 +482,15 @@ tr.total td{font-weight:600}
 ul.warnings{margin:0;padding-left:20px}
 footer{color:var(--mut);font-size:13px;margin-top:8px}
 @media print{nav{position:static}section{break-inside:avoid-page}}
+.finding{display:flex;gap:12px;align-items:flex-start;border:1px solid var(--bd);border-radius:8px;padding:10px;margin:0 0 10px;background:#fff}
+.finding .pics{display:flex;gap:6px;flex:0 0 auto}
+.finding figure{margin:0;text-align:center;font-size:11px;color:var(--mut)}
+.finding figure img{height:96px;width:auto;border-radius:4px;display:block}
+.finding .what{min-width:0}
+.finding .path{font:12px ui-monospace,monospace;word-break:break-all}
+.finding .act{color:var(--green)}
+.finding.tag-leak{border-color:#f59e0b}.finding.tag-conflict{border-color:var(--red)}
+.tag{font-size:11px;border-radius:4px;padding:1px 5px;margin-left:6px;background:#fef3c7}
 """
 
 _SCRIPT = """<script>

@@ -64,6 +64,7 @@ def from_training(meta: dict, metrics: dict) -> dict:
         "leakage": metrics.get("leakage") or [],
         "warnings": metrics.get("warnings") or [],
         "unknown_labels": [],
+        "check": metrics.get("check"),
     }
     if m.get("rejection") or metrics.get("rejection"):
         out["rejection"] = m.get("rejection") or metrics.get("rejection")

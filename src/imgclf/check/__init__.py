@@ -1,0 +1,131 @@
+"""``imgclf check``: what is wrong with the photos, before a model trained on them is trusted.
+
+:func:`check` scans a data folder as ``train`` does, embeds it through the same cache (a folder
+already trained on is checked without running the network) and runs every check on the result;
+``train`` runs the same checks (:func:`run_checks`) on the embeddings it computed. The stages,
+each a module: :mod:`~imgclf.check.fingerprints` (size, contrast, sharpness, perceptual hash),
+:mod:`~imgclf.check.copies`, :mod:`~imgclf.check.labels`, :mod:`~imgclf.check.outliers`,
+:mod:`~imgclf.check.quality`; what they report: :mod:`~imgclf.check.findings`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from imgclf.check.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding
+
+__all__ = ["check", "run_checks", "CheckResult", "Finding", "KINDS", "FIX_PLAN_COLUMNS"]
+
+#: Bumped whenever a check or a threshold changes, so cached results of older checks are not reused.
+CHECKS_VERSION = 4
+
+
+def check(
+    data_dir: str | os.PathLike,
+    backbone: str | None = None,
+    weights: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    crop: str | None = None,
+    quantize: bool = False,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    progress: Callable[..., None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> CheckResult:
+    """Check the photos of ``data_dir`` (laid out as for ``train``) with the same backbone, crop and cache
+    options as ``train``. Nothing in ``data_dir`` is changed."""
+    from imgclf.backbones import DEFAULT_BACKBONE, resolve
+    from imgclf.cache import EmbeddingCache, default_cache_dir
+    from imgclf.datasets import scan_labelled
+    from imgclf.embedding import embed_files
+
+    start = time.perf_counter()
+    dataset = scan_labelled(data_dir, val_fraction, test_fraction)
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    calibration = [p.path for p in dataset.photos if p.split == "train"] if quantize else None
+    bb = resolve(backbone or DEFAULT_BACKBONE, weights, cache_root, log=log, quantize=quantize, calibration=calibration, crop=crop)
+    emb = embed_files([p.path for p in dataset.photos], bb, EmbeddingCache(cache_root, bb.id), progress)
+    result = run_checks(dataset, emb, bb.preprocessing.input_size, cache_root, seed, bb.id)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int = 0, backbone_id: str = "") -> CheckResult:
+    """Every check on a scanned ``dataset`` (:class:`imgclf.datasets.Dataset`) and its embeddings
+    (:class:`imgclf.embedding.Embeddings`); the result is cached by what it depends on."""
+    from imgclf.check.copies import copies
+    from imgclf.check.data import CheckData
+    from imgclf.check.fingerprints import fingerprints
+    from imgclf.check.labels import label_findings
+    from imgclf.check.outliers import Typicality, outliers
+    from imgclf.check.quality import quality
+    from imgclf.head import l2_normalize
+
+    start = time.perf_counter()
+    by_path = {p.path: p for p in dataset.photos}
+    photos = [by_path[p] for p in emb.paths]
+    paths = [str(p.path) for p in photos]
+    key = _key(paths, emb.hashes, [p.label for p in photos], [p.split for p in photos], input_size, seed, backbone_id)
+    found = _cached(cache_root, key)
+    if found is None:
+        data = CheckData(paths, np.array([p.label for p in photos], dtype=object), np.array([p.split for p in photos], dtype=object),
+                         list(emb.hashes), l2_normalize(emb.vectors), fingerprints(emb.paths, emb.hashes, cache_root), list(dataset.labels))
+        labels = label_findings(data, seed)
+        unlike, instead = outliers(data, Typicality(data), {f.path: f for f in labels if f.kind == "label_error"})
+        found = copies(data) + [f for f in labels if f.path not in instead] + unlike + quality(data, input_size)
+        _store(cache_root, key, found)
+    unreadable = [Finding("unreadable", s.path, s.reason, 1.0, "open it: re-save it as JPEG or PNG, or remove it")
+                  for s in dataset.skipped] + [
+                  Finding("unreadable", str(p), reason, 1.0, "open it: re-save it as JPEG or PNG, or remove it", label=by_path[p].label)
+                  for p, reason in sorted(emb.errors.items())]
+    rank = {kind: i for i, kind in enumerate(KINDS)}
+    findings = sorted(unreadable + found, key=lambda f: rank[f.kind])  # stable: each check's own order within a kind
+    return CheckResult(str(dataset.root), len(dataset.photos), list(dataset.labels), findings, thresholds(input_size),
+                       time.perf_counter() - start)
+
+
+def thresholds(input_size: int) -> dict:
+    """The thresholds the checks apply, as the JSON reports them."""
+    from imgclf.check import copies, labels, outliers, quality
+
+    return {"near_duplicate": {"max_hash_distance": copies.MAX_HASH_DISTANCE, "min_layout_correlation": copies.MIN_LAYOUT},
+            "label_error": {"min_margin": labels.MIN_MARGIN, "folds": 5, "C": labels.C},
+            "outlier": {"max_robust_z": outliers.MAX_Z, "label_error_while_within_z": outliers.LIKE_Z},
+            "too_small": {"min_side": input_size // 2}, "blurry": {"min_sharpness": quality.MIN_SHARPNESS},
+            "near_uniform": {"min_contrast": quality.MIN_CONTRAST},
+            "imbalance": {"max_ratio": labels.MAX_RATIO}, "confused_labels": {"min_rate": labels.MIN_CONFUSION}}
+
+
+def _key(*parts: Sequence) -> str:
+    h = hashlib.blake2b(digest_size=20)
+    h.update(json.dumps([CHECKS_VERSION, *[list(p) if not isinstance(p, (int, str)) else p for p in parts]]).encode())
+    return h.hexdigest()
+
+
+def _cached(cache_root: Path | None, key: str) -> list[Finding] | None:
+    if cache_root is None:
+        return None
+    try:
+        rows = json.loads((Path(cache_root) / "checks" / f"{key}.json").read_text(encoding="utf-8"))
+        return [Finding(**row) for row in rows]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _store(cache_root: Path | None, key: str, findings: list[Finding]) -> None:
+    if cache_root is None:
+        return
+    from imgclf.files import write_text_atomic
+
+    try:
+        write_text_atomic(Path(cache_root) / "checks" / f"{key}.json", json.dumps([f.to_dict() for f in findings]))
+    except OSError:
+        pass
