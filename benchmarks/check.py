@@ -105,7 +105,7 @@ def cleanlab_rows(result_dir: Path, cache: Path, truth: set) -> list[str]:
         return ["(cleanlab not installed: its comparison is left out)"]
     from imgclf.backbones import resolve
     from imgclf.cache import EmbeddingCache
-    from imgclf.check.labels import C, MIN_MARGIN
+    from imgclf.checks.labels import C, MIN_MARGIN
     from imgclf.datasets import scan_labelled
     from imgclf.embedding import embed_files
     from imgclf.estimate import out_of_fold_probabilities
@@ -132,8 +132,8 @@ def cleanlab_rows(result_dir: Path, cache: Path, truth: set) -> list[str]:
 
 def quality_rows(data_dir: Path, cache: Path) -> list[str]:
     """Blur: share of photos flagged, as they are and blurred; size: how a model does on shrunk photos."""
-    from imgclf.check.fingerprints import fingerprint
-    from imgclf.check.quality import MIN_SHARPNESS
+    from imgclf.checks.fingerprints import fingerprint
+    from imgclf.checks.quality import MIN_SHARPNESS
 
     photos = sorted(p for p in data_dir.glob("*/*") if p.suffix.lower() == ".jpg")[1::5]
     out = []
@@ -189,7 +189,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[21, 22, 23])
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
-    from imgclf.check import check
+    from imgclf.checks import check
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

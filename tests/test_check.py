@@ -134,23 +134,23 @@ def test_check_refuses_to_write_into_the_data_folder(planted, tmp_path):
 def test_a_clean_folder_raises_few_alarms_and_a_change_is_seen_at_once(tmp_path, cache_dir):
     """The bundled photos as they are: no copies, blur or tiny photos; moving one photo to a wrong label is found on
     the next check (the cached result is keyed by the labels, not reused)."""
-    from imgclf.check import check
+    import imgclf
 
     data = copy_photos(tmp_path / "photos")
-    clean = check(data, cache_dir=cache_dir)
+    clean = imgclf.check(data, cache_dir=cache_dir)  # the Python verb
     about_photos = [f for f in clean.findings if f.path]
     assert len(about_photos) <= 5, [f.to_dict() for f in about_photos]  # 4 today: 3 label errors and an outlier
     assert not clean.of_kind("exact_duplicate") and not clean.of_kind("near_duplicate") and not clean.of_kind("blurry")
     moved = sorted((data / "dandelion").iterdir())[0]
     moved.rename(data / "roses" / moved.name)
-    again = check(data, cache_dir=cache_dir)
+    again = imgclf.check(data, cache_dir=cache_dir)
     assert str(data / "roses" / moved.name) in {f.path for f in again.of_kind("label_error")}
 
 
 def test_near_duplicates_are_told_from_different_photos_of_one_label(tmp_path):
     """A resized, recompressed, cropped and recoloured copy matches its original; no two different photos of a label match."""
-    from imgclf.check.copies import MAX_HASH_DISTANCE, MIN_LAYOUT
-    from imgclf.check.fingerprints import fingerprint
+    from imgclf.checks.copies import MAX_HASH_DISTANCE, MIN_LAYOUT
+    from imgclf.checks.fingerprints import fingerprint
 
     photos = sorted((PHOTOS / "daisy").iterdir())
     rows = np.stack([fingerprint(Image.open(p).convert("RGB")) for p in photos])
@@ -164,9 +164,9 @@ def test_near_duplicates_are_told_from_different_photos_of_one_label(tmp_path):
 
 
 def test_label_errors_need_a_confident_other_label():
-    from imgclf.check.data import CheckData
-    from imgclf.check.fingerprints import Fingerprints
-    from imgclf.check.labels import label_errors
+    from imgclf.checks.data import CheckData
+    from imgclf.checks.fingerprints import Fingerprints
+    from imgclf.checks.labels import label_errors
 
     probs = np.array([[0.9, 0.1], [0.25, 0.75], [0.2, 0.8], [0.6, 0.4]], np.float32)
     y = np.array([0, 0, 1, 1])

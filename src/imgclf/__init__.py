@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "train", "load", "evaluate", "Model", "Prediction", "TrainResult", "ImgclfError"]
+__all__ = ["__version__", "train", "load", "evaluate", "check", "Model", "Prediction", "TrainResult", "ImgclfError"]
 
 from imgclf.errors import ImgclfError
 
@@ -18,6 +18,10 @@ def __getattr__(name: str):
         from imgclf import training
 
         return getattr(training, name)
+    if name == "check":
+        from imgclf.checks import check
+
+        return check
     if name == "evaluate":
         from imgclf.evaluation import evaluate
 

@@ -42,7 +42,7 @@ PIPELINE_VERSION = 3
 
 class EmbeddingCache:
     """Embeddings of one backbone, keyed by image content hash (and view name); ``kind`` names another
-    family of per-photo vectors kept the same way (``"fingerprints"``: :mod:`imgclf.check.fingerprints`)."""
+    family of per-photo vectors kept the same way (``"fingerprints"``: :mod:`imgclf.checks.fingerprints`)."""
 
     def __init__(self, root: str | os.PathLike, backbone_id: str, kind: str = "embeddings"):
         self.dir = Path(root) / kind / f"{backbone_id}-p{PIPELINE_VERSION}"

@@ -20,8 +20,8 @@ import numpy as np
 from imgclf import __version__
 from imgclf.backbones import DEFAULT_BACKBONE, FACE, Backbone, require_torch, resolve
 from imgclf.cache import EmbeddingCache, default_cache_dir
-from imgclf.check import CheckResult, run_checks
-from imgclf.check.labels import imbalance
+from imgclf.checks import CheckResult, run_checks
+from imgclf.checks.labels import imbalance
 from imgclf.datasets import SPLITS, Dataset, ensure_training_photos, normalisation_warnings, scan_labelled
 from imgclf.runtime.inputs import Skipped
 from imgclf.duplicates import find_duplicates
@@ -58,7 +58,7 @@ class TrainResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     n_computed: int = 0
-    #: What :func:`imgclf.check.run_checks` found in the photos (the full list is also in ``metrics["check"]``).
+    #: What :func:`imgclf.checks.run_checks` found in the photos (the full list is also in ``metrics["check"]``).
     check: CheckResult | None = None
 
     @property

@@ -244,7 +244,7 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_dir, quantize, val_fraction, test_fraction, quiet) -> int:
     """Find what is wrong with a folder of labelled photos: copies, likely label mistakes, outliers, blurred or tiny photos."""
-    from imgclf.check import check as run_check
+    from imgclf.checks import check as run_check
     from imgclf.cli import render
     from imgclf.files import write_json_atomic, write_text_atomic, writing_to
     from imgclf.runtime.artifact import check_not_artefact

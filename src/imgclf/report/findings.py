@@ -21,7 +21,7 @@ _TITLES = {
     "near_uniform": "Nearly one colour", "imbalance": "Imbalance", "confused_labels": "Labels hard to tell apart",
 }
 def findings_section(check: dict, thumbs) -> str:
-    """The section of a check result (:meth:`imgclf.check.CheckResult.to_dict`); ``thumbs(path)`` gives a
+    """The section of a check result (:meth:`imgclf.checks.CheckResult.to_dict`); ``thumbs(path)`` gives a
     thumbnail ``data:`` URI or None."""
     findings = check.get("findings") or []
     counts = check.get("counts") or {}

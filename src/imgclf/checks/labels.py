@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgclf.check.data import CheckData
-from imgclf.check.findings import Finding
+from imgclf.checks.data import CheckData
+from imgclf.checks.findings import Finding
 
 #: Regularisation of the out-of-fold heads (smoother probabilities than the model's own grid's best).
 C = 10.0

@@ -3,9 +3,9 @@
 :func:`check` scans a data folder as ``train`` does, embeds it through the same cache (a folder
 already trained on is checked without running the network) and runs every check on the result;
 ``train`` runs the same checks (:func:`run_checks`) on the embeddings it computed. The stages,
-each a module: :mod:`~imgclf.check.fingerprints` (size, contrast, sharpness, perceptual hash),
-:mod:`~imgclf.check.copies`, :mod:`~imgclf.check.labels`, :mod:`~imgclf.check.outliers`,
-:mod:`~imgclf.check.quality`; what they report: :mod:`~imgclf.check.findings`.
+each a module: :mod:`~imgclf.checks.fingerprints` (size, contrast, sharpness, perceptual hash),
+:mod:`~imgclf.checks.copies`, :mod:`~imgclf.checks.labels`, :mod:`~imgclf.checks.outliers`,
+:mod:`~imgclf.checks.quality`; what they report: :mod:`~imgclf.checks.findings`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from imgclf.check.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding
+from imgclf.checks.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding
 
 __all__ = ["check", "run_checks", "CheckResult", "Finding", "KINDS", "FIX_PLAN_COLUMNS"]
 
@@ -61,12 +61,12 @@ def check(
 def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int = 0, backbone_id: str = "") -> CheckResult:
     """Every check on a scanned ``dataset`` (:class:`imgclf.datasets.Dataset`) and its embeddings
     (:class:`imgclf.embedding.Embeddings`); the result is cached by what it depends on."""
-    from imgclf.check.copies import copies
-    from imgclf.check.data import CheckData
-    from imgclf.check.fingerprints import fingerprints
-    from imgclf.check.labels import label_findings
-    from imgclf.check.outliers import Typicality, outliers
-    from imgclf.check.quality import quality
+    from imgclf.checks.copies import copies
+    from imgclf.checks.data import CheckData
+    from imgclf.checks.fingerprints import fingerprints
+    from imgclf.checks.labels import label_findings
+    from imgclf.checks.outliers import Typicality, outliers
+    from imgclf.checks.quality import quality
     from imgclf.head import l2_normalize
 
     start = time.perf_counter()
@@ -94,7 +94,7 @@ def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int
 
 def thresholds(input_size: int) -> dict:
     """The thresholds the checks apply, as the JSON reports them."""
-    from imgclf.check import copies, labels, outliers, quality
+    from imgclf.checks import copies, labels, outliers, quality
 
     return {"near_duplicate": {"max_hash_distance": copies.MAX_HASH_DISTANCE, "min_layout_correlation": copies.MIN_LAYOUT},
             "label_error": {"min_margin": labels.MIN_MARGIN, "folds": 5, "C": labels.C},

@@ -7,10 +7,10 @@ photo has a contrast below 20 and 1 % have a sharpness below 37, while a Gaussia
 
 from __future__ import annotations
 
-from imgclf.check.data import CheckData
-from imgclf.check.findings import Finding
+from imgclf.checks.data import CheckData
+from imgclf.checks.findings import Finding
 
-#: A photo is ``blurry`` when its strongest edges (:mod:`imgclf.check.fingerprints`) are weaker than this.
+#: A photo is ``blurry`` when its strongest edges (:mod:`imgclf.checks.fingerprints`) are weaker than this.
 MIN_SHARPNESS = 20.0
 #: A photo is ``near_uniform`` when its grey levels' standard deviation is below this (of 255).
 MIN_CONTRAST = 8.0

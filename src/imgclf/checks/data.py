@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imgclf.check.fingerprints import Fingerprints
+from imgclf.checks.fingerprints import Fingerprints
 
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 

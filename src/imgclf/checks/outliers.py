@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgclf.check.data import CheckData
-from imgclf.check.findings import Finding
+from imgclf.checks.data import CheckData
+from imgclf.checks.findings import Finding
 
 MAX_Z = 3.0
 #: A likely label mistake stays one while it is at most this many robust deviations below the typical photo

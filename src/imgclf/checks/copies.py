@@ -14,9 +14,9 @@ from collections import defaultdict
 
 import numpy as np
 
-from imgclf.check.data import CheckData
-from imgclf.check.findings import Finding
-from imgclf.check.quality import MIN_CONTRAST
+from imgclf.checks.data import CheckData
+from imgclf.checks.findings import Finding
+from imgclf.checks.quality import MIN_CONTRAST
 
 #: Largest Hamming distance of two perceptual hashes (of 64 bits) that still makes a copy.
 MAX_HASH_DISTANCE = 12
