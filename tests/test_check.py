@@ -188,3 +188,20 @@ def test_train_runs_the_checks_into_metrics_and_report(trained_model):
     page = (trained_model / "report.html").read_text()
     assert 'id="check"' in page and "Photos to check" in page
     assert sorted(check["labels"]) == LABELS
+
+
+def test_a_second_check_of_the_same_photos_comes_from_the_cache(tmp_path, cache_dir, monkeypatch):
+    """Label-level findings included: re-training on the same photos must not fit the out-of-fold heads again."""
+    import imgclf
+    from imgclf.checks import labels
+
+    data = copy_photos(tmp_path / "photos", per_label=8)
+    first = imgclf.check(data, cache_dir=cache_dir)
+    assert first.of_kind("confused_labels") or first.of_kind("label_error")
+
+    def refit(*_a, **_k):
+        raise AssertionError("the checks ran again")
+
+    monkeypatch.setattr(labels, "label_findings", refit)
+    second = imgclf.check(data, cache_dir=cache_dir)
+    assert [f.to_dict() for f in second.findings] == [f.to_dict() for f in first.findings]

@@ -115,7 +115,7 @@ def _cached(cache_root: Path | None, key: str) -> list[Finding] | None:
         return None
     try:
         rows = json.loads((Path(cache_root) / "checks" / f"{key}.json").read_text(encoding="utf-8"))
-        return [Finding(**row) for row in rows]
+        return [Finding(**{"path": None, **row}) for row in rows]  # a finding about labels has no path
     except (OSError, ValueError, TypeError):
         return None
 
