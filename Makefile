@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q -e .
 	touch $(STAMP)
 
-# The tests also need the dev tools and the torch extra (fine-tuning, exports, other backbones).
+# The tests also need the dev tools and the torch extra (fine-tuning, backbone exports, other backbones),
+# the face extra and the tflite extra (imgclf export).
 TEST_STAMP := $(VENV)/.installed-test
 $(TEST_STAMP): $(STAMP)
-	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev,face,torch]"
+	$(BIN)/pip install --disable-pip-version-check -q -e ".[dev,face,torch,tflite]"
 	touch $(TEST_STAMP)
 
 demo: install

@@ -49,7 +49,7 @@ def _exit_code(args: list[str]) -> int:
         if _state["debug"]:
             raise
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)  # 2: the user's mistake; an export that fails its check says 1
     except (KeyboardInterrupt, click.Abort):
         print("interrupted: everything computed so far is cached; run the same command again to resume", file=sys.stderr)
         return 130
@@ -281,6 +281,24 @@ def _inside(path: Path, folder: Path) -> bool:
         return Path(path).resolve().is_relative_to(Path(folder).resolve())
     except OSError:
         return False
+
+
+@app.command()
+@click.argument("model_dir", type=PATH)
+@click.option("--format", "fmt", type=click.Choice(["onnx", "tflite", "saved_model"]), required=True,
+              help="onnx (FILE.onnx), tflite (FILE.tflite) or saved_model (a folder); tflite and saved_model need imgclf[tflite].")
+@click.option("-o", "--output", type=PATH, required=True, help="File (onnx, tflite) or folder (saved_model) to write.")
+@click.option("--int8", is_flag=True, help="tflite with int8 weights and activations, calibrated on the model's training photos.")
+@click.option("--check-photos", type=PATH, help="Photos to check the export on (default: the model's validation and test photos).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress messages.")
+def export(model_dir, fmt, output, int8, check_photos, quiet) -> int:
+    """Export the classifier (probabilities, similarity, embedding) for other runtimes, checked against model.onnx."""
+    from imgclf.cli import render
+    from imgclf.export import export as run_export
+
+    result = run_export(model_dir, fmt, output, int8=int8, check_photos=check_photos, log=None if quiet else render.line)
+    render.export_summary(result)
+    return 0
 
 
 @app.command()

@@ -275,6 +275,16 @@ def check_summary(result, folder: str) -> None:
     sys.stdout.write("\n".join(out) + "\n")
 
 
+# --- export -----------------------------------------------------------------------------------------
+
+def export_summary(result) -> None:
+    size = f"{result.size / 2**20:.1f} MB"
+    line(f"exported {result.format}{' int8' if result.parity.int8 else ''} to {result.path} ({size}; converted in "
+         f"{result.convert_seconds:.1f} s, {result.seconds:.1f} s in all)")
+    line(f"checked against model.onnx {result.parity.describe()}")
+    line(f"labels, preprocessing and the 'unknown' threshold: {result.sidecar}")
+
+
 # --- evaluate ---------------------------------------------------------------------------------------
 
 def evaluation(result: dict) -> None:

@@ -113,14 +113,14 @@ class Model:
         if not neighbors:
             return self.prediction(name, self.scores(batch)[0], top_k, **rule)
         self._check_neighbors()
-        return self._answer(name, self._run(batch, self._outputs + [PHOTO_SIMILARITIES]), 0, top_k, neighbors, **rule)
+        return self._answer(name, self.run(batch, self._outputs + [PHOTO_SIMILARITIES]), 0, top_k, neighbors, **rule)
 
-    def _run(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         """The graph's outputs ``names`` for a preprocessed batch, by name."""
         return dict(zip(names, self._session.run(names, {self._input: self._encode(batch)})))
 
     def _answer(self, name: str, out: dict[str, np.ndarray], row: int | None, top_k: int, neighbors: int, **rule) -> Prediction:
-        """The :class:`Prediction` of row ``row`` of :meth:`_run`'s outputs (``None``: they are one row already),
+        """The :class:`Prediction` of row ``row`` of :meth:`run`'s outputs (``None``: they are one row already),
         with its ``neighbors`` nearest training photos when asked for."""
         def pick(a: np.ndarray) -> np.ndarray:
             return a if row is None else a[row]
@@ -158,7 +158,7 @@ class Model:
             seen, (cx, cy, half) = face_square(image)
         batch = pre.batch([pre.pixels(seen)])
         maps = [CAM] if self.explanation_method == "cam" else []
-        out = self._run(batch, self._outputs + maps + ([PHOTO_SIMILARITIES] if neighbors else []))
+        out = self.run(batch, self._outputs + maps + ([PHOTO_SIMILARITIES] if neighbors else []))
         pred = self._answer(name, out, 0, top_k, neighbors, **rule)
         k = self._label_index(label, out[PROBABILITIES][0])
         if pre.crop == "face":
@@ -191,7 +191,7 @@ class Model:
 
         chip, box, points = outlined_chip(image)
         batch = self.preprocessing.batch([self.preprocessing.pixels(chip)])
-        out = self._run(batch, self._outputs + ([PHOTO_SIMILARITIES] if neighbors else []))
+        out = self.run(batch, self._outputs + ([PHOTO_SIMILARITIES] if neighbors else []))
         pred = self._answer(name, out, 0, top_k, neighbors, **rule)
         return pred, face_explanation(self.labels[self._label_index(label, out[PROBABILITIES][0])], box, points, image.size)
 
@@ -299,8 +299,8 @@ class Model:
             if not neighbors:
                 return [self.scores(batch, tta)]
             if tta:
-                return [self.scores(batch, tta), self._run(batch, [PHOTO_SIMILARITIES])[PHOTO_SIMILARITIES]]
-            out = self._run(batch, self._outputs + [PHOTO_SIMILARITIES])
+                return [self.scores(batch, tta), self.run(batch, [PHOTO_SIMILARITIES])[PHOTO_SIMILARITIES]]
+            out = self.run(batch, self._outputs + [PHOTO_SIMILARITIES])
             sim = out[SIMILARITY] if SIMILARITY in out else np.full(len(batch), np.nan, np.float32)
             return [np.concatenate([out[PROBABILITIES], sim[:, None]], axis=1), out[PHOTO_SIMILARITIES]]
 
