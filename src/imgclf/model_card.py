@@ -11,9 +11,18 @@ from imgclf.estimate import MIN_HELD_OUT, describe
 #: Classes whose recall on the measured split is below this are listed as a known limitation.
 LOW_RECALL = 0.7
 
-#: Runs the model with ONNX Runtime, NumPy and Pillow only (tested in tests/test_report.py): imgclf's
-#: preprocessing, step by step — upright RGB, shorter side to floor(size / crop_pct), centre crop
-#: with torchvision's rounding, /255, mean/std, CHW.
+#: imgclf's preprocessing, step by step, as both scripts below spell it: upright RGB, shorter side to
+#: floor(size / crop_pct), centre crop with torchvision's rounding, /255, mean/std; ``x`` is (H, W, 3).
+_PREPROCESS = '''\
+img = ImageOps.exif_transpose(Image.open(photo)).convert("RGB")
+w, h, s = *img.size, math.floor(p["input_size"] / p["crop_pct"])  # shorter side -> s
+img = img.resize((s, int(s * h / w)) if w <= h else (int(s * w / h), s), getattr(Image.Resampling, p["interpolation"].upper()))
+c, (w, h) = p["input_size"], img.size
+left, top = int(round((w - c) / 2.0)), int(round((h - c) / 2.0))  # centre crop
+x = (np.asarray(img.crop((left, top, left + c, top + c)), np.float32) / 255 - p["mean"]) / p["std"]
+'''
+
+#: Runs the model with ONNX Runtime, NumPy and Pillow only (tested in tests/test_report.py).
 ONNX_SNIPPET = '''\
 import json, math, sys
 import numpy as np, onnxruntime as ort
@@ -22,14 +31,30 @@ from PIL import Image, ImageOps
 model_dir, photo = sys.argv[1], sys.argv[2]
 meta = json.load(open(f"{model_dir}/imgclf.json"))
 p, labels = meta["preprocessing"], meta["labels"]
-img = ImageOps.exif_transpose(Image.open(photo)).convert("RGB")
-w, h, s = *img.size, math.floor(p["input_size"] / p["crop_pct"])  # shorter side -> s
-img = img.resize((s, int(s * h / w)) if w <= h else (int(s * w / h), s), getattr(Image.Resampling, p["interpolation"].upper()))
-c, (w, h) = p["input_size"], img.size
-left, top = int(round((w - c) / 2.0)), int(round((h - c) / 2.0))  # centre crop
-x = (np.asarray(img.crop((left, top, left + c, top + c)), np.float32) / 255 - p["mean"]) / p["std"]
+''' + _PREPROCESS + '''\
 session = ort.InferenceSession(f"{model_dir}/model.onnx", providers=["CPUExecutionProvider"])
 probs = session.run(["probabilities"], {"input": x.transpose(2, 0, 1)[None].astype(np.float32)})[0][0]
+for i in np.argsort(-probs)[:5]:
+    print(f"{labels[i]}\\t{probs[i]:.6f}")
+'''
+
+#: Runs an ``imgclf export --format tflite`` file with LiteRT (``pip install ai-edge-litert``), NumPy and Pillow
+#: (tested in tests/test_export.py).
+TFLITE_SNIPPET = '''\
+import json, math, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+from PIL import Image, ImageOps
+
+model, photo = sys.argv[1], sys.argv[2]
+meta = json.load(open(model + ".json"))  # written beside the .tflite by imgclf export
+p, labels = meta["preprocessing"], meta["labels"]
+''' + _PREPROCESS + '''\
+run = Interpreter(model_path=model).get_signature_runner("serving_default")
+out = run(input=x[None].astype(np.float32))  # channels last: (1, H, W, 3)
+probs, similarity = out["probabilities"][0], float(out["similarity"][0])
+if meta["threshold"] is not None and similarity < meta["threshold"]:
+    print(f"unknown\\t{similarity:.6f}")  # unlike every label; the best guesses follow
 for i in np.argsort(-probs)[:5]:
     print(f"{labels[i]}\\t{probs[i]:.6f}")
 '''
@@ -309,4 +334,16 @@ interpolation, centre-crop {size} × {size}, scale to [0, 1], subtract mean {lis
 
 ```python
 {ONNX_SNIPPET.rstrip()}
-```{crop}"""
+```{crop}
+
+### TensorFlow Lite (phones, Raspberry Pi, Coral)
+
+`imgclf export path/to/this/folder --format tflite -o model.tflite` (with `pip install 'imgclf[tflite]'`)
+writes `model.tflite` and `model.tflite.json` (labels, preprocessing, the "unknown" threshold) after checking
+its answers against `model.onnx`; `--int8` makes a 4 × smaller int8 one, `--format saved_model` a TensorFlow
+SavedModel. The input is channels last, (1, {size}, {size}, 3), preprocessed as above. With LiteRT
+(`pip install ai-edge-litert`), NumPy and Pillow, run it as `python predict_tflite.py model.tflite photo.jpg`:
+
+```python
+{TFLITE_SNIPPET.rstrip()}
+```"""

@@ -152,7 +152,7 @@ def _check_photos(model, folder) -> list[Path]:
     if folder is not None:
         if not Path(folder).exists():
             raise ImgclfError(f"--check-photos {folder} does not exist")
-        return [Path(p) for p in walk_files([folder])]
+        return list(walk_files(Path(folder)))
     root = Path((model.meta.get("data") or {}).get("root") or ".")
     held = [_found(Path(p["path"]), root) for split in ("val", "test") for p in ((model.metrics.get(split) or {}).get("photos") or [])]
     held = [p for p in held if p is not None]
