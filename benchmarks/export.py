@@ -4,7 +4,7 @@ Usage: python benchmarks/export.py [MODEL PHOTOS] [--runs 3]
        (default: a model trained here on ../shared/datasets/flowers-bench, checked on all its photos)
 
 For ONNX Runtime (``model.onnx``), the ``.tflite`` (float32 and ``--int8``) and the SavedModel:
-the time of ``imgclf.export.export`` (conversion and the parity check on PHOTOS), the size written,
+the time of ``imgclf.exports.export`` (conversion and the parity check on PHOTOS), the size written,
 the parity figures against ``model.onnx``, and the median time of one photo (batch of 1, already
 preprocessed) on 2 threads, over ``--runs`` passes of 50 photos.
 """
@@ -39,8 +39,8 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     import imgclf
-    from imgclf.export import export
-    from imgclf.export.runners import saved_model_runner, tflite_runner
+    from imgclf.exports import export
+    from imgclf.exports.runners import saved_model_runner, tflite_runner
     from imgclf.runtime.images import load_image
     from imgclf.runtime.inputs import walk_files
     from imgclf.runtime.session import create_session

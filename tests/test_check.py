@@ -205,3 +205,17 @@ def test_a_second_check_of_the_same_photos_comes_from_the_cache(tmp_path, cache_
     monkeypatch.setattr(labels, "label_findings", refit)
     second = imgclf.check(data, cache_dir=cache_dir)
     assert [f.to_dict() for f in second.findings] == [f.to_dict() for f in first.findings]
+
+
+def test_label_level_findings_imbalance_and_confused_pairs():
+    from imgclf.checks.labels import confused, imbalance_findings
+
+    assert imbalance_findings({"cats": 30, "dogs": 12}) == []  # 2.5x: within the ratio
+    (found,) = imbalance_findings({"cats": 30, "dogs": 9, "owls": 20})
+    assert found.kind == "imbalance" and found.label == "dogs" and found.score == pytest.approx(30 / 9) and found.path is None
+    y = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    guess = y.copy()
+    guess[:2] = 1  # two cats taken for dogs: 2 of 20 photos of the pair (10 %)
+    probs = np.eye(3, dtype=np.float32)[guess]
+    (pair,) = confused(y, probs, ["cats", "dogs", "owls"])
+    assert pair.labels == ["cats", "dogs"] and pair.score == pytest.approx(0.1) and "2 photos of cats look like dogs" in pair.reason

@@ -75,7 +75,7 @@ def test_the_model_cards_tflite_snippet_runs_and_agrees_with_imgclf(exported, tr
 @needs_tf
 def test_a_tampered_export_fails_its_check_and_leaves_nothing(trained_model, tmp_path, monkeypatch):
     """The check is real: a .tflite whose weights were changed after converting is refused (exit 1, no file at -o)."""
-    from imgclf.export import convert as conversion
+    from imgclf.exports import convert as conversion
 
     real = conversion.convert
 
@@ -132,6 +132,9 @@ def test_int8_tflite_is_smaller_and_agrees_on_the_best_label(trained_model, expo
 
 def test_onnx_export_and_the_guards(trained_model, tmp_path):
     """Without TensorFlow: the portable ONNX graph passes its check; foreign files are never replaced; wrong options are one line."""
+    import imgclf
+
+    assert callable(imgclf.export)  # the Python verb
     target = tmp_path / "flowers.onnx"
     assert _cli("export", str(trained_model), "--format", "onnx", "-o", str(target), "--check-photos", str(UNSEEN), "-q").exit_code == 0
     assert json.loads((tmp_path / "flowers.onnx.json").read_text())["parity"]["photos"] == len(list(UNSEEN.rglob("*.jpg")))
@@ -158,7 +161,7 @@ def test_missing_converter_is_one_line_naming_the_extra(trained_model, tmp_path,
 
 def test_face_models_are_refused_with_the_reason():
     from imgclf.errors import ImgclfError
-    from imgclf.export import _refuse_faces
+    from imgclf.exports import _refuse_faces
 
     face = SimpleNamespace(preprocessing=SimpleNamespace(crop="face_chip"), meta={"backbone": {"name": "face"}})
     with pytest.raises(ImgclfError, match="dlib's face detector"):

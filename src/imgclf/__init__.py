@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "train", "load", "evaluate", "check", "Model", "Prediction", "TrainResult", "ImgclfError"]
+__all__ = ["__version__", "train", "load", "evaluate", "check", "export", "Model", "Prediction", "TrainResult", "ImgclfError"]
 
 from imgclf.errors import ImgclfError
 
@@ -22,6 +22,10 @@ def __getattr__(name: str):
         from imgclf.checks import check
 
         return check
+    if name == "export":
+        from imgclf.exports import export
+
+        return export
     if name == "evaluate":
         from imgclf.evaluation import evaluate
 

@@ -294,7 +294,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def export(model_dir, fmt, output, int8, check_photos, quiet) -> int:
     """Export the classifier (probabilities, similarity, embedding) for other runtimes, checked against model.onnx."""
     from imgclf.cli import render
-    from imgclf.export import export as run_export
+    from imgclf.exports import export as run_export
 
     result = run_export(model_dir, fmt, output, int8=int8, check_photos=check_photos, log=None if quiet else render.line)
     render.export_summary(result)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from imgclf.export.runners import Runner
+from imgclf.exports.runners import Runner
 
 FLOAT_MAX_DIFF = 1e-3
 FLOAT_AGREEMENT = 0.995

@@ -1,9 +1,9 @@
 """``imgclf export``: the classifier for other runtimes, checked on real photos before it is handed over.
 
-:func:`export` cuts ``model.onnx`` down to what an app needs (:mod:`~imgclf.export.graph`),
-converts it (:mod:`~imgclf.export.convert`: onnx2tf and TensorFlow, the ``tflite`` extra), runs
+:func:`export` cuts ``model.onnx`` down to what an app needs (:mod:`~imgclf.exports.graph`),
+converts it (:mod:`~imgclf.exports.convert`: onnx2tf and TensorFlow, the ``tflite`` extra), runs
 the result on the model's validation and test photos (or others) beside ``model.onnx``
-(:mod:`~imgclf.export.runners`, :mod:`~imgclf.export.parity`) and only then writes it, with a
+(:mod:`~imgclf.exports.runners`, :mod:`~imgclf.exports.parity`) and only then writes it, with a
 sidecar JSON that says how to feed it and read it. A failed check leaves nothing at the output.
 
 Formats: ``onnx`` (``FILE.onnx``), ``tflite`` (``FILE.tflite``, float32; ``int8=True`` for
@@ -28,7 +28,7 @@ import numpy as np
 from imgclf.errors import ImgclfError
 
 if TYPE_CHECKING:
-    from imgclf.export.parity import Parity
+    from imgclf.exports.parity import Parity
 
 FORMATS = ("onnx", "tflite", "saved_model")
 #: Written into every sidecar: how imgclf knows a file at the output is its own and may be replaced.
@@ -57,11 +57,11 @@ class ExportResult:
 def export(model_dir: str | os.PathLike, fmt: str, output: str | os.PathLike, int8: bool = False,
            check_photos: str | os.PathLike | None = None, log=None) -> ExportResult:
     """Export the model in ``model_dir`` as ``fmt`` to ``output``; raises :class:`ExportCheckError` when the
-    exported file's answers differ from ``model.onnx``'s beyond :mod:`~imgclf.export.parity`'s limits."""
-    from imgclf.export.convert import convert, quiet_native, require_converter
-    from imgclf.export.graph import portable_graph
-    from imgclf.export.parity import measure
-    from imgclf.export.runners import onnx_runner, saved_model_runner, tflite_runner
+    exported file's answers differ from ``model.onnx``'s beyond :mod:`~imgclf.exports.parity`'s limits."""
+    from imgclf.exports.convert import convert, quiet_native, require_converter
+    from imgclf.exports.graph import portable_graph
+    from imgclf.exports.parity import measure
+    from imgclf.exports.runners import onnx_runner, saved_model_runner, tflite_runner
     from imgclf.runtime.artifact import MODEL_FILE
     from imgclf.runtime.model import Model
 
@@ -208,7 +208,7 @@ def _calibration(model) -> np.ndarray:
 
 def _sidecar(model, fmt: str, int8: bool, parity) -> dict:
     from imgclf import __version__
-    from imgclf.export.graph import OUTPUTS
+    from imgclf.exports.graph import OUTPUTS
 
     pre = model.preprocessing
     channels_last = fmt != "onnx"

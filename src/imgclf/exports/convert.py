@@ -60,10 +60,10 @@ def quiet_native():
 
 
 def convert(onnx_path: Path, workdir: Path, probe: np.ndarray, calibration: np.ndarray | None = None) -> Converted:
-    """Convert ``onnx_path`` (a :func:`~imgclf.export.graph.portable_graph`) in ``workdir``. ``probe``: a few
+    """Convert ``onnx_path`` (a :func:`~imgclf.exports.graph.portable_graph`) in ``workdir``. ``probe``: a few
     preprocessed photos (N, 3, H, W) to match the outputs by; ``calibration``: photos for int8 (same layout)."""
-    from imgclf.export.graph import OUTPUTS
-    from imgclf.export.runners import onnx_runner
+    from imgclf.exports.graph import OUTPUTS
+    from imgclf.exports.runners import onnx_runner
 
     start = time.perf_counter()
     reference = onnx_runner(onnx_path)(probe)
