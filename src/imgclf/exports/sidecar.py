@@ -1,0 +1,61 @@
+"""The JSON beside every export: what an app needs to feed it and read it, and imgclf's mark on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from imgclf.errors import ImgclfError
+
+#: Written into every sidecar: how imgclf knows a file at the output is its own and may be replaced.
+MARKER = "imgclf export"
+
+
+def sidecar_path(output: Path, fmt: str) -> Path:
+    """``FILE.json`` beside a file; inside a SavedModel, its ``assets/imgclf.json``."""
+    return output / "assets" / "imgclf.json" if fmt == "saved_model" else output.with_suffix(output.suffix + ".json")
+
+
+def sidecar(model, fmt: str, int8: bool, parity) -> dict:
+    from imgclf import __version__
+    from imgclf.exports.graph import OUTPUTS
+
+    pre = model.preprocessing
+    channels_last = fmt != "onnx"
+    size = pre.input_size
+    return {
+        "exported_by": f"{MARKER} {__version__}",
+        "format": fmt + (" int8" if int8 else ""),
+        "labels": model.labels,
+        "input": {"name": "input", "shape": [1, size, size, 3] if channels_last else ["N", 3, size, size],
+                  "layout": "NHWC" if channels_last else "NCHW", "dtype": "float32"},
+        "preprocessing": {**pre.to_dict(), "resize_to": pre.resize_to,
+                          "steps": f"RGB; resize the shorter side to {pre.resize_to} px ({pre.interpolation}); crop the centre "
+                                   f"{size} x {size}; scale to 0-1; subtract mean and divide by std per channel"},
+        "outputs": {"probabilities": f"one per label, in the order of labels ({len(model.labels)})",
+                    "similarity": "how like the training photos it is; below threshold the answer is unknown",
+                    "embedding": "the backbone's embedding"},
+        "output_order": list(OUTPUTS),
+        "threshold": model.threshold,
+        "parity": parity.to_dict(),
+        "model_sha256": model.meta.get("onnx", {}).get("sha256"),
+    }
+
+
+def check_target(output: Path, path: Path, fmt: str) -> None:
+    """Refuse to replace anything imgclf's export did not write (its sidecar ``path`` carries :data:`MARKER`)."""
+    if not output.exists() and not output.is_symlink():
+        if path.exists() and not _ours(path):
+            raise ImgclfError(f"{path} exists and was not written by imgclf export: choose another output name")
+        return
+    if fmt == "saved_model" and output.is_dir() and not any(output.iterdir()):
+        return
+    if output.is_dir() != (fmt == "saved_model") or not _ours(path):
+        raise ImgclfError(f"{output} exists and is not an export imgclf wrote: choose another output, or remove it yourself")
+
+
+def _ours(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("exported_by", "").startswith(MARKER)
+    except (OSError, ValueError, AttributeError):
+        return False
