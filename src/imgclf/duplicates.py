@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from imgclf.datasets import Photo
+from imgclf.datasets import SPLITS, Photo
 from imgclf.runtime.inputs import Skipped
 
-_SPLIT_PRIORITY = {"train": 0, "val": 1, "test": 2}
 
 
 @dataclass
@@ -51,7 +50,7 @@ def find_duplicates(photos: list[Photo], hashes: list[str]) -> DuplicateReport:
             for i in idx:
                 report.conflicts.append(Skipped(str(photos[i].path), f"conflict: the same photo is under labels {', '.join(labels)}"))
             continue
-        idx = sorted(idx, key=lambda i: (_SPLIT_PRIORITY[photos[i].split], str(photos[i].path)))
+        idx = sorted(idx, key=lambda i: (SPLITS.index(photos[i].split), str(photos[i].path)))
         kept = photos[idx[0]]
         report.keep.append(idx[0])
         for i in idx[1:]:

@@ -95,9 +95,10 @@ def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int
 def thresholds(input_size: int) -> dict:
     """The thresholds the checks apply, as the JSON reports them."""
     from imgclf.checks import copies, labels, outliers, quality
+    from imgclf.estimate import FOLDS
 
     return {"near_duplicate": {"max_hash_distance": copies.MAX_HASH_DISTANCE, "min_layout_correlation": copies.MIN_LAYOUT},
-            "label_error": {"min_margin": labels.MIN_MARGIN, "folds": 5, "C": labels.C},
+            "label_error": {"min_margin": labels.MIN_MARGIN, "folds": FOLDS, "C": labels.C},
             "outlier": {"max_robust_z": outliers.MAX_Z, "label_error_while_within_z": outliers.LIKE_Z},
             "too_small": {"min_side": input_size // 2}, "blurry": {"min_sharpness": quality.MIN_SHARPNESS},
             "near_uniform": {"min_contrast": quality.MIN_CONTRAST},

@@ -45,7 +45,7 @@ def exact_duplicates(data: CheckData) -> list[Finding]:
 
 
 def near_duplicates(data: CheckData) -> list[Finding]:
-    rows = data.unique()
+    rows = data.unique
     p = data.prints
     rows = rows[p.ok[rows] & (p.contrast[rows] >= MIN_CONTRAST)]  # flat photos all look alike
     bits = p.phash[rows].astype(np.float32)

@@ -4,12 +4,12 @@ unit-length embeddings and fingerprints, row for row."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from imgclf.checks.fingerprints import Fingerprints
-
-_SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
+from imgclf.datasets import SPLITS
 
 
 @dataclass
@@ -27,8 +27,9 @@ class CheckData:
 
     def order_key(self, i: int) -> tuple[int, str]:
         """Which of two copies is "the original": the one in the earlier split, then the first by path."""
-        return _SPLIT_ORDER.get(str(self.splits[i]), 3), self.paths[i]
+        return SPLITS.index(str(self.splits[i])), self.paths[i]
 
+    @cached_property
     def unique(self) -> np.ndarray:
         """One row per distinct content (the original of each group of exact copies), in row order."""
         first: dict[str, int] = {}
@@ -38,7 +39,7 @@ class CheckData:
 
     def nearest(self, i: int, label: str, k: int = 3) -> list[str]:
         """Paths of the ``k`` distinct photos of ``label`` most like photo ``i`` (by embedding), ``i`` itself left out."""
-        rows = self.unique()
+        rows = self.unique
         rows = rows[(self.labels[rows] == label) & (rows != i)]
         order = np.argsort(-(self.vectors[rows] @ self.vectors[i]), kind="stable")[:k]
         return [self.paths[j] for j in rows[order]]

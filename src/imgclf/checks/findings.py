@@ -74,11 +74,11 @@ class CheckResult:
                 "thresholds": self.thresholds, "seconds": round(self.seconds, 3),
                 "findings": [f.to_dict() for f in self.findings]}
 
-    def summary(self) -> list[str]:
-        """One line per kind found, e.g. ``3 near-duplicates (1 across splits: leakage)``."""
+    def summary(self, leave_out: tuple[str, ...] = ()) -> list[str]:
+        """One line per kind found but those in ``leave_out``, e.g. ``3 near duplicates (1 across splits: leakage)``."""
         lines = []
         for kind, n in self.counts().items():
-            if not n:
+            if not n or kind in leave_out:
                 continue
             text = f"{n} {kind.replace('_', ' ')}{'s' if n != 1 and not kind.endswith('s') else ''}"
             if kind in ("exact_duplicate", "near_duplicate"):

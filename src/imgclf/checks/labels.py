@@ -28,7 +28,7 @@ MAX_RATIO = 3.0
 
 
 def label_findings(data: CheckData, seed: int = 0) -> list[Finding]:
-    rows = data.unique()
+    rows = data.unique
     names = data.label_names
     y = np.array([names.index(str(lab)) for lab in data.labels[rows]], np.int64)
     out = imbalance_findings({lab: int((y == k).sum()) for k, lab in enumerate(names)})

@@ -30,7 +30,7 @@ class Typicality:
 
     def __init__(self, data: CheckData):
         self.data = data
-        self.rows = data.unique()
+        self.rows = data.unique
         self.labels = data.labels[self.rows]
         self.score, self.judged = own_label_similarity(data.vectors[self.rows], self.labels)
         self.median = {lab: float(np.median(self.score[self.judged & (self.labels == lab)])) for lab in np.unique(self.labels[self.judged])}

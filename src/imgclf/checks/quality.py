@@ -22,7 +22,7 @@ def quality(data: CheckData, input_size: int) -> list[Finding]:
     p = data.prints
     smallest = input_size // 2
     out = []
-    for i in data.unique():
+    for i in data.unique:
         if not p.ok[i]:
             continue
         w, h = (int(v) for v in p.size[i])

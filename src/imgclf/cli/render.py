@@ -218,7 +218,7 @@ def train_summary(result) -> None:
             out.print(f"  {kind[:-1] if kind == 'duplicates' else 'leakage'}: {d['path']}: {d['reason']}")
     for w in result.warnings:
         out.print(f"warning: {w}")
-    found = [line for line in (result.check.summary() if result.check else []) if not line.split(" ", 2)[1].startswith("unreadable")]
+    found = result.check.summary(leave_out=("unreadable",)) if result.check else []  # listed above as skipped
     if found:
         out.print(f"photos to check: {', '.join(found)} (see the report, or imgclf check DATA --report FILE.html)")
 

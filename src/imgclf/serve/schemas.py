@@ -17,6 +17,8 @@ class ExplanationOut(BaseModel):
     label: str
     peak: list[int]
     box: list[float]
+    method: Literal["cam", "occlusion", "face"]
+    landmarks: Optional[list[list[float]]] = None  # face models: the 5 points read
 
 
 class NeighborOut(BaseModel):
