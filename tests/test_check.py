@@ -129,6 +129,11 @@ def test_check_refuses_to_write_into_the_data_folder(planted, tmp_path):
     result = _cli("check", str(data), "--json", str(data / "findings.json"), "-q")
     assert result.exit_code == 2 and "inside the data folder" in result.output
     assert not (data / "findings.json").exists()
+    out = planted[3]
+    again = _cli("check", str(data), "--json", str(out / "f.json"), "--fix-plan", str(out / "plan.csv"),
+                 "--report", str(out / "check.html"), "-q")
+    assert again.exit_code == 0, again.output  # its own earlier results are replaced
+    assert json.loads((out / "f.json").read_text())["generator"].startswith("imgclf check ")
 
 
 def test_a_clean_folder_raises_few_alarms_and_a_change_is_seen_at_once(tmp_path, cache_dir):

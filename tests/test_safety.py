@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -139,6 +140,38 @@ def test_evaluate_and_embed_refuse_to_overwrite_a_models_own_files(model):
         artifact.check_not_artefact(model / "metrics.json", "-o")
     assert snapshot(model) == before
     artifact.check_not_artefact(model.parent / "metrics.json", "-o")  # the same name elsewhere is fine
+
+
+def test_result_files_replace_only_what_imgclf_wrote(model, tmp_path):
+    """evaluate --json/--report (and the plots beside the page) and check --json/--report/--fix-plan write over
+    their own earlier results, never over a file of the user's."""
+    js, page = tmp_path / "results.json", tmp_path / "unseen.html"
+    code, _, err = cli("evaluate", model, UNSEEN, "--json", js, "--report", page)
+    assert code == 0, err
+    assert cli("evaluate", model, UNSEEN, "--json", js, "--report", page)[0] == 0  # its own: replaced
+    for victim, option in ((tmp_path / "notes.json", "--json"), (tmp_path / "mine.html", "--report"),
+                           (tmp_path / "plan.csv", "--fix-plan")):
+        victim.write_text("the user's own words")
+        args = ("check", PHOTOS, "-q") if option == "--fix-plan" else ("evaluate", model, UNSEEN)
+        code, _, err = cli(*args, option, victim)
+        assert_one_line_error(code, err, option, "was not written by imgclf")
+        assert victim.read_text() == "the user's own words"
+    for name in ("preds.csv", "preds.jsonl", "preds.parquet"):
+        out = tmp_path / name
+        if name.endswith(".parquet") and importlib.util.find_spec("pyarrow") is None:
+            continue
+        assert cli("predict", model, UNSEEN, "-o", out)[0] == 0
+        assert cli("predict", model, UNSEEN, "-o", out, "--top-k", "2")[0] == 0  # its own (any --top-k): replaced
+        out.write_bytes(b"the user's own rows")
+        code, _, err = cli("predict", model, UNSEEN, "-o", out)
+        assert_one_line_error(code, err, "output", "was not written by imgclf")
+        assert out.read_bytes() == b"the user's own rows"
+    plot = tmp_path / "mine-confusion_matrix.svg"
+    (tmp_path / "mine.html").unlink()
+    plot.write_text("<svg>a drawing of the user's</svg>")
+    code, _, err = cli("evaluate", model, UNSEEN, "--report", tmp_path / "mine.html")
+    assert_one_line_error(code, err, "--report", "was not written by imgclf")
+    assert plot.read_text() == "<svg>a drawing of the user's</svg>" and not (tmp_path / "mine.html").exists()
 
 
 def test_an_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):

@@ -14,9 +14,43 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from imgclf.errors import ImgclfError
+
+#: How a result file says that imgclf wrote it, within its first 4 KB: the ``generator`` key at the top of its
+#: JSON (:func:`generator`), the generator meta of its HTML page, the description of its SVG plots.
+MARKS = (b'"generator": "imgclf', b'<meta name="generator" content="imgclf">', b"<desc>imgclf</desc>")
+
+
+def written_by_imgclf(path: Path, header: bytes = b"", ours: Callable[[Path], bool] | None = None) -> bool:
+    """Whether the file ``path`` carries :data:`MARKS` in its first 4 KB, starts with ``header``, or ``ours`` says so."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return any(mark in head for mark in MARKS) or bool(header and head.startswith(header)) or (ours is not None and ours(path))
+
+
+def generator(command: str) -> str:
+    """The ``generator`` a JSON result of ``imgclf COMMAND`` starts with."""
+    from imgclf import __version__
+
+    return f"imgclf {command} {__version__}"
+
+
+def refuse_foreign(path: str | os.PathLike, option: str, header: bytes = b"", ours: Callable[[Path], bool] | None = None) -> None:
+    """Refuse a result file ``path`` that would replace a file imgclf did not write: one without :data:`MARKS`,
+    not starting with ``header`` (the columns of a CSV, the first key of JSON Lines that imgclf writes) and not
+    recognised by ``ours`` (a parquet file's schema metadata)."""
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return
+    if path.is_dir():
+        raise ImgclfError(f"{option} {path} is a folder: give a file name")
+    if not written_by_imgclf(path, header, ours):
+        raise ImgclfError(f"{option} {path} exists and was not written by imgclf: choose another file name, or remove it yourself")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:

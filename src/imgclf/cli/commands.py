@@ -199,21 +199,23 @@ def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, 
 @click.option("--tta", is_flag=True, help=TTA_HELP)
 def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
     """Accuracy, per-class precision/recall/F1 and confusion matrix on labelled photos."""
-    from imgclf.runtime.artifact import check_not_artefact
     from imgclf.cli import render
     from imgclf.evaluation import evaluate as run_evaluate
-    from imgclf.files import write_json_atomic, writing_to
+    from imgclf.files import generator, write_json_atomic, writing_to
+    from imgclf.runtime.artifact import PLOT_FILES
     from imgclf.runtime.model import Model
 
-    for path, option in ((json_out, "--json"), (report, "--report")):
-        if path is not None:
-            check_not_artefact(path, option)
+    _claim(json_out, "--json")
+    _claim(report, "--report")
+    if report is not None:  # the plots written beside the page
+        for name in PLOT_FILES.values():
+            _claim(report.parent / f"{report.stem}-{name}", "--report")
     model = Model.load(model_dir)
     result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta)
     render.evaluation(result)
     if json_out:
         with writing_to(json_out, "--json"):
-            write_json_atomic(json_out, result)
+            write_json_atomic(json_out, {"generator": generator("evaluate"), **result})
         render.line(f"results written to {json_out}")
     if report:
         from imgclf.report import from_evaluation, write_report
@@ -246,22 +248,20 @@ def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_d
     """Find what is wrong with a folder of labelled photos: copies, likely label mistakes, outliers, blurred or tiny photos."""
     from imgclf.checks import check as run_check
     from imgclf.cli import render
-    from imgclf.files import write_json_atomic, write_text_atomic, writing_to
-    from imgclf.runtime.artifact import check_not_artefact
+    from imgclf.checks import FIX_PLAN_COLUMNS
+    from imgclf.files import generator, write_json_atomic, write_text_atomic, writing_to
 
-    outputs = ((json_out, "--json"), (report, "--report"), (fix_plan, "--fix-plan"))
-    for path, option in outputs:
-        if path is not None:
-            check_not_artefact(path, option)
-            if _inside(path, data_dir):
-                raise ImgclfError(f"{option} {path} is inside the data folder: write it elsewhere (it would be checked as a photo next time)")
+    for path, option in ((json_out, "--json"), (report, "--report"), (fix_plan, "--fix-plan")):
+        if path is not None and _inside(path, data_dir):
+            raise ImgclfError(f"{option} {path} is inside the data folder: write it elsewhere (it would be checked as a photo next time)")
+        _claim(path, option, ",".join(FIX_PLAN_COLUMNS).encode() if option == "--fix-plan" else b"")
     with render.ProgressBar("embedding photos", disabled=quiet) as bar:
         result = run_check(data_dir, backbone=backbone, weights=weights, cache_dir=cache_dir, crop=crop, quantize=quantize,
                            val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update, log=None if quiet else bar.log)
     render.check_summary(result, str(data_dir))
     if json_out:
         with writing_to(json_out, "--json"):
-            write_json_atomic(json_out, result.to_dict())
+            write_json_atomic(json_out, {"generator": generator("check"), **result.to_dict()})
         render.line(f"findings written to {json_out}")
     if fix_plan:
         with writing_to(fix_plan, "--fix-plan"):
@@ -274,6 +274,16 @@ def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_d
             write_check_report(report, result.to_dict(), title=f"imgclf check: {Path(data_dir).resolve().name}")
         render.line(f"report written to {report}")
     return 0
+
+
+def _claim(path: Path | None, option: str, header: bytes = b"") -> None:
+    """A result file an option names: never a model's own file, never a file imgclf did not write."""
+    from imgclf.files import refuse_foreign
+    from imgclf.runtime.artifact import check_not_artefact
+
+    if path is not None:
+        check_not_artefact(path, option)
+        refuse_foreign(path, option, header)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from imgclf.errors import ImgclfError
-
-#: Written into every sidecar: how imgclf knows a file at the output is its own and may be replaced.
-MARKER = "imgclf export"
+from imgclf.files import generator, written_by_imgclf
 
 
 def sidecar_path(output: Path, fmt: str) -> Path:
@@ -17,14 +14,13 @@ def sidecar_path(output: Path, fmt: str) -> Path:
 
 
 def sidecar(model, fmt: str, int8: bool, parity) -> dict:
-    from imgclf import __version__
     from imgclf.exports.graph import OUTPUTS
 
     pre = model.preprocessing
     channels_last = fmt != "onnx"
     size = pre.input_size
     return {
-        "exported_by": f"{MARKER} {__version__}",
+        "generator": generator("export"),  # first: how imgclf knows the export beside it is its own
         "format": fmt + (" int8" if int8 else ""),
         "labels": model.labels,
         "input": {"name": "input", "shape": [1, size, size, 3] if channels_last else ["N", 3, size, size],
@@ -43,19 +39,12 @@ def sidecar(model, fmt: str, int8: bool, parity) -> dict:
 
 
 def check_target(output: Path, path: Path, fmt: str) -> None:
-    """Refuse to replace anything imgclf's export did not write (its sidecar ``path`` carries :data:`MARKER`)."""
+    """Refuse to replace anything imgclf's export did not write (its sidecar ``path`` says so: :func:`~imgclf.files.written_by_imgclf`)."""
     if not output.exists() and not output.is_symlink():
-        if path.exists() and not _ours(path):
+        if path.exists() and not written_by_imgclf(path):
             raise ImgclfError(f"{path} exists and was not written by imgclf export: choose another output name")
         return
     if fmt == "saved_model" and output.is_dir() and not any(output.iterdir()):
         return
-    if output.is_dir() != (fmt == "saved_model") or not _ours(path):
+    if output.is_dir() != (fmt == "saved_model") or not written_by_imgclf(path):
         raise ImgclfError(f"{output} exists and is not an export imgclf wrote: choose another output, or remove it yourself")
-
-
-def _ours(path: Path) -> bool:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")).get("exported_by", "").startswith(MARKER)
-    except (OSError, ValueError, AttributeError):
-        return False

@@ -31,7 +31,7 @@ def _blues(t: float) -> str:
 
 def _svg(width: float, height: float, body: list[str], title: str) -> bytes:
     head = (f"<svg xmlns='http://www.w3.org/2000/svg' width='{width:.0f}' height='{height:.0f}' "
-            f"viewBox='0 0 {width:.0f} {height:.0f}' {_FONT} role='img'><title>{escape(title)}</title>"
+            f"viewBox='0 0 {width:.0f} {height:.0f}' {_FONT} role='img'><title>{escape(title)}</title><desc>imgclf</desc>"
             f"<rect width='100%' height='100%' fill='white'/>")
     return (head + "".join(body) + "</svg>").encode("utf-8")
 
