@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ EXAMPLE = ROOT / "examples" / "flowers"
 PHOTOS = EXAMPLE / "photos"
 UNSEEN = EXAMPLE / "unseen"
 LABELS = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+#: imgclf's record of the result files it wrote, for this test session alone (subprocesses see it too).
+os.environ["IMGCLF_STATE_DIR"] = tempfile.mkdtemp(prefix="imgclf-test-state-")
 
 
 @pytest.fixture(scope="session")

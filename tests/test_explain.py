@@ -148,7 +148,8 @@ def test_neighbors_need_the_index(trained_model, tmp_path):
     shutil.copytree(trained_model, copy)
     (copy / "neighbors.json").unlink()
     r = run_cli("predict", str(copy), str(UNSEEN), "--neighbors", "2")
-    assert r.returncode == 2 and "keeps no index of its training photos" in r.stderr
+    assert r.returncode == 2 and "not a complete imgclf model folder (neighbors.json missing)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
     assert run_cli("predict", str(copy), str(UNSEEN)).returncode == 0  # the rest still works
 
 

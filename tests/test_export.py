@@ -146,7 +146,7 @@ def test_onnx_export_and_the_guards(trained_model, tmp_path):
     foreign = tmp_path / "mine.tflite"
     foreign.write_bytes(b"a file of the user's")
     refused = _cli("export", str(trained_model), "--format", "onnx", "-o", str(foreign), "-q")
-    assert refused.exit_code == 2 and "not an export imgclf wrote" in refused.output and foreign.read_bytes() == b"a file of the user's"
+    assert refused.exit_code == 2 and "was not written by imgclf" in refused.output and foreign.read_bytes() == b"a file of the user's"
     assert _cli("export", str(trained_model), "--format", "onnx", "--int8", "-o", str(tmp_path / "x.onnx")).exit_code == 2
 
 

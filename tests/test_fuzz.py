@@ -102,3 +102,43 @@ def test_predict_reports_every_file(model, tmp_path_factory, files):
     for p in preds:
         assert (p.label in [*model.labels, "unknown"] and p.error is None) or (p.label is None and p.error)
 
+
+
+# --- the model folder's JSON files: any value is used or refused in one line ----------------------------------
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["photos", "test", "val", "path", "label", "n",
+                                                                                   "accuracy", "counts", "root"]), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@pytest.fixture(scope="module")
+def loaded(trained_model):
+    import imgclf
+
+    return imgclf.load(trained_model)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(neighbors=_json_values, metrics=_json_values)
+def test_any_neighbors_or_metrics_file_is_read_or_refused_in_one_line(loaded, tmp_path_factory, neighbors, metrics):
+    import json
+    import shutil
+
+    from imgclf.errors import ImgclfError
+    from imgclf.runtime import artifact
+
+    folder = tmp_path_factory.mktemp("fuzzed")
+    for name in ("imgclf.json", "labels.json"):
+        shutil.copy(loaded.dir / name, folder / name)
+    (folder / "neighbors.json").write_text(json.dumps(neighbors))
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    parsed = artifact.Folder(folder, loaded.meta, loaded.labels)
+    unpinned = type("Session", (), {"get_outputs": loaded._session.get_outputs, "get_modelmeta": lambda self: None})()
+    for read in (lambda: artifact.read_neighbors(parsed, unpinned), lambda: artifact.read_metrics(parsed)):
+        try:
+            read()
+        except ImgclfError as e:
+            assert "\n" not in str(e) and ("damaged" in str(e) or "inconsistent" in str(e)), str(e)

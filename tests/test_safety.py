@@ -409,3 +409,68 @@ def test_a_big_16_bit_image_is_converted_without_full_size_copies(tmp_path):
     assert np.abs(row - expected).max() <= 2  # the ramp, scaled to 8 bits
     full = decode(data)
     assert full.size == (w, h) and np.asarray(full)[0, -1, 0] == 255 and np.asarray(full)[0, 0, 0] == 0
+
+
+# --- every file of the folder, bounded and checked where it is loaded (issue 24) -------------------------
+
+def _neighbors(text_or_change):
+    def change(model: Path):
+        path = model / "neighbors.json"
+        if isinstance(text_or_change, str):
+            path.write_text(text_or_change)
+        else:
+            _edit_json(path, text_or_change)
+    return change
+
+
+def _swap_first_two_labels(index: dict) -> None:
+    rows = index["photos"]
+    first = next(i for i, r in enumerate(rows) if r[1] != rows[0][1])
+    rows[0][1], rows[first][1] = rows[first][1], rows[0][1]
+
+
+#: Damaged neighbors.json / metrics.json / imgclf.json 'data' / threshold: each is one line from predict --neighbors,
+#: export and the server, never a RecursionError, IndexError or TypeError. A changed neighbors.json fails its checksum
+#: first; the structure is checked too (for folders written before the checksum: the last column).
+DAMAGED_FILES = {
+    "neighbors nested 100,000 deep": (_neighbors('{"photos": ' + "[" * 100_000 + "]" * 100_000 + "}"), "neighbors.json", "nested too deeply"),
+    "neighbors with 2 entries": (_neighbors(lambda d: d.__setitem__("photos", d["photos"][:2])), "neighbors.json", "lists 2 photos"),
+    "neighbors of numbers": (_neighbors('{"photos": [42, 43]}'), "neighbors.json", "expected {\"photos\": [[path, label]"),
+    "neighbors with swapped labels": (_neighbors(_swap_first_two_labels), "neighbors.json does not match its checksum", None),
+    "metrics nested deep": (lambda m: (m / "metrics.json").write_text("[" * 100_000 + "]" * 100_000), "metrics.json is damaged", None),
+    "metrics photos of numbers": (lambda m: _edit_json(m / "metrics.json", lambda d: d["test"].__setitem__("photos", [1, 2])),
+                                  "metrics.json is damaged", None),
+    "data is a list": (lambda m: _edit_json(m / "imgclf.json", lambda d: d.__setitem__("data", [1, 2])), "'data' must be an object",
+                       None),
+    "threshold moved": (lambda m: _edit_json(m / "imgclf.json", lambda d: d["rejection"].__setitem__("threshold", 0.01)),
+                        "'unknown' rule is not what model.onnx was trained with", None),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED_FILES))
+def test_every_file_of_the_model_folder_is_validated_where_it_is_loaded(case, trained_model, tmp_path, monkeypatch):
+    from imgclf.serve.app import create_app
+
+    tamper, fragment, structure = DAMAGED_FILES[case]
+    model = _tampered(trained_model, tmp_path, "m")
+    tamper(model)
+    photo = next(UNSEEN.rglob("*.jpg"))
+    code, _, err = cli("predict", model, photo, "--neighbors", "3")
+    if not case.startswith("metrics"):  # predict reads no metrics
+        assert_one_line_error(code, err, fragment)
+    code, _, err = cli("export", model, "--format", "onnx", "-o", tmp_path / "m.onnx", "-q")
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "m.onnx").exists()
+    with pytest.raises(ImgclfError, match=re.escape(fragment)):
+        create_app(model)  # the server refuses to start
+    if structure:
+        monkeypatch.setattr(artifact, "pinned", lambda session: {})  # a folder written before neighbors.json had a checksum
+        with pytest.raises(ImgclfError, match=re.escape(structure)):
+            imgclf.load(model).neighbor_index
+
+
+def test_an_oversized_model_file_is_refused_before_it_is_parsed(trained_model, tmp_path, monkeypatch):
+    model = _tampered(trained_model, tmp_path, "m")
+    monkeypatch.setitem(artifact.MAX_BYTES, "neighbors.json", 1000)
+    with pytest.raises(ImgclfError, match="neighbors.json is damaged: .*more than"):
+        imgclf.load(model).neighbor_index

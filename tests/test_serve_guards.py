@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from imgclf.serve.security import host_name, is_loopback, loopback_hosts
+from tests.conftest import run_cli
 from tests.test_serve import PHOTOS, running_server
 
 TIMEOUT = 2.0  # --request-timeout: headers due within 2 s, bodies checked over 1 s windows
@@ -151,3 +154,120 @@ def test_open_connections_are_bounded(guarded):
             s.close()
     time.sleep(0.2)
     assert httpx.get(url + "/health", timeout=5).status_code == 200
+
+
+# --- issue 24: training photos, explanations and errors ----------------------------------------------------
+
+
+@pytest.fixture
+def data_copy(trained_model, tmp_path):
+    """A copy of the trained model whose data folder is a copy of the bundled photos (free to change), and that folder."""
+    import json
+    import shutil
+
+    from tests.conftest import PHOTOS as BUNDLED
+
+    data = tmp_path / "data"
+    shutil.copytree(BUNDLED, data)
+    model = tmp_path / "model"
+    shutil.copytree(trained_model, model)
+    meta = json.loads((model / "imgclf.json").read_text())
+    meta["data"]["root"] = str(data)
+    (model / "imgclf.json").write_text(json.dumps(meta))
+    return model, data
+
+
+def test_training_photos_come_from_the_file_that_was_checked(data_copy, tmp_path, monkeypatch):
+    """A label folder swapped for a symlink between the check and the open gives no photo from outside."""
+    import os
+
+    from imgclf.serve import service
+
+    model, data = data_copy
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    index = json.loads((model / "neighbors.json").read_text())["photos"]
+    rel = next(p for p, _ in index if p.startswith("daisy/"))
+    secret = outside / Path(rel).name
+    secret.write_bytes((data / rel).read_bytes())
+    real_open = os.open
+
+    def swap_then_open(path, flags, *a):  # the race, made deterministic: swapped just before the open
+        if str(path).startswith(str(data.resolve() / "daisy")) and not (data / "daisy").is_symlink():
+            (data / "daisy").rename(tmp_path / "daisy-moved")
+            (data / "daisy").symlink_to(outside, target_is_directory=True)
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(service.os, "open", swap_then_open)
+    assert service.open_inside(data, rel) is None
+    monkeypatch.undo()
+    (data / "daisy").unlink()
+    (tmp_path / "daisy-moved").rename(data / "daisy")
+    assert service.open_inside(data, rel)[1] == (data / rel).read_bytes()
+
+
+def test_training_photos_keep_the_pixel_limit_are_cached_and_same_origin(data_copy, monkeypatch):
+    from PIL import Image
+
+    from imgclf.serve import service
+    from imgclf.serve.app import create_app
+
+    model, data = data_copy
+    index = json.loads((model / "neighbors.json").read_text())["photos"]
+    small, big = index[0][0], index[1][0]
+    Image.new("RGB", (1500, 1000), (200, 30, 30)).save(data / big)  # 1.5 MP, over this server's limit of 1 MP
+    decoded = []
+    real = service.decode
+    monkeypatch.setattr(service, "decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    with TestClient(create_app(model, max_megapixels=1)) as client:
+        first = client.get("/training-photo", params={"path": small})
+        again = client.get("/training-photo", params={"path": small})
+        refused = client.get("/training-photo", params={"path": big})
+    assert first.status_code == 200 and again.content == first.content and len(decoded) == 1  # decoded once, then cached
+    assert first.headers["cross-origin-resource-policy"] == "same-origin"
+    assert refused.status_code == 404 and len(decoded) == 1  # never decoded
+
+
+def test_explained_answers_decode_as_plain_ones(trained_model, tmp_path):
+    """A big JPEG: /predict, ?explain=true and ?neighbors=3 give the same confidence as the command line."""
+    from PIL import Image
+
+    from imgclf.serve.app import create_app
+
+    photo = tmp_path / "big.jpg"
+    Image.open(PHOTOS[0]).convert("RGB").resize((3000, 2000)).save(photo, quality=92)
+    cli = json.loads(run_cli("predict", str(trained_model), str(photo), "-f", "json").stdout)[0]
+    with TestClient(create_app(trained_model)) as client:
+        rows = [client.post(f"/predict{q}", files={"file": (photo.name, photo.read_bytes())}).json()
+                for q in ("", "?explain=true", "?neighbors=3")]
+    assert {r["confidence"] for r in rows} == {cli["confidence"]} and {r["similarity"] for r in rows} == {cli["similarity"]}
+
+
+def test_explain_is_refused_where_it_would_take_many_passes(trained_model, monkeypatch):
+    from imgclf.serve.app import create_app
+
+    with TestClient(create_app(trained_model)) as client:
+        model = client.app.state.service.model
+        monkeypatch.setattr(model, "explanation_method", "occlusion")  # as a fine-tuned or quantised model says
+        monkeypatch.setattr(model, "explainable", False)
+        r = client.post("/predict?explain=true", files={"file": (PHOTOS[0].name, PHOTOS[0].read_bytes())})
+        plain = client.post("/predict", files={"file": (PHOTOS[0].name, PHOTOS[0].read_bytes())})
+    assert r.status_code == 422 and isinstance(r.json()["detail"], str) and "imgclf predict --explain" in r.json()["detail"]
+    assert plain.status_code == 200
+
+
+def test_every_error_is_one_documented_shape(trained_model):
+    from imgclf.serve.app import create_app
+
+    with TestClient(create_app(trained_model)) as client:
+        invalid = client.post("/predict?top_k=0", content=PHOTOS[0].read_bytes())
+        empty = client.post("/predict", content=b"")
+        spec = client.get("/openapi.json").json()
+    for r in (invalid, empty):
+        assert r.status_code == 422 and isinstance(r.json()["detail"], str), r.json()
+    assert "top_k" in invalid.json()["detail"]
+    for path, status in (("/predict", "400"), ("/predict", "422"), ("/predict", "503"), ("/model", "400"), ("/health", "400")):
+        op = next(iter(spec["paths"][path].values()))
+        schema = op["responses"][status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (path, status, schema)
+    assert spec["components"]["schemas"]["ErrorOut"]["properties"]["detail"]["type"] == "string"

@@ -1,37 +1,26 @@
-"""Atomic writes: a file or a whole folder appears complete or not at all.
+"""Atomic writes, and which existing files imgclf may replace.
 
-No temporary file outlives a failed or interrupted write (Ctrl-C included), and an
-error about the destination becomes :class:`ImgclfError` with one line.
+A file or a whole folder appears complete or not at all; no temporary file outlives a failed
+or interrupted write (Ctrl-C included), and an error about the destination becomes
+:class:`ImgclfError` with one line. A result file replaces only what imgclf itself wrote at that
+path (:class:`Claim`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
 
 from imgclf.errors import ImgclfError
-
-#: How a result file says that imgclf wrote it, within its first 4 KB: the ``generator`` key at the top of its
-#: JSON (:func:`generator`), the generator meta of its HTML page, the description of its SVG plots.
-MARKS = (b'"generator": "imgclf', b'<meta name="generator" content="imgclf">', b"<desc>imgclf</desc>")
-
-
-def written_by_imgclf(path: Path, header: bytes = b"", ours: Callable[[Path], bool] | None = None) -> bool:
-    """Whether the file ``path`` carries :data:`MARKS` in its first 4 KB, starts with ``header``, or ``ours`` says so."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096)
-    except OSError:
-        return False
-    return any(mark in head for mark in MARKS) or bool(header and head.startswith(header)) or (ours is not None and ours(path))
-
 
 def generator(command: str) -> str:
     """The ``generator`` a JSON result of ``imgclf COMMAND`` starts with."""
@@ -40,17 +29,238 @@ def generator(command: str) -> str:
     return f"imgclf {command} {__version__}"
 
 
-def refuse_foreign(path: str | os.PathLike, option: str, header: bytes = b"", ours: Callable[[Path], bool] | None = None) -> None:
-    """Refuse a result file ``path`` that would replace a file imgclf did not write: one without :data:`MARKS`,
-    not starting with ``header`` (the columns of a CSV, the first key of JSON Lines that imgclf writes) and not
-    recognised by ``ours`` (a parquet file's schema metadata)."""
+# --- what imgclf may replace -------------------------------------------------------------
+#
+# A result file (``--json``, ``--report``, ``-o``, an export) replaces an existing file only when imgclf
+# wrote exactly that content at exactly that path: every result written through :class:`Claim` is recorded
+# in a ledger (one small JSON per path under :func:`ledger_dir`: the path and the SHA-256 of what was
+# written). A foreign file cannot match that by accident; a file the user edited afterwards no longer
+# matches and is theirs. Special files are never opened, symlinks never replaced.
+
+#: Environment variable naming the folder of imgclf's own state (the ledger); default: the user's state folder.
+STATE_ENV = "IMGCLF_STATE_DIR"
+
+
+def ledger_dir() -> Path:
+    root = os.environ.get(STATE_ENV)
+    if not root:
+        import platformdirs
+
+        root = platformdirs.user_state_dir("imgclf", appauthor=False)
+    return Path(root) / "written"
+
+
+def _key(path: Path) -> Path:
+    """The ledger file of ``path`` (its folder resolved, so two spellings of one place share it)."""
+    where = os.path.join(os.path.realpath(path.parent), path.name)
+    return ledger_dir() / (hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:40] + ".json")
+
+
+def _record(path: Path, entry: dict) -> None:
+    """Remember what imgclf wrote at ``path`` (best effort: without a record the next run refuses to replace it)."""
+    with contextlib.suppress(OSError):
+        write_bytes_atomic(_key(path), json.dumps({"path": os.path.abspath(path), **entry}).encode(), durable=False)
+
+
+def _recorded(path: Path) -> dict | None:
+    try:
+        entry = json.loads(_key(path).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) and entry.get("path") == os.path.abspath(path) else None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a regular file, read through a descriptor opened without following a symlink."""
+    h = hashlib.sha256()
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _kind(path: Path) -> str | None:
+    """None when nothing is at ``path``; else ``file``, ``folder``, ``symlink`` or ``special`` (never followed or opened)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    return "file" if stat.S_ISREG(mode) else "folder" if stat.S_ISDIR(mode) else "special"
+
+
+def written_by_imgclf(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a regular file holding exactly what imgclf last wrote there."""
     path = Path(path)
-    if not path.exists() and not path.is_symlink():
+    entry = _recorded(path)
+    if _kind(path) != "file" or entry is None or "sha256" not in entry:
+        return False
+    try:
+        return file_sha256(path) == entry["sha256"]
+    except OSError:
+        return False
+
+
+def _folder_files(folder: Path) -> dict[str, str] | None:
+    """``{relative path: SHA-256}`` of every file under ``folder``; None if it holds a symlink or a special file."""
+    files = {}
+    for root, dirs, names in os.walk(folder):
+        for name in dirs + names:
+            p = Path(root) / name
+            kind = _kind(p)
+            if kind == "file":
+                files[p.relative_to(folder).as_posix()] = file_sha256(p)
+            elif kind != "folder":
+                return None
+    return files
+
+
+def _foreign_in_folder(folder: Path) -> list[str] | None:
+    """The files in ``folder`` that imgclf did not write there (None: none, it holds only imgclf's own)."""
+    current = _folder_files(folder)
+    if current is None:
+        return ["a symlink or special file"]
+    if not current:
+        return None
+    ours = (_recorded(folder) or {}).get("files") or {}
+    foreign = sorted(name for name, digest in current.items() if ours.get(name) != digest)
+    return foreign or None
+
+
+class Claim:
+    """A path a command will write a result to, checked when claimed and again just before the rename.
+
+    ``Claim(path, "--json")`` refuses (:class:`ImgclfError`, one line) a path where a folder, a symlink, a special
+    file or a file imgclf did not write stands; :meth:`write_bytes` / :meth:`commit` refuse too when anything
+    changed there since, so a file that appears while the command works is never replaced. A new file is put in
+    place with a hard link, which fails rather than replacing one that appeared after the last check.
+    """
+
+    def __init__(self, path: str | os.PathLike, option: str, folder: bool = False):
+        self.path, self.option, self.folder = Path(path), option, folder
+        self.before = self._state()
+
+    def _state(self):
+        """What is at the path now: None, or a description :meth:`_check_unchanged` compares (refusing what is not ours)."""
+        kind, path, option = _kind(self.path), self.path, self.option
+        if kind is None:
+            return None
+        if kind == "symlink":
+            raise ImgclfError(f"{option} {path} is a symbolic link: give the path of a new file (imgclf does not replace links)")
+        if kind == "special":
+            raise ImgclfError(f"{option} {path} is not a regular file (a pipe, device or socket): choose another name")
+        if self.folder:
+            if kind != "folder":
+                raise ImgclfError(f"{option} {path} exists and is not a folder: choose another output, or remove it yourself")
+            foreign = _foreign_in_folder(path)
+            if foreign:
+                raise ImgclfError(f"{option} {path} holds files imgclf did not write there ({_some(foreign)}): "
+                                  "choose another folder, or move them out yourself")
+            return _folder_state(path)
+        if kind == "folder":
+            raise ImgclfError(f"{option} {path} is a folder: give a file name")
+        if not written_by_imgclf(path):
+            raise ImgclfError(f"{option} {path} exists and was not written by imgclf (or was changed since): "
+                              "choose another name, or remove it yourself")
+        return ("file", file_sha256(path))
+
+    def _check_unchanged(self) -> None:
+        if self._state() != self.before:
+            raise ImgclfError(f"{self.option} {self.path} changed while imgclf was working: nothing was written there; run again")
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write ``data`` to the claimed file atomically (see :func:`write_bytes_atomic`), re-checked just before."""
+        with writing_to(self.path, self.option):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.tmp-")
+            try:
+                os.chmod(tmp, 0o666 & ~_umask())
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self.commit(Path(tmp))
+            finally:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+
+    def write_text(self, text: str) -> None:
+        self.write_bytes(text.encode("utf-8"))
+
+    def write_json(self, obj) -> None:
+        self.write_text(to_json(obj) + "\n")
+
+    def commit(self, staged: Path) -> None:
+        """Put the finished ``staged`` file (or folder) in the claimed place, in the same file system; ``staged`` is gone after."""
+        with writing_to(self.path, self.option):
+            if self.folder:
+                return self._commit_folder(staged)
+            digest = file_sha256(staged)
+            self._check_unchanged()
+            if self.before is None:
+                _place_new(staged, self.path, self.option)
+            else:
+                os.replace(staged, self.path)
+            _record(self.path, {"sha256": digest})
+
+    def _commit_folder(self, staged: Path) -> None:
+        files = _folder_files(staged) or {}
+        self._check_unchanged()
+        if self.before is None or not any(self.path.iterdir()):
+            try:
+                os.replace(staged, self.path)  # refused by the OS if a non-empty folder appeared meanwhile
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                    raise ImgclfError(f"{self.option} {self.path} appeared while imgclf was working: nothing was written there") from None
+                raise
+        else:
+            aside = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.old-"))
+            previous, replaced = aside / "previous", False
+            os.replace(self.path, previous)
+            try:
+                if _folder_state(previous) != self.before:  # a file was added after the last check: put it all back
+                    raise ImgclfError(f"{self.option} {self.path} changed while imgclf was working: nothing was written there")
+                os.replace(staged, self.path)
+                replaced = True
+            except BaseException:
+                if not os.path.lexists(self.path):
+                    os.replace(previous, self.path)
+                raise
+            finally:
+                if replaced or not os.path.lexists(previous):  # the old export goes only once the new one stands
+                    shutil.rmtree(aside, ignore_errors=True)
+        _record(self.path, {"files": files})
+
+
+def _folder_state(folder: Path):
+    files = _folder_files(folder)
+    return None if files is None else ("folder", tuple(sorted(files.items())))
+
+
+def _place_new(staged: Path, path: Path, option: str) -> None:
+    """Put ``staged`` at ``path`` only if nothing is there: a hard link fails instead of replacing (a rename where the
+    file system has no hard links)."""
+    try:
+        os.link(staged, path)
+    except FileExistsError:
+        raise ImgclfError(f"{option} {path} appeared while imgclf was working: nothing was written there; run again") from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        if _kind(path) is not None:
+            raise ImgclfError(f"{option} {path} appeared while imgclf was working: nothing was written there; run again") from None
+        os.replace(staged, path)
         return
-    if path.is_dir():
-        raise ImgclfError(f"{option} {path} is a folder: give a file name")
-    if not written_by_imgclf(path, header, ours):
-        raise ImgclfError(f"{option} {path} exists and was not written by imgclf: choose another file name, or remove it yourself")
+    os.unlink(staged)
+
+
+def _some(names: list[str], n: int = 3) -> str:
+    shown = ", ".join(names[:n])
+    return shown + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:

@@ -240,7 +240,7 @@ def _limitations(labels: list[str], split: str | None, m: dict, calib: dict | No
         n, acc = m.get("n", 0), m.get("accuracy")
         if acc is not None and n < MIN_HELD_OUT:
             items.append(f"The {where} split has only {n} photos, too few to quote alone; the estimate above comes from "
-                         f"{metrics['estimate']['method']}. More photos per label give firmer numbers.")
+                         f"{_md(metrics['estimate']['method'])}. More photos per label give firmer numbers.")
         if calib:
             from imgclf.report.calibration import bias
 
@@ -273,9 +273,15 @@ def _made(meta: dict, bb: dict) -> str:
 - created: {meta['created']} with imgclf {meta['imgclf_version']}{f" ({versions})" if versions else ""}
 - exact command:
 
-```
-{meta['command']}
-```"""
+{_code_block(meta['command'])}"""
+
+
+def _code_block(text: str) -> str:
+    """``text`` as one literal line of a fenced code block: control characters (newlines included) shown as escapes,
+    and a fence longer than any run of backticks inside, so nothing in it can end the block or be rendered."""
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", line)), default=0))
+    return f"{fence}\n{line}\n{fence}"
 
 
 def _crop_note(bb: dict) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -29,7 +30,7 @@ from imgclf.embedding import Progress, embed_files, embed_views
 from imgclf.views import views_for
 from imgclf.errors import ImgclfError
 from imgclf.finetune import FineTuneConfig
-from imgclf.files import atomic_directory, write_json_atomic, writing_to
+from imgclf.files import atomic_directory, to_json, write_bytes_atomic, write_json_atomic, writing_to
 from imgclf.fusion import add_similarity, fuse
 from imgclf.estimate import MIN_HELD_OUT, accuracy_estimate, cross_validated_accuracy, out_of_fold_similarity, selective
 from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
@@ -416,10 +417,12 @@ def _write_model(requested: Path, model_dir: Path, data_dir, write_onnx: Callabl
     artifact.check_output(requested, data_dir)  # again: files may have appeared there while embedding
     with writing_to(requested, "the model to"), atomic_directory(model_dir) as tmp:
         write_onnx(tmp / MODEL_FILE)
-        add_similarity(tmp / MODEL_FILE, reference, {"imgclf_rejection": json.dumps(meta["rejection"])})
+        index = (to_json(neighbors) + "\n").encode("utf-8")
+        add_similarity(tmp / MODEL_FILE, reference, {artifact.PINNED_RULE: json.dumps(meta["rejection"]),
+                                                     artifact.PINNED_NEIGHBORS: hashlib.sha256(index).hexdigest()})
         meta["onnx"]["sha256"] = artifact.sha256_file(tmp / MODEL_FILE)
         write_json_atomic(tmp / LABELS_FILE, labels)
-        write_json_atomic(tmp / NEIGHBORS_FILE, neighbors)
+        write_bytes_atomic(tmp / NEIGHBORS_FILE, index)
         write_json_atomic(tmp / META_FILE, meta)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         (tmp / CARD_FILE).write_text(render_card(meta, metrics), encoding="utf-8")

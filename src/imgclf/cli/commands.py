@@ -163,6 +163,10 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
 
         if is_model_folder(explain_dir):
             raise ImgclfError(f"--explain {explain_dir} is a model folder: choose another folder for the heatmaps")
+        for asked in paths:
+            if Path(asked).is_dir() and _inside(explain_dir, asked):
+                raise ImgclfError(f"--explain {explain_dir} is inside {asked}, which is being predicted: write the heatmaps "
+                                  "elsewhere (they would be predicted and checked as photos next time)")
         preds = list(model.iter_explain(paths, explain_dir, explain_label, top_k, threshold, not no_reject, neighbors))
     else:
         preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta, neighbors=neighbors)
@@ -201,21 +205,18 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
     """Accuracy, per-class precision/recall/F1 and confusion matrix on labelled photos."""
     from imgclf.cli import render
     from imgclf.evaluation import evaluate as run_evaluate
-    from imgclf.files import generator, write_json_atomic, writing_to
+    from imgclf.files import generator
     from imgclf.runtime.artifact import PLOT_FILES
     from imgclf.runtime.model import Model
 
-    _claim(json_out, "--json")
-    _claim(report, "--report")
+    claims = _claims({json_out: "--json", report: "--report"})
     if report is not None:  # the plots written beside the page
-        for name in PLOT_FILES.values():
-            _claim(report.parent / f"{report.stem}-{name}", "--report")
+        claims.update(_claims({report.parent / f"{report.stem}-{name}": "--report" for name in PLOT_FILES.values()}))
     model = Model.load(model_dir)
     result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta)
     render.evaluation(result)
     if json_out:
-        with writing_to(json_out, "--json"):
-            write_json_atomic(json_out, {"generator": generator("evaluate"), **result})
+        claims[json_out].write_json({"generator": generator("evaluate"), **result})
         render.line(f"results written to {json_out}")
     if report:
         from imgclf.report import from_evaluation, write_report
@@ -223,10 +224,8 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
 
         results = from_evaluation(result, model)
         results["info"]["command"] = _command_line()
-        with writing_to(report, "--report"):
-            files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}",
-                                 heatmaps=Heatmaps(model),
-                                 plot_prefix=f"{report.stem}-")
+        files = write_report(report, results, title=f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}",
+                             heatmaps=Heatmaps(model), plot_prefix=f"{report.stem}-", write=_writer(claims))
         render.line(f"report written to {report} (plots: {', '.join(f.name for f in files[1:])})")
     return 0
 
@@ -248,42 +247,48 @@ def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_d
     """Find what is wrong with a folder of labelled photos: copies, likely label mistakes, outliers, blurred or tiny photos."""
     from imgclf.checks import check as run_check
     from imgclf.cli import render
-    from imgclf.checks import FIX_PLAN_COLUMNS
-    from imgclf.files import generator, write_json_atomic, write_text_atomic, writing_to
+    from imgclf.files import generator
 
     for path, option in ((json_out, "--json"), (report, "--report"), (fix_plan, "--fix-plan")):
         if path is not None and _inside(path, data_dir):
             raise ImgclfError(f"{option} {path} is inside the data folder: write it elsewhere (it would be checked as a photo next time)")
-        _claim(path, option, ",".join(FIX_PLAN_COLUMNS).encode() if option == "--fix-plan" else b"")
+    claims = _claims({json_out: "--json", report: "--report", fix_plan: "--fix-plan"})
     with render.ProgressBar("embedding photos", disabled=quiet) as bar:
         result = run_check(data_dir, backbone=backbone, weights=weights, cache_dir=cache_dir, crop=crop, quantize=quantize,
                            val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update, log=None if quiet else bar.log)
     render.check_summary(result, str(data_dir))
     if json_out:
-        with writing_to(json_out, "--json"):
-            write_json_atomic(json_out, {"generator": generator("check"), **result.to_dict()})
+        claims[json_out].write_json({"generator": generator("check"), **result.to_dict()})
         render.line(f"findings written to {json_out}")
     if fix_plan:
-        with writing_to(fix_plan, "--fix-plan"):
-            write_text_atomic(fix_plan, result.fix_plan_csv())
+        claims[fix_plan].write_text(result.fix_plan_csv())
         render.line(f"fix plan written to {fix_plan} (imgclf changes nothing: edit it and act on it yourself)")
     if report:
         from imgclf.report.findings import write_check_report
 
-        with writing_to(report, "--report"):
-            write_check_report(report, result.to_dict(), title=f"imgclf check: {Path(data_dir).resolve().name}")
+        write_check_report(report, result.to_dict(), title=f"imgclf check: {Path(data_dir).resolve().name}", write=_writer(claims))
         render.line(f"report written to {report}")
     return 0
 
 
-def _claim(path: Path | None, option: str, header: bytes = b"") -> None:
-    """A result file an option names: never a model's own file, never a file imgclf did not write."""
-    from imgclf.files import refuse_foreign
+def _claims(paths: dict) -> dict:
+    """The result files options name (``{path: option}``, None for an option not given), each claimed: never a
+    model's own file, never a file imgclf did not write (:class:`~imgclf.files.Claim`)."""
+    from imgclf.files import Claim
     from imgclf.runtime.artifact import check_not_artefact
 
-    if path is not None:
-        check_not_artefact(path, option)
-        refuse_foreign(path, option, header)
+    claims = {}
+    for path, option in paths.items():
+        if path is not None:
+            check_not_artefact(path, option)
+            claims[path] = Claim(path, option)
+    return claims
+
+
+def _writer(claims: dict):
+    """``write(path, bytes)`` through the claim made for ``path``."""
+    by_place = {os.path.abspath(p): c for p, c in claims.items()}
+    return lambda path, data: by_place[os.path.abspath(path)].write_bytes(data)
 
 
 def _inside(path: Path, folder: Path) -> bool:

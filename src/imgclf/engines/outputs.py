@@ -28,7 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from imgclf.runtime.artifact import check_not_artefact
-from imgclf.files import refuse_foreign, to_json, writing_to
+from imgclf.files import Claim, to_json, writing_to
 from imgclf.runtime.prediction import csv_header, csv_row
 
 from imgclf.engines.core import EMBEDDINGS, PREDICTIONS
@@ -92,7 +92,7 @@ class Writer:
         self.path = Path(path)
         self.format = format_of(path)
         self.kind, self.top_k = kind, top_k
-        refuse_foreign(path, "output", self._first_bytes(), _imgclf_parquet if self.format == "parquet" else None)
+        self._claim = Claim(path, "output")
         self.metadata = {"kind": kind, **(metadata or {})}
         self.rows = self.errors = 0
         self._tmp: Path | None = None
@@ -128,7 +128,7 @@ class Writer:
             if self._file is not None:
                 self._file.close()
             if exc_type is None:
-                os.replace(self._tmp, self.path)
+                self._claim.commit(self._tmp)
         finally:
             if self._tmp is not None and self._tmp.exists():
                 with contextlib.suppress(OSError):
@@ -154,12 +154,6 @@ class Writer:
                     self._csv.writerow(self._csv_row(r))
         self.rows += n
 
-    def _first_bytes(self) -> bytes:
-        """How a file of this kind that imgclf wrote begins (any ``top_k``): its first two CSV columns, or JSON Lines' first key."""
-        if self.format == "csv":
-            return (",".join(self._csv_header()[:2]) + ",").encode()
-        return b'{"path": ' if self.format == "jsonl" else b""
-
     def _csv_header(self) -> list[str]:
         if self.kind == EMBEDDINGS:
             return ["path", "hash", "label", "split", "error", "embedding"]
@@ -171,16 +165,6 @@ class Writer:
             text = "" if vec is None else json.dumps([float(x) for x in vec])
             return [r["path"], r["hash"] or "", r["label"] or "", r["split"] or "", r["error"] or "", text]
         return csv_row(r)
-
-
-def _imgclf_parquet(path: Path) -> bool:
-    """Whether ``path`` is a parquet file imgclf wrote (its schema carries :data:`META_KEY`)."""
-    try:
-        import pyarrow.parquet as pq
-
-        return META_KEY in (pq.read_schema(path).metadata or {})
-    except Exception:  # not parquet, or no pyarrow to tell: not known to be ours
-        return False
 
 
 def _plain(r: dict) -> dict:

@@ -58,7 +58,8 @@ def export(model_dir: str | os.PathLike, fmt: str, output: str | os.PathLike, in
     from imgclf.exports.parity import measure
     from imgclf.exports.photos import batches, photos_to_check
     from imgclf.exports.runners import onnx_runner
-    from imgclf.exports.sidecar import check_target, sidecar, sidecar_path
+    from imgclf.exports.sidecar import sidecar, sidecar_path
+    from imgclf.files import Claim, writing_to
     from imgclf.runtime.artifact import MODEL_FILE
     from imgclf.runtime.model import Model
 
@@ -69,32 +70,37 @@ def export(model_dir: str | os.PathLike, fmt: str, output: str | os.PathLike, in
         raise ImgclfError("--int8 is for --format tflite")
     if fmt != "onnx":
         require_converter(f"--format {fmt}")
-    model = Model.load(model_dir)
+    model = Model.load(model_dir).check_files()
     _refuse_faces(model)
     output = Path(output)
     info_path = sidecar_path(output, fmt)
-    check_target(output, info_path, fmt)
-    checked_on = list(batches(model, photos_to_check(model, check_photos)))
-    if not checked_on:
+    target = Claim(output, "-o", folder=fmt == "saved_model")
+    beside = None if fmt == "saved_model" else Claim(info_path, "-o")
+    photos = photos_to_check(model, check_photos)
+    probe = next(batches(model, photos, size=4), None)  # the photos are read again, in batches, by the check
+    if probe is None:
         raise ImgclfError("no readable photos to check the export on: give --check-photos DIR")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.imgclf-", dir=output.parent))
+    with writing_to(output, "-o"):
+        output.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{output.name}.imgclf-", dir=output.parent))
     try:
-        candidate, runner, convert_seconds = _convert(model, fmt, int8, work, checked_on[0][:4], log)
+        with writing_to(work, "the export to"):
+            candidate, runner, convert_seconds = _convert(model, fmt, int8, work, probe, log)
         if log:
-            log(f"checking the export on {sum(len(b) for b in checked_on)} photos")
+            log(f"checking the export on {len(photos)} photos")
         with quiet_native() if fmt != "onnx" else contextlib.nullcontext():  # LiteRT announces its CPU delegate
-            parity = measure(runner(candidate), onnx_runner(model.dir / MODEL_FILE), checked_on, int8=int8)
+            parity = measure(runner(candidate), onnx_runner(model.dir / MODEL_FILE), batches(model, photos), int8=int8)
         if not parity.passed:
             raise ExportCheckError(f"the exported model does not answer as model.onnx does, {parity.describe()}; nothing was written")
         text = json.dumps(sidecar(model, fmt, int8, parity), indent=2)
         staged = candidate / "assets" / "imgclf.json" if fmt == "saved_model" else work / "sidecar.json"
-        staged.parent.mkdir(exist_ok=True)
-        staged.write_text(text, encoding="utf-8")
+        with writing_to(output, "-o"):
+            staged.parent.mkdir(exist_ok=True)
+            staged.write_text(text, encoding="utf-8")
         size = _size(candidate)
-        _put(candidate, output)
-        if fmt != "saved_model":
-            os.replace(staged, info_path)
+        target.commit(candidate)
+        if beside is not None:
+            beside.commit(staged)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportResult(fmt, output, info_path, parity, time.perf_counter() - start, convert_seconds, size)
@@ -129,18 +135,3 @@ def _refuse_faces(model) -> None:
 
 def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-
-
-def _put(candidate: Path, output: Path) -> None:
-    """Move the checked export into place: a file by rename, a folder by renaming the old one aside first."""
-    if candidate.is_dir():
-        old = None
-        if output.exists():
-            old = output.with_name(f".{output.name}.old-{os.getpid()}")
-            os.replace(output, old)
-        os.replace(candidate, output)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(candidate, output)
-

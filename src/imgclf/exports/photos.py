@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +39,7 @@ def _found(path: Path, root: Path) -> Path | None:
 
 def training_photos(model) -> list[Path]:
     root = Path((model.meta.get("data") or {}).get("root") or ".")
-    try:
-        rows = json.loads((model.dir / "neighbors.json").read_text(encoding="utf-8"))["photos"]
-    except (OSError, ValueError, KeyError):
-        return []
-    return [p for p in (root / path for path, _label in rows) if p.is_file()]
+    return [p for p in (root / path for path, _label in model.neighbor_index or []) if p.is_file()]
 
 
 def batches(model, photos: list[Path], size: int = 16):

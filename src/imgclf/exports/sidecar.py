@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgclf.errors import ImgclfError
-from imgclf.files import generator, written_by_imgclf
+from imgclf.files import generator
 
 
 def sidecar_path(output: Path, fmt: str) -> Path:
@@ -36,15 +35,3 @@ def sidecar(model, fmt: str, int8: bool, parity) -> dict:
         "parity": parity.to_dict(),
         "model_sha256": model.meta.get("onnx", {}).get("sha256"),
     }
-
-
-def check_target(output: Path, path: Path, fmt: str) -> None:
-    """Refuse to replace anything imgclf's export did not write (its sidecar ``path`` says so: :func:`~imgclf.files.written_by_imgclf`)."""
-    if not output.exists() and not output.is_symlink():
-        if path.exists() and not written_by_imgclf(path):
-            raise ImgclfError(f"{path} exists and was not written by imgclf export: choose another output name")
-        return
-    if fmt == "saved_model" and output.is_dir() and not any(output.iterdir()):
-        return
-    if output.is_dir() != (fmt == "saved_model") or not written_by_imgclf(path):
-        raise ImgclfError(f"{output} exists and is not an export imgclf wrote: choose another output, or remove it yourself")

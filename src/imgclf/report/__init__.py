@@ -24,6 +24,7 @@ def write_report(
     images: bool = True,
     plot_prefix: str = "",
     heatmaps=None,
+    write=None,
 ) -> list[Path]:
     """Write the HTML report to ``path`` and its plots as SVG files beside it; return the files written.
 
@@ -31,14 +32,17 @@ def write_report(
     (a :class:`~imgclf.report.heatmaps.Heatmaps`), each misclassified photo shown gets the heatmap of its
     wrong prediction beside it.
     ``plot_prefix`` is put before each plot's file name (``PLOT_FILES``), so several reports can share a folder.
+    ``write(path, bytes)`` writes each file (default: atomically; a command's result files go through their
+    :class:`~imgclf.files.Claim`).
     """
     from imgclf import __version__
-    from imgclf.files import write_bytes_atomic, write_text_atomic
+    from imgclf.files import write_bytes_atomic
     from imgclf.report import calibration as cal
     from imgclf.report import html, plots
     from imgclf.report.thumbnails import Thumbnails
 
     path = Path(path)
+    write = write or write_bytes_atomic
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = results["labels"]
     calib = cal.from_photos(results.get("photos") or [])
@@ -54,10 +58,10 @@ def write_report(
     for key, fig in figures.items():
         svg = fig[0] if isinstance(fig, tuple) else fig
         target = path.parent / f"{plot_prefix}{PLOT_FILES[key]}"
-        write_bytes_atomic(target, svg)
+        write(target, svg)
         written.append(target)
     heatmaps = heatmaps if images and heatmaps else None
     page = html.render(results, title, figures, calib, Thumbnails(enabled=images), version=__version__, heatmaps=heatmaps)
-    write_text_atomic(path, page)
+    write(path, page.encode("utf-8"))
     return [path, *written]
 

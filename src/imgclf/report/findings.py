@@ -68,10 +68,11 @@ def _figure(path: str, caption: str, thumbs) -> str:
     return f"<figure>{img}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
-def write_check_report(path: str | os.PathLike, check: dict, title: str, images: bool = True) -> Path:
-    """``imgclf check --report``: one self-contained page (thumbnails embedded, nothing loaded from anywhere)."""
+def write_check_report(path: str | os.PathLike, check: dict, title: str, images: bool = True, write=None) -> Path:
+    """``imgclf check --report``: one self-contained page (thumbnails embedded, nothing loaded from anywhere),
+    written by ``write(path, bytes)`` (default: atomically)."""
     from imgclf import __version__
-    from imgclf.files import write_text_atomic
+    from imgclf.files import write_bytes_atomic
     from imgclf.report.thumbnails import Thumbnails
 
     n, labels = check.get("photos", 0), check.get("labels") or []
@@ -79,6 +80,6 @@ def write_check_report(path: str | os.PathLike, check: dict, title: str, images:
              f'({_e(", ".join(labels))}) in <code>{_e(check.get("root", ""))}</code>.</p></header>')
     page = (_head(title) + intro + findings_section(check, Thumbnails(enabled=images))
             + f'<footer>Made by imgclf {_e(__version__)}.</footer></main></body></html>\n')
-    write_text_atomic(path, page)
+    (write or write_bytes_atomic)(Path(path), page.encode("utf-8"))
     return Path(path)
 

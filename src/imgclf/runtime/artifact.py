@@ -1,9 +1,13 @@
 """The model folder: its file names, its schema, and the rules for reading and replacing it.
 
-Every consumer (the CLI, the Python API, the server, the engines) opens a model folder
-through :func:`read`, which validates it completely or raises :class:`ImgclfError` with
-one line; ``train`` asks :func:`check_output` before it writes, so it never deletes a
-file that imgclf did not write.
+Every consumer (the CLI, the Python API, the server, the engines, the exports) opens a model
+folder through this module: :func:`read` (``imgclf.json``, ``labels.json``), :func:`load_verified`
+(``model.onnx`` against its checksum), :func:`check_session` (the graph against the labels, and the
+labels, preprocessing, "unknown" threshold and ``neighbors.json`` checksum that ``model.onnx`` carries,
+so every file that changes an answer is covered by its checksum), :func:`read_neighbors` and
+:func:`read_metrics`. Each file is parsed within a size limit and validated completely, or
+:class:`ImgclfError` says in one line what is damaged. ``train`` asks :func:`check_output` before it
+writes, so it never deletes a file that imgclf did not write.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +59,11 @@ ARTEFACTS = frozenset({MODEL_FILE, LABELS_FILE, META_FILE, METRICS_FILE, CARD_FI
 FORMAT_VERSION = 1
 #: Plausible bounds of the preprocessing fields; anything outside is a damaged or hostile file.
 _MAX_INPUT_SIZE = 4096
+#: The largest each JSON file of a model folder may be (bytes); larger ones are damaged or hostile.
+MAX_BYTES = {META_FILE: 16 * 2**20, LABELS_FILE: 16 * 2**20, METRICS_FILE: 512 * 2**20, NEIGHBORS_FILE: 1024 * 2**20}
+#: ``model.onnx``'s metadata keys that pin the other files' answer-changing contents (written by training).
+PINNED_LABELS, PINNED_PREPROCESSING, PINNED_RULE, PINNED_NEIGHBORS = (
+    "labels", "imgclf_preprocessing", "imgclf_rejection", "imgclf_neighbors_sha256")
 
 
 @dataclass(frozen=True)
@@ -141,16 +151,148 @@ def check_session(session, folder: Folder) -> None:
             f"{folder.path} is inconsistent: {LABELS_FILE} has {len(folder.labels)} labels, "
             f"{MODEL_FILE} answers {classes if isinstance(classes, int) else 'an unknown number of'} probabilities"
         )
+    _check_pinned(pinned(session), folder)
+
+
+def pinned(session) -> dict[str, str]:
+    """The metadata ``model.onnx`` carries (covered by its checksum)."""
+    try:
+        return dict(session.get_modelmeta().custom_metadata_map)
+    except Exception:
+        return {}
+
+
+def _check_pinned(pins: dict[str, str], folder: Folder) -> None:
+    """``labels.json`` and ``imgclf.json``'s preprocessing and threshold must say what ``model.onnx`` says."""
+    def differs(key: str, ours) -> bool:
+        if key not in pins:
+            return False  # written before this check existed
+        try:
+            return json.loads(pins[key]) != ours
+        except ValueError:
+            return True
+
+    rule = folder.meta.get("rejection")
+    for key, ours, what in ((PINNED_LABELS, folder.labels, LABELS_FILE),
+                            (PINNED_PREPROCESSING, folder.meta.get("preprocessing"), f"{META_FILE}'s preprocessing"),
+                            (PINNED_RULE, rule, f"{META_FILE}'s 'unknown' rule")):
+        if differs(key, ours):
+            raise ImgclfError(f"{folder.path} is inconsistent: {what} is not what {MODEL_FILE} was trained with (the file was "
+                              "changed or damaged)")
+
+
+def read_neighbors(folder: Folder, session) -> list[tuple[str, str]] | None:
+    """``neighbors.json``'s ``[(path, label), …]`` in the order of ``photo_similarities`` (None: the model has no such output),
+    checked against the checksum ``model.onnx`` carries, the output's width and the labels."""
+    outputs = {o.name: o for o in session.get_outputs()}
+    if PHOTO_SIMILARITIES not in outputs:
+        return None
+    where = folder.path / NEIGHBORS_FILE
+    try:
+        data = _read_bounded(where, MAX_BYTES[NEIGHBORS_FILE])
+    except FileNotFoundError:
+        raise ImgclfError(f"{folder.path} is not a complete imgclf model folder ({NEIGHBORS_FILE} missing)") from None
+    except (OSError, ValueError) as e:
+        raise ImgclfError(f"{where} is damaged: {(e.strerror if isinstance(e, OSError) else None) or e}") from None
+    expected = pinned(session).get(PINNED_NEIGHBORS)
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ImgclfError(f"{where} does not match its checksum in {MODEL_FILE}: the file was changed or damaged")
+    parsed = _parse(data, where)
+    photos = parsed.get("photos") if isinstance(parsed, dict) else None
+    if not isinstance(photos, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and p[1] in folder.labels for p in photos):
+        raise ImgclfError(f"{where} is damaged: expected {{\"photos\": [[path, label], …]}} with the model's labels")
+    shape = list(outputs[PHOTO_SIMILARITIES].shape or [])
+    if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] != len(photos):
+        raise ImgclfError(f"{folder.path} is inconsistent: {NEIGHBORS_FILE} lists {len(photos)} photos, {MODEL_FILE} compares with "
+                          f"{shape[1] if len(shape) == 2 else 'an unknown number of'}")
+    return [(p[0], p[1]) for p in photos]
+
+
+def read_metrics(folder: Folder) -> dict:
+    """``metrics.json``, checked where it is read (the splits' figures and photos); ``{}`` when the folder has none."""
+    where = folder.path / METRICS_FILE
+    if not where.exists():
+        return {}
+    metrics = _read_json(folder.path, METRICS_FILE)
+    if not isinstance(metrics, dict):
+        raise ImgclfError(f"{where} is damaged: not a JSON object")
+    for split in ("train", "val", "test"):
+        part = metrics.get(split)
+        if part is None:
+            continue
+        if not isinstance(part, dict):
+            raise ImgclfError(f"{where} is damaged: '{split}' must be an object")
+        photos = part.get("photos")
+        if photos is not None and not (isinstance(photos, list) and all(
+                isinstance(p, dict) and isinstance(p.get("path"), str) for p in photos)):
+            raise ImgclfError(f"{where} is damaged: '{split}.photos' must be a list of objects with a 'path'")
+        for key in ("accuracy", "macro_f1", "n"):
+            if key in part and part[key] is not None and not _is_number(part[key]):
+                raise ImgclfError(f"{where} is damaged: '{split}.{key}' must be a number")
+    if "counts" in metrics and not isinstance(metrics["counts"], dict):
+        raise ImgclfError(f"{where} is damaged: 'counts' must be an object")
+    return metrics
 
 
 def _read_json(model_dir: Path, name: str):
+    """A model folder's JSON file, parsed within :data:`MAX_BYTES` (size) and the parser's nesting limit (depth)."""
     path = model_dir / name
     try:
-        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        data = _read_bounded(path, MAX_BYTES[name])
     except FileNotFoundError:
         raise ImgclfError(f"{model_dir} is not an imgclf model folder ({name} missing)") from None
     except (OSError, ValueError) as e:
-        raise ImgclfError(f"{path} is damaged: {str(e).splitlines()[0][:160]}") from None
+        raise ImgclfError(f"{path} is damaged: {(e.strerror if isinstance(e, OSError) else None) or e}") from None
+    return _parse(data, path)
+
+
+def _parse(data: bytes, where: Path):
+    """JSON from ``data``, refused when nested deeper than :data:`MAX_DEPTH` before the parser sees it (its own guard
+    depends on the interpreter's recursion limit, which libraries raise, and past the C stack it crashes)."""
+    if _depth(data) > MAX_DEPTH:
+        raise ImgclfError(f"{where} is damaged: nested too deeply (more than {MAX_DEPTH} levels)")
+    try:
+        return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise ImgclfError(f"{where} is damaged: nested too deeply") from None
+    except ValueError as e:
+        raise ImgclfError(f"{where} is damaged: {str(e).splitlines()[0][:160]}") from None
+
+
+#: How deeply a model folder's JSON may nest (imgclf writes at most 5 levels).
+MAX_DEPTH = 32
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+
+
+def _depth(data: bytes) -> int:
+    """The deepest nesting of arrays and objects in JSON text ``data`` (brackets inside strings not counted)."""
+    import numpy as np
+
+    if not data.count(b"[") + data.count(b"{") > MAX_DEPTH:
+        return 0
+    code = np.frombuffer(_STRINGS.sub(b'""', data), np.uint8)
+    step = (np.isin(code, (ord("["), ord("{")))).astype(np.int32) - np.isin(code, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, refused beyond ``limit``; a special file is never read."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        if st.st_size > limit:
+            raise ValueError(f"{st.st_size:,} bytes, more than the {limit:,} such a file may hold")
+        data = f.read(st.st_size + 1)
+        if len(data) > st.st_size:  # it grew since its size was read
+            data += f.read(limit + 1 - len(data))
+    if len(data) > limit:
+        raise ValueError(f"more than the {limit:,} bytes such a file may hold")
+    return data
 
 
 def _no_constant(name: str):
@@ -196,6 +338,9 @@ def _check_meta(meta: dict, where: Path) -> None:
     onnx = meta.get("onnx", {})
     if not isinstance(onnx, dict) or not isinstance(onnx.get("sha256", ""), str):
         raise ImgclfError(f"{where} is damaged: 'onnx' must be an object whose 'sha256' is a hex digest")
+    data = meta.get("data")
+    if data is not None and (not isinstance(data, dict) or not isinstance(data.get("root") or "", str)):
+        raise ImgclfError(f"{where} is damaged: 'data' must be an object whose 'root' is a folder name")
 
 
 def _preprocessing_problem(pre: dict) -> str | None:

@@ -8,6 +8,8 @@ its mean plus the label's bias is the label's logit (``model.onnx`` answers it a
 
 from __future__ import annotations
 
+import os
+
 import io
 import zlib
 from dataclasses import dataclass
@@ -127,8 +129,13 @@ def heatmap_marker():
 
 
 def is_heatmap(path) -> bool:
-    """Whether ``path`` is an overlay imgclf wrote (its PNG text chunk says so)."""
+    """Whether ``path`` is an overlay imgclf wrote (its PNG text chunk says so); a symlink or special file never is,
+    and is never opened."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
         with Image.open(path) as img:
             return img.format == "PNG" and img.info.get(MARKER[0]) == MARKER[1]
     except Exception:

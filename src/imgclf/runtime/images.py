@@ -90,11 +90,23 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         raise ImageError(f"file too large ({st.st_size / 2**20:.0f} MB, limit {MAX_FILE_BYTES // 2**20} MB)")
     try:
         with open(path, "rb") as f:
-            return f.read(MAX_FILE_BYTES + 1)
+            data = read_at_most(f, st.st_size, MAX_FILE_BYTES)
     except PermissionError:
         raise ImageError("permission denied") from None
     except OSError as e:
         raise ImageError(f"cannot read file ({e.strerror or e})") from None
+    if data is None:
+        raise ImageError(f"file too large (more than {MAX_FILE_BYTES // 2**20} MB)")
+    return data
+
+
+def read_at_most(f, expected: int, limit: int) -> bytes | None:
+    """The rest of the open file ``f`` (``expected`` bytes by its size), or None when it holds more than ``limit``:
+    one read of the expected size, never a buffer of ``limit`` bytes unless the file grew meanwhile."""
+    data = f.read(min(expected, limit) + 1)
+    if len(data) > expected:  # it grew since its size was read
+        data += f.read(limit + 1 - len(data))
+    return None if len(data) > limit else data
 
 
 def decode(data: bytes, max_side: int | None = None) -> Image.Image:
@@ -281,12 +293,16 @@ _TRANSPOSE = {
 def thumbnail_jpeg(path: str | os.PathLike, size: int, quality: int = 80) -> bytes | None:
     """A JPEG of the upright photo at ``path`` at most ``size`` px on its longer side, or None if it cannot be read."""
     try:
-        img = load_image(path, max_side=size)
-        img.thumbnail((size, size), Image.Resampling.LANCZOS)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=quality, optimize=True)
+        return jpeg_thumbnail(load_image(path, max_side=size), size, quality)
     except (ImageError, OSError, ValueError):
         return None
+
+
+def jpeg_thumbnail(img: Image.Image, size: int, quality: int = 80) -> bytes:
+    """A JPEG of the decoded RGB ``img`` at most ``size`` px on its longer side (``img`` is reduced in place)."""
+    img.thumbnail((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality, optimize=True)
     return buf.getvalue()
 
 

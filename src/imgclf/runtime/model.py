@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -18,7 +17,7 @@ from imgclf.runtime.artifact import (  # noqa: F401 (the file names are re-expor
 from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
 from imgclf.runtime.encoders import encoder
 from imgclf.runtime.faces import NO_FACE, NoFaceError
-from imgclf.runtime.loader import pixel_loader, preprocess_image
+from imgclf.runtime.loader import crop_image, pixel_loader
 from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
 from imgclf.runtime.preprocessing import Preprocessing
 
@@ -55,8 +54,8 @@ class Model:
         self.explanation_method = ("face" if self.preprocessing.crop == "face_chip" else "cam" if CAM in outputs else "occlusion")
         #: Whether :meth:`explain` answers in the cost of about one prediction (not occlusion's many passes).
         self.explainable = self.explanation_method in ("cam", "face")
-        self._has_photo_similarities = PHOTO_SIMILARITIES in outputs
         self._index = None
+        self._metrics: dict | None = None
         rule = meta.get("rejection")
         #: Similarity below which a photo is "unknown" (None: the model never rejects).
         self.threshold: float | None = float(rule["threshold"]) if rule and len(self._outputs) == 2 else None
@@ -78,12 +77,18 @@ class Model:
         artifact.check_session(session, folder)
         return cls(folder.path, folder.meta, folder.labels, session)
 
+    def check_files(self) -> "Model":
+        """Read and check now the files :meth:`load` leaves until they are needed (``metrics.json``, ``neighbors.json``);
+        a damaged one raises :class:`ImgclfError`. The server and ``export`` call it before they start."""
+        self.metrics, self.neighbor_index  # noqa: B018 (read for their checks)
+        return self
+
     @property
     def metrics(self) -> dict:
-        try:
-            return json.loads((self.dir / METRICS_FILE).read_text())
-        except (OSError, ValueError):
-            return {}
+        """``metrics.json``, validated (:func:`~imgclf.runtime.artifact.read_metrics`); ``{}`` if the folder has none."""
+        if self._metrics is None:
+            self._metrics = artifact.read_metrics(artifact.Folder(self.dir, self.meta, self.labels))
+        return self._metrics
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed batch (N, 3, S, S)."""
@@ -105,9 +110,11 @@ class Model:
         return np.concatenate([out[0], sim[:, None]], axis=1)
 
     def predict_image(self, image: Image.Image, top_k: int = 3, name: str = "<image>", neighbors: int = 0, **rule) -> Prediction:
-        """Predict one decoded RGB image; ``rule`` is ``threshold=`` / ``reject=`` as in :meth:`predict`."""
+        """Predict one decoded RGB image, preprocessed as :meth:`predict` preprocesses files; ``rule`` is ``threshold=`` /
+        ``reject=`` as in :meth:`predict`."""
+        pre = self.preprocessing
         try:
-            batch = preprocess_image(image, self.preprocessing)[None]
+            batch = pre.batch([pre.pixels(crop_image(image, pre))])
         except ImageError as e:
             return failed(name, e)
         if not neighbors:
@@ -316,14 +323,11 @@ class Model:
             yield pred
 
     @property
-    def neighbor_index(self) -> list[list[str]] | None:
-        """``[[path, label], …]`` of the training photos behind ``photo_similarities`` (None: the model has none)."""
-        if self._index is None and self._has_photo_similarities:
-            try:
-                photos = json.loads((self.dir / NEIGHBORS_FILE).read_text())["photos"]
-            except (OSError, ValueError, KeyError, TypeError):
-                photos = None
-            self._index = photos if isinstance(photos, list) else False
+    def neighbor_index(self) -> list[tuple[str, str]] | None:
+        """``[(path, label), …]`` of the training photos behind ``photo_similarities`` (None: the model has none),
+        validated and checked against its checksum (:func:`~imgclf.runtime.artifact.read_neighbors`)."""
+        if self._index is None:
+            self._index = artifact.read_neighbors(artifact.Folder(self.dir, self.meta, self.labels), self._session) or False
         return self._index or None
 
     def _check_neighbors(self) -> None:
@@ -374,11 +378,23 @@ def _free_target(out: Path, stem: str, taken: set[str]) -> Path:
     from imgclf.runtime.explanation import is_heatmap
 
     name, n = stem, 1
-    while name in taken or ((out / f"{name}.heatmap.png").exists() and not is_heatmap(out / f"{name}.heatmap.png")):
+    while name in taken or (os.path.lexists(out / f"{name}.heatmap.png") and not is_heatmap(out / f"{name}.heatmap.png")):
+        target = out / f"{name}.heatmap.png"
+        if name not in taken and _special(target):
+            raise ImgclfError(f"--explain {out} holds {target.name}, which is a pipe, device or socket"
+                              ": choose another folder for the heatmaps")
         n += 1
         name = f"{stem}-{n}"
     taken.add(name)
     return out / f"{name}.heatmap.png"
+
+
+def _special(path: Path) -> bool:
+    """Whether ``path`` is a pipe, device or socket (never opened: a pipe would block)."""
+    import stat
+
+    mode = os.lstat(path).st_mode
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
 
 
 def load(model_dir: str | os.PathLike) -> Model:

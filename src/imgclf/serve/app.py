@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
@@ -62,7 +63,7 @@ def create_app(
     """
     # Model.load's session lets idle ONNX Runtime threads sleep instead of spinning: in a server the
     # same cores parse requests and decode images
-    model = Model.load(model_dir, threads=threads)
+    model = Model.load(model_dir, threads=threads).check_files()  # a damaged file stops the server here
     service = Service(
         model, max_upload_bytes=int(max_upload_mb * 2**20), max_batch=max_batch, max_batch_files=max_batch_files,
         max_in_flight=max_in_flight, decode_threads=decode_threads or cpu_count(),
@@ -96,6 +97,10 @@ def create_app(
                     f"{client.host}:{client.port}" if client else "?", request.url.path)
         return Response(status_code=400)  # nobody is left to read it
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": validation_message(exc)}, status_code=422)
+
     @app.exception_handler(PayloadTooLarge)
     async def _too_large(request: Request, exc: PayloadTooLarge):
         return JSONResponse({"detail": too_large_message(exc.limit)}, status_code=413, headers={"connection": "close"})
@@ -109,6 +114,15 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _mount_docs(app)
     return app
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """FastAPI's list of validation errors as the one line every error of the API is (``detail``)."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("query", "body", "path"))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+    return "; ".join(parts) or "invalid request"
 
 
 def _mount_docs(app: FastAPI) -> None:

@@ -14,10 +14,10 @@ from fastapi.responses import JSONResponse, Response
 from imgclf import __version__
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.runtime.model import failed
-from imgclf.serve.schemas import BATCH_BODY, ERRORS, UPLOAD_BODY, PredictionOut
+from imgclf.serve.schemas import BATCH_BODY, COMMON_ERRORS, ERRORS, UPLOAD_BODY, PredictionOut
 from imgclf.serve.service import Service
 
-router = APIRouter()
+router = APIRouter(responses=COMMON_ERRORS)
 
 
 def _service(request: Request) -> Service:
@@ -66,6 +66,9 @@ async def predict(
         return _error(422, f"{len(files)} files in field 'file': use /predict/batch for several images")
     if service.busy(1):
         return _error(503, "server busy: too many images in flight, try again")
+    if explain and not service.model.explainable:
+        return _error(422, "this model has no class activation maps (fine-tuned, quantised or another backbone): explaining a "
+                           "photo takes one pass per cell of it, too slow to serve; use imgclf predict --explain DIR")
     service.in_flight += 1
     try:
         if explain or neighbors:
@@ -159,4 +162,5 @@ async def training_photo(request: Request, path: str = Query(..., max_length=409
     data = await asyncio.get_running_loop().run_in_executor(service.pool, service.training_thumbnail, path)
     if data is None:
         return _error(404, "no such training photo here")
-    return Response(data, media_type="image/jpeg", headers={"cache-control": "max-age=3600"})
+    return Response(data, media_type="image/jpeg",
+                    headers={"cache-control": "max-age=3600", "cross-origin-resource-policy": "same-origin"})

@@ -42,6 +42,8 @@ class PredictionOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
+    """Every error the API answers, whatever its status: one line saying what is wrong."""
+
     detail: str
 
 
@@ -69,8 +71,16 @@ BATCH_BODY = {
         },
     }
 }
+#: Errors any route can answer.
+COMMON_ERRORS = {
+    400: {"model": ErrorOut, "description": "Host name not allowed (imgclf serve --allowed-host), or the client left mid-request"},
+    422: {"model": ErrorOut, "description": "A query parameter out of range or of the wrong type"},
+}
+#: Errors of the routes that take photos.
 ERRORS = {
     413: {"model": ErrorOut, "description": "Upload larger than --max-upload-mb"},
     415: {"model": ErrorOut, "description": "Not an image"},
-    422: {"model": ErrorOut, "description": "No file, corrupt image or decompression bomb"},
+    422: {"model": ErrorOut, "description": "No file, corrupt image, decompression bomb, a parameter out of range, "
+                                            "or an explanation this model cannot give quickly"},
+    503: {"model": ErrorOut, "description": "Too many images in flight: try again"},
 }

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
+import stat
+import threading
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,12 +18,49 @@ from starlette.datastructures import UploadFile
 
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.runtime.faces import NoFaceError
-from imgclf.runtime.images import decode, thumbnail_jpeg, upright_size
+from imgclf.runtime.images import MAX_FILE_BYTES, decode, jpeg_thumbnail, read_at_most, upright_size
 from imgclf.runtime.model import Model, failed
 from imgclf.runtime.batching import safe_load
-from imgclf.runtime.loader import load_pixels
+from imgclf.runtime.loader import draft_side, load_pixels
 from imgclf.serve.batching import MicroBatcher
 from imgclf.serve.limits import PayloadTooLarge
+
+
+#: Training-photo thumbnails a server keeps in memory (about 5 KB each).
+THUMBNAILS_KEPT = 512
+
+
+def open_inside(base: Path, relative: str) -> tuple[tuple, bytes] | None:
+    """``((device, inode, size, mtime), bytes)`` of the regular file ``base/relative``, read from one open descriptor that
+    is checked to be a file inside ``base`` (a symlink swapped in while checking cannot lead outside); None otherwise."""
+    base = base.resolve()
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base):
+        return None
+    try:
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_FILE_BYTES:
+            return None
+        opened = Path(f"/proc/self/fd/{f.fileno()}")
+        try:  # where the descriptor really leads (Linux); elsewhere the same file must still be there, inside
+            real = Path(os.readlink(opened)) if opened.is_symlink() else None
+        except OSError:
+            real = None
+        if real is not None and not real.is_relative_to(base):
+            return None
+        try:
+            again = (base / relative).resolve()
+            same = again.is_relative_to(base) and os.path.samestat(st, os.stat(again))
+        except OSError:
+            same = False
+        if not same:
+            return None
+        data = read_at_most(f, st.st_size, MAX_FILE_BYTES)
+        return None if data is None else ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), data)
 
 
 class Service:
@@ -38,6 +79,8 @@ class Service:
         self.batcher = MicroBatcher(model.scores, max_batch=max_batch, collate=model.preprocessing.batch)
         self.decode_threads = decode_threads
         self._indexed: set[str] | None = None
+        self._thumbs: OrderedDict = OrderedDict()
+        self._thumb_lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
     @property
@@ -65,9 +108,10 @@ class Service:
         return load_pixels(data, self.model.preprocessing)  # as predict does: big JPEGs decoded at reduced size
 
     def _detailed(self, name: str, data: bytes, top_k: int, explain: bool, neighbors: int) -> dict:
-        """One upload's row with its explanation (the overlay as a PNG data URL) and/or neighbours, in a decode thread."""
+        """One upload's row with its explanation (the overlay as a PNG data URL) and/or neighbours, in a decode thread;
+        decoded as :meth:`_load` decodes for plain predictions (same size limit, same reduced JPEG decoding, same answer)."""
         self._check_size(data)
-        photo = decode(data)
+        photo = decode(data, max_side=draft_side(self.model.preprocessing))
         if not explain:
             return self.model.predict_image(photo, top_k, name, neighbors).to_row()
         pred, explanation = self.model.explain(photo, None, top_k, name, neighbors)
@@ -91,17 +135,34 @@ class Service:
 
     def training_thumbnail(self, path: str, side: int = 128) -> bytes | None:
         """A JPEG of at most ``side`` px of the training photo ``path`` (relative, as in ``neighbors.json``), or
-        None when it is not one of the model's indexed photos or its data folder is not reachable."""
+        None when it is not one of the model's indexed photos, its data folder is not reachable, or it is larger
+        than this server decodes. The bytes come from the very file that was checked to lie inside the data folder
+        (opened once); thumbnails are cached by the file's identity."""
         if self._indexed is None:
             self._indexed = {p for p, _ in self.model.neighbor_index or []}
-        root = self.model.meta.get("data", {}).get("root")
+        root = (self.model.meta.get("data") or {}).get("root")
         if path not in self._indexed or not root:
             return None
-        base = Path(root).resolve()
-        target = (base / path).resolve()
-        if not target.is_relative_to(base) or not target.is_file():
+        opened = open_inside(Path(root), path)
+        if opened is None:
             return None
-        return thumbnail_jpeg(target, side, quality=85)
+        identity, data = opened
+        key = (path, side, identity)
+        with self._thumb_lock:
+            if key in self._thumbs:
+                self._thumbs.move_to_end(key)
+                return self._thumbs[key]
+        try:
+            self._check_size(data)
+            photo = decode(data, max_side=side)
+        except ImageError:
+            return None
+        thumb = jpeg_thumbnail(photo, side, quality=85)
+        with self._thumb_lock:
+            self._thumbs[key] = thumb
+            while len(self._thumbs) > THUMBNAILS_KEPT:
+                self._thumbs.popitem(last=False)
+        return thumb
 
     def busy(self, n: int) -> bool:
         """Whether ``n`` more images would go over ``max_in_flight``."""

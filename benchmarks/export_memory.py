@@ -1,0 +1,107 @@
+"""Peak memory of ``imgclf export`` against the size of the model: it must not grow with the number of photos.
+
+Usage: python benchmarks/export_memory.py [--sizes 1000 20000] [--formats onnx tflite] [--work DIR]
+       (photos made from ../shared/datasets/flowers-bench)
+
+For each size N, makes N distinct photos from flowers-bench (random crops of 55–100 % of a photo, mirrored
+or not, colour and brightness shifted, saved as 320 px JPEGs under the photo's label), trains a model on them
+(cached embeddings are reused between runs in ``--work``), then runs ``imgclf export`` of that model in a
+process of its own for each format and prints the process's peak resident memory. The export checks itself
+on the model's validation and test photos (10 % + 10 % of N), so a larger model also means more photos checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image, ImageEnhance, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "datasets" / "flowers-bench"
+IMGCLF = [sys.executable, "-m", "imgclf.cli"]
+
+
+def make_photos(src: Path, dst: Path, n: int, seed: int = 0) -> Path:
+    """``n`` distinct variants of the photos under ``src/<label>/`` in ``dst/<label>/`` (kept if already made)."""
+    done = dst / ".complete"
+    if done.exists():
+        return dst
+    rng = random.Random(seed)
+    sources = sorted((p.parent.name, p) for p in src.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    decoded: dict[Path, Image.Image] = {}
+    for i in range(n):
+        label, path = sources[i % len(sources)]
+        if path not in decoded:
+            with Image.open(path) as img:
+                img = ImageOps.exif_transpose(img).convert("RGB")
+                img.thumbnail((480, 480))
+                decoded[path] = img
+        img = decoded[path]
+        w, h = img.size
+        share = rng.uniform(0.55, 1.0)
+        cw, ch = int(w * share), int(h * share)
+        x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+        out = img.crop((x, y, x + cw, y + ch))
+        if rng.random() < 0.5:
+            out = ImageOps.mirror(out)
+        out = ImageEnhance.Color(out).enhance(rng.uniform(0.7, 1.3))
+        out = ImageEnhance.Brightness(out).enhance(rng.uniform(0.8, 1.2))
+        out.thumbnail((320, 320))
+        (dst / label).mkdir(parents=True, exist_ok=True)
+        out.save(dst / label / f"v{i:06d}.jpg", quality=88)
+    done.touch()
+    return dst
+
+
+def peak_mb(args: list[str], env: dict) -> tuple[float, float, int]:
+    """(peak resident MB, seconds, exit code) of one command in a process of its own."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode()
+    if proc.returncode:
+        print(err, file=sys.stderr)
+    return usage.ru_maxrss / 1024, time.perf_counter() - start, proc.returncode
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 20000])
+    ap.add_argument("--formats", nargs="+", default=["onnx", "tflite"])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/imgclf-export-memory"))
+    ap.add_argument("--photos-from", type=Path, default=BENCH, help="label folders the photos are made from")
+    args = ap.parse_args()
+    env = {**os.environ, "IMGCLF_CACHE_DIR": str(args.work / "cache"), "IMGCLF_STATE_DIR": str(args.work / "state"),
+           "PYTHONPATH": str(ROOT / "src")}
+    rows = []
+    for n in args.sizes:
+        photos = make_photos(args.photos_from, args.work / f"photos-{n}", n)
+        model = args.work / f"model-{n}"
+        if not (model / "imgclf.json").exists():
+            t0 = time.perf_counter()
+            subprocess.run([*IMGCLF, "train", str(photos), "-o", str(model), "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
+            print(f"trained on {n} photos in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        size = (model / "model.onnx").stat().st_size / 2**20
+        for fmt in args.formats:
+            out = args.work / f"export-{n}" / ("saved" if fmt == "saved_model" else f"model.{fmt}")
+            for old in (out, out.with_name(out.name + ".json")):
+                if old.is_file():
+                    old.unlink()
+            mb, seconds, code = peak_mb([*IMGCLF, "export", str(model), "--format", fmt, "-o", str(out), "-q"], env)
+            rows.append((n, size, fmt, mb, seconds, code))
+            print(f"{n} photos, {fmt}: peak {mb:.0f} MB in {seconds:.0f} s (exit {code})", file=sys.stderr)
+    print("| photos in the model | model.onnx | format | peak memory of imgclf export | time | exit |")
+    print("|---:|---:|---|---:|---:|---:|")
+    for n, size, fmt, mb, seconds, code in rows:
+        print(f"| {n:,} | {size:.1f} MB | {fmt} | {mb:,.0f} MB | {seconds:.0f} s | {code} |")
+
+
+if __name__ == "__main__":
+    main()
