@@ -94,7 +94,8 @@ def test_upload_a_photo_read_the_label_and_screenshot(page, site, tmp_path):
     header = page.find_element(By.ID, "model").text
     for lab in LABELS:
         assert lab in header
-    assert "test accuracy" in header and "%" in header
+    assert "times in 100 on new photos" in header  # the estimate, from the most photos, in plain words
+    assert "unknown: unlike every training photo" in header and "below 0." not in header and "%" not in header.split("unknown")[1]
 
     page.find_element(By.ID, "file").send_keys(str(photo))
     (card,) = wait(page, lambda d: cards_done(d, 1))
@@ -192,7 +193,10 @@ def test_unknown_is_marked(page, tmp_path):
     (card,) = wait(page, lambda d: cards_done(d, 1))
     assert "is-unknown" in card.get_attribute("class").split()
     assert card.find_element(By.CSS_SELECTOR, ".label").text == "unknown"
-    assert card.find_element(By.CSS_SELECTOR, ".badge").is_displayed()
+    assert card.find_element(By.CSS_SELECTOR, ".badge").text == "unlike every training photo"
+    why = card.find_element(By.CSS_SELECTOR, ".why").text  # the reason on the similarity's own scale, no percentage
+    assert why.startswith("similarity 0.") and ", below 0." in why and "closest label:" in why and "%" not in why
+    assert not card.find_element(By.CSS_SELECTOR, ".bars").is_displayed() and card.find_element(By.CSS_SELECTOR, ".conf").text == ""
     colour = page.execute_script("return getComputedStyle(arguments[0]).color", card.find_element(By.CSS_SELECTOR, ".label"))
     normal = page.execute_script("return getComputedStyle(document.querySelector('h1')).color")
     assert colour != normal

@@ -1,4 +1,4 @@
-"""Find labelled photos on disk: label folders, splits, the stable hash split.
+"""Find labelled photos on disk: label folders, and splits made within each label that never move a photo.
 
 Scanning only looks at names and folder structure; whether a file is really a usable
 image is decided later, when its bytes are decoded. Hidden files and OS junk are
@@ -8,6 +8,7 @@ ignored silently; symlink loops are detected, never followed twice.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import unicodedata
 from collections import Counter
@@ -49,18 +50,81 @@ class Dataset:
         return {lab: {s: c[(lab, s)] for s in SPLITS} for lab in self.labels}
 
 
-def split_of(relative_path: str, val_fraction: float, test_fraction: float) -> str:
-    """Stable split from a hash of the path relative to its label folder.
-
-    Adding or removing other photos never moves this one between splits.
-    """
+def hash_position(relative_path: str) -> float:
+    """A photo's place in [0, 1), from a hash of its path relative to its label folder (the order splits are filled in)."""
     digest = hashlib.sha1(relative_path.encode("utf-8")).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    if u < test_fraction:
-        return "test"
-    if u < test_fraction + val_fraction:
-        return "val"
-    return "train"
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def split_sizes(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(validation, test) photos a label of ``n`` photos holds: each fraction of ``n`` rounded half up, at least
+    one photo left for training."""
+    test = int(n * test_fraction + 0.5)
+    val = int(n * val_fraction + 0.5)
+    while n and test + val >= n:
+        if val >= test and val:
+            val -= 1
+        else:
+            test -= 1
+    return val, test
+
+
+def assign_splits(relative_paths: list[str], val_fraction: float, test_fraction: float,
+                  remembered: dict[str, str] | None = None) -> list[str]:
+    """The split of each photo of one label, in proportion within the label.
+
+    A photo keeps the split it was given before (``remembered``); new photos fill what the label's
+    validation and test splits lack, in their hash order, and the rest train. So adding photos never
+    moves one between splits, and a label's held-out photos stay in proportion. (No rule that looks
+    at a photo alone can do both: such a rule is the old per-path hash, which left small labels
+    with no test photo at all.)
+    """
+    remembered = remembered or {}
+    want_val, want_test = split_sizes(len(relative_paths), val_fraction, test_fraction)
+    have = Counter(remembered[r] for r in relative_paths if r in remembered)
+    out = {r: remembered[r] for r in relative_paths if remembered.get(r) in SPLITS}
+    for rel in sorted((r for r in relative_paths if r not in out), key=hash_position):
+        split = "test" if have["test"] < want_test else "val" if have["val"] < want_val else "train"
+        have[split] += 1
+        out[rel] = split
+    return [out[r] for r in relative_paths]
+
+
+class SplitMemory:
+    """The splits given to the photos of one data folder, kept in the cache so that they never move."""
+
+    VERSION = 1
+
+    def __init__(self, cache_root: str | os.PathLike | None, root: Path, val_fraction: float, test_fraction: float):
+        key = hashlib.sha256(f"{self.VERSION}|{os.path.realpath(root)}|{val_fraction!r}|{test_fraction!r}".encode(
+            "utf-8", "surrogateescape")).hexdigest()[:40]
+        self.path = Path(cache_root) / "splits" / f"{key}.json" if cache_root is not None else None
+        self.splits: dict[str, dict[str, str]] = {}
+        if self.path is not None:
+            try:
+                loaded = json.loads(self.path.read_text(encoding="utf-8"))
+                if isinstance(loaded, dict):
+                    self.splits = {k: v for k, v in loaded.items() if isinstance(v, dict)}
+            except (OSError, ValueError):
+                pass
+
+    def label(self, label: str) -> dict[str, str]:
+        return self.splits.get(label, {})
+
+    def save(self, photos: list["Photo"], label_root: dict[str, Path]) -> None:
+        """Remember the split of every photo found now (photos no longer there are forgotten)."""
+        if self.path is None:
+            return
+        table: dict[str, dict[str, str]] = {}
+        for p in photos:
+            table.setdefault(p.label, {})[p.path.relative_to(label_root[p.label]).as_posix()] = p.split
+        if table != self.splits:
+            from imgclf.files import write_json_atomic
+
+            try:
+                write_json_atomic(self.path, table)
+            except OSError:
+                pass
 
 
 def looks_like_image(path: Path) -> bool:
@@ -94,7 +158,8 @@ def _check_folder(root: Path) -> None:
 
 
 def _photos_of_labels(
-    root: Path, split: str | None, val_fraction: float, test_fraction: float, skipped: list[Skipped], layout: str = ""
+    root: Path, split: str | None, val_fraction: float, test_fraction: float, skipped: list[Skipped], layout: str = "",
+    memory: SplitMemory | None = None,
 ) -> tuple[list[str], list[Photo]]:
     dirs, files = _label_dirs(root)
     loose = [f for f in files if looks_like_image(f)]
@@ -109,9 +174,11 @@ def _photos_of_labels(
             skipped.append(Skipped(str(d), MODEL_FOLDER_REASON))
             continue
         labels.append(d.name)
-        for f in walk_files(d, skipped):
-            rel = f.relative_to(d).as_posix()
-            photos.append(Photo(f, d.name, split or split_of(rel, val_fraction, test_fraction)))
+        found = list(walk_files(d, skipped))
+        rels = [f.relative_to(d).as_posix() for f in found]
+        splits = ([split] * len(found) if split else
+                  assign_splits(rels, val_fraction, test_fraction, memory.label(d.name) if memory else None))
+        photos += [Photo(f, d.name, s) for f, s in zip(found, splits)]
     if not labels:
         what = "only loose images" if loose else "no label folders"
         raise ImgclfError(f"{root} has {what}: expected one sub-folder per label, each holding its photos{layout}")
@@ -119,12 +186,14 @@ def _photos_of_labels(
 
 
 def scan_labelled(
-    root: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.1, min_labels: int = 1
+    root: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.1, min_labels: int = 1,
+    cache_root: str | os.PathLike | None = None,
 ) -> Dataset:
     """Scan ``<label>/<images>`` or ``train|val|test/<label>/<images>`` under ``root``.
 
-    Without given splits each photo's split comes from :func:`split_of`. With a ``train``
-    folder but no ``val`` folder, validation photos are carved from ``train`` the same way.
+    Without given splits each label's photos are split by :func:`assign_splits`, remembering the
+    splits under ``cache_root`` (None: nothing remembered, the same split for the same photos). With a
+    ``train`` folder but no ``val`` folder, validation photos are carved from ``train`` the same way.
     Folders holding an imgclf model are left out and listed in ``skipped``.
     """
     root = Path(root)
@@ -133,8 +202,10 @@ def scan_labelled(
         raise ImgclfError("--val-fraction and --test-fraction must be in [0, 1) and sum to less than 1")
     skipped: list[Skipped] = []
     split_dirs = {s: root / s for s in SPLITS if (root / s).is_dir() and not is_model_folder(root / s)}
+    carved_from = root if not split_dirs else split_dirs["train"]
+    memory = SplitMemory(cache_root, carved_from, val_fraction, test_fraction if not split_dirs else 0.0)
     if not split_dirs:
-        labels, photos = _photos_of_labels(root, None, val_fraction, test_fraction, skipped)
+        labels, photos = _photos_of_labels(root, None, val_fraction, test_fraction, skipped, memory=memory)
         dataset = Dataset(root, labels, photos, given_splits=False, skipped=skipped)
     else:
         layout = (f" ({root} was read as split folders because it has {', '.join(s + '/' for s in split_dirs)}; "
@@ -142,7 +213,7 @@ def scan_labelled(
         if "train" not in split_dirs:
             raise ImgclfError(f"{root} has {'/'.join(split_dirs)} folders but no train/ folder{layout}")
         labels, photos = _photos_of_labels(split_dirs["train"], None if "val" not in split_dirs else "train",
-                                           val_fraction, 0.0, skipped, layout)
+                                           val_fraction, 0.0, skipped, layout, memory)
         for s in ("val", "test"):
             if s in split_dirs:
                 s_labels, s_photos = _photos_of_labels(split_dirs[s], s, 0, 0, skipped, layout)
@@ -153,6 +224,9 @@ def scan_labelled(
         dataset = Dataset(root, labels, photos, given_splits=True, skipped=skipped)
     if not dataset.photos:
         raise ImgclfError(f"no files found in the label folders of {root}")
+    if "val" not in split_dirs:
+        memory.save([p for p in dataset.photos if p.path.is_relative_to(carved_from)],
+                    {lab: carved_from / lab for lab in dataset.labels})
     if len(dataset.labels) < min_labels:
         raise ImgclfError(f"only one label ({dataset.labels[0]}) in {root}: this needs at least two label folders")
     return dataset

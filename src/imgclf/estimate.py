@@ -51,14 +51,27 @@ def folds_for(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def cross_validated_accuracy(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int) -> dict:
     """Accuracy of heads (regularisation ``C``) fitted on the other folds, over every photo in ``x``."""
-    probs, folds = out_of_fold_probabilities(x, y, n_classes, C, seed)
-    correct = int((probs.argmax(1) == y).sum())
-    return accuracy_estimate(correct, len(y), f"{folds}-fold cross-validation over {len(y)} photos")
+    logits, folds = out_of_fold_logits(x, y, n_classes, C, seed)
+    return oof_accuracy(logits, y, folds)
+
+
+def oof_accuracy(logits: np.ndarray, y: np.ndarray, folds: int) -> dict:
+    """:func:`accuracy_estimate` of out-of-fold logits."""
+    return accuracy_estimate(int((logits.argmax(1) == y).sum()), len(y), f"{folds}-fold cross-validation over {len(y)} photos")
 
 
 def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int) -> tuple[np.ndarray, int]:
     """Each photo's label probabilities from a head (regularisation ``C``) fitted on the other folds only,
-    and the number of folds; the folds are solved on two threads."""
+    and the number of folds."""
+    from imgclf.head import softmax
+
+    logits, folds = out_of_fold_logits(x, y, n_classes, C, seed)
+    return softmax(logits).astype(np.float32), folds
+
+
+def out_of_fold_logits(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int) -> tuple[np.ndarray, int]:
+    """Each photo's logits from a head (regularisation ``C``) fitted on the other folds only, and the number of
+    folds; the folds are solved on two threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
@@ -66,15 +79,15 @@ def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, C: f
     from imgclf.head import _Problem
 
     folds = folds_for(y, seed)
-    probs = np.zeros((len(y), n_classes), np.float32)
+    logits = np.zeros((len(y), n_classes), np.float32)
 
     def fold(tr_te):
         tr, te = tr_te
-        probs[te] = _Problem(x[tr], y[tr], n_classes).path((C,))[0].probabilities(x[te])
+        logits[te] = _Problem(x[tr], y[tr], n_classes).path((C,))[0].logits(x[te])
 
     with threadpool_limits(1), ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(fold, folds))
-    return probs, len(folds)
+    return logits, len(folds)
 
 
 def out_of_fold_similarity(x: np.ndarray, y: np.ndarray, classes: list[int], seed: int) -> tuple[np.ndarray, int]:

@@ -32,9 +32,11 @@ from imgclf.errors import ImgclfError
 from imgclf.finetune import FineTuneConfig
 from imgclf.files import atomic_directory, to_json, write_bytes_atomic, write_json_atomic, writing_to
 from imgclf.fusion import add_similarity, fuse
-from imgclf.estimate import MIN_HELD_OUT, accuracy_estimate, cross_validated_accuracy, out_of_fold_similarity, selective
+from imgclf.estimate import (
+    accuracy_estimate, cross_validated_accuracy, oof_accuracy, out_of_fold_logits, out_of_fold_similarity, selective,
+)
 from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
-from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, refit
+from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, fit_temperature, refit
 from imgclf.metrics import summarize
 from imgclf.runtime import artifact
 from imgclf.runtime.artifact import (
@@ -113,10 +115,10 @@ def train(
         require_torch("--fine-tune")
     start = time.perf_counter()
     requested, model_dir = Path(model_dir), artifact.check_output(model_dir, data_dir)
-    dataset = _merge_negatives(scan_labelled(data_dir, val_fraction, test_fraction))
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    dataset = _merge_negatives(scan_labelled(data_dir, val_fraction, test_fraction, cache_root=cache_root))
     if fine_tune and len(dataset.labels) == 1:
         raise ImgclfError("--fine-tune needs at least two labels (or an unknown/ folder of other photos): a one-label model has nothing to tell apart")
-    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     bb = resolve(backbone, weights, cache_root, log=log, quantize=quantize,
                  calibration=[p.path for p in dataset.photos if p.split == "train"] if quantize else None, crop=crop)
     if embeddings is not None:  # computed elsewhere (imgclf embed, e.g. on Ray): checked against bb, matched by path
@@ -163,8 +165,11 @@ def train(
         final = refit(selected, np.concatenate([x_fit, vectors[va]]), np.concatenate([y_fit, y[va]]), len(dataset.labels)) if va.any() else selected
         heads.put(key, selected, final)
     paths = np.array([p.path for p in photos], dtype=object)
+    held_out = _held_out_test(dataset, te)
+    oof = None if len(dataset.labels) == 1 or fine_tune else _out_of_fold(heads, vectors, y, ~held_out, len(dataset.labels), final.C, seed)
+    temperature = fit_temperature(oof[0], y[~held_out]) if oof is not None else 1.0
+    selected, head = selected.tempered(temperature), final.tempered(temperature)
     probs = {name: selected.probabilities(vectors[m]) for name, m in (("train", tr), ("val", va))}
-    head = final
     probs["test"] = head.probabilities(vectors[te])
     write_onnx = partial(_fuse_onnx, bb, head, dataset.labels)
     tuned = None
@@ -189,8 +194,8 @@ def train(
     reference, rule = _rejection_rule(vectors, y, tr, va, dataset.labels, target_acceptance, seed, bb.min_similarity)
     verifier = len(dataset.labels) == 1  # one label and no negatives: it answers that label or "unknown"
     metrics = {
-        "estimate": (_verifier_estimate(vectors[te], reference, rule, dataset.labels[0]) if verifier else
-                     _estimate(vectors, y, te, probs["test"], head.C, len(dataset.labels), seed, fine_tuned=tuned is not None)),
+        "estimate": (_verifier_estimate(vectors[held_out], reference, rule, dataset.labels[0]) if verifier else
+                     _estimate(vectors, y, held_out, probs["test"][held_out[te]], oof, head.C, len(dataset.labels), seed)),
         "train": _split_metrics(probs["train"], y[tr], paths[tr], dataset.labels, detail=False),
         "val": _split_metrics(probs["val"], y[va], paths[va], dataset.labels),
         "test": _split_metrics(probs["test"], y[te], paths[te], dataset.labels),
@@ -200,7 +205,9 @@ def train(
         "leakage": [s.to_dict() for s in dups.leaks],
         "warnings": warnings,
         "check": findings.to_dict(),
-        "head": {"type": "softmax-linear", "C": head.C, "class_weight": "balanced", "seed": seed, "augment_views": list(views_for(augment))},
+        "head": {"type": "softmax-linear", "C": head.C, "class_weight": "balanced", "seed": seed, "augment_views": list(views_for(augment)),
+                 "temperature": temperature,
+                 "calibrated_on": (f"{oof[1]}-fold out-of-fold logits of {int((~held_out).sum())} photos" if oof is not None else None)},
         "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) + len(emb.errors) - emb.n_computed},
     }
     checked = "test" if te.any() else "val"
@@ -361,10 +368,28 @@ def _reference_pool(y, tr, va, labels: list[str]) -> np.ndarray:
     return (tr | va) & np.isin(y, known)
 
 
+def _held_out_test(dataset: Dataset, te: np.ndarray) -> np.ndarray:
+    """The photos kept out of every estimate's fitting: the test split the user gave (``test/``); none otherwise,
+    so that the estimate uses every labelled photo."""
+    return te if dataset.given_splits and te.any() else np.zeros_like(te)
+
+
+def _out_of_fold(heads: HeadCache, vectors: np.ndarray, y: np.ndarray, pool: np.ndarray, n_classes: int, C: float,
+                 seed: int) -> tuple[np.ndarray, int]:
+    """Out-of-fold logits of the photos in ``pool`` (:func:`~imgclf.estimate.out_of_fold_logits`), cached by their inputs."""
+    key = heads.key("out-of-fold", vectors[pool], y[pool], n_classes, C, seed)
+    cached = heads.get_array(key)
+    if cached is not None and len(cached) == int(pool.sum()):
+        return cached[:, :-1], int(cached[0, -1])
+    logits, folds = out_of_fold_logits(vectors[pool], y[pool], n_classes, C, seed)
+    heads.put_array(key, np.concatenate([logits, np.full((len(logits), 1), folds, np.float32)], axis=1))
+    return logits, folds
+
+
 def _verifier_estimate(x_test: np.ndarray, reference: Reference, rule: Rejection, label: str) -> dict:
-    """A one-label model's accuracy is the share of new photos of its label it accepts: on the test split
-    when it has :data:`MIN_HELD_OUT` photos, else the out-of-fold acceptance the rule was calibrated on."""
-    if len(x_test) >= MIN_HELD_OUT:
+    """A one-label model's accuracy is the share of new photos of its label it accepts: on the test split the user
+    gave, else the out-of-fold acceptance the rule was calibrated on (every train and validation photo)."""
+    if len(x_test):
         accepted = int((reference.similarity(x_test) >= rule.threshold).sum())
         return accuracy_estimate(accepted, len(x_test), f"photos of {label} accepted in the test split ({len(x_test)} photos)")
     lo, hi = rule.acceptance_interval
@@ -372,14 +397,16 @@ def _verifier_estimate(x_test: np.ndarray, reference: Reference, rule: Rejection
             "method": f"conformal share of new photos of {label} accepted, from {rule.n} out-of-fold scores"}
 
 
-def _estimate(vectors, y, te, test_probs, C: float, n_classes: int, seed: int, fine_tuned: bool) -> dict:
-    """Accuracy on new photos: from the test split when it has :data:`MIN_HELD_OUT` photos, else cross-validated over all."""
-    if te.sum() >= MIN_HELD_OUT:
-        n = int(te.sum())
-        return accuracy_estimate(int((test_probs.argmax(1) == y[te]).sum()), n, f"test split ({n} photos)")
+def _estimate(vectors, y, held_out, test_probs, oof, C: float, n_classes: int, seed: int) -> dict:
+    """Accuracy on new photos, from the most photos there are: the test split the user gave, else cross-validation
+    over every labelled photo (a fine-tuned model: a linear head on its embeddings)."""
+    if held_out.any():
+        n = int(held_out.sum())
+        return accuracy_estimate(int((test_probs.argmax(1) == y[held_out]).sum()), n, f"the test split you gave ({n} photos)")
+    if oof is not None:
+        return oof_accuracy(oof[0], y, oof[1])
     est = cross_validated_accuracy(vectors, y, n_classes, C, seed)
-    if fine_tuned:
-        est["method"] += ", a linear head on the fine-tuned network's embeddings"
+    est["method"] += ", a linear head on the fine-tuned network's embeddings"
     return est
 
 

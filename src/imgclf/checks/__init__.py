@@ -48,8 +48,8 @@ def check(
     from imgclf.embedding import embed_files
 
     start = time.perf_counter()
-    dataset = scan_labelled(data_dir, val_fraction, test_fraction)
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    dataset = scan_labelled(data_dir, val_fraction, test_fraction, cache_root=cache_root)
     calibration = [p.path for p in dataset.photos if p.split == "train"] if quantize else None
     bb = resolve(backbone or DEFAULT_BACKBONE, weights, cache_root, log=log, quantize=quantize, calibration=calibration, crop=crop)
     emb = embed_files([p.path for p in dataset.photos], bb, EmbeddingCache(cache_root, bb.id), progress)

@@ -172,7 +172,8 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
         preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta, neighbors=neighbors)
     if not preds:
         raise ImgclfError("no files found in the given paths")
-    return render.predictions(preds, fmt, top_k, asked=paths)
+    return render.predictions(preds, fmt, top_k, asked=paths, threshold=threshold if threshold is not None else model.threshold,
+                              explain_dir=explain_dir)
 
 
 def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, address, output, actors) -> int:

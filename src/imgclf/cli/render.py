@@ -85,10 +85,11 @@ class ProgressBar:
 
 # --- predict ------------------------------------------------------------------------------------------
 
-def predictions(preds, fmt: str, top_k: int, asked=()) -> int:
+def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None = None, explain_dir=None) -> int:
     """Print ``preds`` as a table, JSON or CSV, and on stderr the files skipped; the exit code (:func:`read_status`).
 
-    The table shows each path relative to the folder it was found in when a folder was asked for.
+    The table shows each path relative to the folder it was found in when a folder was asked for, and says why
+    a photo is ``unknown`` against the model's ``threshold``; ``explain_dir`` is named where the heatmaps went.
     """
     rows = [p.to_row() for p in preds]
     if fmt == "json":
@@ -104,11 +105,21 @@ def predictions(preds, fmt: str, top_k: int, asked=()) -> int:
         w.writerow(csv_header(top_k, explained, neighbors))
         w.writerows(csv_row(r, top_k, explained, neighbors) for r in rows)
     else:
-        _prediction_table(rows, asked)
+        _prediction_table(rows, asked, threshold)
+        drawn = sum(1 for r in rows if r.get("explanation"))
+        if explain_dir is not None:
+            print(f"heatmaps of where the model looked: {drawn} written to {_printable(str(explain_dir))}", file=sys.stderr)
     failed = [r for r in rows if r["status"] == "error"]
     for r in failed:
         print(f"skipped {r['path']}: {r['error']}", file=sys.stderr)
     return read_status(len(rows), len(failed))
+
+
+def why_unknown(similarity: float | None, threshold: float | None) -> str:
+    """The plain reason a photo is ``unknown``, on the similarity's own scale (never a percentage)."""
+    if similarity is None or threshold is None:
+        return "unlike every training photo"
+    return f"unlike every training photo (similarity {similarity:.2f}, below {threshold:.2f})"
 
 
 def shown_path(path: str, folders: list[str]) -> str:
@@ -120,26 +131,16 @@ def shown_path(path: str, folders: list[str]) -> str:
     return path
 
 
-def _prediction_table(rows: list[dict], asked) -> None:
+def _prediction_table(rows: list[dict], asked, threshold: float | None = None) -> None:
     """Plain columns (no Rich: a table of answers is all ``predict`` prints): one line per photo, the
-    next best guesses wrapped under their column; ``unknown`` and errors coloured on a terminal."""
+    next best guesses (or why it is ``unknown``) and the nearest training photos wrapped under their column;
+    ``unknown`` and errors coloured on a terminal. No word is cut in two."""
     import textwrap
 
     folders = [str(a) for a in asked if Path(a).is_dir()]
-    cells = []
-    for r in rows:
-        path = _shortened(_printable(shown_path(r["path"], folders)), PATH_WIDTH)
-        if r["status"] == "error":
-            cells.append((path, "error", "", _printable(r["error"]), "31"))
-        elif r["status"] == "no_face":
-            cells.append((path, r["label"], "", "", "33"))
-        else:
-            rest = ", ".join(f"{_printable(t['label'])} {100 * t['confidence']:.0f}%" for t in r["top_k"][1:])
-            unknown = r["status"] == "unknown"
-            answer = _printable(f"unknown ({r['top_k'][0]['label']}?)" if unknown else r["label"])
-            cells.append((path, _shortened(answer, ANSWER_WIDTH), f"{100 * r['confidence']:.1f}%", rest, "33" if unknown else ""))
+    fixed = [(_shortened(_printable(shown_path(r["path"], folders)), PATH_WIDTH), *_answer(r)) for r in rows]
     heads = ("photo", "answer", "conf.", "next best")
-    widths = [max(len(heads[i]), *(len(c[i]) for c in cells)) for i in range(3)]
+    widths = [max(len(heads[i]), *(len(c[i]) for c in fixed)) for i in range(3)]
     columns = os.environ.get("COLUMNS", "")
     total = int(columns) if columns.isdigit() else min(TABLE_WIDTH, _terminal_width())
     last = max(len(heads[3]), total - sum(widths) - 3 * len(GAP))
@@ -150,11 +151,38 @@ def _prediction_table(rows: list[dict], asked) -> None:
         return f"\x1b[{style}m{text}\x1b[0m" if style and colour else text
 
     out = [line(heads), "─" * min(total, sum(widths) + last + 3 * len(GAP))]
-    for path, answer, conf, rest, style in cells:
-        wrapped = textwrap.wrap(rest, last) or [""]
+    for r, (path, answer, conf, style) in zip(rows, fixed):
+        notes = _notes(r, threshold)
+        if r.get("neighbors"):  # their labels and similarities; the paths are in --format json and csv
+            notes.append("nearest training photos: " + ", ".join(f"{_printable(n['label'])} {n['similarity']:.2f}"
+                                                                 for n in r["neighbors"]))
+        wrapped = [w for note in notes for w in (textwrap.wrap(note, last, break_long_words=False, break_on_hyphens=False) or [""])]
+        wrapped = wrapped or [""]
         out.append(line((path, answer, conf, wrapped[0]), style))
         out += [line(("", "", "", more)) for more in wrapped[1:]]
     sys.stdout.write("\n".join(out) + "\n")
+
+
+def _answer(r: dict) -> tuple[str, str, str]:
+    """(answer, confidence, terminal colour) of a row: an ``unknown`` photo has no confidence to show."""
+    if r["status"] == "error":
+        return "error", "", "31"
+    if r["status"] == "no_face":
+        return r["label"], "", "33"
+    if r["status"] == "unknown":
+        return "unknown", "–", "33"
+    return _shortened(_printable(r["label"]), ANSWER_WIDTH), f"{100 * r['confidence']:.1f}%", ""
+
+
+def _notes(r: dict, threshold: float | None) -> list[str]:
+    """What the last column says of a row: the error, why it is unknown, or the next best guesses."""
+    if r["status"] == "error":
+        return [_printable(r["error"])]
+    if r["status"] == "no_face":
+        return []
+    if r["status"] == "unknown":
+        return [f"{why_unknown(r.get('similarity'), threshold)}; closest: {_printable(r['top_k'][0]['label'])}"]
+    return [", ".join(f"{_printable(t['label'])} {100 * t['confidence']:.0f}%" for t in r["top_k"][1:])]
 
 
 def _printable(text: str) -> str:
@@ -163,11 +191,20 @@ def _printable(text: str) -> str:
 
 
 def _shortened(text: str, width: int) -> str:
-    """``text``, or its start and end joined by … when longer than ``width`` (a file name keeps its ending)."""
+    """``text`` within ``width`` characters, keeping what tells photos apart: the label folder and the file name's
+    start and end (``…/daisy/99221…33fe_n.jpg``); what goes is replaced by …."""
     if len(text) <= width:
         return text
-    head = (width - 1) // 2
-    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
+    folder, _, name = text.rpartition("/")
+    label = folder.rpartition("/")[2]
+    lead = ("…/" if label != folder else "") + label + "/" if folder else ""
+    if len(lead) > width // 2:
+        lead = "…" + lead[len(lead) - width // 2 + 1:]
+    room = width - len(lead)
+    if len(name) <= room:
+        return lead + name
+    head = (room - 1) // 2
+    return lead + name[:head] + "…" + name[len(name) - (room - 1 - head):]
 
 
 def _terminal_width() -> int:

@@ -107,8 +107,11 @@ def embed(
 
     _check_engine(engine)
     start = time.perf_counter()
-    items, labels = embed_items(data_dir, val_fraction, test_fraction)
-    bb = resolve(backbone or DEFAULT_BACKBONE, weights, cache_dir, log=log, crop=crop)
+    from imgclf.cache import default_cache_dir
+
+    cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
+    items, labels = embed_items(data_dir, val_fraction, test_fraction, cache_root)
+    bb = resolve(backbone or DEFAULT_BACKBONE, weights, cache_root, log=log, crop=crop)
     meta = {"backbone": bb.to_dict(), "preprocessing": bb.preprocessing.to_dict(), "labels": labels,
             "data_dir": str(Path(data_dir).absolute()), "val_fraction": val_fraction, "test_fraction": test_fraction,
             "imgclf_version": __version__, "engine": engine}

@@ -153,7 +153,8 @@ def predict_items(inputs: Iterable[str | os.PathLike]) -> list[Item]:
     return [Item(str(p), source=os.path.abspath(p)) for p in files]
 
 
-def embed_items(data_dir: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.1) -> tuple[list[Item], list[str]]:
+def embed_items(data_dir: str | os.PathLike, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                cache_root: str | os.PathLike | None = None) -> tuple[list[Item], list[str]]:
     """Items for ``embed``: every photo of a labelled folder with its label and split; and the labels.
 
     ``path`` is relative to ``data_dir`` (POSIX), so a file embedded on a cluster is matched
@@ -161,7 +162,7 @@ def embed_items(data_dir: str | os.PathLike, val_fraction: float = 0.1, test_fra
     """
     from imgclf.datasets import scan_labelled
 
-    dataset = scan_labelled(data_dir, val_fraction, test_fraction)
+    dataset = scan_labelled(data_dir, val_fraction, test_fraction, cache_root=cache_root)
     root = dataset.root
     items = [
         Item(p.path.relative_to(root).as_posix(), source=os.path.abspath(p.path), label=p.label, split=p.split)

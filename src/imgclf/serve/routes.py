@@ -36,6 +36,9 @@ def _error(status: int, detail: str) -> JSONResponse:
 def _metrics_summary(metrics: dict) -> dict:
     """The headline numbers of metrics.json (no file paths of the training data)."""
     out: dict = {}
+    est = metrics.get("estimate")
+    if isinstance(est, dict) and "accuracy" in est:  # the headline: from the most photos there are
+        out["estimate"] = {k: est[k] for k in ("accuracy", "low", "high", "n", "method") if k in est}
     for split in ("train", "val", "test"):
         m = metrics.get(split)
         if isinstance(m, dict) and "accuracy" in m:

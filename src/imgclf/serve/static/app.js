@@ -13,6 +13,7 @@
   var stream = null;
   var NEIGHBORS = 3; // training photos shown per answer, when the model keeps their index
   var can = { explain: false, neighbors: false }; // what this model answers besides labels (GET /model)
+  var threshold = null; // similarity below which the model answers "unknown"
 
   function pct(x) {
     var v = 100 * x;
@@ -35,10 +36,12 @@
     box.textContent = "";
     var line = el("div", "model-line");
     line.appendChild(el("strong", "model-name", m.name));
-    var test = m.metrics && (m.metrics.test || m.metrics.val);
-    if (test && typeof test.accuracy === "number") {
-      var which = m.metrics.test ? "test" : "validation";
-      line.appendChild(el("span", "acc", which + " accuracy " + pct(test.accuracy) + " (" + test.n + " photos)"));
+    var est = m.metrics && m.metrics.estimate;
+    if (est && typeof est.accuracy === "number") {
+      var acc = el("span", "acc", "right about " + Math.round(100 * est.accuracy) + " times in 100 on new photos");
+      acc.title = "estimated accuracy " + pct(est.accuracy) + ", 95 % interval " + pct(est.low) + "–" + pct(est.high) +
+        " (" + est.method + ")";
+      line.appendChild(acc);
     } else {
       line.appendChild(el("span", "acc muted", "accuracy not measured"));
     }
@@ -48,7 +51,11 @@
     chips.setAttribute("aria-label", "labels this model knows");
     (m.labels || []).forEach(function (lab) { chips.appendChild(el("li", "chip", lab)); });
     if (m.threshold !== null && m.threshold !== undefined) {
-      chips.appendChild(el("li", "chip chip-unknown", UNKNOWN + " below " + pct(Number(m.threshold))));
+      threshold = Number(m.threshold);
+      var chip = el("li", "chip chip-unknown", UNKNOWN + ": unlike every training photo");
+      chip.title = "a photo whose similarity to the training photos is below " + threshold.toFixed(2) +
+        " is answered unknown";
+      chips.appendChild(chip);
     }
     box.appendChild(chips);
     var sel = $("topk"), n = (m.labels || []).length;
@@ -88,10 +95,19 @@
     card.querySelector(".label").textContent = label;
     var badge = card.querySelector(".badge");
     badge.hidden = !(isUnknown || isNoFace);
-    badge.textContent = isNoFace ? "no face found" : "low confidence";
-    card.querySelector(".conf").textContent = pred.confidence === null ? "" : pct(pred.confidence);
+    badge.textContent = isNoFace ? "no face found" : "unlike every training photo";
+    var conf = card.querySelector(".conf");
+    conf.textContent = isUnknown || pred.confidence === null ? "" : pct(pred.confidence) + " sure";
+    conf.title = isUnknown ? "" : "of 100 answers given this sure, about " + Math.round(100 * pred.confidence) + " are right";
+    var why = card.querySelector(".why");
+    why.hidden = !isUnknown;
+    if (isUnknown) {
+      why.textContent = "similarity " + pred.similarity.toFixed(2) + (threshold !== null ? ", below " + threshold.toFixed(2) : "") +
+        " · closest label: " + ((pred.top_k || [])[0] || {}).label;
+    }
     var bars = card.querySelector(".bars");
     bars.textContent = "";
+    bars.hidden = isUnknown; // a best guess's percentage would seem to contradict "unknown"
     (pred.top_k || []).forEach(function (t, i) {
       var li = el("li", "bar" + (i === 0 ? " top" : "") + (t.label === UNKNOWN ? " unknown" : ""));
       li.dataset.label = t.label;
