@@ -116,7 +116,7 @@ def main() -> None:
 
     names = views_for(args.augment)
     t = time.perf_counter()
-    views = embed_views(emb.paths, emb.hashes, bb, EmbeddingCache(cache, bb.id), names)
+    views, _ = embed_views(emb.paths, emb.hashes, bb, EmbeddingCache(cache, bb.id), names)
     t_views = time.perf_counter() - t
     acc_b = []
     for f, v, te in splits:

@@ -97,7 +97,9 @@ def test_predict_csv_and_table(trained_model):
     t = run_cli("predict", str(trained_model), str(UNSEEN), env={"COLUMNS": "80"})  # a folder: paths shown relative to it
     assert t.returncode == 0 and max(map(len, t.stdout.splitlines())) <= 80
     shown = f"{photo.parent.name}/{photo.name}"
-    shown = shown if len(shown) <= 32 else shown[:15] + "…" + shown[-16:]
+    from imgclf.cli.render import PATH_WIDTH, _shortened
+
+    shown = _shortened(shown, PATH_WIDTH)  # too long: the label folder, then the name's start and end
     row = next(line for line in t.stdout.splitlines() if line.startswith(shown + " "))
     cells = re.split(r"\s{2,}", row.strip())
     want = rows[0]["label"] if rows[0]["label"] != "unknown" else f"unknown ({rows[0]['top1_label']}?)"

@@ -45,7 +45,7 @@ def test_cross_validated_accuracy_is_out_of_fold():
 
 
 def test_train_prints_the_estimate_first(tmp_path, cache_dir):
-    r = run_cli("train", str(PHOTOS), "-o", str(tmp_path / "m"))
+    r = run_cli("train", str(PHOTOS), "-o", str(tmp_path / "m"), env={"COLUMNS": "200"})
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     first = next(i for i, line in enumerate(lines) if "accuracy" in line)

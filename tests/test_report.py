@@ -61,17 +61,18 @@ def assert_offline(html: str) -> None:
         assert url.strip("'\" ").startswith("data:"), url
 
 
-def check_report(html: str, result: dict, photos_expected: list[dict]) -> _Elements:
-    """The report shows exactly the numbers of ``result`` (a split's metrics or an evaluation)."""
+def check_report(html: str, result: dict, photos_expected: list[dict], calibrated_on: list[dict] | None = None) -> _Elements:
+    """The report shows exactly the numbers of ``result`` (a split's metrics or an evaluation); its calibration is
+    measured on ``calibrated_on`` (a training report: every photo's out-of-fold answer), else on the photos shown."""
     assert_offline(html)
     page = parse(html)
-    text = " ".join(page.text)
+    text = " ".join(page.text).replace("\u00a0", " ")  # figures keep their % with a no-break space
     labels = result["labels"]
     # Headline: accuracy, macro-F1, photo count.
     assert f"{100 * result['accuracy']:.1f} %" in text
     assert f"{result['macro_f1']:.3f}" in text
     correct = sum(result["confusion_matrix"][i][i] for i in range(len(labels)))
-    assert f"{correct} of {result['n']} right" in text
+    assert f"{correct} of {result['n']} photos right" in text
     # Confusion-matrix pictures, with one link per non-empty cell leading to that cell's photos.
     for img_id in ("confusion-matrix", "confusion-matrix-normalized"):
         (img,) = find(page, "img", id=img_id)
@@ -102,7 +103,7 @@ def check_report(html: str, result: dict, photos_expected: list[dict]) -> _Eleme
     assert img["src"].startswith("data:image/svg+xml;base64,")
     from imgclf.report.calibration import from_photos
 
-    assert f"{from_photos(photos_expected)['ece']:.3f}" in text
+    assert f"{from_photos(calibrated_on or photos_expected)['ece']:.3f}" in text
     return page
 
 
@@ -119,8 +120,8 @@ def test_train_writes_report_plots_and_card(trained_model):
         assert set(p) == {"path", "label", "predicted", "confidence", "label_confidence", "top_k"}
         assert p["top_k"][0] == {"label": p["predicted"], "confidence": p["confidence"]}
     html = (trained_model / "report.html").read_text()
-    page = check_report(html, test, test["photos"])
-    text = " ".join(page.text)
+    page = check_report(html, test, test["photos"], metrics["out_of_fold"]["photos"])
+    text = " ".join(page.text).replace("\u00a0", " ")  # figures keep their % with a no-break space
     assert "efficientnet_lite0" in text and "test" in text
     # The data section: photos per label and split, and the warnings (none here).
     counts = find(page, "table", id="counts")
@@ -250,7 +251,7 @@ def test_training_report_without_test_split_uses_val_and_shows_warnings(trained_
     metrics["val"] = None
     res = from_training(meta, metrics)
     files = write_report(tmp_path / "none.html", res)
-    assert files == [tmp_path / "none.html"]
+    assert files == [tmp_path / "none.html", tmp_path / "reliability.svg"]  # calibration from the out-of-fold answers
     assert "No held-out photos" in (tmp_path / "none.html").read_text()
 
 
@@ -325,7 +326,7 @@ def test_training_draws_its_report_without_a_plotting_library(tmp_path, cache_di
         "imgclf.train(sys.argv[1], sys.argv[2])\n"
         "assert 'matplotlib' not in sys.modules\n"
     )
-    data = copy_photos(tmp_path / "d", per_label=4)
+    data = copy_photos(tmp_path / "d", per_label=6)  # a validation and a test photo a label
     r = subprocess.run([sys.executable, "-c", code, str(data), str(tmp_path / "m")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "m" / "confusion_matrix.svg").read_text().count("<rect") >= 25
@@ -368,9 +369,9 @@ def test_calibration_verdict_is_shared_by_report_and_card():
     under = {**over, "mean_confidence": 0.7}
     matched = {**over, "mean_confidence": 0.81}
     assert [bias(c) for c in (over, under, matched)] == ["over", "under", "matched"]
-    assert "<b>over-confident</b>: its mean confidence (90.0 %) exceeds its accuracy (80.0 %)" in _calibration(over, {}, {})
-    assert "<b>under-confident</b>: its mean confidence (70.0 %) is below its accuracy (80.0 %)" in _calibration(under, {}, {})
-    assert "Confidence matches accuracy closely" in _calibration(matched, {}, {})
+    assert "<b>over-confident</b>: its mean confidence (90.0 %) exceeds its accuracy (80.0 %)" in _calibration(over, {}, {}).replace("\u00a0", " ")
+    assert "<b>under-confident</b>: its mean confidence (70.0 %) is below its accuracy (80.0 %)" in _calibration(under, {}, {}).replace("\u00a0", " ")
+    assert "Confidence matches accuracy closely" in _calibration(matched, {}, {}).replace("\u00a0", " ")
     m = {"n": 200, "accuracy": 0.8, "per_class": {}}
     assert "it was over-confident: mean confidence 90%, accuracy 80%" in _limitations(["a"], "test", m, over, {})
     assert "its confidence matched its accuracy closely" in _limitations(["a"], "test", m, matched, {})

@@ -222,6 +222,7 @@ def scan_labelled(
                     raise ImgclfError(f"labels of {s}/ and train/ disagree: {', '.join(extra)} in {s}/ only")
                 photos += s_photos
         dataset = Dataset(root, labels, photos, given_splits=True, skipped=skipped)
+    _one_level_too_high(dataset)
     if not dataset.photos:
         raise ImgclfError(f"no files found in the label folders of {root}")
     if "val" not in split_dirs:
@@ -230,6 +231,19 @@ def scan_labelled(
     if len(dataset.labels) < min_labels:
         raise ImgclfError(f"only one label ({dataset.labels[0]}) in {root}: this needs at least two label folders")
     return dataset
+
+
+def _one_level_too_high(dataset: Dataset) -> None:
+    """A single label folder holding ``train/``, ``val/`` or ``test/`` folders of label folders is a data folder one
+    level down, not a label: say what was read and which folder was probably meant."""
+    if dataset.given_splits or len(dataset.labels) != 1:
+        return
+    inner = dataset.root / dataset.labels[0]
+    splits = [s for s in SPLITS if (inner / s).is_dir() and any(p.is_dir() for p in (inner / s).iterdir())]
+    if splits:
+        raise ImgclfError(f"{dataset.root} holds one folder, {dataset.labels[0]}/, which holds split folders ({', '.join(s + '/' for s in splits)}) "
+                          f"of label folders: read as it is, it would train a one-label model called {dataset.labels[0]!r}. "
+                          f"Did you mean {inner}?")
 
 
 def normalisation_warnings(labels: list[str]) -> list[str]:
@@ -254,5 +268,6 @@ def ensure_training_photos(photos: list[Photo], labels: list[str]) -> tuple[list
     if not starved:
         return photos, []
     moved = [replace(p, split="train") if p.label in starved else p for p in photos]
-    warnings = [f"label {lab!r} had no photos in the train split; its held-out photos are used for training" for lab in starved]
+    warnings = [f"label {lab!r}: none of its photos were in the train split, so its held-out photos were moved there "
+                "(the table counts them in train)" for lab in starved]
     return moved, warnings

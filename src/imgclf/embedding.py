@@ -104,7 +104,7 @@ def embed_files(
 
     ok = [p for p in paths if p in vectors]
     matrix = np.stack([vectors[p] for p in ok]) if ok else np.zeros((0, backbone.dim), np.float32)
-    return Embeddings(ok, [hashes[p] for p in ok], matrix, errors, n_computed=len(misses))
+    return Embeddings(ok, [hashes[p] for p in ok], matrix, errors, n_computed=sum(1 for p in misses if p in vectors))
 
 
 def embed_views(
@@ -115,8 +115,9 @@ def embed_views(
     names: Sequence[str],
     progress: Progress | None = None,
     batch_size: int = DEFAULT_BATCH,
-) -> np.ndarray:
-    """Embeddings of augmented ``names`` views, shape (len(paths), len(names), dim); cached per view.
+) -> tuple[np.ndarray, int]:
+    """Embeddings of augmented ``names`` views, shape (len(paths), len(names), dim), cached per view; and how
+    many views were embedded now (the others came from the cache).
 
     Each photo is decoded once for all its missing views. Unreadable photos are not
     expected here (they were filtered by :func:`embed_files`); if one fails now its views are NaN.
@@ -133,7 +134,7 @@ def embed_views(
         else:
             todo.append(i)
     if not todo:
-        return out
+        return out, 0
     session = create_session(backbone.onnx_path)
     input_name = session.get_inputs()[0].name
 
@@ -146,12 +147,14 @@ def embed_views(
         flat = session.run(None, {input_name: batch.reshape(b * v, *batch.shape[2:])})[0]
         return [flat.reshape(b, v, -1)]
 
+    computed = 0
     for done, (i, result) in enumerate(run_batched(todo, load, forward, max(1, batch_size // len(names))), 1):
         if not isinstance(result, ImageError):
             out[i] = result[0]
+            computed += len(names)
             if cache:
                 for name, vec in zip(names, result[0]):
                     cache.put(f"{hashes[i]}-{name}", vec)
         if progress:
             progress(done, len(todo), stage="embedding augmented views")
-    return out
+    return out, computed

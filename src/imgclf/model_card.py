@@ -87,7 +87,7 @@ def render_card(meta: dict, metrics: dict) -> str:
     split = reported_split(metrics)
     m = metrics.get(split) or {}
     test, val = metrics.get("test") or {}, metrics.get("val") or {}
-    calib = from_photos(m.get("photos") or [])
+    calib = from_photos((metrics.get("out_of_fold") or {}).get("photos") or m.get("photos") or [])
     bb, pre = meta["backbone"], meta["preprocessing"]
     sections = [
         _intro(meta, labels),
@@ -130,7 +130,7 @@ def _outside(meta: dict, n_labels: int) -> str:
                 f"outside its {n_labels} labels still gets one of them, often with high confidence.")
     return (f"- **Photos of something else** come back as `unknown` when they are unlike every label (the mean of the cosine "
             f"similarities to the nearest label prototype and the nearest training photo below {rule['threshold']:.3f}); the best guess is still listed. Photos far from "
-            "every label are caught reliably; photos of a related kind (another flower for a flower model) often are not.")
+            "every label are caught reliably; photos of a kind close to one of its labels (a kind it was not taught) often are not.")
 
 
 def _classes(counts: dict) -> str:
@@ -193,7 +193,8 @@ def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, c
     if m.get("macro_f1") is not None:
         lines.append(f"- macro-F1 on the {where} split: {m['macro_f1']:.3f}")
     if calib:
-        lines.append(f"- expected calibration error (ECE) on the {where} split: {calib['ece']:.3f}")
+        lines.append(f"- confidence error (expected calibration error, ECE: how far confidence is from accuracy; 0 is perfect) "
+                     f"{_calibrated_on(metrics, where)}: {calib['ece']:.3f}")
     if m.get("per_class"):
         cm = m.get("confusion_matrix") or []
         lines += ["", f"Per class on the {where} split (– : no photos of the class, or never predicted):", "",
@@ -247,8 +248,11 @@ def _limitations(labels: list[str], split: str | None, m: dict, calib: dict | No
             side = bias(calib)
             cal = ("its confidence matched its accuracy closely" if side == "matched" else
                    f"it was {side}-confident: mean confidence {calib['mean_confidence']:.0%}, accuracy {calib['accuracy']:.0%}")
-            items.append(f"Calibration: expected calibration error {calib['ece']:.3f} on the {where} split; {cal}. "
-                         "Read confidences as a ranking more than as probabilities.")
+            temperature = (metrics.get("head") or {}).get("temperature")
+            how = (f"Confidences are calibrated (temperature {temperature:g} fitted on out-of-fold answers), so about 80 in 100 "
+                   "answers given with 80 % confidence are right; on a few photos this is only approximate."
+                   if temperature else "Read confidences as a ranking more than as probabilities.")
+            items.append(f"Calibration: expected calibration error {calib['ece']:.3f} {_calibrated_on(metrics, where)}; {cal}. {how}")
     if metrics.get("warnings") or metrics.get("leakage"):
         items.append("The data warnings above may make the measured numbers optimistic or skewed.")
     return "## Known limitations\n\n" + "\n".join(f"- {i}" for i in items)
@@ -274,6 +278,12 @@ def _made(meta: dict, bb: dict) -> str:
 - exact command:
 
 {_code_block(meta['command'])}"""
+
+
+def _calibrated_on(metrics: dict, where: str) -> str:
+    oof = metrics.get("out_of_fold") or {}
+    return (f"on every labelled photo's answer from a head that never saw it ({_md(oof['method'])})" if oof.get("photos")
+            else f"on the {where} split")
 
 
 def _code_block(text: str) -> str:

@@ -36,7 +36,7 @@ from imgclf.estimate import (
     accuracy_estimate, cross_validated_accuracy, oof_accuracy, out_of_fold_logits, out_of_fold_similarity, selective,
 )
 from imgclf.rejection import NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
-from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, fit_temperature, refit
+from imgclf.head import C_GRID, HeadCache, LinearHead, fit_head, fit_temperature, refit, softmax
 from imgclf.metrics import summarize
 from imgclf.runtime import artifact
 from imgclf.runtime.artifact import (
@@ -148,10 +148,11 @@ def train(
     split = np.array([p.split for p in photos])
     tr, va, te = (split == s for s in SPLITS)
     x_fit, y_fit = vectors[tr], y[tr]
+    views_computed = 0
     if augment:  # extra cached views of the training photos only; validation and test stay plain
         names = views_for(augment)
         kept_hashes = np.array(emb.hashes)[keep]
-        extra = embed_views([p.path for p, m in zip(photos, tr) if m], list(kept_hashes[tr]),
+        extra, views_computed = embed_views([p.path for p, m in zip(photos, tr) if m], list(kept_hashes[tr]),
                             bb, EmbeddingCache(cache_root, bb.id), names, progress)
         ok = ~np.isnan(extra).any(axis=(1, 2))
         x_fit = np.concatenate([x_fit, extra[ok].reshape(-1, bb.dim)])
@@ -208,8 +209,15 @@ def train(
         "head": {"type": "softmax-linear", "C": head.C, "class_weight": "balanced", "seed": seed, "augment_views": list(views_for(augment)),
                  "temperature": temperature,
                  "calibrated_on": (f"{oof[1]}-fold out-of-fold logits of {int((~held_out).sum())} photos" if oof is not None else None)},
-        "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) + len(emb.errors) - emb.n_computed},
+        "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) - emb.n_computed, "unreadable": len(emb.errors),
+                      "views_computed": views_computed},
     }
+    if oof is not None:  # every photo's answer from a head that never saw it, calibrated: the reliability diagram's data
+        calibrated = softmax(oof[0] / temperature)
+        pool_labels = y[~held_out]
+        metrics["out_of_fold"] = {"method": oof_accuracy(oof[0], pool_labels, oof[1])["method"], "photos": [
+            {"label": dataset.labels[t], "predicted": dataset.labels[int(k)], "confidence": round(float(row[k]), 6)}
+            for t, row, k in zip(pool_labels, calibrated, calibrated.argmax(1))]}
     checked = "test" if te.any() else "val"
     metrics["rejection"] = {**rule.to_dict(), **_apply_rule(metrics[checked], vectors[te if te.any() else va], reference, rule, checked)}
     if tuned is not None:
@@ -253,7 +261,8 @@ def _check_counts(counts: dict[str, dict[str, int]], lost: dict[str, list[str]])
         total = sum(by_split.values())
         if total < MIN_PHOTOS_PER_LABEL:
             why = Counter(_reason_kind(r) for r in lost.get(lab, []))
-            detail = "; ".join(f"{n} {kind}" for kind, n in why.most_common(3)) or "its folder has no files"
+            detail = ("; ".join(f"{n} {kind}" for kind, n in why.most_common(3))
+                      or ("its folder has no files" if not total else f"its folder holds only {total}"))
             raise ImgclfError(
                 f"label {lab!r} has {total} usable photo{'s' if total != 1 else ''} ({detail}); "
                 f"at least {MIN_PHOTOS_PER_LABEL} are needed to train and validate"

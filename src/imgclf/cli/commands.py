@@ -103,7 +103,7 @@ def _command_line() -> str:
 @click.option("--fine-tune", is_flag=True, help="Also train the backbone's last blocks (minutes, not seconds).")
 @click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True, help="Most epochs of --fine-tune (early stopping may end sooner).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@click.option("--embeddings", type=PATH, help="Embeddings parquet from imgclf embed (e.g. on Ray) instead of embedding here.")
+@click.option("--embeddings", type=PATH, help="Embeddings from imgclf embed (.parquet, .csv or .jsonl; e.g. on Ray) instead of embedding here.")
 @click.option("--quantize", is_flag=True, help="int8 backbone calibrated on the training photos: ~1.4x faster embedding and predict, "
               "accuracy within a point.")
 def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fraction, test_fraction, augment, fine_tune, epochs,
@@ -146,6 +146,7 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
     """Say what each photo shows, with confidences (or 'unknown' for photos unlike every label)."""
     from imgclf.cli import render
 
+    _model_first(model_dir, paths, "predict")
     if explain_label is not None and explain_dir is None:
         raise ImgclfError("--explain-label needs --explain DIR")
     if output is not None or engine != "local":  # batch jobs: see imgclf.engines
@@ -174,6 +175,17 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
         raise ImgclfError("no files found in the given paths")
     return render.predictions(preds, fmt, top_k, asked=paths, threshold=threshold if threshold is not None else model.threshold,
                               explain_dir=explain_dir)
+
+
+def _model_first(model_dir: Path, paths, command: str) -> None:
+    """A model folder given after the photos: say that the model comes first."""
+    from imgclf.runtime.artifact import is_model_folder
+
+    if not is_model_folder(model_dir):
+        model = next((p for p in paths if is_model_folder(p)), None)
+        if model is not None:
+            raise ImgclfError(f"{model} is the model and {model_dir} is not: the model folder comes first "
+                              f"(imgclf {command} {model} {model_dir} …)")
 
 
 def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, address, output, actors) -> int:
@@ -210,6 +222,7 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
     from imgclf.runtime.artifact import PLOT_FILES
     from imgclf.runtime.model import Model
 
+    _model_first(model_dir, [data_dir], "evaluate")
     claims = _claims({json_out: "--json", report: "--report"})
     if report is not None:  # the plots written beside the page
         claims.update(_claims({report.parent / f"{report.stem}-{name}": "--report" for name in PLOT_FILES.values()}))
@@ -344,7 +357,7 @@ def serve(model_dir, host, port, workers, max_upload_mb, max_megapixels, allowed
 
 @app.command()
 @click.argument("data_dir", type=PATH)
-@click.option("-o", "--output", type=PATH, required=True, help="File to write: .parquet (for train --embeddings), .csv or .jsonl.")
+@click.option("-o", "--output", type=PATH, required=True, help="File to write: .csv, .jsonl or .parquet (any of them for train --embeddings).")
 @click.option("--engine", default="local", show_default=True, help=ENGINE_HELP)
 @click.option("--address", help=ADDRESS_HELP)
 @click.option("--actors", type=click.IntRange(min=1), help=ACTORS_HELP)

@@ -30,6 +30,43 @@ def _stdout():
     return Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
+class _Out:
+    """Standard output for summaries: text wrapped to the terminal's width between words (a word is never cut in
+    two, later lines indented), anything else (a Rich table) drawn by Rich."""
+
+    def __init__(self):
+        self._rich = None
+
+    def print(self, obj, indent: str = "  ") -> None:
+        if isinstance(obj, str):
+            print(wrapped(obj, indent), flush=True)
+            return
+        if self._rich is None:
+            self._rich = _stdout()
+        self._rich.print(obj)
+
+
+def _photos(n: int) -> str:
+    return f"{n} photo" if n == 1 else f"{n} photos"
+
+
+def width() -> int:
+    """The width output is fitted to: ``COLUMNS``, else the terminal's, at most :data:`TABLE_WIDTH`."""
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() else min(TABLE_WIDTH, _terminal_width())
+
+
+def wrapped(text: str, indent: str = "  ") -> str:
+    """``text`` wrapped at :func:`width` between words; continuation lines start with ``indent``."""
+    import textwrap
+
+    if not text.strip():
+        return text
+    lead = text[: len(text) - len(text.lstrip(" "))]
+    return "\n".join(textwrap.wrap(text.lstrip(" "), width(), initial_indent=lead, subsequent_indent=lead + indent,
+                                   break_long_words=False, break_on_hyphens=False))
+
+
 def _styled(text: str, style: str):
     from rich.text import Text
 
@@ -92,6 +129,15 @@ def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None =
     a photo is ``unknown`` against the model's ``threshold``; ``explain_dir`` is named where the heatmaps went.
     """
     rows = [p.to_row() for p in preds]
+    failed = [r for r in rows if r["status"] == "error"]
+    if fmt == "table" and rows and len(failed) == len(rows):  # nothing to show but the reasons: one line for one problem
+        if len(rows) == 1:
+            print(f"error: cannot read {_printable(rows[0]['path'])}: {rows[0]['error']}", file=sys.stderr)
+        else:
+            for r in failed:
+                print(f"skipped {_printable(r['path'])}: {r['error']}", file=sys.stderr)
+            print(f"error: none of the {len(rows)} files could be read", file=sys.stderr)
+        return 2
     if fmt == "json":
         from imgclf.files import to_json
 
@@ -109,9 +155,9 @@ def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None =
         drawn = sum(1 for r in rows if r.get("explanation"))
         if explain_dir is not None:
             print(f"heatmaps of where the model looked: {drawn} written to {_printable(str(explain_dir))}", file=sys.stderr)
-    failed = [r for r in rows if r["status"] == "error"]
-    for r in failed:
-        print(f"skipped {r['path']}: {r['error']}", file=sys.stderr)
+    if fmt != "table":  # the table shows them in its rows
+        for r in failed:
+            print(f"skipped {_printable(r['path'])}: {r['error']}", file=sys.stderr)
     return read_status(len(rows), len(failed))
 
 
@@ -236,7 +282,7 @@ def train_summary(result) -> None:
     from imgclf.estimate import describe
     from imgclf.report import REPORT_FILE
 
-    out = _stdout()
+    out = _Out()
     table = Table(title="photos per label and split", title_justify="left")
     for col in ("label", "train", "val", "test"):
         table.add_column(col, justify="left" if col == "label" else "right")
@@ -245,7 +291,8 @@ def train_summary(result) -> None:
     out.print(table)
     m = result.metrics
     emb = m["embedding"]
-    out.print(f"embeddings: {emb['computed']} computed, {emb['cached']} from cache")
+    views = f", {emb['views_computed']} augmented views computed" if emb.get("views_computed") else ""
+    out.print(f"embeddings: {emb['computed']} computed, {emb['cached']} from cache{views}")
     if result.skipped:
         out.print(f"skipped {len(result.skipped)} file(s):")
         for s in result.skipped:
@@ -264,7 +311,7 @@ def train_summary(result) -> None:
         if not s:
             return "n/a (no photos)"
         lo, hi = s["accuracy_interval"]
-        return f"{s['accuracy']:.3f} ({s['n']} photos; 95 % interval {lo:.2f}–{hi:.2f})"
+        return f"{s['accuracy']:.3f} ({_photos(s['n'])}; 95 % interval {lo:.2f}–{hi:.2f})"
 
     if m.get("verifier"):
         out.print(f"one label: a verifier that answers {result.labels[0]} or unknown (add an unknown/ folder of other photos "
@@ -327,7 +374,7 @@ def export_summary(result) -> None:
 def evaluation(result: dict) -> None:
     from rich.table import Table
 
-    out = _stdout()
+    out = _Out()
     lo, hi = result["accuracy_interval"]
     out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (95 % interval {lo:.2f}–{hi:.2f}; "
               f"macro F1 {result['macro_f1']:.3f})")

@@ -35,6 +35,8 @@ from imgclf.engines.core import EMBEDDINGS, PREDICTIONS
 from imgclf.errors import ImgclfError
 
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
+#: The columns of an embeddings CSV (the embedding as a JSON array).
+EMBEDDING_CSV_COLUMNS = ("path", "hash", "label", "split", "error", "embedding", "backbone")
 #: Schema metadata key of a parquet file's imgclf description (JSON).
 META_KEY = b"imgclf"
 
@@ -94,6 +96,9 @@ class Writer:
         self.kind, self.top_k = kind, top_k
         self._claim = Claim(path, "output")
         self.metadata = {"kind": kind, **(metadata or {})}
+        #: Embeddings rows in CSV and JSON Lines name the backbone that made them (parquet: in its schema metadata),
+        #: so that ``train --embeddings`` can check it.
+        self._backbone = ((self.metadata.get("backbone") or {}).get("id") or "")
         self.rows = self.errors = 0
         self._tmp: Path | None = None
         self._file = self._csv = self._parquet = None
@@ -149,21 +154,22 @@ class Writer:
             for r in rows:
                 self.errors += r.get("error") is not None
                 if self.format == "jsonl":
-                    self._file.write(to_json(_plain(r), indent=None) + "\n")
+                    row = {**_plain(r), "backbone": self._backbone} if self.kind == EMBEDDINGS else _plain(r)
+                    self._file.write(to_json(row, indent=None) + "\n")
                 else:
                     self._csv.writerow(self._csv_row(r))
         self.rows += n
 
     def _csv_header(self) -> list[str]:
         if self.kind == EMBEDDINGS:
-            return ["path", "hash", "label", "split", "error", "embedding"]
+            return list(EMBEDDING_CSV_COLUMNS)
         return csv_header(self.top_k)
 
     def _csv_row(self, r: dict) -> list:
         if self.kind == EMBEDDINGS:
             vec = r["embedding"]
             text = "" if vec is None else json.dumps([float(x) for x in vec])
-            return [r["path"], r["hash"] or "", r["label"] or "", r["split"] or "", r["error"] or "", text]
+            return [r["path"], r["hash"] or "", r["label"] or "", r["split"] or "", r["error"] or "", text, self._backbone]
         return csv_row(r)
 
 

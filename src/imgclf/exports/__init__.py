@@ -57,10 +57,8 @@ def export(model_dir: str | os.PathLike, fmt: str, output: str | os.PathLike, in
     from imgclf.exports.convert import quiet_native, require_converter
     from imgclf.exports.parity import measure
     from imgclf.exports.photos import batches, photos_to_check
-    from imgclf.exports.runners import onnx_runner
     from imgclf.exports.sidecar import sidecar, sidecar_path
     from imgclf.files import Claim, writing_to
-    from imgclf.runtime.artifact import MODEL_FILE
     from imgclf.runtime.model import Model
 
     start = time.perf_counter()
@@ -89,7 +87,7 @@ def export(model_dir: str | os.PathLike, fmt: str, output: str | os.PathLike, in
         if log:
             log(f"checking the export on {len(photos)} photos")
         with quiet_native() if fmt != "onnx" else contextlib.nullcontext():  # LiteRT announces its CPU delegate
-            parity = measure(runner(candidate), onnx_runner(model.dir / MODEL_FILE), batches(model, photos), int8=int8)
+            parity = measure(runner(candidate), _reference(model), batches(model, photos), int8=int8)
         if not parity.passed:
             raise ExportCheckError(f"the exported model does not answer as model.onnx does, {parity.describe()}; nothing was written")
         text = json.dumps(sidecar(model, fmt, int8, parity), indent=2)
@@ -124,6 +122,14 @@ def _convert(model, fmt: str, int8: bool, work: Path, probe: np.ndarray, log):
     if fmt == "tflite":
         return (converted.int8 if int8 else converted.tflite), tflite_runner, converted.seconds
     return converted.saved_model, saved_model_runner, converted.seconds
+
+
+def _reference(model):
+    """``model.onnx`` as a :data:`~imgclf.exports.runners.Runner`, through the session the model already holds (a second
+    session of a large model would hold its weights twice)."""
+    from imgclf.exports.graph import OUTPUTS
+
+    return lambda batch: model.run(batch, list(OUTPUTS))
 
 
 def _refuse_faces(model) -> None:

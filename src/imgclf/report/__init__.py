@@ -45,7 +45,7 @@ def write_report(
     write = write or write_bytes_atomic
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = results["labels"]
-    calib = cal.from_photos(results.get("photos") or [])
+    calib = cal.from_photos(results.get("calibration_photos") or results.get("photos") or [])
     figures: dict = {}
     if results.get("n"):
         figures["confusion"] = plots.confusion_matrix_svg(results["confusion_matrix"], labels)

@@ -28,7 +28,7 @@ def _e(s) -> str:
 
 
 def _pct(v, digits: int = 1) -> str:
-    return "n/a" if v is None else f"{100 * v:.{digits}f} %"
+    return "n/a" if v is None else f"{100 * v:.{digits}f}\u00a0%"  # a no-break space: a figure never wraps from its %
 
 
 def _num(v, digits: int = 3) -> str:
@@ -111,28 +111,36 @@ def _header(results: dict, title: str, calibration: dict | None) -> str:
     correct = sum(results["confusion_matrix"][i][i] for i in range(len(results["labels"]))) if n else 0
     if results.get("kind") == "training":
         split = results.get("split")
-        what = (f"the <b>{_e(split)}</b> split held out from training ({n} photos)" if split
+        est = results.get("estimate")
+        what = (f"the <b>{_e(split)}</b> split held out from training ({n} photo{'s' if n != 1 else ''})" if split
                 else "no held-out photos")
         extra = ""
         if split == "test" and results.get("val_n"):
             extra = f" · validation accuracy {_pct(results.get('val_accuracy'))} on {results['val_n']} photos"
-        sub = f"Measured on {what}{extra}."
+        sub = (f"Accuracy on new photos is estimated from {_e(est['method'])}; the figures below it are measured on {what}{extra}."
+               if est else f"Measured on {what}{extra}.")
     else:
         sub = f"Measured on <code>{_e(info.get('data') or '?')}</code> ({n} photos)."
         if info.get("model_dir"):
             sub += f" Model: <code>{_e(info['model_dir'])}</code>."
     interval = results.get("accuracy_interval")
+    split = results.get("split")
+    measured = ("accuracy on the " + ("test" if split == "test" else "validation") + " split"
+                if results.get("kind") == "training" else "accuracy")
     tiles = [
-        ("accuracy", _pct(results.get("accuracy")),
-         (f"{correct} of {n} right" + (f" · 95 % interval {_pct(interval[0])}–{_pct(interval[1])}" if interval else "")) if n else ""),
-        *([("estimated accuracy", _pct(est["accuracy"]), _e(f"95 % interval {_pct(est['low'])}–{_pct(est['high'])}; {est['method']}"))]
+        *([("accuracy on new photos", _pct(est["accuracy"]),
+            _e(f"95\u00a0% interval {_pct(est['low'], 0)}–{_pct(est['high'], 0)} · {est['method']}"))]
           if (est := results.get("estimate")) else []),
-        *([("answered", _pct(results["coverage"]), _e(f"by the 'unknown' rule; {_pct(results['selective_accuracy'])} of those right, "
-                                                          f"{_pct(results['accuracy_with_unknown'])} counting 'unknown' as wrong"))]
+        (measured, _pct(results.get("accuracy")),
+         (f"{correct} of {n} photos right" + (f" · 95\u00a0% interval {_pct(interval[0], 0)}–{_pct(interval[1], 0)}" if interval else ""))
+         if n else "no photos"),
+        *([("answered", _pct(results["coverage"]), _e(f"the rest are 'unknown'; {_pct(results['selective_accuracy'])} of those "
+                                                          f"answered are right, {_pct(results['accuracy_with_unknown'])} of all"))]
           if results.get("coverage") is not None else []),
-        ("macro-F1", _num(results.get("macro_f1")), "mean F1 over classes"),
-        ("photos", str(n), f"{len(results['labels'])} classes"),
-        ("ECE", _num(calibration["ece"]) if calibration else "n/a", "calibration error, lower is better"),
+        ("macro-F1", _num(results.get("macro_f1")), "F1 (precision and recall together) averaged over labels"),
+        ("photos", str(n), f"{len(results['labels'])} labels"),
+        ("confidence error", _num(calibration["ece"]) if calibration else "n/a",
+         f"how far confidence is from accuracy (ECE; 0 is perfect) over {calibration['n']} photos" if calibration else ""),
         ("backbone", _e(info.get("backbone") or "n/a"), ""),
         ("training time", _seconds(info.get("training_seconds")), ""),
         ("date", _e(_date(info.get("date"))[:10]), _e(_date(info.get("date"))[11:])
@@ -140,7 +148,7 @@ def _header(results: dict, title: str, calibration: dict | None) -> str:
             if results.get("kind") == "evaluation" and info.get("model_created") else "")),
     ]
     tiles_html = "".join(
-        f'<div class="tile{" wide" if len(v) > 14 else ""}" data-key="{_e(k)}"><div class="k">{_e(k)}</div>'
+        f'<div class="tile{" wide" if len(v) > 14 or k == "accuracy on new photos" else ""}" data-key="{_e(k)}"><div class="k">{_e(k)}</div>'
         f'<div class="v{" txt" if len(v) > 9 else ""}">{v}</div>'
         f'<div class="s">{s}</div></div>' for k, v, s in tiles
     )
@@ -337,7 +345,7 @@ def _calibration(calibration: dict | None, figures: dict, results: dict) -> str:
     rejection = ""
     rej = results.get("rejection")
     if rej:
-        thr = f' (threshold {_e(rej["threshold"])})' if rej.get("threshold") is not None else ""
+        thr = f' (similarity below {rej["threshold"]:.2f})' if rej.get("threshold") is not None else ""
         rejection = (f'<h3 class="sect" id="rejection">Rejected as unknown{thr}</h3><table class="plain"><tbody>'
                      f'<tr><th>accepted</th><td class="n">{_e(rej.get("accepted", "n/a"))}</td></tr>'
                      f'<tr><th>rejected</th><td class="n">{_e(rej.get("rejected", "n/a"))}</td></tr>'
@@ -345,11 +353,13 @@ def _calibration(calibration: dict | None, figures: dict, results: dict) -> str:
                         f'accepted {_pct(rej["expected_acceptance"])} (95 % interval {_pct(rej["acceptance_interval"][0])}–'
                         f'{_pct(rej["acceptance_interval"][1])})</td></tr>' if rej.get("n") else "")
                      + '</tbody></table>')
+    where = (f' Measured on every labelled photo\'s answer from a head that never saw it ({_e(results["calibration_method"])}).'
+             if results.get("calibration_method") else "")
     return (
         '<section id="calibration"><h2>Calibration</h2><div class="cal">'
         f'{img}<div><p>Expected calibration error: <b id="ece">{calibration["ece"]:.3f}</b> '
         '(the average gap between confidence and accuracy, weighted by how many photos fall in each confidence bin; '
-        f'0 means a prediction made with 80 % confidence is right 80 % of the time).</p><p>{verdict}{small}</p>'
+        f'0 means a prediction made with 80 % confidence is right 80 % of the time).{where}</p><p>{verdict}{small}</p>'
         '<h3 class="sect">If you only trust confident predictions</h3>'
         '<table class="plain"><thead><tr><th>confidence</th><th>kept</th><th>set aside</th><th>accuracy of kept</th></tr></thead>'
         f'<tbody>{rows}</tbody></table>{rejection}</div></div></section>'
@@ -419,7 +429,7 @@ nav a{margin-right:18px;color:var(--blue);text-decoration:none;font-weight:500}
 section{background:#fff;border:1px solid var(--bd);border-radius:12px;padding:18px 22px;margin:0 0 20px;scroll-margin-top:50px}
 .figs{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .figs figure{flex:1 1 420px;max-width:560px}
-.figs .cm,.figs .cm img{width:100%}
+.figs .cm{width:fit-content;max-width:100%}.figs .cm img{width:auto;max-width:100%}
 .figs.many{display:block}
 .figs.many figure{max-width:none;overflow-x:auto;margin-bottom:16px}
 .figs.many .cm,.figs.many .cm img{width:auto;max-width:none}

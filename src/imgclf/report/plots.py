@@ -65,9 +65,10 @@ def confusion_matrix_svg(cm, labels: list[str], normalize: bool = False) -> tupl
     top = 40
     bottom = 36 + min(160, 0.71 * char * longest + 10)
     legend = 70
-    width, height = left + n * cell + legend, top + n * cell + bottom
     title = "Confusion matrix, row-normalised" if normalize else "Confusion matrix, counts"
-    body = [_text(left + n * cell / 2, 18, title, 14)]
+    width, height = max(left + n * cell + legend, 0.62 * 14 * len(title) + 24), top + n * cell + bottom
+    body = [_text(min(left + n * cell / 2, width / 2) if left + n * cell / 2 + 0.31 * 14 * len(title) > width - 8 else left + n * cell / 2,
+                  18, title, 14)]
     boxes = {}
     for i in range(n):
         for j in range(n):

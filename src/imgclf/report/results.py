@@ -47,6 +47,9 @@ def from_training(meta: dict, metrics: dict) -> dict:
         "per_class": m.get("per_class") or {},
         "confusion_matrix": m.get("confusion_matrix") or [[0] * len(labels) for _ in labels],
         "photos": m.get("photos") or [],
+        # calibration is measured on every photo's out-of-fold answer when training made them (far more photos)
+        "calibration_photos": (metrics.get("out_of_fold") or {}).get("photos") or m.get("photos") or [],
+        "calibration_method": (metrics.get("out_of_fold") or {}).get("method"),
         "info": {
             "backbone": meta["backbone"]["name"],
             "training_seconds": metrics.get("train_seconds"),

@@ -199,7 +199,7 @@ _HIGH_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 #: Largest RGB image :func:`to_rgb` makes by converting (Pillow keeps 4 bytes a pixel): 64 MP.
 MAX_CONVERTED_BYTES = 256 * 2**20
 #: Bytes of the float32 rows a high-depth image is converted in at a time.
-_STRIP_BYTES = 4 * 2**20
+_STRIP_BYTES = 2 * 2**20  # (converted in float64, twice that, so no sum can overflow)
 
 
 def _reduce_factor(size: tuple[int, int], max_side: int | None) -> int:
@@ -241,12 +241,18 @@ def _high_depth_to_rgb(img: Image.Image, factor: int) -> Image.Image:
     row = 0
     for strip in _strips(img, factor):
         rows = strip.shape[0] // factor
+        # in float64, NaN at the offset and infinities at float32's ends: no sum or difference below can overflow
+        strip = np.nan_to_num(strip.astype(np.float64), copy=False, nan=offset, posinf=_FLOAT32_MAX, neginf=-_FLOAT32_MAX)
         if factor > 1:
             strip = strip[: rows * factor, : ow * factor].reshape(rows, factor, ow, factor).mean(axis=(1, 3))
-        strip = np.nan_to_num((strip - offset) * scale, nan=0.0, posinf=255.0, neginf=0.0)
+        strip -= offset
+        strip *= scale
         out[row : row + rows] = np.clip(strip, 0, 255).astype(np.uint8)
         row += rows
     return Image.fromarray(out[:row], "L").convert("RGB")
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _strips(img: Image.Image, factor: int):

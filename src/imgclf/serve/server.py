@@ -25,6 +25,7 @@ def run_server(
     from imgclf.serve.connections import TIMEOUT_VARIABLE, GuardedH11Protocol
     from imgclf.serve.security import is_loopback, loopback_hosts
 
+    _check_port(host, port)
     threads = max(1, cpu_count() // workers)
     os.environ[TIMEOUT_VARIABLE] = str(request_timeout)
     allowed_hosts = list(allowed_hosts or [])
@@ -51,3 +52,25 @@ def run_server(
     )
     print(f"serving {model_dir} at {where}/ with {workers} workers (API docs at {where}/docs)", file=sys.stderr, flush=True)
     uvicorn.run("imgclf.serve.app:app_from_env", factory=True, workers=workers, **opts)
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse, in one line, an address that cannot be listened on (a port in use, a host not of this machine)."""
+    import errno
+    import socket
+
+    from imgclf.errors import ImgclfError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise ImgclfError(f"cannot serve on {host}: {e.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ImgclfError(f"port {port} on {host} is in use: choose another with --port, or stop what is using it") from None
+            raise ImgclfError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
