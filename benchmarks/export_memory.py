@@ -97,10 +97,26 @@ def main() -> None:
             mb, seconds, code = peak_mb([*IMGCLF, "export", str(model), "--format", fmt, "-o", str(out), "-q"], env)
             rows.append((n, size, fmt, mb, seconds, code))
             print(f"{n} photos, {fmt}: peak {mb:.0f} MB in {seconds:.0f} s (exit {code})", file=sys.stderr)
+    small = args.work / f"model-{min(args.sizes)}"
+    checked = []  # one model, checked on more and more photos: what the streaming check is about
+    for n in args.sizes:
+        out = args.work / "export-checked" / "model.onnx"
+        for old in (out, out.with_name(out.name + ".json")):
+            if old.is_file():
+                old.unlink()
+        mb, seconds, code = peak_mb([*IMGCLF, "export", str(small), "--format", "onnx", "-o", str(out), "-q",
+                                     "--check-photos", str(args.work / f"photos-{n}")], env)
+        checked.append((n, mb, seconds, code))
+        print(f"model of {min(args.sizes)} photos checked on {n} photos: peak {mb:.0f} MB in {seconds:.0f} s (exit {code})",
+              file=sys.stderr)
     print("| photos in the model | model.onnx | format | peak memory of imgclf export | time | exit |")
     print("|---:|---:|---|---:|---:|---:|")
     for n, size, fmt, mb, seconds, code in rows:
         print(f"| {n:,} | {size:.1f} MB | {fmt} | {mb:,.0f} MB | {seconds:.0f} s | {code} |")
+    print(f"\n| the model of {min(args.sizes):,} photos, --format onnx, checked on | peak memory | time | exit |")
+    print("|---:|---:|---:|---:|")
+    for n, mb, seconds, code in checked:
+        print(f"| {n:,} photos | {mb:,.0f} MB | {seconds:.0f} s | {code} |")
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def outliers(data: CheckData, typicality: Typicality, label_errors: dict[str, Fi
             instead.add(path)
         also = f" and of {mistaken.suggested}, the label it looks most like" if mistaken is not None else ""
         out.append(Finding("outlier", path, f"unlike the other photos of {label}{also} (similarity {t.score[k]:.2f}: "
-                           f"{-t.z[k]:.1f} robust deviations below typical)", float(-t.z[k]),
+                           f"far below the label's typical photo, by {-t.z[k]:.1f} times the usual spread)", float(-t.z[k]),
                            f"remove it if it does not show {label}", label=label, similarity=float(t.score[k]),
                            examples=typical.setdefault(label, _typical(t, label))))
     return sorted(out, key=lambda f: -f.score), instead

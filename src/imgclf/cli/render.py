@@ -344,7 +344,8 @@ def check_summary(result, folder: str) -> None:
     columns = os.environ.get("COLUMNS", "")
     total = int(columns) if columns.isdigit() else min(TABLE_WIDTH, _terminal_width())
     head = f"checked {result.photos} photos under {len(result.labels)} labels in {result.seconds:.1f} s: "
-    out = textwrap.wrap(head + ("; ".join(result.summary()) if result.findings else "no problems found"), total)
+    out = textwrap.wrap(head + ("; ".join(result.summary()) if result.findings else "no problems found"), total,
+                        break_long_words=False, break_on_hyphens=False)
     if result.findings:
         out.append("")
     width = max((len(f.kind) for f in result.findings[:CHECK_LINES]), default=0)
@@ -353,7 +354,8 @@ def check_summary(result, folder: str) -> None:
         reason = f.reason.replace(folder.rstrip("/" + os.sep) + os.sep, "")
         indent = " " * (width + len(GAP))
         out.append(f.kind.ljust(width) + GAP + _shortened(_printable(what), total - len(indent)))
-        out += textwrap.wrap(_printable(reason), total, initial_indent=indent, subsequent_indent=indent)
+        out += textwrap.wrap(_printable(reason), total, initial_indent=indent, subsequent_indent=indent,
+                             break_long_words=False, break_on_hyphens=False)
     if len(result.findings) > CHECK_LINES:
         out.append(f"… and {len(result.findings) - CHECK_LINES} more: --json, --fix-plan or --report lists them all")
     sys.stdout.write("\n".join(out) + "\n")
