@@ -140,7 +140,9 @@ def test_onnx_export_and_the_guards(trained_model, tmp_path):
     assert json.loads((tmp_path / "flowers.onnx.json").read_text())["parity"]["photos"] == len(list(UNSEEN.rglob("*.jpg")))
     import onnx
 
-    assert [o.name for o in onnx.load(str(target)).graph.output] == ["probabilities", "similarity", "embedding"]
+    graph = onnx.load(str(target))
+    onnx.checker.check_model(graph, full_check=True)  # valid ONNX, shapes included
+    assert [o.name for o in graph.graph.output] == ["probabilities", "similarity", "embedding"]
     again = _cli("export", str(trained_model), "--format", "onnx", "-o", str(target), "-q")  # its own: replaced
     assert again.exit_code == 0
     foreign = tmp_path / "mine.tflite"

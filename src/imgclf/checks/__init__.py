@@ -24,7 +24,7 @@ from imgclf.checks.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding
 __all__ = ["check", "run_checks", "CheckResult", "Finding", "KINDS", "FIX_PLAN_COLUMNS"]
 
 #: Bumped whenever a check or a threshold changes, so cached results of older checks are not reused.
-CHECKS_VERSION = 4
+CHECKS_VERSION = 5
 
 
 def check(

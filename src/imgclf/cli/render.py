@@ -409,4 +409,5 @@ def evaluation(result: dict) -> None:
                   f"labelled photos accepted ({100 * rej['acceptance_rate']:.1f} %)")
         if "ood_n" in rej:
             out.print(f"out-of-distribution photos in {rej['ood_dir']}: {rej['ood_rejected']} of {rej['ood_n']} rejected "
-                      f"({100 * rej['ood_rejection_rate']:.1f} %), AUROC {rej['auroc']:.3f}")
+                      f"({100 * rej['ood_rejection_rate']:.1f} %); the similarity tells them from the labelled photos with "
+                      f"AUROC {rej['auroc']:.3f} (1: always, 0.5: by chance)")

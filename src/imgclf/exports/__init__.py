@@ -58,7 +58,9 @@ def export(model_dir: str | os.PathLike, fmt: str, output: str | os.PathLike, in
     from imgclf.exports.parity import measure
     from imgclf.exports.photos import batches, photos_to_check
     from imgclf.exports.sidecar import sidecar, sidecar_path
+    from imgclf.exports.runners import onnx_runner
     from imgclf.files import Claim, writing_to
+    from imgclf.runtime.artifact import MODEL_FILE
     from imgclf.runtime.model import Model
 
     start = time.perf_counter()
@@ -69,6 +71,7 @@ def export(model_dir: str | os.PathLike, fmt: str, output: str | os.PathLike, in
     if fmt != "onnx":
         require_converter(f"--format {fmt}")
     model = Model.load(model_dir).check_files()
+    model.close()  # checked; its weights need not stay in memory beside the conversion's copies
     _refuse_faces(model)
     output = Path(output)
     info_path = sidecar_path(output, fmt)
@@ -82,12 +85,12 @@ def export(model_dir: str | os.PathLike, fmt: str, output: str | os.PathLike, in
         output.parent.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f".{output.name}.imgclf-", dir=output.parent))
     try:
-        with writing_to(work, "the export to"):
+        with writing_to(output, "-o"):
             candidate, runner, convert_seconds = _convert(model, fmt, int8, work, probe, log)
         if log:
             log(f"checking the export on {len(photos)} photos")
         with quiet_native() if fmt != "onnx" else contextlib.nullcontext():  # LiteRT announces its CPU delegate
-            parity = measure(runner(candidate), _reference(model), batches(model, photos), int8=int8)
+            parity = measure(runner(candidate), onnx_runner(model.dir / MODEL_FILE), batches(model, photos), int8=int8)
         if not parity.passed:
             raise ExportCheckError(f"the exported model does not answer as model.onnx does, {parity.describe()}; nothing was written")
         text = json.dumps(sidecar(model, fmt, int8, parity), indent=2)
@@ -122,14 +125,6 @@ def _convert(model, fmt: str, int8: bool, work: Path, probe: np.ndarray, log):
     if fmt == "tflite":
         return (converted.int8 if int8 else converted.tflite), tflite_runner, converted.seconds
     return converted.saved_model, saved_model_runner, converted.seconds
-
-
-def _reference(model):
-    """``model.onnx`` as a :data:`~imgclf.exports.runners.Runner`, through the session the model already holds (a second
-    session of a large model would hold its weights twice)."""
-    from imgclf.exports.graph import OUTPUTS
-
-    return lambda batch: model.run(batch, list(OUTPUTS))
 
 
 def _refuse_faces(model) -> None:

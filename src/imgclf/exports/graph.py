@@ -55,8 +55,7 @@ def portable_graph(model_onnx: Path, out: Path) -> None:
     initializers = [i for i in graph.initializer if i.name in needed]
     del graph.initializer[:]
     graph.initializer.extend(initializers)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(out))
+    onnx.save(model, str(out))  # checked by running it: every export's parity check
 
 
 def _attribute(node, name: str, default):

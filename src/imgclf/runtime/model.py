@@ -77,6 +77,11 @@ class Model:
         artifact.check_session(session, folder)
         return cls(folder.path, folder.meta, folder.labels, session)
 
+    def close(self) -> None:
+        """Release the ONNX Runtime session (and the weights it holds); the model answers nothing after this, but its
+        labels, metadata and files stay readable."""
+        self._session = None
+
     def check_files(self) -> "Model":
         """Read and check now the files :meth:`load` leaves until they are needed (``metrics.json``, ``neighbors.json``);
         a damaged one raises :class:`ImgclfError`. The server and ``export`` call it before they start."""
