@@ -39,7 +39,7 @@ def run_train(data: Path, out: Path, cache: Path, *extra: str) -> float:
 
 def folds(y: np.ndarray, k: int, repeats: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(fit, val, test) index triples: k-fold test parts, val = one eighth of the rest."""
-    from imgclf.head import stratified_folds
+    from imgclf.heads.linear import stratified_folds
 
     out = []
     for rep in range(repeats):
@@ -66,11 +66,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from imgclf.backbones import resolve
-    from imgclf.cache import EmbeddingCache
-    from imgclf.datasets import scan_labelled
-    from imgclf.embedding import embed_files, embed_views
-    from imgclf.head import fit_head, refit
-    from imgclf.views import views_for
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.data import scan_labelled
+    from imgclf.embeddings.compute import embed_files, embed_views
+    from imgclf.heads.linear import fit_head, refit
+    from imgclf.data.views import views_for
 
     tmp = Path(tempfile.mkdtemp(prefix="imgclf-bench-"))
     cache = tmp / "cache"
@@ -184,7 +184,7 @@ def fine_tune_config(settings: list[str]):
     """``FineTuneConfig`` with ``FIELD=VALUE`` overrides (each value read as its field's default type)."""
     from dataclasses import fields
 
-    from imgclf.finetune import FineTuneConfig
+    from imgclf.training.finetune import FineTuneConfig
 
     types = {f.name: type(f.default) for f in fields(FineTuneConfig)}
     values = {}

@@ -96,11 +96,11 @@ def cleanlab_rows(result_dir: Path, cache: Path, truth: set) -> list[str]:
     except ImportError:
         return ["(cleanlab not installed: its comparison is left out)"]
     from imgclf.backbones import resolve
-    from imgclf.cache import EmbeddingCache
+    from imgclf.embeddings.cache import EmbeddingCache
     from imgclf.checks.labels import C, MIN_MARGIN
-    from imgclf.datasets import scan_labelled
-    from imgclf.embedding import embed_files
-    from imgclf.estimate import out_of_fold_probabilities
+    from imgclf.data import scan_labelled
+    from imgclf.embeddings.compute import embed_files
+    from imgclf.heads.estimate import out_of_fold_probabilities
 
     ds = scan_labelled(result_dir, 0.1, 0.1)
     bb = resolve(cache_dir=cache)
@@ -145,7 +145,7 @@ def quality_rows(data_dir: Path, cache: Path) -> list[str]:
 def size_rows(data_dir: Path, cache: Path) -> list[str]:
     """Accuracy of a model on its test photos shrunk to a shorter side of 56, 112 and 224 px (then enlarged by the model)."""
     import imgclf
-    from imgclf.datasets import scan_labelled
+    from imgclf.data import scan_labelled
 
     out = []
     with tempfile.TemporaryDirectory() as tmp:

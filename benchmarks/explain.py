@@ -111,7 +111,7 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "src"))
     import imgclf
-    from imgclf.datasets import scan_labelled
+    from imgclf.data import scan_labelled
 
     dataset = scan_labelled(args.data_dir, 0.1, 0.3)
     held = {}

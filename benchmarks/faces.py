@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.backbones import resolve
-from imgclf.datasets import scan_labelled
+from imgclf.data import scan_labelled
 from imgclf.runtime.inputs import walk_files
-from imgclf.embedding import embed_files
-from imgclf.head import fit_head
-from imgclf.rejection import Reference, auroc
+from imgclf.embeddings.compute import embed_files
+from imgclf.heads.linear import fit_head
+from imgclf.heads.rejection import Reference, auroc
 
 CONFIGS = {
     "(a) lite0, whole photo": dict(name="efficientnet_lite0"),

@@ -78,7 +78,7 @@ def features(model, pre, paths: list[Path], stages: tuple[int, ...] = ()) -> dic
 
 def probe_accuracy(x: np.ndarray, y: np.ndarray, splits, n_classes: int) -> list[float]:
     """Held-out accuracy per split of imgclf's head (C on validation, refit on train + validation)."""
-    from imgclf.head import fit_head, refit
+    from imgclf.heads.linear import fit_head, refit
 
     accs = []
     for fit, val, test in splits:
@@ -89,7 +89,7 @@ def probe_accuracy(x: np.ndarray, y: np.ndarray, splits, n_classes: int) -> list
 
 
 def joined(*blocks: np.ndarray) -> np.ndarray:
-    from imgclf.head import l2_normalize
+    from imgclf.heads.linear import l2_normalize
 
     return np.concatenate([l2_normalize(b) for b in blocks], axis=1)
 
@@ -106,7 +106,7 @@ def main() -> None:
 
     import torch
 
-    from imgclf.datasets import scan_labelled
+    from imgclf.data import scan_labelled
 
     torch.set_num_threads(os.cpu_count() or 1)
     ds = scan_labelled(args.data_dir, 0, 0)

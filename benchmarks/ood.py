@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import imgclf
-    from imgclf.rejection import auroc
+    from imgclf.heads.rejection import auroc
 
     tmp = Path(tempfile.mkdtemp(prefix="imgclf-ood-"))
     cmd = [sys.executable, "-m", "imgclf.cli", "train", str(args.data_dir), "-o", str(tmp / "model"), "-q"]

@@ -27,7 +27,7 @@ from throughput import Timer, loadavg, run_tensors  # noqa: E402
 
 
 def kfold(x: np.ndarray, y: np.ndarray, k: int, n_folds: int, repeats: int) -> list[float]:
-    from imgclf.head import fit_head, refit
+    from imgclf.heads.linear import fit_head, refit
 
     accs = []
     for f, v, te in folds(y, n_folds, repeats):
@@ -47,9 +47,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from imgclf.backbones import resolve
-    from imgclf.cache import EmbeddingCache, default_cache_dir
-    from imgclf.datasets import scan_labelled
-    from imgclf.embedding import embed_files
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.files.locations import default_cache_dir
+    from imgclf.data import scan_labelled
+    from imgclf.embeddings.compute import embed_files
     from imgclf.runtime.batching import STREAM_BATCH
     from imgclf.runtime.loader import pixel_loader
     from imgclf.runtime.session import inference_plan

@@ -10,7 +10,7 @@ times, interleaved, best and spread printed:
 (a) the limit: ONNX Runtime alone on pre-decoded tensors (the backbone), the best of
     three set-ups: imgclf's (``inference_plan``: concurrent single-threaded streams) and
     one session using every core with idle threads sleeping or spinning;
-(b) imgclf: ``imgclf.embedding.embed_files`` from the files, into an empty cache
+(b) imgclf: ``imgclf.embeddings.compute.embed_files`` from the files, into an empty cache
     (read, hash, decode, preprocess, infer, store), as ``imgclf train`` runs it;
 (c) the peer: timm in PyTorch eager, torchvision ``ImageFolder`` + ``DataLoader``
     (``num_workers`` = cores, batch 32, timm's eval transform), ``torch.set_num_threads(cores)``;
@@ -116,8 +116,8 @@ def measure_limit(bb, tensors: np.ndarray) -> dict[str, tuple[float, float]]:
 # --- (b) imgclf ------------------------------------------------------------------------------------
 
 def measure_imgclf(bb, photos: list[Path], cache_root: Path) -> tuple[float, float]:
-    from imgclf.cache import EmbeddingCache
-    from imgclf.embedding import embed_files
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.embeddings.compute import embed_files
 
     with Timer() as t:
         emb = embed_files(photos, bb, EmbeddingCache(cache_root, bb.id))
@@ -216,7 +216,8 @@ def best_cpu_ms(fn, n: int, runs: int = 3) -> float:
 
 def measure_steps(bb, photos: list[Path], tmp: Path) -> dict[str, float]:
     """CPU ms per photo of each step (b) runs besides the backbone, one thread, on ``photos``."""
-    from imgclf.cache import EmbeddingCache, content_hash
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.files.digests import content_hash
     from imgclf.runtime.images import decode, read_bytes
     from imgclf.runtime.batching import STREAM_BATCH
     from imgclf.runtime.loader import draft_side
@@ -277,8 +278,8 @@ def rss_mb() -> float:
 
 
 def stream(bb, photos: list[Path], n: int, tmp: Path) -> None:
-    from imgclf.cache import EmbeddingCache
-    from imgclf.embedding import embed_files
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.embeddings.compute import embed_files
 
     rng = np.random.default_rng(0)
     src = [p.read_bytes() for p in photos]
@@ -324,7 +325,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from imgclf.backbones import resolve
-    from imgclf.cache import default_cache_dir
+    from imgclf.files.locations import default_cache_dir
     from imgclf.runtime.loader import pixel_loader
     from imgclf.runtime.session import cpu_count, inference_plan
 

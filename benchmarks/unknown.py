@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import imgclf  # noqa: E402
-from imgclf.datasets import scan_labelled  # noqa: E402
-from imgclf.estimate import folds_for  # noqa: E402
-from imgclf.rejection import UNKNOWN, Reference, auroc  # noqa: E402
+from imgclf.data import scan_labelled  # noqa: E402
+from imgclf.heads.estimate import folds_for  # noqa: E402
+from imgclf.heads.rejection import UNKNOWN, Reference, auroc  # noqa: E402
 
 
 def link_tree(root: Path, photos: list[tuple[Path, str]]) -> Path:
@@ -78,7 +78,7 @@ def acceptance(data_dir: Path, repeats: int, tmp: Path) -> None:
 
 def candidates(x: np.ndarray, y: np.ndarray, tr: np.ndarray, ev: np.ndarray, known: list[int]) -> dict[str, np.ndarray]:
     """Scores of the photos ``ev`` from the training photos ``tr`` (higher = more like the known labels)."""
-    from imgclf.head import fit_head, l2_normalize
+    from imgclf.heads.linear import fit_head, l2_normalize
 
     u = l2_normalize(x)
     ref = Reference.fit(x[tr], y[tr], known)
@@ -119,8 +119,9 @@ def _mahalanobis(x_tr: np.ndarray, y_tr: np.ndarray, x_ev: np.ndarray, dims: int
 
 def near_unknowns(data_dir: Path, far: list[Path], repeats: int, tmp: Path) -> None:
     from imgclf.backbones import resolve
-    from imgclf.cache import EmbeddingCache, default_cache_dir
-    from imgclf.embedding import embed_files
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.files.locations import default_cache_dir
+    from imgclf.embeddings.compute import embed_files
 
     ds = scan_labelled(data_dir)
     photos = [(p.path, p.label) for p in ds.photos]

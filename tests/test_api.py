@@ -48,9 +48,9 @@ def test_fused_onnx_equals_backbone_plus_head(trained_model, cache_dir):
     import onnxruntime as ort
 
     from imgclf.backbones import resolve
-    from imgclf.cache import EmbeddingCache
-    from imgclf.embedding import embed_files
-    from imgclf.head import softmax, l2_normalize
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.embeddings.compute import embed_files
+    from imgclf.heads.linear import softmax, l2_normalize
     import onnx
     from onnx import numpy_helper
 
@@ -142,9 +142,9 @@ def test_test_time_augmentation_averages_the_mirror_image(trained_model, tmp_pat
 def test_head_regularisation_when_it_cannot_be_chosen(trained_model, cache_dir):
     """A class with one training photo: no validation or CV to choose C, so the grid's middle value."""
     from imgclf.backbones import resolve
-    from imgclf.cache import EmbeddingCache
-    from imgclf.embedding import embed_files
-    from imgclf.head import C_GRID, fit_head
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.embeddings.compute import embed_files
+    from imgclf.heads.linear import C_GRID, fit_head
 
     bb = resolve(cache_dir=cache_dir)
     files = [sorted((PHOTOS / lab).iterdir())[i] for lab, n in (("daisy", 3), ("roses", 1)) for i in range(n)]

@@ -1,6 +1,7 @@
 import numpy as np
 
-from imgclf.cache import EmbeddingCache, content_hash
+from imgclf.embeddings.cache import EmbeddingCache
+from imgclf.files.digests import content_hash
 
 
 def test_roundtrip_and_damage_is_detected(tmp_path):

@@ -34,7 +34,7 @@ def _near_copy(src, dst, shrink: float = 0.7, quality: int = 55) -> None:
 def _copy_into_another_split(data, original, stem: str) -> str:
     """A recompressed copy of ``original``, beside it, named so that the split its label's photos get (on a first
     scan, as the check's) differs from the original's; its name."""
-    from imgclf.datasets import scan_labelled
+    from imgclf.data import scan_labelled
 
     for k in range(100):
         target = original.parent / f"{stem}-{k}.jpg"

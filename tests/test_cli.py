@@ -115,7 +115,7 @@ def test_predict_loads_only_what_it_uses(trained_model, fmt):
         "import sys; from imgclf.cli import main; sys.argv=['imgclf','predict',sys.argv[1],sys.argv[2],'-f',sys.argv[3]]\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
         "bad = [m for m in ('torch', 'timm', 'sklearn', 'onnx', 'scipy', 'pydantic', 'rich', 'fastapi', 'typer',\n"
-        "                   'imgclf.training', 'imgclf.head', 'imgclf.rejection') if m in sys.modules]\n"
+        "                   'imgclf.training', 'imgclf.heads.linear', 'imgclf.heads.rejection') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     import subprocess

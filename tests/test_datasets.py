@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imgclf.datasets import assign_splits, scan_labelled
+from imgclf.data import assign_splits, scan_labelled
 from imgclf.runtime.inputs import walk_files
 from imgclf.errors import ImgclfError
 from tests.conftest import LABELS, PHOTOS, copy_photos

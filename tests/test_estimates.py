@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import imgclf
-from imgclf.estimate import accuracy_estimate, cross_validated_accuracy, selective, wilson
+from imgclf.heads.estimate import accuracy_estimate, cross_validated_accuracy, selective, wilson
 from tests.conftest import EXAMPLE, PHOTOS, UNSEEN, copy_photos, run_cli
 
 NOT_FLOWERS = EXAMPLE.parent / "not-flowers"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgclf.cache import PIPELINE_VERSION
+from imgclf.embeddings.cache import PIPELINE_VERSION
 from tests.conftest import ROOT, UNSEEN, run_cli
 
 pytest.importorskip("dlib", reason="the face extra is not installed: pip install -e '.[face]'")

@@ -5,18 +5,16 @@ calibrated confidences, and one clear line where a newcomer would be stuck."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from imgclf.datasets import assign_splits, scan_labelled, split_sizes
-from tests.conftest import EXAMPLE, LABELS, PHOTOS, UNSEEN, copy_photos, run_cli
+from imgclf.data import assign_splits, scan_labelled, split_sizes
+from tests.conftest import EXAMPLE, PHOTOS, UNSEEN, copy_photos, run_cli
 
 NOT_FLOWERS = EXAMPLE.parent / "not-flowers"
 
@@ -120,7 +118,7 @@ def test_the_estimate_uses_every_photo_unless_a_test_split_is_given(trained_mode
 
 
 def test_temperature_scaling_recovers_a_known_temperature():
-    from imgclf.head import fit_temperature
+    from imgclf.heads.linear import fit_temperature
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (4000, 5))

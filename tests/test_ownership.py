@@ -4,10 +4,10 @@ checked again just before the rename; special files are never opened; export wri
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import tracemalloc
 from pathlib import Path
@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 import imgclf
 from imgclf import files
+from imgclf.files import claims
 from imgclf.cli import app
 from imgclf.errors import ImgclfError
 from tests.conftest import PHOTOS, UNSEEN, copy_photos, run_cli
@@ -115,14 +116,14 @@ def _appear_before_the_last_check(monkeypatch, path: Path, text: str):
 
 def _appear_after_the_last_check(monkeypatch, path: Path, text: str):
     """A foreign file created at ``path`` after the final check, just before the new file is linked into place."""
-    real = files._place_new
+    real = claims._place_new
 
     def hook(staged, target, option):
         if target == path:
             path.write_text(text)
         return real(staged, target, option)
 
-    monkeypatch.setattr(files, "_place_new", hook)
+    monkeypatch.setattr(claims, "_place_new", hook)
 
 
 @pytest.mark.parametrize("when", [_appear_before_the_last_check, _appear_after_the_last_check])
@@ -152,7 +153,7 @@ def test_a_file_created_while_export_runs_is_not_replaced(when, trained_model, t
 def test_a_folder_claim_replaces_only_imgclfs_own_folder(tmp_path):
     """The rule ``export --format saved_model -o DIR`` follows, on folders made here (the real export is tested below)."""
     def staged(text: str) -> Path:
-        d = Path(files.tempfile.mkdtemp(dir=tmp_path, prefix=".staged-"))
+        d = Path(tempfile.mkdtemp(dir=tmp_path, prefix=".staged-"))
         (d / "assets").mkdir()
         (d / "saved_model.pb").write_text(text)
         (d / "assets" / "imgclf.json").write_text("{}")

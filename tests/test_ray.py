@@ -95,7 +95,7 @@ def test_predict_local_and_ray_agree(ray_runtime, trained_model, unseen_with_bad
 
 def test_embed_local_and_ray_agree(embeddings, photos_with_bad, cache_dir):
     from imgclf.backbones import resolve
-    from imgclf.cache import content_hash
+    from imgclf.files.digests import content_hash
 
     local, remote = (pq.read_table(embeddings[e]) for e in ("local", "ray"))
     assert local.num_rows == remote.num_rows == 72
@@ -139,7 +139,7 @@ def test_train_on_ray_embeddings_matches_normal_train(embeddings, photos_with_ba
 
 def test_embeddings_of_another_backbone_are_refused(embeddings, photos_with_bad, cache_dir):
     from imgclf.backbones import resolve
-    from imgclf.datasets import scan_labelled
+    from imgclf.data import scan_labelled
     from imgclf.engines.embeddings_file import load_embeddings
 
     bb = resolve(cache_dir=cache_dir)

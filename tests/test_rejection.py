@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 
 import imgclf
-from imgclf.estimate import out_of_fold_similarity
-from imgclf.rejection import Reference, auroc, calibrate, prototypes
+from imgclf.heads.estimate import out_of_fold_similarity
+from imgclf.heads.rejection import Reference, auroc, calibrate, prototypes
 from tests.conftest import EXAMPLE, LABELS, UNSEEN, copy_photos, run_cli
 
 NOT_FLOWERS = EXAMPLE.parent / "not-flowers"
@@ -84,7 +84,7 @@ def test_unknown_folder_is_trained_as_negatives(tmp_path, cache_dir):
 def test_beta_quantiles_match_scipy():
     from scipy.special import betaincinv
 
-    from imgclf.rejection import beta_quantile
+    from imgclf.heads.rejection import beta_quantile
 
     for a, b in ((951, 50), (10, 1), (56, 3), (2, 1), (9500, 501)):
         for q in (0.025, 0.5, 0.975):

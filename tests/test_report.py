@@ -172,7 +172,7 @@ def test_evaluate_report(trained_model, tmp_path):
 
 
 def _synthetic(labels, photos, **extra) -> dict:
-    from imgclf.metrics import summarize
+    from imgclf.evaluation.metrics import summarize
 
     index = {lab: i for i, lab in enumerate(labels)}
     res = summarize([index[p["label"]] for p in photos], [index[p["predicted"]] for p in photos], labels)
@@ -309,7 +309,7 @@ def test_card_onnx_snippet_runs_without_imgclf(trained_model, tmp_path):
 
 def test_predict_and_import_never_load_matplotlib(trained_model):
     code = (
-        "import sys, imgclf, imgclf.report, imgclf.training, imgclf.model_card\n"
+        "import sys, imgclf, imgclf.report, imgclf.training, imgclf.report.card\n"
         "from imgclf.cli import main\n"
         "sys.argv = ['imgclf', 'predict', sys.argv[1], sys.argv[2], '-f', 'json']\n"
         "try:\n    main()\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
@@ -361,7 +361,7 @@ def test_report_renders_in_headless_chromium(trained_model, tmp_path):
 
 
 def test_calibration_verdict_is_shared_by_report_and_card():
-    from imgclf.model_card import _limitations
+    from imgclf.report.card import _limitations
     from imgclf.report.calibration import bias
     from imgclf.report.html import _calibration
 

@@ -146,7 +146,7 @@ def test_failed_run_keeps_the_previous_model(tmp_path, cache_dir, monkeypatch):
     imgclf.train(data, out, cache_dir=cache_dir)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    import imgclf.training as training
+    import imgclf.training.write as training
 
     def crash(*a, **k):
         raise RuntimeError("disk full while writing the card")
@@ -175,7 +175,8 @@ def test_damaged_cache_entry_is_recomputed(tmp_path, cache_dir, trained_model):
     """The photos are the session model's (trained_model filled the cache); one entry is damaged."""
     data = copy_photos(tmp_path / "d", per_label=3)
     from imgclf.backbones import resolve
-    from imgclf.cache import EmbeddingCache, content_hash
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.files.digests import content_hash
 
     bb = resolve(cache_dir=cache_dir)
     victim = sorted((data / "daisy").iterdir())[0]

@@ -176,12 +176,12 @@ def test_result_files_replace_only_what_imgclf_wrote(model, tmp_path):
 
 def test_an_interrupted_write_leaves_no_temporary_file(tmp_path, monkeypatch):
     from imgclf import files
-    from imgclf.cache import EmbeddingCache
+    from imgclf.embeddings.cache import EmbeddingCache
 
     def interrupted(*_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(files.os, "replace", interrupted)
+    monkeypatch.setattr(files.atomic.os, "replace", interrupted)
     cache = EmbeddingCache(tmp_path, "bb")
     with pytest.raises(KeyboardInterrupt):
         cache.put("ab" * 20, np.ones(4, np.float32))
@@ -246,7 +246,7 @@ def test_any_name_is_printed_as_it_is(name):
             shown = name if name.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
             if len(shown) <= 32:
                 assert body[0].startswith(shown), (body, shown)
-    from imgclf.model_card import _md
+    from imgclf.report.card import _md
 
     shown = _md(name)
     assert "<" not in shown and ">" not in shown and "\n" not in shown

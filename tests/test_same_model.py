@@ -27,9 +27,9 @@ def _stable(obj):
 
 
 def digests(model_dir: Path, photos_root: Path) -> dict[str, str]:
-    """SHA-256 of model.onnx and labels.json, and of metrics.json less :data:`VOLATILE` fields and with photo paths
-    relative to the data folder."""
-    metrics = (model_dir / "metrics.json").read_text().replace(str(photos_root.resolve()) + "/", "").replace(str(photos_root) + "/", "")
+    """SHA-256 of model.onnx and labels.json, and of metrics.json less :data:`VOLATILE` fields and with the data
+    folder's path replaced by ``DATA``."""
+    metrics = (model_dir / "metrics.json").read_text().replace(str(photos_root.resolve()), "DATA").replace(str(photos_root), "DATA")
     stable = json.dumps(_stable(json.loads(metrics)), sort_keys=True)
     return {"model.onnx": hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest(),
             "labels.json": hashlib.sha256((model_dir / "labels.json").read_bytes()).hexdigest(),

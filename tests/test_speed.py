@@ -225,7 +225,7 @@ def test_quantize_flag_builds_a_cached_int8_backbone(cache_dir, tmp_path, monkey
     import onnx
 
     from imgclf.backbones import resolve
-    from imgclf.datasets import scan_labelled
+    from imgclf.data import scan_labelled
 
     data = copy_photos(tmp_path / "photos", per_label=4)
     out = tmp_path / "model"

@@ -14,7 +14,7 @@ from imgclf.files import atomic_directory
 from imgclf.runtime.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
-    from imgclf.backbones import Backbone
+    from imgclf.backbones.base import Backbone
 
 _FORMAT = 1
 
@@ -22,7 +22,7 @@ _FORMAT = 1
 def resolve_face(cache_root: Path) -> "Backbone":
     """The face backbone; its pass-through graph is written to ``cache_root`` once."""
     from imgclf.runtime.artifact import sha256_file
-    from imgclf.backbones import FACE, Backbone
+    from imgclf.backbones.base import FACE, Backbone
     from imgclf.runtime.faces import CHIP_SIZE, DIM, ENCODER, SAME_PERSON_SIMILARITY, model_file
 
     weights = model_file("encoder")

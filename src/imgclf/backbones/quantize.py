@@ -43,8 +43,8 @@ def calibration_photos(paths: Sequence[Path], limit: int = CALIBRATION_PHOTOS) -
 
 def quantized(fp, calibration: Sequence[Path], cache_root: Path, log: Callable[[str], None] | None = None):
     """The int8 version of the float :class:`~imgclf.backbones.Backbone` ``fp``, built once and cached."""
-    from imgclf.backbones import _load_cached
-    from imgclf.cache import content_hash
+    from imgclf.backbones.base import load_cached
+    from imgclf.files.digests import content_hash
     from imgclf.runtime.images import read_bytes
     from imgclf.runtime.loader import preprocess_data
 
@@ -63,7 +63,7 @@ def quantized(fp, calibration: Sequence[Path], cache_root: Path, log: Callable[[
     out_dir = cache_root / "backbones" / qid
 
     def load():
-        bb = _load_cached(out_dir, fp.name, qid, fp.timm_name, fp.weights, fp.weights_path)
+        bb = load_cached(out_dir, fp.name, qid, fp.timm_name, fp.weights, fp.weights_path)
         return None if bb is None else replace(bb, quantization=QUANTIZATION, feature_map=None)
 
     cached = load()

@@ -43,9 +43,10 @@ def check(
     """Check the photos of ``data_dir`` (laid out as for ``train``) with the same backbone, crop and cache
     options as ``train``. Nothing in ``data_dir`` is changed."""
     from imgclf.backbones import DEFAULT_BACKBONE, resolve
-    from imgclf.cache import EmbeddingCache, default_cache_dir
-    from imgclf.datasets import scan_labelled
-    from imgclf.embedding import embed_files
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.files.locations import default_cache_dir
+    from imgclf.data import scan_labelled
+    from imgclf.embeddings.compute import embed_files
 
     start = time.perf_counter()
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -59,15 +60,15 @@ def check(
 
 
 def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int = 0, backbone_id: str = "") -> CheckResult:
-    """Every check on a scanned ``dataset`` (:class:`imgclf.datasets.Dataset`) and its embeddings
-    (:class:`imgclf.embedding.Embeddings`); the result is cached by what it depends on."""
+    """Every check on a scanned ``dataset`` (:class:`imgclf.data.Dataset`) and its embeddings
+    (:class:`imgclf.embeddings.compute.Embeddings`); the result is cached by what it depends on."""
     from imgclf.checks.copies import copies
     from imgclf.checks.data import CheckData
     from imgclf.checks.fingerprints import fingerprints
     from imgclf.checks.labels import label_findings
     from imgclf.checks.outliers import Typicality, outliers
     from imgclf.checks.quality import quality
-    from imgclf.head import l2_normalize
+    from imgclf.heads.linear import l2_normalize
 
     start = time.perf_counter()
     by_path = {p.path: p for p in dataset.photos}
@@ -95,7 +96,7 @@ def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int
 def thresholds(input_size: int) -> dict:
     """The thresholds the checks apply, as the JSON reports them."""
     from imgclf.checks import copies, labels, outliers, quality
-    from imgclf.estimate import FOLDS
+    from imgclf.heads.estimate import FOLDS
 
     return {"near_duplicate": {"max_hash_distance": copies.MAX_HASH_DISTANCE, "min_layout_correlation": copies.MIN_LAYOUT},
             "label_error": {"min_margin": labels.MIN_MARGIN, "folds": FOLDS, "C": labels.C},

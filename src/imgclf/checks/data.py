@@ -9,7 +9,7 @@ from functools import cached_property
 import numpy as np
 
 from imgclf.checks.fingerprints import Fingerprints
-from imgclf.datasets import SPLITS
+from imgclf.data import SPLITS
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from imgclf.cache import EmbeddingCache
+from imgclf.embeddings.cache import EmbeddingCache
 
 #: The scale the statistics are measured at: the photo reduced to at most this many pixels on its longer side.
 SIDE = 256
@@ -72,7 +72,7 @@ def fingerprint(img) -> np.ndarray:
 
 
 def fingerprints(paths: Sequence[Path], hashes: Sequence[str], cache_root: Path | None, threads: int = 4) -> Fingerprints:
-    """Fingerprints of ``paths`` (their content ``hashes`` as :func:`imgclf.cache.content_hash` gives them),
+    """Fingerprints of ``paths`` (their content ``hashes`` as :func:`imgclf.embeddings.cache.content_hash` gives them),
     from the cache where it has them; the rest are decoded on ``threads`` threads and stored."""
     from imgclf.errors import ImageError
     from imgclf.runtime.images import decode, read_bytes, upright_size

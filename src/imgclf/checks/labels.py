@@ -2,7 +2,7 @@
 (pairs the photos do not tell apart) and ``imbalance``.
 
 Label errors follow confident learning (Northcutt et al., 2021): every photo is scored by a head
-fitted without it (5-fold, :func:`imgclf.estimate.out_of_fold_probabilities`), and a photo is
+fitted without it (5-fold, :func:`imgclf.heads.estimate.out_of_fold_probabilities`), and a photo is
 flagged when that head prefers another label by a margin of at least :data:`MIN_MARGIN`.
 cleanlab's filters on the same probabilities are compared in ``benchmarks/check.py``; cleanlab
 itself is not a dependency (importing it takes 1.3 s and installs 151 MB: scikit-learn, pandas).
@@ -36,7 +36,7 @@ def label_findings(data: CheckData, seed: int = 0) -> list[Finding]:
     judged = counts[y] >= MIN_PHOTOS
     if len(names) < 2 or (counts >= MIN_PHOTOS).sum() < 2:
         return out
-    from imgclf.estimate import out_of_fold_probabilities
+    from imgclf.heads.estimate import out_of_fold_probabilities
 
     keep = np.flatnonzero(judged)
     classes = np.unique(y[keep])

@@ -1,6 +1,6 @@
 """``outlier``: a photo unlike every photo of its label (a screenshot in a folder of cats).
 
-Each photo is scored as the model's "unknown" rule scores a new photo (:mod:`imgclf.rejection`),
+Each photo is scored as the model's "unknown" rule scores a new photo (:mod:`imgclf.heads.rejection`),
 against its own label only and without itself: the mean of its cosine to the label's other photos'
 mean direction and to the nearest of them. A photo is an outlier when its score lies more than
 :data:`MAX_Z` robust standard deviations (1.4826 × the median absolute deviation, pooled over the

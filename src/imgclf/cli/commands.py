@@ -110,16 +110,15 @@ def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fracti
           quiet, embeddings, quantize) -> int:
     """Train a classifier on a folder of labelled photos."""
     from imgclf.cli import render
-    from imgclf.finetune import FineTuneConfig
-    from imgclf.training import train as run_train
+    from imgclf.project import Project
+    from imgclf.training.finetune import FineTuneConfig
+    from imgclf.training.settings import Settings
 
+    settings = Settings.of(backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir, val_fraction=val_fraction,
+                           test_fraction=test_fraction, fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False,
+                           augment=augment, command=_command_line(), embeddings=embeddings, quantize=quantize, crop=crop)
     with render.ProgressBar("embedding photos", disabled=quiet) as bar:
-        result = run_train(
-            data_dir, output, backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir,
-            val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update,
-            fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False, augment=augment,
-            log=None if quiet else bar.log, command=_command_line(), embeddings=embeddings, quantize=quantize, crop=crop,
-        )
+        result = Project(data_dir, settings, model_dir=output).train(progress=bar.update, log=None if quiet else bar.log)
     render.train_summary(result)
     return 0
 

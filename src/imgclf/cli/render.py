@@ -279,7 +279,7 @@ def job_summary(job, what: str, output, engine: str) -> int:
 def train_summary(result) -> None:
     from rich.table import Table
 
-    from imgclf.estimate import describe
+    from imgclf.heads.estimate import describe
     from imgclf.report import REPORT_FILE
 
     out = _Out()

@@ -107,7 +107,7 @@ def embed(
 
     _check_engine(engine)
     start = time.perf_counter()
-    from imgclf.cache import default_cache_dir
+    from imgclf.files.locations import default_cache_dir
 
     cache_root = Path(cache_dir) if cache_dir else default_cache_dir()
     items, labels = embed_items(data_dir, val_fraction, test_fraction, cache_root)

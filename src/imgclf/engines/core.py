@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from imgclf.cache import content_hash
+from imgclf.files.digests import content_hash
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.runtime.images import read_bytes
 from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
@@ -160,7 +160,7 @@ def embed_items(data_dir: str | os.PathLike, val_fraction: float = 0.1, test_fra
     ``path`` is relative to ``data_dir`` (POSIX), so a file embedded on a cluster is matched
     to the same photo in a copy of the folder elsewhere.
     """
-    from imgclf.datasets import scan_labelled
+    from imgclf.data import scan_labelled
 
     dataset = scan_labelled(data_dir, val_fraction, test_fraction, cache_root=cache_root)
     root = dataset.root

@@ -38,12 +38,12 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 def load_embeddings(path: str | os.PathLike, dataset, backbone):
-    """An :class:`~imgclf.embedding.Embeddings` for ``dataset.photos`` from the file at ``path`` (``.parquet``,
+    """An :class:`~imgclf.embeddings.compute.Embeddings` for ``dataset.photos`` from the file at ``path`` (``.parquet``,
     ``.csv`` or ``.jsonl``, as ``imgclf embed`` writes them).
 
     Raises :class:`ImgclfError` when the file was embedded with another backbone than ``backbone``.
     """
-    from imgclf.embedding import Embeddings
+    from imgclf.embeddings.compute import Embeddings
 
     path = Path(path)
     kind = path.suffix.lower()

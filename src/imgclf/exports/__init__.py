@@ -54,7 +54,8 @@ def export(model_dir: str | os.PathLike, fmt: str, output: str | os.PathLike, in
            check_photos: str | os.PathLike | None = None, log=None) -> ExportResult:
     """Export the model in ``model_dir`` as ``fmt`` to ``output``; raises :class:`ExportCheckError` when the
     exported file's answers differ from ``model.onnx``'s beyond :mod:`~imgclf.exports.parity`'s limits."""
-    from imgclf.exports.convert import quiet_native, require_converter
+    from imgclf.exports.convert import require_converter
+    from imgclf.exports.native import quiet_native
     from imgclf.exports.parity import measure
     from imgclf.exports.photos import batches, photos_to_check
     from imgclf.exports.sidecar import sidecar, sidecar_path

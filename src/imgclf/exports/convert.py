@@ -10,8 +10,6 @@ int8 weights and activations with float32 input and output, so an app feeds both
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,27 +39,10 @@ def require_converter(option: str) -> None:
         raise ImgclfError(f"{option} needs {', '.join(missing)}: {INSTALL}")
 
 
-@contextlib.contextmanager
-def quiet_native():
-    """TensorFlow's C++ start-up lines (CUDA probing, oneDNN notes) kept off the terminal: file descriptors 1 and 2
-    point at /dev/null meanwhile. Python exceptions pass through untouched."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
-
-
 def convert(onnx_path: Path, workdir: Path, probe: np.ndarray, calibration: np.ndarray | None = None) -> Converted:
     """Convert ``onnx_path`` (a :func:`~imgclf.exports.graph.portable_graph`) in ``workdir``. ``probe``: a few
     preprocessed photos (N, 3, H, W) to match the outputs by; ``calibration``: photos for int8 (same layout)."""
+    from imgclf.exports.native import quiet_native
     from imgclf.exports.runners import onnx_runner
 
     start = time.perf_counter()

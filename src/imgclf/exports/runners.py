@@ -27,7 +27,7 @@ def onnx_runner(path: Path) -> Runner:
 
 def tflite_runner(path: Path, threads: int = 1) -> Runner:
     """The LiteRT interpreter on ``path``, through its ``serving_default`` signature; one photo per call, as apps run it."""
-    from imgclf.exports.convert import quiet_native
+    from imgclf.exports.native import quiet_native
 
     with quiet_native():
         from ai_edge_litert.interpreter import Interpreter
@@ -44,7 +44,7 @@ def tflite_runner(path: Path, threads: int = 1) -> Runner:
 
 def saved_model_runner(path: Path) -> Runner:
     """TensorFlow's ``tf.saved_model.load`` on ``path``, through its ``serving_default`` signature."""
-    from imgclf.exports.convert import quiet_native
+    from imgclf.exports.native import quiet_native
 
     with quiet_native():
         import tensorflow as tf

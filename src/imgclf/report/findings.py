@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imgclf.report.html import _e, _head
+from imgclf.report.page import _e, _head
 
 #: Findings shown with thumbnails (worst first within each kind); the rest are listed as text.
 MAX_SHOWN = 200

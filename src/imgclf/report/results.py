@@ -3,7 +3,7 @@
 Keys (all JSON-ready):
 
 - ``kind``: ``"training"`` or ``"evaluation"``; ``split``: which split was measured (training only);
-- ``labels``, ``n``, ``accuracy``, ``macro_f1``, ``per_class``, ``confusion_matrix``: as in :func:`imgclf.metrics.summarize`;
+- ``labels``, ``n``, ``accuracy``, ``macro_f1``, ``per_class``, ``confusion_matrix``: as in :func:`imgclf.evaluation.metrics.summarize`;
 - ``photos``: one record per measured photo: ``path``, ``label`` (true), ``predicted``, ``confidence``,
   ``top_k`` (``[{"label", "confidence"}]``) and, when known, ``label_confidence`` (probability of the true label);
 - ``info``: ``backbone``, ``training_seconds``, ``date``, ``model_created``, ``data``, ``imgclf_version``, ``command``;
@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 _METRIC_KEYS = ("labels", "n", "accuracy", "accuracy_interval", "macro_f1", "per_class", "confusion_matrix")
-#: The "unknown" rule applied (see :func:`imgclf.estimate.selective`).
+#: The "unknown" rule applied (see :func:`imgclf.heads.estimate.selective`).
 SELECTIVE_KEYS = ("coverage", "selective_accuracy", "accuracy_with_unknown")
 
 

@@ -35,7 +35,7 @@ REPORT_FILE = "report.html"
 #: The training photos behind the ``photo_similarities`` output, in its order: ``{"photos": [[path, label], …]}``,
 #: paths relative to the data folder (``predict --neighbors``).
 NEIGHBORS_FILE = "neighbors.json"
-#: The fused ``model.onnx``'s input and outputs (:mod:`imgclf.fusion` writes them, :mod:`imgclf.runtime.model` reads them).
+#: The fused ``model.onnx``'s input and outputs (:mod:`imgclf.training.fusion` writes them, :mod:`imgclf.runtime.model` reads them).
 INPUT = "input"
 PROBABILITIES = "probabilities"
 EMBEDDING = "embedding"
@@ -388,7 +388,7 @@ def check_output(output: str | os.PathLike, data_dir: str | os.PathLike | None =
         data = Path(os.path.realpath(data_dir))
         if target == data:
             raise ImgclfError(f"output {output} is the data folder: write the model somewhere else")
-        if data in target.parents:
+        if data in target.parents and not _hidden_between(data, target):
             raise ImgclfError(f"output {output} is inside the data folder {data_dir}: write the model somewhere else")
         if target in data.parents:
             raise ImgclfError(f"output {output} contains the data folder {data_dir}: replacing it would delete the photos")
@@ -406,6 +406,11 @@ def check_output(output: str | os.PathLike, data_dir: str | os.PathLike | None =
                 "move them out or choose another folder"
             )
     return target
+
+
+def _hidden_between(data: Path, target: Path) -> bool:
+    """Whether ``target`` lies in a hidden folder of ``data`` (a project's ``.imgclf/``): no scan reads photos there."""
+    return any(part.startswith(".") for part in target.relative_to(data).parts[:-1])
 
 
 def check_not_artefact(path: str | os.PathLike, option: str) -> None:

@@ -1,9 +1,10 @@
-"""Atomic writes, and which existing files imgclf may replace.
+"""Which existing files a result may replace: only what imgclf itself wrote at that path (:class:`Claim`).
 
-A file or a whole folder appears complete or not at all; no temporary file outlives a failed
-or interrupted write (Ctrl-C included), and an error about the destination becomes
-:class:`ImgclfError` with one line. A result file replaces only what imgclf itself wrote at that
-path (:class:`Claim`).
+A result file (``--json``, ``--report``, ``-o``, an export) replaces an existing file only when imgclf
+wrote exactly that content at exactly that path: every result written through :class:`Claim` is recorded
+in a ledger (one small JSON per path under :func:`ledger_dir`: the path and the SHA-256 of what was
+written). A foreign file cannot match that by accident; a file the user edited afterwards no longer
+matches and is theirs. Special files are never opened, symlinks never replaced.
 """
 
 from __future__ import annotations
@@ -12,42 +13,23 @@ import contextlib
 import errno
 import hashlib
 import json
-import math
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
 
 from imgclf.errors import ImgclfError
+from imgclf.files.atomic import _umask, to_json, write_bytes_atomic, writing_to
+from imgclf.files.digests import file_sha256
+from imgclf.files.locations import ledger_dir
+
 
 def generator(command: str) -> str:
     """The ``generator`` a JSON result of ``imgclf COMMAND`` starts with."""
     from imgclf import __version__
 
     return f"imgclf {command} {__version__}"
-
-
-# --- what imgclf may replace -------------------------------------------------------------
-#
-# A result file (``--json``, ``--report``, ``-o``, an export) replaces an existing file only when imgclf
-# wrote exactly that content at exactly that path: every result written through :class:`Claim` is recorded
-# in a ledger (one small JSON per path under :func:`ledger_dir`: the path and the SHA-256 of what was
-# written). A foreign file cannot match that by accident; a file the user edited afterwards no longer
-# matches and is theirs. Special files are never opened, symlinks never replaced.
-
-#: Environment variable naming the folder of imgclf's own state (the ledger); default: the user's state folder.
-STATE_ENV = "IMGCLF_STATE_DIR"
-
-
-def ledger_dir() -> Path:
-    root = os.environ.get(STATE_ENV)
-    if not root:
-        import platformdirs
-
-        root = platformdirs.user_state_dir("imgclf", appauthor=False)
-    return Path(root) / "written"
 
 
 def _key(path: Path) -> Path:
@@ -68,18 +50,6 @@ def _recorded(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return entry if isinstance(entry, dict) and entry.get("path") == os.path.abspath(path) else None
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a regular file, read through a descriptor opened without following a symlink."""
-    h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _kind(path: Path) -> str | None:
@@ -261,102 +231,3 @@ def _place_new(staged: Path, path: Path, option: str) -> None:
 def _some(names: list[str], n: int = 3) -> str:
     shown = ", ".join(names[:n])
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
-
-    ``durable`` flushes the file to disk before the rename (results); caches skip it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; results are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically; see :func:`write_bytes_atomic`."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def to_json(obj, indent: int | None = 2) -> str:
-    """Strict JSON text of ``obj``: a NaN or infinity anywhere becomes ``null`` (never a bare ``NaN``)."""
-    return json.dumps(_finite(obj), indent=indent, ensure_ascii=False, allow_nan=False)
-
-
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-def write_json_atomic(path: str | os.PathLike, obj) -> None:
-    """Write ``obj`` as strict JSON (see :func:`to_json`), atomically."""
-    write_text_atomic(path, to_json(obj) + "\n")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def writing_to(path: str | os.PathLike, what: str = "output") -> Iterator[None]:
-    """Turn an OS error inside the block into :class:`ImgclfError` naming ``path``."""
-    try:
-        yield
-    except OSError as e:
-        reason = e.strerror or str(e)
-        if e.errno == errno.EBUSY:
-            reason += " (a mount point cannot be replaced: write into a folder inside it)"
-        raise ImgclfError(f"cannot write {what} {path}: {reason}") from None
-
-
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; on success it replaces ``target``.
-
-    On any failure the temporary folders are removed and an existing ``target`` is untouched.
-    The caller decides whether ``target`` may be replaced (see :func:`imgclf.runtime.artifact.check_output`).
-    """
-    target = Path(target).absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
-    try:
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes folders private; a model folder is an ordinary one
-        yield tmp
-        if target.exists():
-            _swap(tmp, target)
-        else:
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _swap(new: Path, target: Path) -> None:
-    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-    try:
-        os.replace(target, old / "previous")
-        try:
-            os.replace(new, target)
-        except BaseException:
-            os.replace(old / "previous", target)
-            raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)

@@ -21,21 +21,6 @@ _HEADER = struct.Struct("<4sI")
 _DIGEST = 16
 
 
-def default_cache_dir() -> Path:
-    """The user's cache folder for imgclf (``$IMGCLF_CACHE_DIR`` overrides it)."""
-    env = os.environ.get("IMGCLF_CACHE_DIR")
-    if env:
-        return Path(env)
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("imgclf"))
-
-
-def content_hash(data: bytes) -> str:
-    """Hex digest that identifies an image file by its bytes."""
-    return hashlib.blake2b(data, digest_size=20).hexdigest()
-
-
 #: Bumped whenever decoding or preprocessing changes the vectors, so old entries are never mixed in.
 PIPELINE_VERSION = 3
 

@@ -6,7 +6,7 @@ the nearest single training photo. The first catches photos far from every label
 second photos between or beside the labels; together they beat either alone
 (``benchmarks/unknown.py``). The threshold is a conformal quantile of out-of-sample scores
 (each photo scored against a reference built without its fold,
-:func:`imgclf.estimate.out_of_fold_similarity`), so that new photos of the known labels
+:func:`imgclf.heads.estimate.out_of_fold_similarity`), so that new photos of the known labels
 are accepted at the target rate (95 % by default); :func:`calibrate` also states how sure
 that rate is, given how many photos it rests on.
 """
@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from imgclf.head import l2_normalize
+from imgclf.heads.linear import l2_normalize
 from imgclf.runtime.prediction import UNKNOWN  # noqa: F401 (the label of a rejected photo, re-exported)
 
 #: Training folders whose photos are negatives (trained as the class ``unknown``).

@@ -4,7 +4,7 @@ Every accuracy imgclf prints or writes comes from :func:`accuracy_estimate` (a 9
 interval on its ``n``). When the held-out splits are small, :func:`cross_validated_accuracy`
 scores each labelled photo with a head fitted without it; :func:`out_of_fold_similarity`
 gives each photo's "unknown" score from a reference built without it, which is what the
-threshold is calibrated on (:func:`imgclf.rejection.calibrate`).
+threshold is calibrated on (:func:`imgclf.heads.rejection.calibrate`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from imgclf.head import stratified_folds
+from imgclf.heads.linear import stratified_folds
 
 #: Held-out splits smaller than this are too small to quote alone: cross-validation estimates accuracy instead.
 MIN_HELD_OUT = 30
@@ -63,7 +63,7 @@ def oof_accuracy(logits: np.ndarray, y: np.ndarray, folds: int) -> dict:
 def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int) -> tuple[np.ndarray, int]:
     """Each photo's label probabilities from a head (regularisation ``C``) fitted on the other folds only,
     and the number of folds."""
-    from imgclf.head import softmax
+    from imgclf.heads.linear import softmax
 
     logits, folds = out_of_fold_logits(x, y, n_classes, C, seed)
     return softmax(logits).astype(np.float32), folds
@@ -76,7 +76,7 @@ def out_of_fold_logits(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, s
 
     from threadpoolctl import threadpool_limits
 
-    from imgclf.head import _Problem
+    from imgclf.heads.linear import _Problem
 
     folds = folds_for(y, seed)
     logits = np.zeros((len(y), n_classes), np.float32)
@@ -91,9 +91,9 @@ def out_of_fold_logits(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, s
 
 
 def out_of_fold_similarity(x: np.ndarray, y: np.ndarray, classes: list[int], seed: int) -> tuple[np.ndarray, int]:
-    """Each photo's "unknown" score (:class:`~imgclf.rejection.Reference`) against the photos of the other folds
+    """Each photo's "unknown" score (:class:`~imgclf.heads.rejection.Reference`) against the photos of the other folds
     only, and the number of folds."""
-    from imgclf.rejection import Reference
+    from imgclf.heads.rejection import Reference
 
     out = np.full(len(x), -1.0, np.float32)  # a photo with nothing to compare with is as unlike as can be
     if len(x) < 2:
@@ -112,7 +112,7 @@ def selective(truth: list[str], guess: list[str], rejected: list[bool]) -> dict:
     ``accuracy_with_unknown``: share right overall, an "unknown" counted as wrong (right for
     a photo of the class ``unknown``).
     """
-    from imgclf.rejection import UNKNOWN
+    from imgclf.heads.rejection import UNKNOWN
 
     n = len(truth)
     answered = [t == g for t, g, r in zip(truth, guess, rejected) if not r]

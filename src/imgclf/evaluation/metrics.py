@@ -14,7 +14,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
 
 def summarize(y_true, y_pred, labels: list[str]) -> dict:
     """``accuracy`` with its 95 % ``accuracy_interval``, ``n``, ``labels``, ``per_class`` and ``confusion_matrix`` as JSON-ready values."""
-    from imgclf.estimate import wilson
+    from imgclf.heads.estimate import wilson
 
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
     cm = confusion_matrix(y_true, y_pred, len(labels))

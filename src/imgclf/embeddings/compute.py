@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from imgclf.backbones import Backbone
-from imgclf.cache import EmbeddingCache, content_hash
+from imgclf.embeddings.cache import EmbeddingCache
+from imgclf.files.digests import content_hash
 from imgclf.errors import ImageError
 from imgclf.runtime.images import read_bytes
 from imgclf.runtime.batching import DEFAULT_BATCH, STREAM_BATCH, run_batched
@@ -123,7 +124,7 @@ def embed_views(
     expected here (they were filtered by :func:`embed_files`); if one fails now its views are NaN.
     """
     from imgclf.runtime.images import load_image
-    from imgclf.views import view
+    from imgclf.data.views import view
 
     out = np.full((len(paths), len(names), backbone.dim), np.nan, np.float32)
     todo = []

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.head import LinearHead
+from imgclf.heads.linear import LinearHead
 from imgclf.runtime.artifact import CAM, EMBEDDING, PHOTO_SIMILARITIES, PROBABILITIES, SIMILARITY
 _FLOAT, _INT64 = 1, 7  # TensorProto.DataType
 _ATTR_INT, _ATTR_INTS = 2, 7  # AttributeProto.AttributeType
@@ -56,7 +56,7 @@ def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Pat
 
 
 def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None = None) -> None:
-    """Append the ``similarity`` output of :class:`imgclf.rejection.Reference` to ``embedding``, in place:
+    """Append the ``similarity`` output of :class:`imgclf.heads.rejection.Reference` to ``embedding``, in place:
     the mean of the largest cosine similarity to a prototype and to a training photo."""
     data = Path(model_path).read_bytes()
     new_reduce = _opset(data) >= 18  # ReduceMax takes its axes as an input from opset 18 on

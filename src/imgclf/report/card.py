@@ -6,7 +6,7 @@ import html
 import math
 import re
 
-from imgclf.estimate import MIN_HELD_OUT, describe
+from imgclf.heads.estimate import MIN_HELD_OUT, describe
 
 #: Classes whose recall on the measured split is below this are listed as a known limitation.
 LOW_RECALL = 0.7

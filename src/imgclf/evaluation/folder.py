@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imgclf.datasets import scan_labelled
+from imgclf.data import scan_labelled
 from imgclf.errors import ImgclfError
-from imgclf.estimate import selective
+from imgclf.heads.estimate import selective
 from imgclf.runtime.faces import NO_FACE_REASON
-from imgclf.metrics import summarize
+from imgclf.evaluation.metrics import summarize
 from imgclf.runtime.model import Model
-from imgclf.rejection import UNKNOWN, auroc
+from imgclf.heads.rejection import UNKNOWN, auroc
 
 
 def evaluate(

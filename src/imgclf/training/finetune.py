@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from imgclf.backbones import Backbone
-from imgclf.head import LinearHead
+from imgclf.heads.linear import LinearHead
 from imgclf.runtime.images import load_image
 from imgclf.runtime.preprocessing import resize_shorter
 
@@ -128,35 +128,135 @@ def fine_tune(
 ) -> FineTuneResult:
     """Fine-tune ``backbone`` (with ``head`` as the starting classifier) on ``train``; select on ``val``."""
     import torch
-    from torch import nn
-    from torchvision.transforms import v2 as T
 
     from imgclf.backbones.torch_export import build_model
 
     config = config or FineTuneConfig()
     torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
     pre = backbone.preprocessing
     net = _build(build_model(backbone.timm_name, backbone.torch_weights()), head)
     net.eval()  # BatchNorm statistics stay frozen: batches of 32 on a few hundred photos would only add noise
     prefix, suffix = _split(net.backbone, config.trainable_blocks)
     tmp = Path(tempfile.mkdtemp(prefix="imgclf-finetune-"))
-    session = _prefix_session(prefix, pre.input_size, tmp) if prefix is not None else None
+    try:
+        session = _prefix_session(prefix, pre.input_size, tmp) if prefix is not None else None
+        tuner = _Tuner(net, suffix, session, config, pre, len(train))
+        val_x = np.stack([pre(img) for img in _decoded([p for p, _ in val], pre.resize_to)]) if val else None
+        start = time.perf_counter()
+        history, best_epoch, estimate = tuner.epochs(_decoded([p for p, _ in train], pre.resize_to),
+                                                     torch.tensor([y for _, y in train]), val_x, np.array([y for _, y in val]),
+                                                     np.random.default_rng(config.seed), progress, log)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return FineTuneResult(net, history, best_epoch, time.perf_counter() - start, estimate)
 
-    def forward(x: np.ndarray):
+
+class _Tuner:
+    """One fine-tuning run: the frozen prefix in ONNX Runtime, the trainable rest and the head in torch, AdamW with
+    warm-up and a cosine schedule, label smoothing, and the best epoch on validation kept."""
+
+    def __init__(self, net, suffix, session, config: FineTuneConfig, pre, n_train: int):
+        import torch
+        from torch import nn
+
+        self.net, self.suffix, self.session, self.config = net, suffix, session, config
+        self.optimizer = torch.optim.AdamW(
+            [{"params": [p for p in suffix.parameters()], "lr": config.lr}, {"params": list(net.fc.parameters()), "lr": config.head_lr}],
+            weight_decay=config.weight_decay,
+        )
+        self.augment = _augmentation(pre)
+        self.steps_per_epoch = max(1, math.ceil(n_train / config.batch_size))
+        self.total_steps = self.steps_per_epoch * config.epochs
+        warmup = max(1, int(config.warmup_epochs * self.steps_per_epoch))
+
+        def lr_factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, self.total_steps - warmup)))
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+    def forward(self, x: np.ndarray):
         """(logits, embedding) with the frozen prefix in ONNX Runtime and the rest in torch."""
-        if session is None:
-            return net(torch.from_numpy(x))
-        feats = torch.from_numpy(session.run(None, {"input": x})[0])
-        emb = suffix(feats)
-        return net.fc(torch.nn.functional.normalize(emb, dim=1)), emb
+        import torch
 
-    optimizer = torch.optim.AdamW(
-        [{"params": [p for p in suffix.parameters()], "lr": config.lr}, {"params": list(net.fc.parameters()), "lr": config.head_lr}],
-        weight_decay=config.weight_decay,
-    )
+        if self.session is None:
+            return self.net(torch.from_numpy(x))
+        feats = torch.from_numpy(self.session.run(None, {"input": x})[0])
+        emb = self.suffix(feats)
+        return self.net.fc(torch.nn.functional.normalize(emb, dim=1)), emb
+
+    def validate(self, val_x: np.ndarray | None, val_y: np.ndarray) -> tuple[float, float]:
+        """(accuracy, cross-entropy) on the validation split; accuracy first, the loss breaks ties."""
+        import torch
+        from torch import nn
+
+        if val_x is None:
+            return float("nan"), float("nan")
+        with torch.no_grad():
+            logits = torch.cat([self.forward(val_x[i : i + 64])[0] for i in range(0, len(val_x), 64)])
+        loss = float(nn.functional.cross_entropy(logits, torch.from_numpy(val_y)))
+        return float((logits.argmax(1).numpy() == val_y).mean()), loss
+
+    def step(self, images, y) -> float:
+        """One optimiser step on a batch of decoded photos, freshly augmented; its loss."""
+        import torch
+
+        x = torch.stack([self.augment(img) for img in images]).numpy()
+        logits, _ = self.forward(x)
+        loss = self.loss_fn(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.item()
+
+    def epochs(self, train_images, train_y, val_x, val_y, rng, progress, log) -> tuple[list[dict], int, float]:
+        """Train until the epochs run out or validation stops improving for ``patience`` epochs; the network keeps the
+        best epoch's weights. (history, best epoch, the time the run was expected to take)."""
+        config, net = self.config, self.net
+        best_acc, best_loss = self.validate(val_x, val_y)
+        best_state, best_epoch, step, stale, estimate = _trainable_state(net), 0, 0, 0, 0.0
+        history = [{"epoch": 0, "loss": None, "val_accuracy": best_acc, "val_loss": round(best_loss, 5)}]
+        for epoch in range(1, config.epochs + 1):
+            order = rng.permutation(len(train_y))
+            losses = []
+            for b in range(self.steps_per_epoch):
+                idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+                losses.append(self.step([train_images[i] for i in idx], train_y[idx]))
+                step += 1
+                if step == 1:
+                    first_step_done = time.perf_counter()
+                if step == 3 and log:
+                    estimate = (time.perf_counter() - first_step_done) / 2 * self.total_steps * 1.1
+                    log(f"fine-tuning {config.epochs} epochs x {self.steps_per_epoch} steps: about {estimate / 60:.1f} min on this CPU")
+                if progress:
+                    progress(step, self.total_steps, stage="fine-tuning",
+                             info=f"epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f} val {best_acc:.3f}")
+            acc, val_loss = self.validate(val_x, val_y)
+            history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 5), "val_accuracy": acc, "val_loss": round(val_loss, 5)})
+            if log:
+                log(f"epoch {epoch}: loss {np.mean(losses):.3f}, validation accuracy {acc:.3f}, validation loss {val_loss:.3f}")
+            if val_x is None or acc > best_acc or (acc == best_acc and val_loss < best_loss):
+                best_acc, best_loss, best_state, best_epoch, stale = acc, val_loss, _trainable_state(net), epoch, 0
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    if log:
+                        log(f"early stop: no validation gain for {config.patience} epochs; keeping epoch {best_epoch}")
+                    break
+        net.load_state_dict(best_state, strict=False)
+        return history, best_epoch, estimate
+
+
+def _augmentation(pre):
+    """Random crops of 35–100 % of the photo, flips and colour jitter, normalised as the backbone expects."""
+    import torch
+    from torchvision.transforms import v2 as T
+
     interp = T.InterpolationMode.BICUBIC if pre.interpolation == "bicubic" else T.InterpolationMode.BILINEAR
-    augment = T.Compose([
+    return T.Compose([
         T.RandomResizedCrop(pre.input_size, scale=(0.35, 1.0), interpolation=interp, antialias=True),
         T.RandomHorizontalFlip(),
         T.ColorJitter(0.2, 0.2, 0.2),
@@ -164,74 +264,6 @@ def fine_tune(
         T.ToDtype(torch.float32, scale=True),
         T.Normalize(pre.mean, pre.std),
     ])
-    train_images = _decoded([p for p, _ in train], pre.resize_to)
-    train_y = torch.tensor([y for _, y in train])
-    val_x = np.stack([pre(img) for img in _decoded([p for p, _ in val], pre.resize_to)]) if val else None
-    val_y = np.array([y for _, y in val])
-    steps_per_epoch = max(1, math.ceil(len(train) / config.batch_size))
-    total_steps = steps_per_epoch * config.epochs
-    warmup = max(1, int(config.warmup_epochs * steps_per_epoch))
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-
-    def validate() -> tuple[float, float]:
-        """(accuracy, cross-entropy) on the validation split; accuracy first, the loss breaks ties."""
-        if val_x is None:
-            return float("nan"), float("nan")
-        with torch.no_grad():
-            logits = torch.cat([forward(val_x[i : i + 64])[0] for i in range(0, len(val_x), 64)])
-        loss = float(nn.functional.cross_entropy(logits, torch.from_numpy(val_y)))
-        return float((logits.argmax(1).numpy() == val_y).mean()), loss
-
-    start = time.perf_counter()
-    best_acc, best_loss = validate()
-    best_state, best_epoch, history, step = _trainable_state(net), 0, [], 0
-    history.append({"epoch": 0, "loss": None, "val_accuracy": best_acc, "val_loss": round(best_loss, 5)})
-    estimate = 0.0
-    stale = 0
-    for epoch in range(1, config.epochs + 1):
-        order = rng.permutation(len(train))
-        losses = []
-        for b in range(steps_per_epoch):
-            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            x = torch.stack([augment(train_images[i]) for i in idx]).numpy()
-            logits, _ = forward(x)
-            loss = loss_fn(logits, train_y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.item())
-            step += 1
-            if step == 1:
-                first_step_done = time.perf_counter()
-            if step == 3 and log:
-                per_step = (time.perf_counter() - first_step_done) / 2
-                estimate = per_step * total_steps * 1.1
-                log(f"fine-tuning {config.epochs} epochs x {steps_per_epoch} steps: about {estimate / 60:.1f} min on this CPU")
-            if progress:
-                progress(step, total_steps, stage="fine-tuning", info=f"epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f} val {best_acc:.3f}")
-        acc, val_loss = validate()
-        history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 5), "val_accuracy": acc, "val_loss": round(val_loss, 5)})
-        if log:
-            log(f"epoch {epoch}: loss {np.mean(losses):.3f}, validation accuracy {acc:.3f}, validation loss {val_loss:.3f}")
-        if val_x is None or acc > best_acc or (acc == best_acc and val_loss < best_loss):
-            best_acc, best_loss, best_state, best_epoch, stale = acc, val_loss, _trainable_state(net), epoch, 0
-        else:
-            stale += 1
-            if stale >= config.patience:
-                if log:
-                    log(f"early stop: no validation gain for {config.patience} epochs; keeping epoch {best_epoch}")
-                break
-    net.load_state_dict(best_state, strict=False)
-    shutil.rmtree(tmp, ignore_errors=True)
-    return FineTuneResult(net, history, best_epoch, time.perf_counter() - start, estimate)
 
 
 def _trainable_state(net) -> dict:

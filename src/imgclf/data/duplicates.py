@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from imgclf.datasets import SPLITS, Photo
+from imgclf.data import SPLITS, Photo
 from imgclf.runtime.inputs import Skipped
 
 

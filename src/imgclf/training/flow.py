@@ -1,0 +1,116 @@
+"""``train``: photos on disk → embeddings → head and rule → a self-contained model folder, stage by stage
+(:mod:`~imgclf.training.stages`), each reporting :class:`~imgclf.training.events.Event`\\ s."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from imgclf.backbones import DEFAULT_BACKBONE
+from imgclf.checks import CheckResult
+from imgclf.embeddings import Progress
+from imgclf.runtime import artifact
+from imgclf.runtime.inputs import Skipped
+from imgclf.training import stages
+from imgclf.training.events import Event, Reporter
+from imgclf.training.finetune import FineTuneConfig
+from imgclf.training.measure import measure
+from imgclf.training.settings import Settings
+from imgclf.training.write import write
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` did: where the model is, what it learned from, how well it does."""
+
+    model_dir: Path
+    labels: list[str]
+    counts: dict[str, dict[str, int]]
+    metrics: dict
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    n_computed: int = 0
+    #: What :func:`imgclf.checks.run_checks` found in the photos (the full list is also in ``metrics["check"]``).
+    check: CheckResult | None = None
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return (self.metrics.get("val") or {}).get("accuracy")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return (self.metrics.get("test") or {}).get("accuracy")
+
+
+def train(
+    data_dir: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    backbone: str = DEFAULT_BACKBONE,
+    weights: str | os.PathLike | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    fine_tune: bool | FineTuneConfig = False,
+    augment: int = 0,
+    target_acceptance: float = 0.95,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+    command: str | None = None,
+    embeddings: str | os.PathLike | None = None,
+    quantize: bool = False,
+    crop: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> TrainResult:
+    """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
+
+    ``data_dir`` holds ``<label>/<images>`` or ``train|val|test/<label>/<images>``.
+    ``augment`` adds that many cached augmented views of each training photo (see :mod:`imgclf.data.views`).
+    ``fine_tune`` (True or a :class:`FineTuneConfig`) trains the backbone's last blocks too.
+    The "unknown" rule is calibrated to accept ``target_acceptance`` of in-distribution photos;
+    an ``unknown/`` or ``_background/`` label folder is trained as the class ``unknown``.
+    ``on_event`` receives every stage's :class:`~imgclf.training.events.Event`; setting ``cancel`` stops the run
+    between batches (:class:`~imgclf.training.events.Cancelled`, nothing written). ``progress(done, total)`` and
+    ``log(message)`` are the older callbacks, still called.
+    ``quantize`` uses the int8 backbone (calibrated on the training photos; see :mod:`imgclf.backbones.quantize`).
+    ``backbone="face"`` embeds the largest face in each photo (:mod:`imgclf.runtime.faces`; photos
+    without one are skipped); ``crop="face"`` shows any other backbone only the face.
+    Raises :class:`ImgclfError` for data the classifier cannot be trained on.
+    """
+    settings = Settings.of(backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir, val_fraction=val_fraction,
+                           test_fraction=test_fraction, fine_tune=fine_tune, augment=augment, target_acceptance=target_acceptance,
+                           command=command, embeddings=embeddings, quantize=quantize, crop=crop)
+    return run(data_dir, model_dir, settings, Reporter(on_event, cancel, progress, log))
+
+
+def run(data_dir, model_dir, settings: Settings, report: Reporter) -> TrainResult:
+    """The stages of a training run, in order (``settings`` already checked)."""
+    started = time.perf_counter()
+    requested, target = Path(model_dir), artifact.check_output(model_dir, data_dir)
+    report.start("scan")
+    dataset = stages.scan(data_dir, settings)
+    report.start("embed", f"{len(dataset.photos)} photos")
+    bb = stages.backbone_for(dataset, settings, report)
+    emb = stages.embed(dataset, bb, settings, report)
+    report.start("dedupe")
+    table, cleaning = stages.dedupe(dataset, emb)
+    report.start("check")
+    checks = stages.check(dataset, emb, bb, settings)
+    report.start("fit")
+    heads = stages.fit(table, bb, settings, report)
+    tuned = stages.fine_tune(table, heads, bb, settings, report) if settings.fine_tune else None
+    report.start("calibrate")
+    heads, calibration = stages.calibrate_heads(table, heads, settings)
+    reference, rule = stages.rule(table, bb, settings)
+    report.start("estimate")
+    metrics = measure(table, heads, calibration, tuned, reference, rule, settings, cleaning, checks, emb, started)
+    report.start("write")
+    write(requested, target, data_dir, table, heads, tuned, reference, rule, bb, settings, metrics)
+    return TrainResult(requested, dataset.labels, table.counts(), metrics, cleaning.skipped, cleaning.warnings,
+                       time.perf_counter() - started, emb.n_computed, checks)

@@ -1,0 +1,125 @@
+"""The estimate stage: how well the trained model does, as ``metrics.json`` records it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from imgclf.data.views import views_for
+from imgclf.evaluation.metrics import summarize
+from imgclf.heads.estimate import accuracy_estimate, cross_validated_accuracy, oof_accuracy, selective
+from imgclf.heads.linear import softmax
+from imgclf.heads.rejection import Reference, Rejection
+from imgclf.training.settings import Settings
+from imgclf.training.stages import Calibration, FineTuned, Heads
+from imgclf.training.table import Cleaning, PhotoTable
+
+
+def measure(table: PhotoTable, heads: Heads, cal: Calibration, tuned: FineTuned | None, reference: Reference, rule: Rejection,
+            settings: Settings, cleaning: Cleaning, checks, emb, started: float) -> dict:
+    """``metrics.json``: the estimate first, the splits' metrics, the data's story, the head, the rule."""
+    tr, va, te = table.train, table.val, table.test
+    probs = {"train": heads.selected.probabilities(table.vectors[tr]) if tuned is None else None,
+             "val": heads.selected.probabilities(table.vectors[va]) if tuned is None else tuned.val_probs,
+             "test": heads.final.probabilities(table.vectors[te]) if tuned is None else tuned.test_probs}
+    verifier = len(table.labels) == 1  # one label and no negatives: it answers that label or "unknown"
+    metrics = {
+        "estimate": (_verifier_estimate(table.vectors[cal.held_out], reference, rule, table.labels[0]) if verifier else
+                     _estimate(table, cal, probs["test"][cal.held_out[te]], heads.final.C, settings.seed)),
+        "train": split_metrics(probs["train"], table.y[tr], table.paths[tr], table.labels, detail=False) if tuned is None else None,
+        "val": split_metrics(probs["val"], table.y[va], table.paths[va], table.labels),
+        "test": split_metrics(probs["test"], table.y[te], table.paths[te], table.labels),
+        "counts": table.counts(),
+        "skipped": [s.to_dict() for s in cleaning.skipped],
+        "duplicates": [s.to_dict() for s in cleaning.duplicates],
+        "leakage": [s.to_dict() for s in cleaning.leaks],
+        "warnings": cleaning.warnings,
+        "check": checks.to_dict(),
+        "head": {"type": "softmax-linear", "C": heads.final.C, "class_weight": "balanced", "seed": settings.seed,
+                 "augment_views": list(views_for(settings.augment)), "temperature": cal.temperature,
+                 "calibrated_on": (f"{cal.folds}-fold out-of-fold logits of {int(cal.pool.sum())} photos"
+                                   if cal.logits is not None else None)},
+        "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) - emb.n_computed, "unreadable": len(emb.errors),
+                      "views_computed": heads.views_computed},
+    }
+    if cal.logits is not None:
+        metrics["out_of_fold"] = out_of_fold_record(table, cal)
+    checked = "test" if te.any() else "val"
+    metrics["rejection"] = {**rule.to_dict(), **_apply_rule(metrics[checked], table.vectors[te if te.any() else va], reference,
+                                                            rule, checked)}
+    if tuned is not None:
+        metrics["fine_tune"] = tuned.record
+        metrics["train"] = None  # the probe's training accuracy says nothing about the fine-tuned network
+    metrics["train_seconds"] = round(time.perf_counter() - started, 3)
+    metrics["verifier"] = verifier
+    return metrics
+
+
+def out_of_fold_record(table: PhotoTable, cal: Calibration) -> dict:
+    """Every photo's answer from a head that never saw it, calibrated: the reliability diagram's data."""
+    calibrated = softmax(cal.logits / cal.temperature)
+    truth = table.y[cal.pool]
+    return {"method": oof_accuracy(cal.logits, truth, cal.folds)["method"], "photos": [
+        {"label": table.labels[t], "predicted": table.labels[int(k)], "confidence": round(float(row[k]), 6)}
+        for t, row, k in zip(truth, calibrated, calibrated.argmax(1))]}
+
+
+def split_metrics(probs: np.ndarray, y: np.ndarray, paths, labels: list[str], detail: bool = True) -> dict | None:
+    """Accuracy, per-class figures and the confusion matrix of one split; with ``detail``, its photos and mistakes."""
+    if len(y) == 0:
+        return None
+    pred = probs.argmax(1)
+    out = summarize(y, pred, labels)
+    if detail:
+        out["misclassified"] = sorted(
+            (
+                {"path": str(paths[i]), "label": labels[y[i]], "predicted": labels[pred[i]], "confidence": round(float(probs[i, pred[i]]), 6)}
+                for i in np.flatnonzero(pred != y)
+            ),
+            key=lambda m: -m["confidence"],
+        )
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :3]
+        out["photos"] = [  # per photo, for the report
+            {"path": str(paths[i]), "label": labels[y[i]], "predicted": labels[pred[i]],
+             "confidence": round(float(probs[i, pred[i]]), 6), "label_confidence": round(float(probs[i, y[i]]), 6),
+             "top_k": [{"label": labels[j], "confidence": round(float(probs[i, j]), 6)} for j in top[i]]}
+            for i in range(len(y))
+        ]
+    else:
+        del out["confusion_matrix"], out["per_class"]
+    return out
+
+
+def _verifier_estimate(x_test: np.ndarray, reference: Reference, rule: Rejection, label: str) -> dict:
+    """A one-label model's accuracy is the share of new photos of its label it accepts: on the test split the user
+    gave, else the out-of-fold acceptance the rule was calibrated on (every train and validation photo)."""
+    if len(x_test):
+        accepted = int((reference.similarity(x_test) >= rule.threshold).sum())
+        return accuracy_estimate(accepted, len(x_test), f"photos of {label} accepted in the test split ({len(x_test)} photos)")
+    lo, hi = rule.acceptance_interval
+    return {"accuracy": rule.expected_acceptance, "low": lo, "high": hi, "n": rule.n,
+            "method": f"conformal share of new photos of {label} accepted, from {rule.n} out-of-fold scores"}
+
+
+def _estimate(table: PhotoTable, cal: Calibration, test_probs: np.ndarray, C: float, seed: int) -> dict:
+    """Accuracy on new photos, from the most photos there are: the test split the user gave, else cross-validation
+    over every labelled photo (a fine-tuned model: a linear head on its embeddings)."""
+    if cal.held_out.any():
+        n = int(cal.held_out.sum())
+        return accuracy_estimate(int((test_probs.argmax(1) == table.y[cal.held_out]).sum()), n, f"the test split you gave ({n} photos)")
+    if cal.logits is not None:
+        return oof_accuracy(cal.logits, table.y, cal.folds)
+    est = cross_validated_accuracy(table.vectors, table.y, len(table.labels), C, seed)
+    est["method"] += ", a linear head on the fine-tuned network's embeddings"
+    return est
+
+
+def _apply_rule(split: dict | None, x: np.ndarray, reference: Reference, rule: Rejection, name: str) -> dict:
+    """Accepted and rejected photos of ``split``; its metrics gain coverage and selective accuracy (:func:`selective`)."""
+    if not len(x) or not split:
+        return {}
+    rejected = reference.similarity(x) < rule.threshold
+    photos = split["photos"]
+    split.update(selective([p["label"] for p in photos], [p["predicted"] for p in photos], list(rejected)))
+    return {"split": name, "accepted": int((~rejected).sum()), "rejected": int(rejected.sum())}
