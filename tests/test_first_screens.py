@@ -194,3 +194,14 @@ def test_messages_say_the_right_thing(trained_model, tmp_path, cache_dir):
 def test_a_warning_from_imgclfs_own_code_fails_the_suite():
     with pytest.raises(RuntimeWarning):
         warnings.warn_explicit("overflow", RuntimeWarning, "images.py", 1, module="imgclf.runtime.images")
+
+
+def test_the_embedding_line_counts_what_was_computed(tmp_path, cache_dir):
+    data = copy_photos(tmp_path / "d", per_label=3, labels=["daisy", "roses"])
+    (data / "daisy" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    first = run_cli("train", str(data), "-o", str(tmp_path / "m"), "--augment", "1", "--cache-dir", str(tmp_path / "c"))
+    assert first.returncode == 0, first.stderr
+    line = next(x for x in first.stdout.splitlines() if x.startswith("embeddings:"))
+    assert line == "embeddings: 6 computed, 0 from cache, 6 augmented views computed", line  # the unreadable one is not
+    again = run_cli("train", str(data), "-o", str(tmp_path / "m"), "--augment", "1", "--cache-dir", str(tmp_path / "c"))
+    assert "embeddings: 0 computed, 6 from cache\n" in again.stdout

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-__all__ = ["__version__", "train", "load", "evaluate", "check", "export", "Model", "Prediction", "TrainResult", "ImgclfError"]
-
 from imgclf.errors import ImgclfError
+from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
+
+__all__ = ["__version__", "train", "load", "evaluate", "check", "export", "Model", "Prediction", "TrainResult", "ImgclfError"]
 
 
 def __getattr__(name: str):

@@ -69,7 +69,7 @@ class _Imgclf(click.Group):
 
 def _version(ctx: click.Context, _param, value: bool) -> None:
     if value:
-        from imgclf import __version__
+        from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
 
         click.echo(f"imgclf {__version__}")
         ctx.exit(0)
@@ -118,7 +118,7 @@ def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fracti
                            test_fraction=test_fraction, fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False,
                            augment=augment, command=_command_line(), embeddings=embeddings, quantize=quantize, crop=crop)
     with render.ProgressBar("embedding photos", disabled=quiet) as bar:
-        result = Project(data_dir, settings, model_dir=output).train(progress=bar.update, log=None if quiet else bar.log)
+        result = Project(data_dir, settings, model_dir=output).train(on_event=render.stage_events(bar, quiet))
     render.train_summary(result)
     return 0
 
@@ -217,7 +217,7 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
     """Accuracy, per-class precision/recall/F1 and confusion matrix on labelled photos."""
     from imgclf.cli import render
     from imgclf.evaluation import evaluate as run_evaluate
-    from imgclf.files import generator
+    from imgclf.runtime.artifact import generator
     from imgclf.runtime.artifact import PLOT_FILES
     from imgclf.runtime.model import Model
 
@@ -260,7 +260,7 @@ def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_d
     """Find what is wrong with a folder of labelled photos: copies, likely label mistakes, outliers, blurred or tiny photos."""
     from imgclf.checks import check as run_check
     from imgclf.cli import render
-    from imgclf.files import generator
+    from imgclf.runtime.artifact import generator
 
     for path, option in ((json_out, "--json"), (report, "--report"), (fix_plan, "--fix-plan")):
         if path is not None and _inside(path, data_dir):

@@ -120,6 +120,21 @@ class ProgressBar:
         self._progress.update(self._task, completed=done, total=total, info=info)
 
 
+#: What a progress bar says for a stage's work when the event names nothing more precise.
+STAGE_WORDS = {"embed": "embedding photos", "fit": "fitting", "check": "checking photos"}
+
+
+def stage_events(bar: ProgressBar, quiet: bool = False):
+    """The callback that draws a training run's events: progress as bars, messages as dim lines."""
+    def on_event(event) -> None:
+        if event.total:
+            bar.update(event.done, event.total, stage=event.message or STAGE_WORDS.get(event.stage, event.stage), info=event.detail)
+        elif event.message and not quiet:
+            bar.log(event.message)
+
+    return on_event
+
+
 # --- predict ------------------------------------------------------------------------------------------
 
 def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None = None, explain_dir=None) -> int:

@@ -101,7 +101,7 @@ def embed(
 
     The parquet file records the backbone, so ``train(..., embeddings=output)`` can check it.
     """
-    from imgclf import __version__
+    from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
     from imgclf.backbones import DEFAULT_BACKBONE, resolve
     from imgclf.engines.outputs import Writer
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgclf.files import generator
+from imgclf.runtime.artifact import generator
 
 
 def sidecar_path(output: Path, fmt: str) -> Path:

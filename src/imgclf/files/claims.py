@@ -25,13 +25,6 @@ from imgclf.files.digests import file_sha256
 from imgclf.files.locations import ledger_dir
 
 
-def generator(command: str) -> str:
-    """The ``generator`` a JSON result of ``imgclf COMMAND`` starts with."""
-    from imgclf import __version__
-
-    return f"imgclf {command} {__version__}"
-
-
 def _key(path: Path) -> Path:
     """The ledger file of ``path`` (its folder resolved, so two spellings of one place share it)."""
     where = os.path.join(os.path.realpath(path.parent), path.name)

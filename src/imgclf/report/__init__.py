@@ -35,7 +35,7 @@ def write_report(
     ``write(path, bytes)`` writes each file (default: atomically; a command's result files go through their
     :class:`~imgclf.files.Claim`).
     """
-    from imgclf import __version__
+    from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
     from imgclf.files import write_bytes_atomic
     from imgclf.report import calibration as cal
     from imgclf.report import html, plots

@@ -71,7 +71,7 @@ def _figure(path: str, caption: str, thumbs) -> str:
 def write_check_report(path: str | os.PathLike, check: dict, title: str, images: bool = True, write=None) -> Path:
     """``imgclf check --report``: one self-contained page (thumbnails embedded, nothing loaded from anywhere),
     written by ``write(path, bytes)`` (default: atomically)."""
-    from imgclf import __version__
+    from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
     from imgclf.files import write_bytes_atomic
     from imgclf.report.thumbnails import Thumbnails
 

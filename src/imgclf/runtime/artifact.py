@@ -57,6 +57,8 @@ _OLD_PLOT_FILES = ("confusion_matrix.png", "confusion_matrix_normalized.png", "r
 ARTEFACTS = frozenset({MODEL_FILE, LABELS_FILE, META_FILE, METRICS_FILE, CARD_FILE, REPORT_FILE, NEIGHBORS_FILE, *PLOT_FILES.values(), *_OLD_PLOT_FILES})
 #: The newest model-folder format this version reads and the one it writes.
 FORMAT_VERSION = 1
+#: The version of imgclf, as every file it writes records it (the package's ``__version__``).
+IMGCLF_VERSION = "0.1.0"
 #: Plausible bounds of the preprocessing fields; anything outside is a damaged or hostile file.
 _MAX_INPUT_SIZE = 4096
 #: The largest each JSON file of a model folder may be (bytes); larger ones are damaged or hostile.
@@ -314,12 +316,10 @@ def _check_meta(meta: dict, where: Path) -> None:
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ImgclfError(f"{where} is damaged: format_version must be a positive integer")
     if version > FORMAT_VERSION:
-        from imgclf import __version__
-
         writer = meta.get("imgclf_version")
         raise ImgclfError(
             f"{where.parent} was written by imgclf {writer if isinstance(writer, str) else '(unknown version)'} in model format "
-            f"{version}; this imgclf ({__version__}) reads format {FORMAT_VERSION}: upgrade imgclf to use it"
+            f"{version}; this imgclf ({IMGCLF_VERSION}) reads format {FORMAT_VERSION}: upgrade imgclf to use it"
         )
     pre = meta.get("preprocessing")
     if not isinstance(pre, dict):
@@ -406,6 +406,11 @@ def check_output(output: str | os.PathLike, data_dir: str | os.PathLike | None =
                 "move them out or choose another folder"
             )
     return target
+
+
+def generator(command: str) -> str:
+    """The ``generator`` a JSON result of ``imgclf COMMAND`` starts with."""
+    return f"imgclf {command} {IMGCLF_VERSION}"
 
 
 def _hidden_between(data: Path, target: Path) -> bool:

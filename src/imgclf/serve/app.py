@@ -27,7 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import ClientDisconnect
 
-from imgclf import __version__
+from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
 from imgclf.runtime.model import Model
 from imgclf.runtime.session import cpu_count
 from imgclf.serve.limits import PayloadTooLarge, UploadLimit, too_large_message

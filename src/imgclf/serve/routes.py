@@ -11,7 +11,7 @@ import time
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from imgclf import __version__
+from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.runtime.model import failed
 from imgclf.serve.schemas import BATCH_BODY, COMMON_ERRORS, ERRORS, UPLOAD_BODY, PredictionOut

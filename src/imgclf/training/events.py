@@ -20,12 +20,15 @@ STAGES = ("scan", "embed", "dedupe", "check", "fit", "calibrate", "estimate", "w
 
 @dataclass(frozen=True)
 class Event:
-    """``stage`` has done ``done`` of ``total`` (0 of 0 when it has no parts); ``message`` says what happens, if anything."""
+    """``stage`` has done ``done`` of ``total``; ``message`` says what is being done ("embedding augmented views"), and
+    ``detail`` how it goes ("epoch 3/12 loss 0.41"). With ``total`` 0 it is news rather than progress: a stage begins
+    (no message), or a message to show ("exporting backbone …")."""
 
     stage: str
     done: int = 0
     total: int = 0
     message: str = ""
+    detail: str = ""
 
 
 class Cancelled(ImgclfError):
@@ -56,12 +59,13 @@ class Reporter:
         """Per photo or batch inside the current stage, with the signature the embedding loops call (``stage`` there is
         what is being done, e.g. "embedding augmented views")."""
         self.check()
-        self._emit(Event(self.stage, done, total, stage or info))
+        self._emit(Event(self.stage, done, total, stage or "", info))
         if self._progress is not None:
             self._progress(done, total, stage=stage, info=info) if stage or info else self._progress(done, total)
 
     def log(self, message: str) -> None:
         """A message before a slow step (the CLI prints it dim)."""
+        self._emit(Event(self.stage, 0, 0, message))
         if self._log is not None:
             self._log(message)
 

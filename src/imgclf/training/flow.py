@@ -95,7 +95,7 @@ def run(data_dir, model_dir, settings: Settings, report: Reporter) -> TrainResul
     requested, target = Path(model_dir), artifact.check_output(model_dir, data_dir)
     report.start("scan")
     dataset = stages.scan(data_dir, settings)
-    report.start("embed", f"{len(dataset.photos)} photos")
+    report.start("embed")
     bb = stages.backbone_for(dataset, settings, report)
     emb = stages.embed(dataset, bb, settings, report)
     report.start("dedupe")

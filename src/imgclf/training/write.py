@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
-from imgclf import __version__
+from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
 from imgclf.backbones import Backbone
 from imgclf.files import atomic_directory, to_json, write_bytes_atomic, write_json_atomic, writing_to
 from imgclf.report import from_training, write_report
