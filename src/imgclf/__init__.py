@@ -5,7 +5,8 @@ from __future__ import annotations
 from imgclf.errors import ImgclfError
 from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
 
-__all__ = ["__version__", "train", "load", "evaluate", "check", "export", "Model", "Prediction", "TrainResult", "ImgclfError"]
+__all__ = ["__version__", "train", "load", "evaluate", "check", "export", "Project", "Model", "Prediction", "TrainResult",
+           "ImgclfError"]
 
 
 def __getattr__(name: str):
@@ -18,6 +19,10 @@ def __getattr__(name: str):
         from imgclf import training
 
         return getattr(training, name)
+    if name == "Project":
+        from imgclf.project import Project
+
+        return Project
     if name == "check":
         from imgclf.checks import check
 
