@@ -58,23 +58,51 @@ def prototypes(x: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarray:
     return l2_normalize(np.stack([xn[y == c].mean(0) for c in classes]))
 
 
+#: The training photos' embeddings are kept (in the model and here) as coordinates in an orthonormal basis of at
+#: most this many directions: exact while there are fewer photos, their top singular directions beyond (1.5 KB a
+#: photo instead of 5 KB at Lite0's 1,280 dimensions; ``benchmarks/compact.py`` measures what it changes).
+COMPACT_DIMS = 384
+
+
 @dataclass
 class Reference:
-    """What a photo is compared with: unit-length class ``prototypes`` and training ``photos``."""
+    """What a photo is compared with: unit-length class ``prototypes`` and the training photos, as ``coords`` (k, N)
+    in the orthonormal ``basis`` (dim, k): a photo's cosine to training photo i is ``(u @ basis) @ coords[:, i]``."""
 
     prototypes: np.ndarray
-    photos: np.ndarray
+    basis: np.ndarray
+    coords: np.ndarray
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, classes: list[int]) -> "Reference":
+    def fit(cls, x: np.ndarray, y: np.ndarray, classes: list[int], dims: int = COMPACT_DIMS) -> "Reference":
         """From the embeddings ``x`` of the photos of ``classes`` (labels ``y``); classes without photos are left out."""
         present = [c for c in classes if (y == c).any()]
-        return cls(prototypes(x, y, present), l2_normalize(x[np.isin(y, present)]))
+        basis, coords = compact(l2_normalize(x[np.isin(y, present)]), dims)
+        return cls(prototypes(x, y, present), basis, coords)
+
+    def photo_cosines(self, u: np.ndarray) -> np.ndarray:
+        """(N, photos): the cosine of each unit row of ``u`` to each training photo (the ``photo_similarities`` output)."""
+        return (u @ self.basis) @ self.coords
 
     def similarity(self, x: np.ndarray) -> np.ndarray:
         """Mean of the largest cosine similarity to a prototype and to a training photo (the ``similarity`` output)."""
         u = l2_normalize(x)
-        return 0.5 * ((u @ self.prototypes.T).max(1) + (u @ self.photos.T).max(1))
+        return 0.5 * ((u @ self.prototypes.T).max(1) + self.photo_cosines(u).max(1))
+
+
+def compact(photos: np.ndarray, dims: int = COMPACT_DIMS) -> tuple[np.ndarray, np.ndarray]:
+    """``(basis, coords)`` with ``basis @ coords ≈ photos.T``: the photos' own span when there are at most ``dims`` of
+    them (exact), else their ``dims`` top singular directions (the best approximation of that size)."""
+    photos = np.asarray(photos, np.float64)
+    if len(photos) == 0:
+        return np.zeros((photos.shape[1], 0), np.float32), np.zeros((0, 0), np.float32)
+    if len(photos) <= dims:
+        basis, coords = np.linalg.qr(photos.T)
+    else:
+        _, vectors = np.linalg.eigh(photos.T @ photos)  # ascending: the last ``dims`` are the top directions
+        basis = vectors[:, -dims:][:, ::-1]
+        coords = basis.T @ photos.T
+    return basis.astype(np.float32), coords.astype(np.float32)
 
 
 def calibrate(scores: np.ndarray, target_acceptance: float, calibrated_on: str, floor: float | None = None) -> Rejection:

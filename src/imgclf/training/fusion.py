@@ -70,7 +70,8 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
         _node("LpNormalization", [EMBEDDING], ["imgclf_unit_embedding"], axis=1, p=2),
         _node("MatMul", ["imgclf_unit_embedding", "imgclf_prototypes"], ["imgclf_prototype_cosines"]),
         reduce_max("imgclf_prototype_cosines", "imgclf_prototype_similarity"),
-        _node("MatMul", ["imgclf_unit_embedding", "imgclf_reference_photos"], ["imgclf_photo_cosines"]),
+        _node("MatMul", ["imgclf_unit_embedding", "imgclf_reference_basis"], ["imgclf_photo_coords"]),
+        _node("MatMul", ["imgclf_photo_coords", "imgclf_reference_coords"], ["imgclf_photo_cosines"]),
         reduce_max("imgclf_photo_cosines", "imgclf_photo_similarity"),
         _node("Add", ["imgclf_prototype_similarity", "imgclf_photo_similarity"], ["imgclf_similarity_sum"]),
         _node("Mul", ["imgclf_similarity_sum", "imgclf_half"], [SIMILARITY]),
@@ -78,12 +79,13 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
     ]
     weights = [
         _tensor("imgclf_prototypes", np.ascontiguousarray(reference.prototypes.T, np.float32)),
-        _tensor("imgclf_reference_photos", np.ascontiguousarray(reference.photos.T, np.float32)),
+        _tensor("imgclf_reference_basis", np.ascontiguousarray(reference.basis, np.float32)),
+        _tensor("imgclf_reference_coords", np.ascontiguousarray(reference.coords, np.float32)),
         _tensor("imgclf_half", np.array(0.5, np.float32)),
     ]
     if new_reduce:
         weights.append(_tensor("imgclf_axes", np.array([1], np.int64)))
-    outputs = [_value_info(SIMILARITY, ["N"]), _value_info(PHOTO_SIMILARITIES, ["N", len(reference.photos)])]
+    outputs = [_value_info(SIMILARITY, ["N"]), _value_info(PHOTO_SIMILARITIES, ["N", reference.coords.shape[1]])]
     patch = _graph(nodes, weights, outputs)
     Path(model_path).write_bytes(data + _model(patch, metadata or {}))
 
