@@ -190,12 +190,7 @@ def read_neighbors(folder: Folder, session) -> list[tuple[str, str]] | None:
     if PHOTO_SIMILARITIES not in outputs:
         return None
     where = folder.path / NEIGHBORS_FILE
-    try:
-        data = _read_bounded(where, MAX_BYTES[NEIGHBORS_FILE])
-    except FileNotFoundError:
-        raise ImgclfError(f"{folder.path} is not a complete imgclf model folder ({NEIGHBORS_FILE} missing)") from None
-    except (OSError, ValueError) as e:
-        raise ImgclfError(f"{where} is damaged: {(e.strerror if isinstance(e, OSError) else None) or e}") from None
+    data = _read_file(folder.path, NEIGHBORS_FILE, "a complete imgclf model folder")
     expected = pinned(session).get(PINNED_NEIGHBORS)
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise ImgclfError(f"{where} does not match its checksum in {MODEL_FILE}: the file was changed or damaged")
@@ -239,14 +234,17 @@ def read_metrics(folder: Folder) -> dict:
 
 def _read_json(model_dir: Path, name: str):
     """A model folder's JSON file, parsed within :data:`MAX_BYTES` (size) and the parser's nesting limit (depth)."""
-    path = model_dir / name
+    return _parse(_read_file(model_dir, name, "an imgclf model folder"), model_dir / name)
+
+
+def _read_file(model_dir: Path, name: str, what: str) -> bytes:
+    """The bytes of a model folder's file ``name`` within :data:`MAX_BYTES`, or one line: missing, or damaged and why."""
     try:
-        data = _read_bounded(path, MAX_BYTES[name])
+        return _read_bounded(model_dir / name, MAX_BYTES[name])
     except FileNotFoundError:
-        raise ImgclfError(f"{model_dir} is not an imgclf model folder ({name} missing)") from None
+        raise ImgclfError(f"{model_dir} is not {what} ({name} missing)") from None
     except (OSError, ValueError) as e:
-        raise ImgclfError(f"{path} is damaged: {(e.strerror if isinstance(e, OSError) else None) or e}") from None
-    return _parse(data, path)
+        raise ImgclfError(f"{model_dir / name} is damaged: {(e.strerror if isinstance(e, OSError) else None) or e}") from None
 
 
 def _parse(data: bytes, where: Path):
