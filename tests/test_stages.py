@@ -121,3 +121,22 @@ def test_settings_refuse_what_cannot_work_once():
         Settings.of(quantize=True, fine_tune=True)
     with pytest.raises(ImgclfError, match="--augment is not available with --backbone face"):
         Settings.of(backbone=FACE, augment=2)
+
+
+def test_a_warm_retrain_fits_and_scores_nothing_again(tmp_path, cache_dir, monkeypatch):
+    """What a warm re-train would compute again is cached by its inputs, stage by stage: the heads, the out-of-fold
+    logits behind the temperature and the out-of-fold scores behind the "unknown" rule."""
+    import imgclf
+    from imgclf.training import stages as stage_module
+
+    data = copy_photos(tmp_path / "d", per_label=4)
+    imgclf.train(data, tmp_path / "m1", cache_dir=cache_dir)
+
+    def refit(*a, **k):
+        raise AssertionError("computed again")
+
+    for name in ("fit_head", "refit", "out_of_fold_logits", "out_of_fold_similarity"):
+        monkeypatch.setattr(stage_module, name, refit)
+    result = imgclf.train(data, tmp_path / "m2", cache_dir=cache_dir)
+    assert (tmp_path / "m2" / "model.onnx").read_bytes() == (tmp_path / "m1" / "model.onnx").read_bytes()
+    assert result.metrics["estimate"]["n"] == 20

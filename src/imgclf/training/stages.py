@@ -28,7 +28,7 @@ from imgclf.runtime.inputs import Skipped
 from imgclf.heads.estimate import out_of_fold_logits, out_of_fold_similarity
 from imgclf.training.events import Reporter
 from imgclf.heads.linear import C_GRID, HeadCache, LinearHead, fit_head, fit_temperature, refit
-from imgclf.heads.rejection import NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
+from imgclf.heads.rejection import COMPACT_DIMS, NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
 from imgclf.training.settings import Settings
 from imgclf.training.table import Cleaning, PhotoTable
 
@@ -253,6 +253,13 @@ def rule(table: PhotoTable, bb: Backbone, settings: Settings) -> tuple[Reference
     pool = reference_pool(table)
     known = [i for i, lab in enumerate(table.labels) if lab != UNKNOWN]
     reference = Reference.fit(table.vectors[pool], table.y[pool], known)
-    scores, folds = out_of_fold_similarity(table.vectors[pool], table.y[pool], known, settings.seed)
+    cache = HeadCache(settings.cache_root)
+    key = cache.key("out-of-fold-similarity", COMPACT_DIMS, table.vectors[pool], table.y[pool], known, settings.seed)
+    cached = cache.get_array(key)
+    if cached is not None and len(cached) == int(pool.sum()) + 1:
+        scores, folds = cached[1:], int(cached[0])
+    else:
+        scores, folds = out_of_fold_similarity(table.vectors[pool], table.y[pool], known, settings.seed)
+        cache.put_array(key, np.concatenate([[folds], scores]).astype(np.float32))
     return reference, calibrate(scores, settings.target_acceptance,
                                 f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)", bb.min_similarity)
