@@ -372,8 +372,10 @@ def test_server_refuses_to_start_on_a_tampered_model(trained_model, tmp_path):
 
 
 def test_the_checksum_is_stored_and_matches(trained_model):
+    from imgclf.files import file_sha256
+
     meta = json.loads((trained_model / "imgclf.json").read_text())
-    assert meta["onnx"]["sha256"] == artifact.sha256_file(trained_model / "model.onnx")
+    assert meta["onnx"]["sha256"] == file_sha256(trained_model / "model.onnx")
 
 
 def test_a_model_answering_nan_gives_an_error_row_not_bare_nan(trained_model):

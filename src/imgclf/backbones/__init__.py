@@ -19,7 +19,7 @@ from imgclf.backbones.base import (  # noqa: F401 (the registry is read through 
     require_torch,
 )
 from imgclf.errors import ImgclfError
-from imgclf.runtime.artifact import sha256_file
+from imgclf.files.digests import file_sha256
 
 
 def resolve(
@@ -58,13 +58,13 @@ def resolve(
         if not weights_path.is_file():
             raise ImgclfError(f"weights file not found: {weights}")
         weights_desc = weights_path.name
-        key = sha256_file(weights_path)[:16]
+        key = file_sha256(weights_path, follow_links=True)[:16]
     elif name in BUILTINS and (shipped := _shipped(name)) is not None:
         return shipped
     elif name in BUILTINS:
         weights_path = builtin_weights_file(name)
         weights_desc = f"{BUILTINS[name].package} ({weights_path.name})"
-        key = sha256_file(weights_path)[:16]
+        key = file_sha256(weights_path, follow_links=True)[:16]
     else:
         weights_path = None
         weights_desc = "timm hub (pretrained)"

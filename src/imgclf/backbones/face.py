@@ -21,12 +21,12 @@ _FORMAT = 1
 
 def resolve_face(cache_root: Path) -> "Backbone":
     """The face backbone; its pass-through graph is written to ``cache_root`` once."""
-    from imgclf.runtime.artifact import sha256_file
+    from imgclf.files.digests import file_sha256
     from imgclf.backbones.base import FACE, Backbone
     from imgclf.runtime.faces import CHIP_SIZE, DIM, ENCODER, SAME_PERSON_SIMILARITY, model_file
 
     weights = model_file("encoder")
-    backbone_id = f"{FACE}-{sha256_file(weights)[:16]}-e{_FORMAT}"
+    backbone_id = f"{FACE}-{file_sha256(weights, follow_links=True)[:16]}-e{_FORMAT}"
     out_dir = cache_root / "backbones" / backbone_id
     onnx_path = out_dir / "backbone.onnx"
     if not onnx_path.is_file():

@@ -25,6 +25,14 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = Tru
     ``durable`` flushes the file to disk before the rename (results); caches skip it.
     """
     path = Path(path)
+    with staged(path, data, durable) as tmp:
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def staged(path: Path, data: bytes, durable: bool = True) -> Iterator[Path]:
+    """A temporary file beside ``path`` holding ``data`` (an ordinary file's permissions; flushed to disk if
+    ``durable``), for the caller to rename into place; removed if it is still there afterwards."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
@@ -34,11 +42,10 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, durable: bool = Tru
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        yield Path(tmp)
+    finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:

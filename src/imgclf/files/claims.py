@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from imgclf.errors import ImgclfError
-from imgclf.files.atomic import _umask, to_json, write_bytes_atomic, writing_to
+from imgclf.files.atomic import staged, to_json, write_bytes_atomic, writing_to
 from imgclf.files.digests import file_sha256
 from imgclf.files.locations import ledger_dir
 
@@ -45,7 +45,7 @@ def _recorded(path: Path) -> dict | None:
     return entry if isinstance(entry, dict) and entry.get("path") == os.path.abspath(path) else None
 
 
-def _kind(path: Path) -> str | None:
+def path_kind(path: str | os.PathLike) -> str | None:
     """None when nothing is at ``path``; else ``file``, ``folder``, ``symlink`` or ``special`` (never followed or opened)."""
     try:
         mode = os.lstat(path).st_mode
@@ -60,7 +60,7 @@ def written_by_imgclf(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a regular file holding exactly what imgclf last wrote there."""
     path = Path(path)
     entry = _recorded(path)
-    if _kind(path) != "file" or entry is None or "sha256" not in entry:
+    if path_kind(path) != "file" or entry is None or "sha256" not in entry:
         return False
     try:
         return file_sha256(path) == entry["sha256"]
@@ -74,7 +74,7 @@ def _folder_files(folder: Path) -> dict[str, str] | None:
     for root, dirs, names in os.walk(folder):
         for name in dirs + names:
             p = Path(root) / name
-            kind = _kind(p)
+            kind = path_kind(p)
             if kind == "file":
                 files[p.relative_to(folder).as_posix()] = file_sha256(p)
             elif kind != "folder":
@@ -82,16 +82,10 @@ def _folder_files(folder: Path) -> dict[str, str] | None:
     return files
 
 
-def _foreign_in_folder(folder: Path) -> list[str] | None:
-    """The files in ``folder`` that imgclf did not write there (None: none, it holds only imgclf's own)."""
-    current = _folder_files(folder)
-    if current is None:
-        return ["a symlink or special file"]
-    if not current:
-        return None
+def _foreign_in(folder: Path, files: dict[str, str]) -> list[str]:
+    """Which of a folder's ``files`` (:func:`_folder_files`) imgclf did not write there, as they are now."""
     ours = (_recorded(folder) or {}).get("files") or {}
-    foreign = sorted(name for name, digest in current.items() if ours.get(name) != digest)
-    return foreign or None
+    return sorted(name for name, digest in files.items() if ours.get(name) != digest)
 
 
 class Claim:
@@ -109,7 +103,7 @@ class Claim:
 
     def _state(self):
         """What is at the path now: None, or a description :meth:`_check_unchanged` compares (refusing what is not ours)."""
-        kind, path, option = _kind(self.path), self.path, self.option
+        kind, path, option = path_kind(self.path), self.path, self.option
         if kind is None:
             return None
         if kind == "symlink":
@@ -119,11 +113,12 @@ class Claim:
         if self.folder:
             if kind != "folder":
                 raise ImgclfError(f"{option} {path} exists and is not a folder: choose another output, or remove it yourself")
-            foreign = _foreign_in_folder(path)
+            files = _folder_files(path)
+            foreign = ["a symlink or special file"] if files is None else _foreign_in(path, files)
             if foreign:
-                raise ImgclfError(f"{option} {path} holds files imgclf did not write there ({_some(foreign)}): "
+                raise ImgclfError(f"{option} {path} holds files imgclf did not write there ({few(foreign)}): "
                                   "choose another folder, or move them out yourself")
-            return _folder_state(path)
+            return _folder_state(files)
         if kind == "folder":
             raise ImgclfError(f"{option} {path} is a folder: give a file name")
         if not written_by_imgclf(path):
@@ -137,19 +132,8 @@ class Claim:
 
     def write_bytes(self, data: bytes) -> None:
         """Write ``data`` to the claimed file atomically (see :func:`write_bytes_atomic`), re-checked just before."""
-        with writing_to(self.path, self.option):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.tmp-")
-            try:
-                os.chmod(tmp, 0o666 & ~_umask())
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                self.commit(Path(tmp))
-            finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+        with writing_to(self.path, self.option), staged(self.path, data) as tmp:
+            self.commit(tmp)
 
     def write_text(self, text: str) -> None:
         self.write_bytes(text.encode("utf-8"))
@@ -185,7 +169,7 @@ class Claim:
             previous, replaced = aside / "previous", False
             os.replace(self.path, previous)
             try:
-                if _folder_state(previous) != self.before:  # a file was added after the last check: put it all back
+                if _folder_state(_folder_files(previous)) != self.before:  # a file was added after the last check: put it all back
                     raise ImgclfError(f"{self.option} {self.path} changed while imgclf was working: nothing was written there")
                 os.replace(staged, self.path)
                 replaced = True
@@ -199,8 +183,8 @@ class Claim:
         _record(self.path, {"files": files})
 
 
-def _folder_state(folder: Path):
-    files = _folder_files(folder)
+def _folder_state(files: dict[str, str] | None):
+    """What :meth:`Claim._check_unchanged` compares of a folder: its files and their digests."""
     return None if files is None else ("folder", tuple(sorted(files.items())))
 
 
@@ -214,13 +198,14 @@ def _place_new(staged: Path, path: Path, option: str) -> None:
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
             raise
-        if _kind(path) is not None:
+        if path_kind(path) is not None:
             raise ImgclfError(f"{option} {path} appeared while imgclf was working: nothing was written there; run again") from None
         os.replace(staged, path)
         return
     os.unlink(staged)
 
 
-def _some(names: list[str], n: int = 3) -> str:
+def few(names: list[str], n: int = 3) -> str:
+    """The first ``n`` of ``names`` and how many more: what a one-line error shows of a list of files."""
     shown = ", ".join(names[:n])
     return shown + (f" and {len(names) - n} more" if len(names) > n else "")

@@ -13,11 +13,12 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=20).hexdigest()
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a regular file, read through a descriptor opened without following a symlink."""
+def file_sha256(path: str | os.PathLike, follow_links: bool = False) -> str:
+    """SHA-256 of a regular file, read through one descriptor; a symlink is followed only with ``follow_links`` (a
+    result imgclf may replace never is: the link itself would be what it replaces)."""
     h = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as f:
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow_links else getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(os.open(path, flags), "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
         for block in iter(lambda: f.read(1 << 20), b""):

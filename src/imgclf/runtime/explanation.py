@@ -8,7 +8,6 @@ its mean plus the label's bias is the label's logit (``model.onnx`` answers it a
 
 from __future__ import annotations
 
-import os
 
 import io
 import zlib
@@ -131,11 +130,11 @@ def heatmap_marker():
 def is_heatmap(path) -> bool:
     """Whether ``path`` is an overlay imgclf wrote (its PNG text chunk says so); a symlink or special file never is,
     and is never opened."""
-    import stat
+    from imgclf.files import path_kind
 
+    if path_kind(path) != "file":
+        return False
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return False
         with Image.open(path) as img:
             return img.format == "PNG" and img.info.get(MARKER[0]) == MARKER[1]
     except Exception:

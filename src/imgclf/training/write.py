@@ -13,7 +13,7 @@ from pathlib import Path
 
 from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
 from imgclf.backbones import Backbone
-from imgclf.files import atomic_directory, to_json, write_bytes_atomic, write_json_atomic, writing_to
+from imgclf.files import atomic_directory, file_sha256, to_json, write_bytes_atomic, write_json_atomic, writing_to
 from imgclf.report import from_training, write_report
 from imgclf.report.card import render_card
 from imgclf.runtime import artifact
@@ -42,7 +42,7 @@ def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: 
         index = (to_json(neighbors) + "\n").encode("utf-8")
         add_similarity(tmp / MODEL_FILE, reference, {artifact.PINNED_RULE: json.dumps(meta["rejection"]),
                                                      artifact.PINNED_NEIGHBORS: hashlib.sha256(index).hexdigest()})
-        meta["onnx"]["sha256"] = artifact.sha256_file(tmp / MODEL_FILE)
+        meta["onnx"]["sha256"] = file_sha256(tmp / MODEL_FILE)
         write_json_atomic(tmp / LABELS_FILE, table.labels)
         write_bytes_atomic(tmp / NEIGHBORS_FILE, index)
         write_json_atomic(tmp / META_FILE, meta)
