@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from imgclf.errors import ImgclfError
+from imgclf.files import few
 
 T = TypeVar("T")
 
@@ -80,14 +81,6 @@ class Folder:
 def is_model_folder(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder holding an imgclf model (its ``imgclf.json``)."""
     return (Path(path) / META_FILE).is_file()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read(model_dir: str | os.PathLike) -> Folder:
@@ -280,6 +273,8 @@ def _read_bounded(path: Path, limit: int) -> bytes:
     """A regular file's bytes, refused beyond ``limit``; a special file is never read."""
     import stat
 
+    from imgclf.runtime.images import read_at_most
+
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
@@ -287,10 +282,8 @@ def _read_bounded(path: Path, limit: int) -> bytes:
             raise ValueError("not a regular file")
         if st.st_size > limit:
             raise ValueError(f"{st.st_size:,} bytes, more than the {limit:,} such a file may hold")
-        data = f.read(st.st_size + 1)
-        if len(data) > st.st_size:  # it grew since its size was read
-            data += f.read(limit + 1 - len(data))
-    if len(data) > limit:
+        data = read_at_most(f, st.st_size, limit)
+    if data is None:
         raise ValueError(f"more than the {limit:,} bytes such a file may hold")
     return data
 
@@ -396,11 +389,11 @@ def check_output(output: str | os.PathLike, data_dir: str | os.PathLike | None =
         except OSError as e:
             raise ImgclfError(f"cannot read output folder {output}: {e.strerror or e}") from None
         if names and META_FILE not in names:
-            raise ImgclfError(f"output folder {output} is not empty and holds no imgclf model ({_some(names)}); refusing to replace it")
+            raise ImgclfError(f"output folder {output} is not empty and holds no imgclf model ({few(names)}); refusing to replace it")
         foreign = [n for n in names if n not in ARTEFACTS]
         if foreign:
             raise ImgclfError(
-                f"output folder {output} holds files imgclf did not write ({_some(foreign)}); "
+                f"output folder {output} holds files imgclf did not write ({few(foreign)}); "
                 "move them out or choose another folder"
             )
     return target
@@ -423,8 +416,3 @@ def check_not_artefact(path: str | os.PathLike, option: str) -> None:
         raise ImgclfError(f"{option} {path} is a folder: give a file name")
     if path.name in ARTEFACTS and is_model_folder(path.parent):
         raise ImgclfError(f"{option} {path} is a file of the model in {path.parent}: choose another file name")
-
-
-def _some(names: list[str], n: int = 3) -> str:
-    shown = ", ".join(names[:n])
-    return shown + (f" and {len(names) - n} more" if len(names) > n else "")

@@ -77,6 +77,11 @@ class Model:
         artifact.check_session(session, folder)
         return cls(folder.path, folder.meta, folder.labels, session)
 
+    @property
+    def folder(self) -> artifact.Folder:
+        """The model folder this model was loaded from, as :mod:`~imgclf.runtime.artifact` reads its other files."""
+        return artifact.Folder(self.dir, self.meta, self.labels)
+
     def close(self) -> None:
         """Release the ONNX Runtime session (and the weights it holds); the model answers nothing after this, but its
         labels, metadata and files stay readable."""
@@ -92,7 +97,7 @@ class Model:
     def metrics(self) -> dict:
         """``metrics.json``, validated (:func:`~imgclf.runtime.artifact.read_metrics`); ``{}`` if the folder has none."""
         if self._metrics is None:
-            self._metrics = artifact.read_metrics(artifact.Folder(self.dir, self.meta, self.labels))
+            self._metrics = artifact.read_metrics(self.folder)
         return self._metrics
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
@@ -332,7 +337,7 @@ class Model:
         """``[(path, label), …]`` of the training photos behind ``photo_similarities`` (None: the model has none),
         validated and checked against its checksum (:func:`~imgclf.runtime.artifact.read_neighbors`)."""
         if self._index is None:
-            self._index = artifact.read_neighbors(artifact.Folder(self.dir, self.meta, self.labels), self._session) or False
+            self._index = artifact.read_neighbors(self.folder, self._session) or False
         return self._index or None
 
     def _check_neighbors(self) -> None:
@@ -380,26 +385,19 @@ def _finished(item) -> Prediction:
 def _free_target(out: Path, stem: str, taken: set[str]) -> Path:
     """``out/stem.heatmap.png``, or ``stem-2``, ``stem-3``, … when this run took the name already or a
     file there is not an imgclf heatmap (never overwritten)."""
+    from imgclf.files import path_kind
     from imgclf.runtime.explanation import is_heatmap
 
     name, n = stem, 1
     while name in taken or (os.path.lexists(out / f"{name}.heatmap.png") and not is_heatmap(out / f"{name}.heatmap.png")):
         target = out / f"{name}.heatmap.png"
-        if name not in taken and _special(target):
+        if name not in taken and path_kind(target) == "special":  # a pipe would block: never opened
             raise ImgclfError(f"--explain {out} holds {target.name}, which is a pipe, device or socket"
                               ": choose another folder for the heatmaps")
         n += 1
         name = f"{stem}-{n}"
     taken.add(name)
     return out / f"{name}.heatmap.png"
-
-
-def _special(path: Path) -> bool:
-    """Whether ``path`` is a pipe, device or socket (never opened: a pipe would block)."""
-    import stat
-
-    mode = os.lstat(path).st_mode
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
 
 
 def load(model_dir: str | os.PathLike) -> Model:
