@@ -219,40 +219,40 @@ class HeadCache:
         return h.hexdigest()
 
     def get(self, key: str) -> tuple[LinearHead, LinearHead] | None:
+        z = self._load(key)
         try:
-            with np.load(self.dir / f"{key}.npz", allow_pickle=False) as z:
-                return tuple(LinearHead(z[f"{n}_w"], z[f"{n}_b"], float(z[f"{n}_C"])) for n in ("selected", "final"))
-        except Exception:
+            return tuple(LinearHead(z[f"{n}_w"], z[f"{n}_b"], float(z[f"{n}_C"])) for n in ("selected", "final"))
+        except (KeyError, TypeError, ValueError):
             return None
-
-    def get_array(self, key: str) -> np.ndarray | None:
-        """An array stored with :meth:`put_array` (out-of-fold logits), or None."""
-        try:
-            with np.load(self.dir / f"{key}.npz", allow_pickle=False) as z:
-                return z["array"]
-        except Exception:
-            return None
-
-    def put_array(self, key: str, array: np.ndarray) -> None:
-        import io
-
-        from imgclf.files import write_bytes_atomic
-
-        buf = io.BytesIO()
-        np.savez(buf, array=array)
-        try:
-            write_bytes_atomic(self.dir / f"{key}.npz", buf.getvalue(), durable=False)
-        except OSError:
-            pass
 
     def put(self, key: str, selected: LinearHead, final: LinearHead) -> None:
+        self._save(key, **{f"{n}_{a}": v for n, h in (("selected", selected), ("final", final))
+                           for a, v in (("w", h.weight), ("b", h.bias), ("C", np.float64(h.C)))})
+
+    def out_of_fold(self, key: str, compute) -> tuple[np.ndarray, int]:
+        """``compute()``'s out-of-fold values and number of folds, computed once for ``key`` (its inputs' digest)."""
+        z = self._load(key)
+        if z is not None and "values" in z and "folds" in z:
+            return z["values"], int(z["folds"])
+        values, folds = compute()
+        self._save(key, values=values, folds=np.int64(folds))
+        return values, folds
+
+    def _load(self, key: str) -> dict | None:
+        try:
+            with np.load(self.dir / f"{key}.npz", allow_pickle=False) as z:
+                return {name: z[name] for name in z.files}
+        except Exception:
+            return None
+
+    def _save(self, key: str, **arrays) -> None:
+        """Best effort: a cache that cannot be written is only slower."""
         import io
 
         from imgclf.files import write_bytes_atomic
 
         buf = io.BytesIO()
-        np.savez(buf, **{f"{n}_{a}": v for n, h in (("selected", selected), ("final", final))
-                         for a, v in (("w", h.weight), ("b", h.bias), ("C", np.float64(h.C)))})
+        np.savez(buf, **arrays)
         try:
             write_bytes_atomic(self.dir / f"{key}.npz", buf.getvalue(), durable=False)
         except OSError:

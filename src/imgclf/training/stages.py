@@ -191,12 +191,8 @@ def calibrate_heads(table: PhotoTable, heads: Heads, settings: Settings) -> tupl
     pool = ~held_out
     cache = HeadCache(settings.cache_root)
     key = cache.key("out-of-fold", table.vectors[pool], table.y[pool], len(table.labels), heads.final.C, settings.seed)
-    cached = cache.get_array(key)
-    if cached is not None and len(cached) == int(pool.sum()):
-        logits, folds = cached[:, :-1], int(cached[0, -1])
-    else:
-        logits, folds = out_of_fold_logits(table.vectors[pool], table.y[pool], len(table.labels), heads.final.C, settings.seed)
-        cache.put_array(key, np.concatenate([logits, np.full((len(logits), 1), folds, np.float32)], axis=1))
+    logits, folds = cache.out_of_fold(key, lambda: out_of_fold_logits(table.vectors[pool], table.y[pool], len(table.labels),
+                                                                     heads.final.C, settings.seed))
     t = fit_temperature(logits, table.y[pool])
     return (Heads(heads.selected.tempered(t), heads.final.tempered(t), heads.views_computed),
             Calibration(t, held_out, logits, folds))
@@ -255,11 +251,6 @@ def rule(table: PhotoTable, bb: Backbone, settings: Settings) -> tuple[Reference
     reference = Reference.fit(table.vectors[pool], table.y[pool], known)
     cache = HeadCache(settings.cache_root)
     key = cache.key("out-of-fold-similarity", COMPACT_DIMS, table.vectors[pool], table.y[pool], known, settings.seed)
-    cached = cache.get_array(key)
-    if cached is not None and len(cached) == int(pool.sum()) + 1:
-        scores, folds = cached[1:], int(cached[0])
-    else:
-        scores, folds = out_of_fold_similarity(table.vectors[pool], table.y[pool], known, settings.seed)
-        cache.put_array(key, np.concatenate([[folds], scores]).astype(np.float32))
+    scores, folds = cache.out_of_fold(key, lambda: out_of_fold_similarity(table.vectors[pool], table.y[pool], known, settings.seed))
     return reference, calibrate(scores, settings.target_acceptance,
                                 f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)", bb.min_similarity)
