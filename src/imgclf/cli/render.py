@@ -202,8 +202,7 @@ def _prediction_table(rows: list[dict], asked, threshold: float | None = None) -
     fixed = [(_shortened(_printable(shown_path(r["path"], folders)), PATH_WIDTH), *_answer(r)) for r in rows]
     heads = ("photo", "answer", "conf.", "next best")
     widths = [max(len(heads[i]), *(len(c[i]) for c in fixed)) for i in range(3)]
-    columns = os.environ.get("COLUMNS", "")
-    total = int(columns) if columns.isdigit() else min(TABLE_WIDTH, _terminal_width())
+    total = width()
     last = max(len(heads[3]), total - sum(widths) - 3 * len(GAP))
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
@@ -356,19 +355,18 @@ def check_summary(result, folder: str) -> None:
     terminal's width, as the predictions table is)."""
     import textwrap
 
-    columns = os.environ.get("COLUMNS", "")
-    total = int(columns) if columns.isdigit() else min(TABLE_WIDTH, _terminal_width())
+    total = width()
     head = f"checked {result.photos} photos under {len(result.labels)} labels in {result.seconds:.1f} s: "
     out = textwrap.wrap(head + ("; ".join(result.summary()) if result.findings else "no problems found"), total,
                         break_long_words=False, break_on_hyphens=False)
     if result.findings:
         out.append("")
-    width = max((len(f.kind) for f in result.findings[:CHECK_LINES]), default=0)
+    kind_width = max((len(f.kind) for f in result.findings[:CHECK_LINES]), default=0)
     for f in result.findings[:CHECK_LINES]:
         what = shown_path(f.path, [folder]) if f.path else " / ".join(f.labels or [f.label or ""])
         reason = f.reason.replace(folder.rstrip("/" + os.sep) + os.sep, "")
-        indent = " " * (width + len(GAP))
-        out.append(f.kind.ljust(width) + GAP + _shortened(_printable(what), total - len(indent)))
+        indent = " " * (kind_width + len(GAP))
+        out.append(f.kind.ljust(kind_width) + GAP + _shortened(_printable(what), total - len(indent)))
         out += textwrap.wrap(_printable(reason), total, initial_indent=indent, subsequent_indent=indent,
                              break_long_words=False, break_on_hyphens=False)
     if len(result.findings) > CHECK_LINES:
