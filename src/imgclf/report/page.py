@@ -114,11 +114,11 @@ tr.total td{font-weight:600}
 ul.warnings{margin:0;padding-left:20px}
 footer{color:var(--mut);font-size:13px;margin-top:8px}
 @media print{nav{position:static}section{break-inside:avoid-page}}
-.finding{display:flex;gap:12px;align-items:flex-start;border:1px solid var(--bd);border-radius:8px;padding:10px;margin:0 0 10px;background:#fff}
-.finding .pics{display:flex;gap:6px;flex:0 0 auto}
+.finding{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start;border:1px solid var(--bd);border-radius:8px;padding:10px;margin:0 0 10px;background:#fff}
+.finding .pics{display:flex;flex-wrap:wrap;gap:6px;flex:0 1 auto;max-width:100%}
 .finding figure{margin:0;text-align:center;font-size:11px;color:var(--mut)}
 .finding figure img{height:96px;width:auto;border-radius:4px;display:block}
-.finding .what{min-width:0}
+.finding .what{min-width:0;flex:1 1 220px}
 .finding .path{font:12px ui-monospace,monospace;word-break:break-all}
 .finding .act{color:var(--green)}
 .finding.tag-leak{border-color:#f59e0b}.finding.tag-conflict{border-color:var(--red)}
