@@ -46,6 +46,8 @@ SIMILARITY = "similarity"
 CAM = "cam"
 #: Cosine similarity to every training photo of the reference (N, photos), in ``neighbors.json``'s order.
 PHOTO_SIMILARITIES = "photo_similarities"
+#: The fused graph's weight that grows with the training photos: their coordinates in the reference basis.
+REFERENCE_COORDS = "imgclf_reference_coords"
 #: SVG plots written beside a report (an evaluation report puts its own prefix before each name).
 PLOT_FILES = {
     "confusion": "confusion_matrix.svg",

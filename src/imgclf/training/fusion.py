@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.heads.linear import LinearHead
-from imgclf.runtime.artifact import CAM, EMBEDDING, PHOTO_SIMILARITIES, PROBABILITIES, SIMILARITY
+from imgclf.runtime.artifact import CAM, EMBEDDING, PHOTO_SIMILARITIES, PROBABILITIES, REFERENCE_COORDS, SIMILARITY
 _FLOAT, _INT64 = 1, 7  # TensorProto.DataType
 _ATTR_INT, _ATTR_INTS = 2, 7  # AttributeProto.AttributeType
 
@@ -71,7 +71,7 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
         _node("MatMul", ["imgclf_unit_embedding", "imgclf_prototypes"], ["imgclf_prototype_cosines"]),
         reduce_max("imgclf_prototype_cosines", "imgclf_prototype_similarity"),
         _node("MatMul", ["imgclf_unit_embedding", "imgclf_reference_basis"], ["imgclf_photo_coords"]),
-        _node("MatMul", ["imgclf_photo_coords", "imgclf_reference_coords"], ["imgclf_photo_cosines"]),
+        _node("MatMul", ["imgclf_photo_coords", REFERENCE_COORDS], ["imgclf_photo_cosines"]),
         reduce_max("imgclf_photo_cosines", "imgclf_photo_similarity"),
         _node("Add", ["imgclf_prototype_similarity", "imgclf_photo_similarity"], ["imgclf_similarity_sum"]),
         _node("Mul", ["imgclf_similarity_sum", "imgclf_half"], [SIMILARITY]),
@@ -80,7 +80,7 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
     weights = [
         _tensor("imgclf_prototypes", np.ascontiguousarray(reference.prototypes.T, np.float32)),
         _tensor("imgclf_reference_basis", np.ascontiguousarray(reference.basis, np.float32)),
-        _tensor("imgclf_reference_coords", np.ascontiguousarray(reference.coords, np.float32)),
+        _tensor(REFERENCE_COORDS, np.ascontiguousarray(reference.coords, np.float32)),
         _tensor("imgclf_half", np.array(0.5, np.float32)),
     ]
     if new_reduce:
