@@ -157,3 +157,44 @@ def test_a_one_label_model_cannot_be_fine_tuned(tmp_path, cache_dir):
     root = copy_photos(tmp_path / "d", per_label=3, labels=["roses"])
     r = run_cli("train", str(root), "-o", str(tmp_path / "m"), "--fine-tune")
     assert r.returncode == 2 and "needs at least two labels" in r.stderr and not (tmp_path / "m").exists()
+
+
+def test_many_photos_are_measured_on_the_splits_set_aside(tmp_path, cache_dir, monkeypatch):
+    """Above the cross-validation limit (lowered here to the bundled example's size), the head is fitted on the training
+    split alone, the temperature on the validation split's logits, and the estimate is the test split's accuracy."""
+    from imgclf.heads import estimate
+    from imgclf.runtime.model import Model
+
+    monkeypatch.setattr(estimate, "CROSS_VALIDATE_UP_TO", 50)
+    monkeypatch.setattr(estimate, "MIN_SET_ASIDE", 5)
+    imgclf.train(PHOTOS, tmp_path / "m", cache_dir=cache_dir)
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())
+    n_val, n_test = metrics["val"]["n"], metrics["test"]["n"]
+    assert metrics["estimate"]["method"] == f"the test split set aside ({n_test} photos)"
+    assert metrics["estimate"]["accuracy"] == metrics["test"]["accuracy"] and metrics["estimate"]["n"] == n_test
+    assert metrics["head"]["calibrated_on"] == (f"the validation split's {n_val} photos, scored by the head fitted on the "
+                                                "training split")
+    assert "out_of_fold" not in metrics and metrics["head"]["temperature"] > 0
+    # the validation photos stayed out of the head that ships: it answers them as the head fitted on training did
+    val = metrics["val"]["photos"]
+    answers = Model.load(tmp_path / "m").predict([p["path"] for p in val], reject=False)
+    assert [a.confidence for a in answers] == pytest.approx([p["confidence"] for p in val], abs=1e-4)
+    assert estimate.cross_validates(70, 7, 7) is False and estimate.cross_validates(40, 7, 7) is True
+
+
+def test_budgets_change_nothing_below_them():
+    """Choosing C and the out-of-fold heads on at most N photos of each label is the exact computation when no label has
+    more (the bundled example, flowers-bench), and a sample of N of each label beyond."""
+    from imgclf.heads.estimate import out_of_fold_logits
+    from imgclf.heads.linear import fit_head, stratified_sample
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], [30, 50, 20])
+    x = (rng.normal(size=(100, 24)) + np.eye(3, 24)[y] * 3).astype(np.float32)
+    assert np.array_equal(stratified_sample(y, 50, 0), np.arange(100))
+    sample = stratified_sample(y, 25, 0)
+    assert np.bincount(y[sample]).tolist() == [25, 25, 20] and np.array_equal(sample, np.sort(sample))
+    assert np.array_equal(out_of_fold_logits(x, y, 3, 10.0, 0)[0], out_of_fold_logits(x, y, 3, 10.0, 0, per_label=50)[0])
+    assert not np.array_equal(out_of_fold_logits(x, y, 3, 10.0, 0)[0], out_of_fold_logits(x, y, 3, 10.0, 0, per_label=15)[0])
+    head = fit_head(x[:80], y[:80], 3, x[80:], y[80:], seed=0)
+    assert head.weight.shape == (3, 24) and head.C in (30.0, 100.0, 300.0)

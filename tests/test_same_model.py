@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 
 GOLDEN = Path(__file__).parent / "golden" / "flowers.json"
+#: What the model answered when its heads were solved in float64 to SciPy's default tolerances, every fold on every
+#: photo: the faster solver and the per-label budgets must give the same answers (recorded once, not re-recorded).
+EXACT_ANSWERS = Path(__file__).parent / "golden" / "flowers-exact-answers.json"
 #: Fields that say when or how fast, not what was learned.
 VOLATILE = {"train_seconds", "seconds", "embedding"}
 
@@ -36,12 +39,32 @@ def digests(model_dir: Path, photos_root: Path) -> dict[str, str]:
             "metrics.json": hashlib.sha256(stable.encode()).hexdigest()}
 
 
+def answers(model_dir: Path, photos_root: Path) -> dict:
+    """What the model says about its own photos: the estimate, the temperature, the "unknown" threshold, the findings of
+    the checks and the best label of every validation and test photo."""
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+
+    def rel(path):
+        return Path(path).relative_to(photos_root).as_posix() if path else None
+
+    return {"estimate": {k: metrics["estimate"][k] for k in ("accuracy", "low", "high")},
+            "temperature": metrics["head"]["temperature"], "threshold": metrics["rejection"]["threshold"],
+            "findings": sorted([f["kind"], rel(f.get("path")), f.get("suggested"), f.get("labels")] for f in metrics["check"]["findings"]),
+            "predicted": {rel(p["path"]): p["predicted"] for split in ("val", "test") for p in metrics[split]["photos"]}}
+
+
 def test_the_bundled_example_gives_the_recorded_model(tmp_path, cache_dir):
     import imgclf
     from tests.conftest import PHOTOS
 
     imgclf.train(PHOTOS, tmp_path / "m", cache_dir=cache_dir)
     assert digests(tmp_path / "m", PHOTOS) == json.loads(GOLDEN.read_text())
+    now, exact = answers(tmp_path / "m", PHOTOS), json.loads(EXACT_ANSWERS.read_text())
+    assert now["findings"] == exact["findings"]
+    assert now["predicted"] == exact["predicted"]
+    assert exact["estimate"]["low"] <= now["estimate"]["accuracy"] <= exact["estimate"]["high"]
+    assert abs(now["threshold"] - exact["threshold"]) <= 0.01
+    assert abs(now["temperature"] - exact["temperature"]) <= 0.05 * exact["temperature"]
 
 
 if __name__ == "__main__":  # re-record

@@ -24,7 +24,7 @@ from imgclf.checks.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding
 __all__ = ["check", "run_checks", "CheckResult", "Finding", "KINDS", "FIX_PLAN_COLUMNS"]
 
 #: Bumped whenever a check or a threshold changes, so cached results of older checks are not reused.
-CHECKS_VERSION = 5
+CHECKS_VERSION = 6
 
 
 def check(
@@ -99,7 +99,8 @@ def thresholds(input_size: int) -> dict:
     from imgclf.heads.estimate import FOLDS
 
     return {"near_duplicate": {"max_hash_distance": copies.MAX_HASH_DISTANCE, "min_layout_correlation": copies.MIN_LAYOUT},
-            "label_error": {"min_margin": labels.MIN_MARGIN, "folds": FOLDS, "C": labels.C},
+            "label_error": {"min_margin": labels.MIN_MARGIN, "folds": FOLDS, "C": labels.C,
+                            "fold_photos_per_label": labels.FOLD_PHOTOS_PER_LABEL},
             "outlier": {"max_robust_z": outliers.MAX_Z, "label_error_while_within_z": outliers.LIKE_Z},
             "too_small": {"min_side": input_size // 2}, "blurry": {"min_sharpness": quality.MIN_SHARPNESS},
             "near_uniform": {"min_contrast": quality.MIN_CONTRAST},

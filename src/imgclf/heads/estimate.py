@@ -19,6 +19,11 @@ from imgclf.heads.linear import stratified_folds
 MIN_HELD_OUT = 30
 #: Folds of the out-of-fold estimates (fewer when a class has fewer photos).
 FOLDS = 5
+#: With more labelled photos than this, and at least :data:`MIN_SET_ASIDE` in each of the validation and test splits,
+#: the splits set aside are what the model is measured on (:func:`cross_validates`): five more heads as large as the
+#: model's own would cost five times its fitting to make an interval that is already narrow.
+CROSS_VALIDATE_UP_TO = 2500
+MIN_SET_ASIDE = 200
 
 
 def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -43,6 +48,13 @@ def describe(est: dict) -> str:
     return f"{est['accuracy']:.3f} (95 % interval {est['low']:.2f}–{est['high']:.2f}; {est['method']})"
 
 
+def cross_validates(labelled: int, val: int, test: int) -> bool:
+    """Whether the estimate comes from cross-validation over every labelled photo and the temperature from out-of-fold
+    logits (few photos), or from the test split and the validation split, scored by the head fitted on the training
+    split (many photos: see :data:`CROSS_VALIDATE_UP_TO`)."""
+    return labelled <= CROSS_VALIDATE_UP_TO or min(val, test) < MIN_SET_ASIDE
+
+
 def folds_for(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified folds: :data:`FOLDS`, or as many as the smallest class has photos (at least 2)."""
     smallest = int(np.bincount(y)[np.unique(y)].min())
@@ -60,29 +72,34 @@ def oof_accuracy(logits: np.ndarray, y: np.ndarray, folds: int) -> dict:
     return accuracy_estimate(int((logits.argmax(1) == y).sum()), len(y), f"{folds}-fold cross-validation over {len(y)} photos")
 
 
-def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int) -> tuple[np.ndarray, int]:
+def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int,
+                              per_label: int | None = None) -> tuple[np.ndarray, int]:
     """Each photo's label probabilities from a head (regularisation ``C``) fitted on the other folds only,
-    and the number of folds."""
+    and the number of folds (``per_label``: as :func:`out_of_fold_logits`)."""
     from imgclf.heads.linear import softmax
 
-    logits, folds = out_of_fold_logits(x, y, n_classes, C, seed)
+    logits, folds = out_of_fold_logits(x, y, n_classes, C, seed, per_label)
     return softmax(logits).astype(np.float32), folds
 
 
-def out_of_fold_logits(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int) -> tuple[np.ndarray, int]:
+def out_of_fold_logits(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int,
+                       per_label: int | None = None) -> tuple[np.ndarray, int]:
     """Each photo's logits from a head (regularisation ``C``) fitted on the other folds only, and the number of
-    folds; the folds are solved on two threads."""
+    folds; the folds are solved on two threads. With ``per_label``, each fold's head is fitted on at most that many
+    of its photos of each label (a stratified sample), so the cost stops growing with the photos."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
-    from imgclf.heads.linear import _Problem
+    from imgclf.heads.linear import _Problem, stratified_sample
 
     folds = folds_for(y, seed)
     logits = np.zeros((len(y), n_classes), np.float32)
 
     def fold(tr_te):
         tr, te = tr_te
+        if per_label is not None:
+            tr = tr[stratified_sample(y[tr], per_label, seed)]
         logits[te] = _Problem(x[tr], y[tr], n_classes).path((C,))[0].logits(x[te])
 
     with threadpool_limits(1), ThreadPoolExecutor(max_workers=2) as pool:

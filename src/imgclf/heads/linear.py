@@ -76,18 +76,27 @@ class _Problem:
     """Class-balanced multinomial logistic regression, ``min C·Σ wᵢ·CEᵢ + ½‖W‖²`` (sklearn's objective).
 
     Solved with SciPy's L-BFGS on a NumPy objective, in the row space of the data
-    (the optimum lies there), which is several times faster than sklearn here.
+    (the optimum lies there), which is several times faster than sklearn here. The data and the
+    per-photo terms are float32 (the matrix products are most of the cost), the loss is summed in
+    float64; the solver keeps :data:`MEMORY` corrections and stops when a step improves the loss by
+    less than :data:`RELATIVE_TOLERANCE` of itself (measured on 16,000 photos: 140 loss evaluations
+    instead of 311, probabilities within 0.001 of a float64 solve run to SciPy's defaults).
     """
 
+    #: L-BFGS corrections kept (SciPy's default 10 took 20 % more evaluations on 16,000 photos).
+    MEMORY = 30
+    #: Relative improvement of the loss below which the solver stops.
+    RELATIVE_TOLERANCE = 1e-7
+
     def __init__(self, x: np.ndarray, y: np.ndarray, n_classes: int):
-        x = l2_normalize(x).astype(np.float64)
-        self.basis = np.linalg.svd(x, full_matrices=False)[2] if x.shape[0] < x.shape[1] else None
-        self.x = x @ self.basis.T if self.basis is not None else x
+        x = l2_normalize(x)
+        self.basis = np.linalg.svd(x.astype(np.float64), full_matrices=False)[2] if x.shape[0] < x.shape[1] else None
+        self.x = (x @ self.basis.T).astype(np.float32) if self.basis is not None else x
         n = len(y)
         self.k = n_classes
         self.present = np.unique(y)
-        self.sample_w = n / (len(self.present) * np.bincount(y, minlength=n_classes)[y])
-        self.onehot = np.zeros((n, n_classes))
+        self.sample_w = (n / (len(self.present) * np.bincount(y, minlength=n_classes)[y])).astype(np.float32)
+        self.onehot = np.zeros((n, n_classes), np.float32)
         self.onehot[np.arange(n), y] = 1.0
         self.mask = np.full(n_classes, -np.inf)
         self.mask[self.present] = 0.0  # classes absent from training can never win
@@ -97,17 +106,21 @@ class _Problem:
 
         d, k = self.x.shape[1], self.k
 
+        mask = self.mask.astype(np.float32)
+
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            w, b = theta[: d * k].reshape(k, d), theta[d * k :]
-            z = self.x @ w.T + b + self.mask
+            w = theta[: d * k].reshape(k, d)
+            z = self.x @ w.T.astype(np.float32) + theta[d * k :].astype(np.float32) + mask
             z -= z.max(axis=1, keepdims=True)
             logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-            loss = -C * np.sum(self.sample_w * np.where(self.onehot > 0, logp, 0.0).sum(1)) + 0.5 * np.sum(w * w)
-            g = C * self.sample_w[:, None] * (np.exp(logp) - self.onehot)
-            return float(loss), np.concatenate([(g.T @ self.x + w).ravel(), g.sum(0)])
+            fit = np.sum(self.sample_w * np.where(self.onehot > 0, logp, 0.0).sum(1), dtype=np.float64)
+            g = np.float32(C) * self.sample_w[:, None] * (np.exp(logp) - self.onehot)
+            grad = np.concatenate([(g.T @ self.x).ravel() + w.ravel(), g.sum(0, dtype=np.float64)])
+            return float(-C * fit + 0.5 * np.sum(w * w)), grad
 
         theta0 = np.zeros(k * (d + 1)) if start is None else start
-        return minimize(objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 500, "gtol": 1e-4}).x
+        return minimize(objective, theta0, jac=True, method="L-BFGS-B",
+                        options={"maxiter": 500, "gtol": 1e-4, "maxcor": self.MEMORY, "ftol": self.RELATIVE_TOLERANCE}).x
 
     def head(self, theta: np.ndarray, C: float) -> LinearHead:
         d = self.x.shape[1]
@@ -149,6 +162,22 @@ def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray,
     return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
 
 
+#: ``C`` is chosen on heads fitted to at most this many training photos of each label (a stratified sample fixed by
+#: the seed); the head that ships is then fitted once, with that ``C``, on every training photo. Below it nothing changes;
+#: above it choosing costs the same whatever the number of photos.
+CHOOSE_C_PER_LABEL = 400
+
+
+def stratified_sample(y: np.ndarray, per_label: int, seed: int) -> np.ndarray:
+    """Indices (sorted) of at most ``per_label`` photos of each label of ``y``, drawn with ``seed``; every index when no
+    label has more."""
+    counts = np.bincount(y)
+    if counts.max(initial=0) <= per_label:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_label] for c in np.unique(y)]))
+
+
 def fit_head(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -163,26 +192,33 @@ def fit_head(
     When the validation split is too small to rank candidates (fewer than two photos
     per class on average, or a class missing), ``C`` is chosen by stratified k-fold
     cross-validation on the training split instead, or is the grid's middle value when a
-    class has a single training photo. Same inputs and seed, same head.
+    class has a single training photo. ``C`` is chosen on at most :data:`CHOOSE_C_PER_LABEL`
+    photos of each label. Same inputs and seed, same head.
     """
     from threadpoolctl import threadpool_limits
 
+    sample = stratified_sample(y_train, CHOOSE_C_PER_LABEL, seed)
+    xs, ys = x_train[sample], y_train[sample]
     # Small dense algebra: BLAS threads only fight each other here (measured 5x slower).
     with threadpool_limits(1):
         if x_val is not None and y_val is not None and _enough_validation(y_val, y_train):
-            heads = _Problem(x_train, y_train, n_classes).path(grid)
+            heads = _Problem(xs, ys, n_classes).path(grid)
             scores = [_score(h, x_val, y_val) for h in heads]
             best = min(range(len(grid)), key=lambda i: (-scores[i][0], scores[i][1], grid[i]))
-            return heads[best]
-        k = int(min(5, np.bincount(y_train)[np.unique(y_train)].min()))
+            if len(sample) == len(y_train):
+                return heads[best]
+            return _Problem(x_train, y_train, n_classes).path((grid[best],))[0]
+        k = int(min(5, np.bincount(ys)[np.unique(ys)].min()))
         if k < 2:  # a class with one photo: nothing to choose C on, take the grid's middle value
             return _Problem(x_train, y_train, n_classes).path((grid[len(grid) // 2],))[0]
         totals = np.zeros((len(grid), 2))
-        for tr, te in stratified_folds(y_train, k, seed):
-            heads = _Problem(x_train[tr], y_train[tr], n_classes).path(grid)
-            totals += [_score(h, x_train[te], y_train[te]) for h in heads]
+        for tr, te in stratified_folds(ys, k, seed):
+            heads = _Problem(xs[tr], ys[tr], n_classes).path(grid)
+            totals += [_score(h, xs[te], ys[te]) for h in heads]
         best = min(range(len(grid)), key=lambda i: (-totals[i][0], totals[i][1], grid[i]))
-        return _Problem(x_train, y_train, n_classes).path(grid[: best + 1])[-1]
+        if len(sample) == len(y_train):
+            return _Problem(x_train, y_train, n_classes).path(grid[: best + 1])[-1]
+        return _Problem(x_train, y_train, n_classes).path((grid[best],))[0]
 
 
 def refit(head: LinearHead, x: np.ndarray, y: np.ndarray, n_classes: int) -> LinearHead:
@@ -200,7 +236,7 @@ class HeadCache:
     """
 
     #: Bumped whenever the fitting rules change, so heads fitted by older rules are not reused.
-    VERSION = 2
+    VERSION = 3
 
     def __init__(self, root):
         from pathlib import Path

@@ -38,12 +38,11 @@ def measure(table: PhotoTable, heads: Heads, cal: Calibration, tuned: FineTuned 
         "check": checks.to_dict(),
         "head": {"type": "softmax-linear", "C": heads.final.C, "class_weight": "balanced", "seed": settings.seed,
                  "augment_views": list(views_for(settings.augment)), "temperature": cal.temperature,
-                 "calibrated_on": (f"{cal.folds}-fold out-of-fold logits of {int(cal.pool.sum())} photos"
-                                   if cal.logits is not None else None)},
+                 "calibrated_on": cal.method or None},
         "embedding": {"computed": emb.n_computed, "cached": len(emb.paths) - emb.n_computed, "unreadable": len(emb.errors),
                       "views_computed": heads.views_computed},
     }
-    if cal.logits is not None:
+    if cal.folds:  # with the validation split as calibration set, calibration is measured on the test split instead
         metrics["out_of_fold"] = out_of_fold_record(table, cal)
     checked = "test" if te.any() else "val"
     metrics["rejection"] = {**rule.to_dict(), **_apply_rule(metrics[checked], table.vectors[te if te.any() else va], reference,
@@ -59,7 +58,7 @@ def measure(table: PhotoTable, heads: Heads, cal: Calibration, tuned: FineTuned 
 def out_of_fold_record(table: PhotoTable, cal: Calibration) -> dict:
     """Every photo's answer from a head that never saw it, calibrated: the reliability diagram's data."""
     calibrated = softmax(cal.logits / cal.temperature)
-    truth = table.y[cal.pool]
+    truth = table.y[cal.scored]
     return {"method": oof_accuracy(cal.logits, truth, cal.folds)["method"], "photos": [
         {"label": table.labels[t], "predicted": table.labels[int(k)], "confidence": round(float(row[k]), 6)}
         for t, row, k in zip(truth, calibrated, calibrated.argmax(1))]}
@@ -103,11 +102,12 @@ def _verifier_estimate(x_test: np.ndarray, reference: Reference, rule: Rejection
 
 
 def _estimate(table: PhotoTable, cal: Calibration, test_probs: np.ndarray, C: float, seed: int) -> dict:
-    """Accuracy on new photos, from the most photos there are: the test split the user gave, else cross-validation
-    over every labelled photo (a fine-tuned model: a linear head on its embeddings)."""
+    """Accuracy on new photos: on the test split the user gave, or (many photos) on the one set aside, else by
+    cross-validation over every labelled photo (a fine-tuned model: a linear head on its embeddings)."""
     if cal.held_out.any():
         n = int(cal.held_out.sum())
-        return accuracy_estimate(int((test_probs.argmax(1) == table.y[cal.held_out]).sum()), n, f"the test split you gave ({n} photos)")
+        whose = "you gave" if table.dataset.given_splits else "set aside"
+        return accuracy_estimate(int((test_probs.argmax(1) == table.y[cal.held_out]).sum()), n, f"the test split {whose} ({n} photos)")
     if cal.logits is not None:
         return oof_accuracy(cal.logits, table.y, cal.folds)
     est = cross_validated_accuracy(table.vectors, table.y, len(table.labels), C, seed)

@@ -25,7 +25,7 @@ from imgclf.data.views import views_for
 from imgclf.embeddings import EmbeddingCache, Embeddings, embed_files, embed_views
 from imgclf.errors import ImgclfError
 from imgclf.runtime.inputs import Skipped
-from imgclf.heads.estimate import out_of_fold_logits, out_of_fold_similarity
+from imgclf.heads.estimate import cross_validates, out_of_fold_logits, out_of_fold_similarity
 from imgclf.training.events import Reporter
 from imgclf.heads.linear import C_GRID, HeadCache, LinearHead, fit_head, fit_temperature, refit
 from imgclf.heads.rejection import COMPACT_DIMS, NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
@@ -134,7 +134,8 @@ def check(dataset: Dataset, emb: Embeddings, bb: Backbone, settings: Settings) -
 @dataclass
 class Heads:
     """``selected``: fitted on the training split, ``C`` chosen on validation (its validation metrics are honest);
-    ``final``: the same ``C`` refitted on train + validation (the head that ships)."""
+    ``final``: the same ``C`` refitted on train + validation (the head that ships), or the selected head itself when the
+    validation split calibrates the confidence (many photos: :func:`~imgclf.heads.estimate.cross_validates`)."""
 
     selected: LinearHead
     final: LinearHead
@@ -155,12 +156,13 @@ def fit(table: PhotoTable, bb: Backbone, settings: Settings, report: Reporter) -
         y_fit = np.concatenate([y_fit, np.repeat(table.y[tr][ok], len(names))])
     n = len(table.labels)
     heads = HeadCache(settings.cache_root)
-    key = heads.key(x_fit, y_fit, table.vectors[va], table.y[va], n, settings.seed, C_GRID)
+    with_val = bool(va.any()) and cross_validates_table(table)  # else the validation split calibrates the confidence
+    key = heads.key(x_fit, y_fit, table.vectors[va], table.y[va], n, settings.seed, C_GRID, with_val)
     selected, final = heads.get(key) or (None, None)
     if selected is None:
         selected = fit_head(x_fit, y_fit, n, table.vectors[va], table.y[va], seed=settings.seed)
         final = (refit(selected, np.concatenate([x_fit, table.vectors[va]]), np.concatenate([y_fit, table.y[va]]), n)
-                 if va.any() else selected)
+                 if with_val else selected)
         heads.put(key, selected, final)
     return Heads(selected, final, views_computed)
 
@@ -169,33 +171,43 @@ def fit(table: PhotoTable, bb: Backbone, settings: Settings, report: Reporter) -
 
 @dataclass
 class Calibration:
-    """The temperature the heads are divided by, fitted on the out-of-fold ``logits`` of the photos in ``pool``
-    (every labelled photo, less a test split the user gave: ``held_out``)."""
+    """The temperature the heads are divided by, fitted on ``logits``: held-out logits of the photos in ``scored``,
+    got as ``method`` says. ``held_out``: the photos the estimate is measured on apart (a test split), or none when it
+    comes from ``logits`` (cross-validation over every labelled photo)."""
 
     temperature: float
     held_out: np.ndarray
+    scored: np.ndarray | None = None
     logits: np.ndarray | None = None
     folds: int = 0
+    method: str = ""
 
-    @property
-    def pool(self) -> np.ndarray:
-        return ~self.held_out
+
+def cross_validates_table(table: PhotoTable) -> bool:
+    """:func:`~imgclf.heads.estimate.cross_validates` for the labelled photos of ``table``."""
+    return cross_validates(len(table.y), int(table.val.sum()), int(table.test.sum()))
 
 
 def calibrate_heads(table: PhotoTable, heads: Heads, settings: Settings) -> tuple[Heads, Calibration]:
-    """The heads with calibrated confidences (temperature scaling on out-of-fold logits, cached by their inputs);
-    a one-label model and a fine-tuned one keep theirs."""
-    held_out = table.test if table.dataset.given_splits and table.test.any() else np.zeros_like(table.test)
+    """The heads with calibrated confidences (temperature scaling on held-out logits: out-of-fold logits cached by their
+    inputs, or with many photos the validation split's); a one-label model and a fine-tuned one keep theirs."""
+    given = table.test if table.dataset.given_splits and table.test.any() else np.zeros_like(table.test)
     if len(table.labels) == 1 or settings.fine_tune:
-        return heads, Calibration(1.0, held_out)
-    pool = ~held_out
-    cache = HeadCache(settings.cache_root)
-    key = cache.key("out-of-fold", table.vectors[pool], table.y[pool], len(table.labels), heads.final.C, settings.seed)
-    logits, folds = cache.out_of_fold(key, lambda: out_of_fold_logits(table.vectors[pool], table.y[pool], len(table.labels),
-                                                                     heads.final.C, settings.seed))
-    t = fit_temperature(logits, table.y[pool])
-    return (Heads(heads.selected.tempered(t), heads.final.tempered(t), heads.views_computed),
-            Calibration(t, held_out, logits, folds))
+        return heads, Calibration(1.0, given)
+    if not cross_validates_table(table):
+        logits = heads.selected.logits(table.vectors[table.val])
+        t = fit_temperature(logits, table.y[table.val])
+        cal = Calibration(t, table.test, table.val, logits, 0,
+                          f"the validation split's {int(table.val.sum())} photos, scored by the head fitted on the training split")
+    else:
+        pool = ~given
+        cache = HeadCache(settings.cache_root)
+        key = cache.key("out-of-fold", table.vectors[pool], table.y[pool], len(table.labels), heads.final.C, settings.seed)
+        logits, folds = cache.out_of_fold(key, lambda: out_of_fold_logits(table.vectors[pool], table.y[pool], len(table.labels),
+                                                                         heads.final.C, settings.seed))
+        t = fit_temperature(logits, table.y[pool])
+        cal = Calibration(t, given, pool, logits, folds, f"{folds}-fold out-of-fold logits of {int(pool.sum())} photos")
+    return Heads(heads.selected.tempered(t), heads.final.tempered(t), heads.views_computed), cal
 
 
 # --- fine-tune (optional) ---------------------------------------------------------------------------------
