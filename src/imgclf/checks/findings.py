@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 #: The kinds of findings, in the order they are listed.
 KINDS = ("unreadable", "exact_duplicate", "near_duplicate", "label_error", "outlier", "too_small", "blurry",
@@ -47,7 +47,11 @@ class Finding:
 
     def to_dict(self) -> dict:
         """The finding as JSON has it: the fields its kind uses (``None`` fields left out)."""
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items() if v is not None}
+        return {f.name: (round(v, 4) if isinstance(v, float) else list(v) if isinstance(v, list) else v)
+                for f in _FIELDS if (v := getattr(self, f.name)) is not None}
+
+
+_FIELDS = fields(Finding)
 
 
 @dataclass

@@ -21,6 +21,8 @@ _HEADER = struct.Struct("<4sI")
 _DIGEST = 16
 
 
+#: Entries looked up per thread-pool task when many are read at once (a task per entry cost more than the lookup).
+LOOKUP_CHUNK = 64
 #: Bumped whenever decoding or preprocessing changes the vectors, so old entries are never mixed in.
 PIPELINE_VERSION = 3
 
