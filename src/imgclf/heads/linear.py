@@ -98,7 +98,7 @@ class _Problem:
         self.sample_w = (n / (len(self.present) * np.bincount(y, minlength=n_classes)[y])).astype(np.float32)
         self.onehot = np.zeros((n, n_classes), np.float32)
         self.onehot[np.arange(n), y] = 1.0
-        self.mask = np.full(n_classes, -np.inf)
+        self.mask = np.full(n_classes, -np.inf, np.float32)
         self.mask[self.present] = 0.0  # classes absent from training can never win
 
     def solve(self, C: float, start: np.ndarray | None = None) -> np.ndarray:
@@ -106,11 +106,9 @@ class _Problem:
 
         d, k = self.x.shape[1], self.k
 
-        mask = self.mask.astype(np.float32)
-
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
             w = theta[: d * k].reshape(k, d)
-            z = self.x @ w.T.astype(np.float32) + theta[d * k :].astype(np.float32) + mask
+            z = self.x @ w.T.astype(np.float32) + theta[d * k :].astype(np.float32) + self.mask
             z -= z.max(axis=1, keepdims=True)
             logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
             fit = np.sum(self.sample_w * np.where(self.onehot > 0, logp, 0.0).sum(1), dtype=np.float64)
@@ -198,6 +196,7 @@ def fit_head(
     from threadpoolctl import threadpool_limits
 
     sample = stratified_sample(y_train, CHOOSE_C_PER_LABEL, seed)
+    whole = len(sample) == len(y_train)
     xs, ys = x_train[sample], y_train[sample]
     # Small dense algebra: BLAS threads only fight each other here (measured 5x slower).
     with threadpool_limits(1):
@@ -205,20 +204,19 @@ def fit_head(
             heads = _Problem(xs, ys, n_classes).path(grid)
             scores = [_score(h, x_val, y_val) for h in heads]
             best = min(range(len(grid)), key=lambda i: (-scores[i][0], scores[i][1], grid[i]))
-            if len(sample) == len(y_train):
+            if whole:
                 return heads[best]
-            return _Problem(x_train, y_train, n_classes).path((grid[best],))[0]
-        k = int(min(5, np.bincount(ys)[np.unique(ys)].min()))
-        if k < 2:  # a class with one photo: nothing to choose C on, take the grid's middle value
-            return _Problem(x_train, y_train, n_classes).path((grid[len(grid) // 2],))[0]
-        totals = np.zeros((len(grid), 2))
-        for tr, te in stratified_folds(ys, k, seed):
-            heads = _Problem(xs[tr], ys[tr], n_classes).path(grid)
-            totals += [_score(h, xs[te], ys[te]) for h in heads]
-        best = min(range(len(grid)), key=lambda i: (-totals[i][0], totals[i][1], grid[i]))
-        if len(sample) == len(y_train):
-            return _Problem(x_train, y_train, n_classes).path(grid[: best + 1])[-1]
-        return _Problem(x_train, y_train, n_classes).path((grid[best],))[0]
+        else:
+            k = int(min(5, np.bincount(ys)[np.unique(ys)].min()))
+            if k < 2:  # a class with one photo: nothing to choose C on, take the grid's middle value
+                return _Problem(x_train, y_train, n_classes).path((grid[len(grid) // 2],))[0]
+            totals = np.zeros((len(grid), 2))
+            for tr, te in stratified_folds(ys, k, seed):
+                heads = _Problem(xs[tr], ys[tr], n_classes).path(grid)
+                totals += [_score(h, xs[te], ys[te]) for h in heads]
+            best = min(range(len(grid)), key=lambda i: (-totals[i][0], totals[i][1], grid[i]))
+        # every training photo, with the chosen C (along the grid up to it when C was chosen on them all)
+        return _Problem(x_train, y_train, n_classes).path(grid[: best + 1] if whole else (grid[best],))[-1]
 
 
 def refit(head: LinearHead, x: np.ndarray, y: np.ndarray, n_classes: int) -> LinearHead:
