@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from imgclf.embeddings.cache import LOOKUP_CHUNK, EmbeddingCache
+from imgclf.embeddings.cache import EmbeddingCache, map_chunked
 
 #: The scale the statistics are measured at: the photo reduced to at most this many pixels on its longer side.
 SIDE = 256
@@ -97,9 +97,6 @@ def fingerprints(paths: Sequence[Path], hashes: Sequence[str], cache_root: Path 
             cache.put(hashes[i], row)
         return row
 
-    def chunk(start: int) -> list[np.ndarray]:
-        return [one(i) for i in range(start, min(start + LOOKUP_CHUNK, len(paths)))]
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:  # a task per photo cost more than a cached lookup
-        rows = [row for rows in pool.map(chunk, range(0, len(paths), LOOKUP_CHUNK)) for row in rows]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        rows = list(map_chunked(pool, one, range(len(paths))))
     return Fingerprints.from_rows(np.stack(rows) if rows else np.zeros((0, width), np.float32))

@@ -11,11 +11,14 @@ import hashlib
 import os
 import struct
 from pathlib import Path
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from imgclf.files import write_bytes_atomic
 
+T = TypeVar("T")
+R = TypeVar("R")
 _MAGIC = b"ICE1"
 _HEADER = struct.Struct("<4sI")
 _DIGEST = 16
@@ -55,6 +58,16 @@ class EmbeddingCache:
             write_bytes_atomic(self._path(key), _pack(vec), durable=False)
         except OSError:
             pass
+
+
+def map_chunked(pool, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+    """``pool.map(fn, items)``, in order, with :data:`LOOKUP_CHUNK` items to a task."""
+
+    def run(chunk: Sequence[T]) -> list[R]:
+        return [fn(item) for item in chunk]
+
+    for results in pool.map(run, [items[i : i + LOOKUP_CHUNK] for i in range(0, len(items), LOOKUP_CHUNK)]):
+        yield from results
 
 
 def _pack(vec: np.ndarray) -> bytes:

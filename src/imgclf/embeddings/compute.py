@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from imgclf.backbones import Backbone
-from imgclf.embeddings.cache import LOOKUP_CHUNK, EmbeddingCache
+from imgclf.embeddings.cache import EmbeddingCache, map_chunked
 from imgclf.files.digests import content_hash
 from imgclf.errors import ImageError
 from imgclf.runtime.images import read_bytes
@@ -68,13 +68,9 @@ def embed_files(
             return path, e, None
         return path, key, cache.get(key) if cache else None
 
-    def lookups(chunk: Sequence[Path]) -> list[tuple[Path, str | ImageError, np.ndarray | None]]:
-        return [lookup(path) for path in chunk]
-
     misses: list[Path] = []
-    chunks = [paths[i : i + LOOKUP_CHUNK] for i in range(0, total, LOOKUP_CHUNK)]  # a task per photo cost more than its lookup
     with ThreadPoolExecutor(max_workers=min(8, 2 * cpu_count())) as pool:
-        for path, key, vec in (found for chunk in pool.map(lookups, chunks) for found in chunk):
+        for path, key, vec in map_chunked(pool, lookup, paths):
             if isinstance(key, ImageError):
                 errors[path] = key.reason
                 tick()
