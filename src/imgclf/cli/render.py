@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+from imgclf.files import printable
+
 #: The predictions table fits this many columns when the terminal is not wider; a photo's path
 #: keeps up to PATH_WIDTH characters on one line.
 TABLE_WIDTH = 80
@@ -147,10 +149,10 @@ def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None =
     failed = [r for r in rows if r["status"] == "error"]
     if fmt == "table" and rows and len(failed) == len(rows):  # nothing to show but the reasons: one line for one problem
         if len(rows) == 1:
-            print(f"error: cannot read {_printable(rows[0]['path'])}: {rows[0]['error']}", file=sys.stderr)
+            print(f"error: cannot read {printable(rows[0]['path'])}: {rows[0]['error']}", file=sys.stderr)
         else:
             for r in failed:
-                print(f"skipped {_printable(r['path'])}: {r['error']}", file=sys.stderr)
+                print(f"skipped {printable(r['path'])}: {r['error']}", file=sys.stderr)
             print(f"error: none of the {len(rows)} files could be read", file=sys.stderr)
         return 2
     if fmt == "json":
@@ -169,10 +171,10 @@ def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None =
         _prediction_table(rows, asked, threshold)
         drawn = sum(1 for r in rows if r.get("explanation"))
         if explain_dir is not None:
-            print(f"heatmaps of where the model looked: {drawn} written to {_printable(str(explain_dir))}", file=sys.stderr)
+            print(f"heatmaps of where the model looked: {drawn} written to {printable(str(explain_dir))}", file=sys.stderr)
     if fmt != "table":  # the table shows them in its rows
         for r in failed:
-            print(f"skipped {_printable(r['path'])}: {r['error']}", file=sys.stderr)
+            print(f"skipped {printable(r['path'])}: {r['error']}", file=sys.stderr)
     return read_status(len(rows), len(failed))
 
 
@@ -199,7 +201,7 @@ def _prediction_table(rows: list[dict], asked, threshold: float | None = None) -
     import textwrap
 
     folders = [str(a) for a in asked if Path(a).is_dir()]
-    fixed = [(_shortened(_printable(shown_path(r["path"], folders)), PATH_WIDTH), *_answer(r)) for r in rows]
+    fixed = [(_shortened(printable(shown_path(r["path"], folders)), PATH_WIDTH), *_answer(r)) for r in rows]
     heads = ("photo", "answer", "conf.", "next best")
     widths = [max(len(heads[i]), *(len(c[i]) for c in fixed)) for i in range(3)]
     total = width()
@@ -214,7 +216,7 @@ def _prediction_table(rows: list[dict], asked, threshold: float | None = None) -
     for r, (path, answer, conf, style) in zip(rows, fixed):
         notes = _notes(r, threshold)
         if r.get("neighbors"):  # their labels and similarities; the paths are in --format json and csv
-            notes.append("nearest training photos: " + ", ".join(f"{_printable(n['label'])} {n['similarity']:.2f}"
+            notes.append("nearest training photos: " + ", ".join(f"{printable(n['label'])} {n['similarity']:.2f}"
                                                                  for n in r["neighbors"]))
         wrapped = [w for note in notes for w in (textwrap.wrap(note, last, break_long_words=False, break_on_hyphens=False) or [""])]
         wrapped = wrapped or [""]
@@ -231,23 +233,18 @@ def _answer(r: dict) -> tuple[str, str, str]:
         return r["label"], "", "33"
     if r["status"] == "unknown":
         return "unknown", "–", "33"
-    return _shortened(_printable(r["label"]), ANSWER_WIDTH), f"{100 * r['confidence']:.1f}%", ""
+    return _shortened(printable(r["label"]), ANSWER_WIDTH), f"{100 * r['confidence']:.1f}%", ""
 
 
 def _notes(r: dict, threshold: float | None) -> list[str]:
     """What the last column says of a row: the error, why it is unknown, or the next best guesses."""
     if r["status"] == "error":
-        return [_printable(r["error"])]
+        return [printable(r["error"])]
     if r["status"] == "no_face":
         return []
     if r["status"] == "unknown":
-        return [f"{why_unknown(r.get('similarity'), threshold)}; closest: {_printable(r['top_k'][0]['label'])}"]
-    return [", ".join(f"{_printable(t['label'])} {100 * t['confidence']:.0f}%" for t in r["top_k"][1:])]
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters (a newline in a file name) shown as escapes, never acted on."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        return [f"{why_unknown(r.get('similarity'), threshold)}; closest: {printable(r['top_k'][0]['label'])}"]
+    return [", ".join(f"{printable(t['label'])} {100 * t['confidence']:.0f}%" for t in r["top_k"][1:])]
 
 
 def _shortened(text: str, width: int) -> str:
@@ -366,8 +363,8 @@ def check_summary(result, folder: str) -> None:
         what = shown_path(f.path, [folder]) if f.path else " / ".join(f.labels or [f.label or ""])
         reason = f.reason.replace(folder.rstrip("/" + os.sep) + os.sep, "")
         indent = " " * (kind_width + len(GAP))
-        out.append(f.kind.ljust(kind_width) + GAP + _shortened(_printable(what), total - len(indent)))
-        out += textwrap.wrap(_printable(reason), total, initial_indent=indent, subsequent_indent=indent,
+        out.append(f.kind.ljust(kind_width) + GAP + _shortened(printable(what), total - len(indent)))
+        out += textwrap.wrap(printable(reason), total, initial_indent=indent, subsequent_indent=indent,
                              break_long_words=False, break_on_hyphens=False)
     if len(result.findings) > CHECK_LINES:
         out.append(f"… and {len(result.findings) - CHECK_LINES} more: --json, --fix-plan or --report lists them all")

@@ -205,6 +205,12 @@ def _place_new(staged: Path, path: Path, option: str) -> None:
     os.unlink(staged)
 
 
+def printable(text: str) -> str:
+    """``text`` (a file name, a command naming files) with control characters, a newline in a file name among them,
+    shown as escapes, never acted on: what a message or a page shows of a name it did not choose."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def few(names: list[str], n: int = 3) -> str:
     """The first ``n`` of ``names`` and how many more: what a one-line error shows of a list of files."""
     shown = ", ".join(names[:n])

@@ -6,6 +6,7 @@ import html
 import math
 import re
 
+from imgclf.files import printable
 from imgclf.heads.estimate import MIN_HELD_OUT, describe
 
 #: Classes whose recall on the measured split is below this are listed as a known limitation.
@@ -289,7 +290,7 @@ def _calibrated_on(metrics: dict, where: str) -> str:
 def _code_block(text: str) -> str:
     """``text`` as one literal line of a fenced code block: control characters (newlines included) shown as escapes,
     and a fence longer than any run of backticks inside, so nothing in it can end the block or be rendered."""
-    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    line = printable(str(text))
     fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", line)), default=0))
     return f"{fence}\n{line}\n{fence}"
 
