@@ -90,8 +90,11 @@ class _Problem:
 
     def __init__(self, x: np.ndarray, y: np.ndarray, n_classes: int):
         x = l2_normalize(x)
-        self.basis = np.linalg.svd(x.astype(np.float64), full_matrices=False)[2] if x.shape[0] < x.shape[1] else None
-        self.x = (x @ self.basis.T).astype(np.float32) if self.basis is not None else x
+        if x.shape[0] < x.shape[1]:  # fewer photos than dimensions: x = r.T @ q.T, solved on r.T in q's orthonormal basis
+            q, r = np.linalg.qr(x.T.astype(np.float64))
+            self.basis, self.x = q.T, np.ascontiguousarray(r.T, np.float32)
+        else:
+            self.basis, self.x = None, x
         n = len(y)
         self.k = n_classes
         self.present = np.unique(y)
