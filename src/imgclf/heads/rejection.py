@@ -99,8 +99,14 @@ def compact(photos: np.ndarray, dims: int = COMPACT_DIMS) -> tuple[np.ndarray, n
         basis, coords = np.linalg.qr(np.asarray(photos, np.float64).T)
         return basis.astype(np.float32), coords.astype(np.float32)
     photos = np.asarray(photos, np.float32)  # the Gram matrix in float32 (a tenth of the time), its eigenvectors in float64
-    _, vectors = np.linalg.eigh((photos.T @ photos).astype(np.float64))  # ascending: the last ``dims`` are the top ones
-    basis = np.ascontiguousarray(vectors[:, -dims:][:, ::-1], np.float32)
+    if len(photos) < photos.shape[1]:  # the smaller Gram matrix: the photos' (N, N) one has the same top directions
+        values, vectors = np.linalg.eigh((photos @ photos.T).astype(np.float64))  # ascending: the last ``dims`` are the top
+        top = (photos.T.astype(np.float64) @ vectors[:, -dims:][:, ::-1]) / np.sqrt(np.maximum(values[-dims:][::-1], 1e-12))
+        q, r = np.linalg.qr(top)  # orthonormal to the last bit (tiny singular values lose it), each column's sign kept
+        basis = np.ascontiguousarray(q * np.where(np.diag(r) < 0, -1.0, 1.0), np.float32)
+    else:
+        _, vectors = np.linalg.eigh((photos.T @ photos).astype(np.float64))
+        basis = np.ascontiguousarray(vectors[:, -dims:][:, ::-1], np.float32)
     return basis, basis.T @ photos.T
 
 
