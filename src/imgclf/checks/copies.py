@@ -22,7 +22,7 @@ from imgclf.checks.quality import MIN_CONTRAST
 MAX_HASH_DISTANCE = 12
 #: Smallest correlation of two 8 × 8 grey layouts that still makes a copy.
 MIN_LAYOUT = 0.9
-#: Rows compared at once (memory: this many × the number of photos, float32).
+#: Hashes compared at once (memory: this many × the number of photos, eight bytes each).
 _BLOCK = 256
 
 
@@ -48,17 +48,14 @@ def near_duplicates(data: CheckData) -> list[Finding]:
     rows = data.unique
     p = data.prints
     rows = rows[p.ok[rows] & (p.contrast[rows] >= MIN_CONTRAST)]  # flat photos all look alike
-    bits = p.phash[rows].astype(np.float32)
+    packed = np.packbits(p.phash[rows].astype(bool), axis=1).view(np.uint64)[:, 0]  # the 64 bits as one integer
     layout = p.layout[rows].astype(np.float32)
     out = []
-    for start in range(0, len(rows), _BLOCK):
-        b = bits[start:start + _BLOCK]
-        distance = b @ (1 - bits).T + (1 - b) @ bits.T
-        close = (distance <= MAX_HASH_DISTANCE) & (layout[start:start + _BLOCK] @ layout.T >= MIN_LAYOUT)
-        for a, c in zip(*np.nonzero(close)):
-            i, j = rows[start + a], rows[c]
-            if start + a < c:  # each pair once
-                first, second = sorted((i, j), key=data.order_key)
+    for start in range(0, len(rows), _BLOCK):  # each block against itself and the photos after it: each pair once
+        distance = np.bitwise_count(packed[start:start + _BLOCK, None] ^ packed[None, start:])
+        for a, c in zip(*np.nonzero(distance <= MAX_HASH_DISTANCE)):
+            if a < c and float(layout[start + a] @ layout[start + c]) >= MIN_LAYOUT:
+                first, second = sorted((rows[start + a], rows[start + c]), key=data.order_key)
                 out.append(_pair("near_duplicate", data, second, first, 1 - float(distance[a, c]) / 64))
     return sorted(out, key=lambda f: (-f.similarity, f.path))
 
