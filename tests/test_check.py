@@ -170,6 +170,31 @@ def test_near_duplicates_are_told_from_different_photos_of_one_label(tmp_path):
     assert same.sum() == len(photos)  # each photo matches itself only
 
 
+def test_near_duplicate_search_finds_every_close_pair_once():
+    """The packed search over blocks of hashes finds exactly the pairs a comparison of every pair finds."""
+    from imgclf.checks import copies
+    from imgclf.checks.data import CheckData
+    from imgclf.checks.fingerprints import Fingerprints
+
+    rng = np.random.default_rng(3)
+    n = copies._BLOCK * 2 + 37  # pairs within a block and across blocks
+    bits = rng.random((n, 64)) < 0.5
+    layout = rng.normal(size=(n, 64))
+    twins = rng.choice(n, size=(60, 2), replace=False)
+    for a, b in twins:  # a few flipped bits and a nudged layout: copies (some beyond the hash distance)
+        bits[b] = bits[a] ^ (rng.random(64) < rng.choice([0.05, 0.3]))
+        layout[b] = layout[a] + 0.1 * rng.normal(size=64)
+    layout /= np.linalg.norm(layout, axis=1, keepdims=True)
+    rows = np.concatenate([np.full((n, 2), 300.0), np.full((n, 2), 50.0), bits, layout], 1).astype(np.float32)
+    data = CheckData([f"p{i:04d}" for i in range(n)], np.array(["a"] * n, object), np.array(["train"] * n, object),
+                     [str(i) for i in range(n)], np.eye(n, 8, dtype=np.float32), Fingerprints.from_rows(rows), ["a"])
+    distance = (bits[:, None] != bits[None]).sum(2)
+    close = (distance <= copies.MAX_HASH_DISTANCE) & (layout @ layout.T >= copies.MIN_LAYOUT)
+    expected = {(f"p{j:04d}", f"p{i:04d}") for i, j in zip(*np.nonzero(np.triu(close, 1)))}
+    found = copies.near_duplicates(data)
+    assert {(f.path, f.other) for f in found} == expected and 20 < len(expected) < 60
+
+
 def test_label_errors_need_a_confident_other_label():
     from imgclf.checks.data import CheckData
     from imgclf.checks.fingerprints import Fingerprints
