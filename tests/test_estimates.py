@@ -53,7 +53,7 @@ def test_train_prints_the_estimate_first(tmp_path, cache_dir):
     assert "(95 % interval 0." in lines[first] and "5-fold cross-validation over 70 photos" in lines[first]
     assert "validation accuracy: " in r.stdout and "photos; 95 % interval" in r.stdout
     rule = json.loads((tmp_path / "m" / "metrics.json").read_text())["rejection"]
-    assert f"calibrated on {rule['n']} out-of-fold scores" in r.stdout
+    assert f"calibrated on {rule['n']} held-out scores" in r.stdout
 
 
 def test_rule_records_its_calibration(trained_model):
@@ -175,6 +175,9 @@ def test_many_photos_are_measured_on_the_splits_set_aside(tmp_path, cache_dir, m
     assert metrics["head"]["calibrated_on"] == (f"the validation split's {n_val} photos, scored by the head fitted on the "
                                                 "training split")
     assert "out_of_fold" not in metrics and metrics["head"]["temperature"] > 0
+    rule = metrics["rejection"]  # calibrated on the photos set aside, scored against the training photos alone
+    assert rule["n"] == n_val + n_test and rule["calibrated_on"] == (
+        f"the validation and test splits' {n_val + n_test} photos, scored against the training split's")
     # the validation photos stayed out of the head that ships: it answers them as the head fitted on training did
     val = metrics["val"]["photos"]
     answers = Model.load(tmp_path / "m").predict([p["path"] for p in val], reject=False)

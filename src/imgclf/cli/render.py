@@ -336,7 +336,7 @@ def train_summary(result) -> None:
     if rule.get("expected_acceptance") is not None:
         lo, hi = rule["acceptance_interval"]
         out.print(f"'unknown' rule: accepts {100 * rule['expected_acceptance']:.1f} % of new photos of {'this label' if m.get('verifier') else 'these labels'} "
-                  f"(95 % interval {100 * lo:.0f}–{100 * hi:.0f} %; calibrated on {rule['n']} out-of-fold scores)")
+                  f"(95 % interval {100 * lo:.0f}–{100 * hi:.0f} %; calibrated on {rule['n']} held-out scores)")
     out.print(f"model written to {result.model_dir} in {result.seconds:.1f} s")
     out.print(f"report: {result.model_dir / REPORT_FILE}")
 

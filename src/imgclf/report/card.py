@@ -264,7 +264,7 @@ def _rule_limit(rule: dict) -> str:
     text = (f"The \"unknown\" rule was calibrated to accept {rule['target_acceptance']:.0%} of new photos of the known "
             f"labels")
     if n:
-        text += (f" on {n} out-of-fold scores ({_md(rule['calibrated_on'])}): expected {rule['expected_acceptance']:.1%}, "
+        text += (f" on {n} held-out scores ({_md(rule['calibrated_on'])}): expected {rule['expected_acceptance']:.1%}, "
                  f"95% interval {lo:.0%} to {hi:.0%}")
     return text + ". Photos of a kind close to a known label can still be answered with that label."
 

@@ -330,7 +330,7 @@ def _calibration(calibration: dict | None, figures: dict, results: dict) -> str:
         rejection = (f'<h3 class="sect" id="rejection">Rejected as unknown{thr}</h3><table class="plain"><tbody>'
                      f'<tr><th>accepted</th><td class="n">{_e(rej.get("accepted", "n/a"))}</td></tr>'
                      f'<tr><th>rejected</th><td class="n">{_e(rej.get("rejected", "n/a"))}</td></tr>'
-                     + (f'<tr><th>calibrated on</th><td>{_e(rej["n"])} out-of-fold scores: new photos of the known labels '
+                     + (f'<tr><th>calibrated on</th><td>{_e(rej["n"])} held-out scores: new photos of the known labels '
                         f'accepted {_pct(rej["expected_acceptance"])} (95 % interval {_pct(rej["acceptance_interval"][0])}–'
                         f'{_pct(rej["acceptance_interval"][1])})</td></tr>' if rej.get("n") else "")
                      + '</tbody></table>')

@@ -98,7 +98,7 @@ def _verifier_estimate(x_test: np.ndarray, reference: Reference, rule: Rejection
         return accuracy_estimate(accepted, len(x_test), f"photos of {label} accepted in the test split ({len(x_test)} photos)")
     lo, hi = rule.acceptance_interval
     return {"accuracy": rule.expected_acceptance, "low": lo, "high": hi, "n": rule.n,
-            "method": f"conformal share of new photos of {label} accepted, from {rule.n} out-of-fold scores"}
+            "method": f"conformal share of new photos of {label} accepted, from {rule.n} held-out scores"}
 
 
 def _estimate(table: PhotoTable, cal: Calibration, test_probs: np.ndarray, C: float, seed: int) -> dict:

@@ -256,13 +256,20 @@ def reference_pool(table: PhotoTable) -> np.ndarray:
 
 def rule(table: PhotoTable, bb: Backbone, settings: Settings) -> tuple[Reference, Rejection]:
     """The reference of the train + val photos of known labels, and the conformal threshold that accepts
-    ``settings.target_acceptance`` of new ones, calibrated on out-of-fold scores of every such photo (each scored
-    against a reference built without its fold), so the rule keeps its promise on photos it never saw."""
+    ``settings.target_acceptance`` of new ones, calibrated on scores of photos the reference they are scored against
+    never saw, so the rule keeps its promise on new photos: out-of-fold scores of every photo of the reference (each
+    against a reference built without its fold), or with many photos (:func:`cross_validates_table`) the validation
+    and test splits' scores against a reference of the training split alone."""
     pool = reference_pool(table)
     known = [i for i, lab in enumerate(table.labels) if lab != UNKNOWN]
     reference = Reference.fit(table.vectors[pool], table.y[pool], known)
-    cache = HeadCache(settings.cache_root)
-    key = cache.key("out-of-fold-similarity", COMPACT_DIMS, table.vectors[pool], table.y[pool], known, settings.seed)
-    scores, folds = cache.out_of_fold(key, lambda: out_of_fold_similarity(table.vectors[pool], table.y[pool], known, settings.seed))
-    return reference, calibrate(scores, settings.target_acceptance,
-                                f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)", bb.min_similarity)
+    if not cross_validates_table(table):
+        inside, scored = pool & table.train, (table.val | table.test) & np.isin(table.y, known)
+        scores = Reference.fit(table.vectors[inside], table.y[inside], known).similarity(table.vectors[scored])
+        how = f"the validation and test splits' {int(scored.sum())} photos, scored against the training split's"
+    else:
+        cache = HeadCache(settings.cache_root)
+        key = cache.key("out-of-fold-similarity", COMPACT_DIMS, table.vectors[pool], table.y[pool], known, settings.seed)
+        scores, folds = cache.out_of_fold(key, lambda: out_of_fold_similarity(table.vectors[pool], table.y[pool], known, settings.seed))
+        how = f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)"
+    return reference, calibrate(scores, settings.target_acceptance, how, bb.min_similarity)
