@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from imgclf.embeddings.cache import EmbeddingCache, map_chunked
+from imgclf.embeddings.cache import EmbeddingCache
 
 #: The scale the statistics are measured at: the photo reduced to at most this many pixels on its longer side.
 SIDE = 256
@@ -80,10 +80,10 @@ def fingerprints(paths: Sequence[Path], hashes: Sequence[str], cache_root: Path 
     cache = EmbeddingCache(cache_root, VERSION, kind="fingerprints") if cache_root is not None else None
     width = _FIELDS + 128
 
-    def one(i: int) -> np.ndarray:
-        row = cache.get(hashes[i]) if cache else None
-        if row is not None and row.shape == (width,):
-            return row
+    rows = [cache.get(h) if cache else None for h in hashes]  # on one thread: a cached row is small
+    rows = [row if row is not None and row.shape == (width,) else None for row in rows]
+
+    def compute(i: int) -> np.ndarray:
         try:
             data = read_bytes(paths[i])
             img = decode(data, max_side=SIDE)
@@ -97,6 +97,8 @@ def fingerprints(paths: Sequence[Path], hashes: Sequence[str], cache_root: Path 
             cache.put(hashes[i], row)
         return row
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        rows = list(map_chunked(pool, one, range(len(paths))))
+    missing = [i for i, row in enumerate(rows) if row is None]
+    with ThreadPoolExecutor(max_workers=threads) as pool:  # decoding releases the interpreter: threads help here
+        for i, row in zip(missing, pool.map(compute, missing)):
+            rows[i] = row
     return Fingerprints.from_rows(np.stack(rows) if rows else np.zeros((0, width), np.float32))

@@ -11,21 +11,16 @@ import hashlib
 import os
 import struct
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from imgclf.files import write_bytes_atomic
 
-T = TypeVar("T")
-R = TypeVar("R")
 _MAGIC = b"ICE1"
 _HEADER = struct.Struct("<4sI")
 _DIGEST = 16
 
 
-#: Entries looked up per thread-pool task when many are read at once (a task per entry cost more than the lookup).
-LOOKUP_CHUNK = 64
 #: Bumped whenever decoding or preprocessing changes the vectors, so old entries are never mixed in.
 PIPELINE_VERSION = 3
 
@@ -35,7 +30,8 @@ class EmbeddingCache:
     family of per-photo vectors kept the same way (``"fingerprints"``: :mod:`imgclf.checks.fingerprints`)."""
 
     def __init__(self, root: str | os.PathLike, backbone_id: str, kind: str = "embeddings"):
-        self.dir = Path(root) / kind / f"{backbone_id}-p{PIPELINE_VERSION}"
+        self.root = Path(root)
+        self.dir = self.root / kind / f"{backbone_id}-p{PIPELINE_VERSION}"
 
     def _path(self, key: str) -> Path:
         return self.dir / key[:2] / f"{key}.emb"
@@ -58,16 +54,6 @@ class EmbeddingCache:
             write_bytes_atomic(self._path(key), _pack(vec), durable=False)
         except OSError:
             pass
-
-
-def map_chunked(pool, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-    """``pool.map(fn, items)``, in order, with :data:`LOOKUP_CHUNK` items to a task."""
-
-    def run(chunk: Sequence[T]) -> list[R]:
-        return [fn(item) for item in chunk]
-
-    for results in pool.map(run, [items[i : i + LOOKUP_CHUNK] for i in range(0, len(items), LOOKUP_CHUNK)]):
-        yield from results
 
 
 def _pack(vec: np.ndarray) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -10,14 +9,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from imgclf.backbones import Backbone
-from imgclf.embeddings.cache import EmbeddingCache, map_chunked
+from imgclf.embeddings.cache import EmbeddingCache
+from imgclf.embeddings.digests import KnownDigests
 from imgclf.files.digests import content_hash
 from imgclf.errors import ImageError
 from imgclf.runtime.images import read_bytes
 from imgclf.runtime.batching import DEFAULT_BATCH, STREAM_BATCH, run_batched
 from imgclf.runtime.loader import crop_image, pixel_loader
 from imgclf.runtime.encoders import encoder
-from imgclf.runtime.session import cpu_count, create_session, inference_plan
+from imgclf.runtime.session import create_session, inference_plan
 
 #: Called as ``progress(done, total)`` while embedding (later stages add ``stage=`` and ``info=``).
 Progress = Callable[..., None]
@@ -51,8 +51,6 @@ def embed_files(
     """
     total = len(paths)
     done = 0
-    hashes: dict[Path, str] = {}
-    vectors: dict[Path, np.ndarray] = {}
     errors: dict[Path, str] = {}
 
     def tick(n: int = 1) -> None:
@@ -61,26 +59,27 @@ def embed_files(
         if progress:
             progress(done, total)
 
-    def lookup(path: Path) -> tuple[Path, str | ImageError, np.ndarray | None]:
+    digests = KnownDigests(cache.root) if cache else None
+    hash_of = digests.content_hash if digests else (lambda path: content_hash(read_bytes(path)))
+    matrix = np.zeros((total, backbone.dim), np.float32)
+    found = np.zeros(total, bool)
+    keys: list[str] = [""] * total
+    misses: dict[Path, list[int]] = {}  # a path given twice is embedded once
+    for i, path in enumerate(paths):  # on one thread: a cached entry is small, and threads only contend for it
         try:
-            key = content_hash(read_bytes(path))
+            keys[i] = hash_of(path)
         except ImageError as e:
-            return path, e, None
-        return path, key, cache.get(key) if cache else None
-
-    misses: list[Path] = []
-    with ThreadPoolExecutor(max_workers=min(8, 2 * cpu_count())) as pool:
-        for path, key, vec in map_chunked(pool, lookup, paths):
-            if isinstance(key, ImageError):
-                errors[path] = key.reason
-                tick()
-                continue
-            hashes[path] = key
-            if vec is not None and vec.shape == (backbone.dim,):
-                vectors[path] = vec
-                tick()
-            else:
-                misses.append(path)
+            errors[path] = e.reason
+            tick()
+            continue
+        vec = cache.get(keys[i]) if cache else None
+        if vec is not None and vec.shape == (backbone.dim,):
+            matrix[i], found[i] = vec, True
+            tick()
+        else:
+            misses.setdefault(path, []).append(i)
+    if digests:
+        digests.save()
 
     if misses:
         streams, threads = inference_plan()
@@ -92,20 +91,20 @@ def embed_files(
             return session.run(None, {input_name: encode(batch)})
 
         pre = backbone.preprocessing
-        for path, out in run_batched(misses, pixel_loader(pre), forward, batch_size or STREAM_BATCH, loaders=0,
+        for path, out in run_batched(list(misses), pixel_loader(pre), forward, batch_size or STREAM_BATCH, loaders=0,
                                      streams=streams, collate=pre.batch):
             if isinstance(out, ImageError):
                 errors[path] = out.reason
             else:
-                vec = np.asarray(out[0], dtype=np.float32)
-                vectors[path] = vec
+                rows = misses[path]
+                matrix[rows], found[rows] = np.asarray(out[0], dtype=np.float32), True
                 if cache:
-                    cache.put(hashes[path], vec)
+                    cache.put(keys[rows[0]], matrix[rows[0]])
             tick()
 
-    ok = [p for p in paths if p in vectors]
-    matrix = np.stack([vectors[p] for p in ok]) if ok else np.zeros((0, backbone.dim), np.float32)
-    return Embeddings(ok, [hashes[p] for p in ok], matrix, errors, n_computed=sum(1 for p in misses if p in vectors))
+    ok = np.flatnonzero(found)
+    return Embeddings([paths[i] for i in ok], [keys[i] for i in ok], matrix if len(ok) == total else matrix[ok], errors,
+                      n_computed=sum(int(found[rows[0]]) for rows in misses.values()))
 
 
 def embed_views(
