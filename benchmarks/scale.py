@@ -6,7 +6,7 @@ Usage: python benchmarks/scale.py [--sizes 600 5000 10000 20000] [--work DIR] [-
 For each size N, makes N distinct photos, trains once to fill the embedding cache, then measures, each
 command a process of its own (the whole command, as a user waits for it):
 
-- ``train, embeddings cached``: ``imgclf train`` with the photos' embeddings, fingerprints and splits in the
+- ``train, embeddings cached``: ``imgclf train`` with the photos' embeddings, fingerprints, splits and hashes in the
   cache but nothing fitted: heads, out-of-fold estimates, checks and report heatmaps are all computed again;
 - ``train, nothing changed``: the same command again, everything cached;
 - ``check, embeddings cached``: ``imgclf check`` with the embeddings and fingerprints cached, nothing fitted,
@@ -28,7 +28,7 @@ from pathlib import Path
 from synthetic import BENCH, IMGCLF, ROOT, make_photos, peak_mb
 
 #: What a cache keeps that depends on the photos alone (computed once from the files); everything else is fitted.
-PER_PHOTO = ("embeddings", "fingerprints", "splits")
+PER_PHOTO = ("embeddings", "fingerprints", "splits", "digests")
 
 
 def fitted_nothing(work: Path, tag: str) -> Path:
