@@ -139,6 +139,11 @@ def strategies(with_cnn: bool = False) -> dict:
 
         return [box for box, _ in detector.detect(arr)[:1]]
 
+    def back(arr):
+        from imgclf.runtime.faces import detector
+
+        return [box for box, _ in detector.detect_whole(arr)[:1]]
+
     def cnn_at(up):
         return lambda arr: boxes(d.rect for d in cnn(arr, up))
 
@@ -158,6 +163,7 @@ def strategies(with_cnn: bool = False) -> dict:
         "HOG 0-2x, then turned ±20° at 2x": hog_turned((20, -20)),
         "HOG 0-2x, then turned ±15°, ±30° at 2x": hog_turned((15, -15, 30, -30)),
         "BlazeFace short-range on 1.5x tiles, best face": blaze,
+        "BlazeFace back-camera on the whole photo, best face": back,
         **({"CNN (dlib MMOD), upsampled 1x": cnn_at(1), "CNN (dlib MMOD), upsampled 2x": cnn_at(2)} if with_cnn else {}),
         "imgclf now (imgclf.runtime.faces.largest_face)": imgclf_default,
     }

@@ -309,3 +309,42 @@ def test_points_of_a_turned_copy_map_back_to_the_photo():
         y, x = np.unravel_index(int(np.argmax(turned)), turned.shape)
         back = _unturn(x, y, turn, img.size)
         assert abs(back[0] - 150) <= 1.5 and abs(back[1] - 30) <= 1.5, (turn, back)
+
+
+def test_the_face_network_in_onnx_answers_as_dlibs_own(cache_dir, tmp_path, monkeypatch):
+    """Built from the extra's weight file, the graph gives dlib's descriptors of real faces; a weight file it cannot
+    read, or whose graph does not answer as dlib does, leaves dlib to compute them."""
+    from imgclf.runtime import faces
+    from imgclf.runtime.faces import network
+
+    chips = [np.asarray(faces.face_chip(Image.open(p).convert("RGB"))) for p in sorted(FACES.rglob("*.jpg"))]
+    ours = faces.encode(np.stack([(c.astype(np.float32) / 255.0).transpose(2, 0, 1) for c in chips]))
+    theirs = np.stack([faces._dlib_descriptor(c) for c in chips])
+    assert ours.shape == (len(chips), faces.DIM) and np.abs(ours - theirs).max() < network.TOLERANCE
+    assert network.session(faces.model_file("encoder"), faces._dlib_descriptor) is not None  # the graph answered
+
+    monkeypatch.setenv("IMGCLF_CACHE_DIR", str(tmp_path / "cache"))
+    data = faces.model_file("encoder").read_bytes()
+    (tmp_path / "cut.dat").write_bytes(data[: len(data) // 2])
+    assert network.session(tmp_path / "cut.dat", faces._dlib_descriptor) is None
+    changed = bytearray(data)
+    changed[len(data) // 2: len(data) // 2 + 4000] = bytes(4000)  # a thousand weights set to zero
+    (tmp_path / "changed.dat").write_bytes(bytes(changed))
+    assert network.session(tmp_path / "changed.dat", faces._dlib_descriptor) is None
+
+
+def test_the_whole_photo_detector_finds_the_faces_of_the_bundled_photos():
+    """BlazeFace's back-camera network, looked at first, finds each bundled person's face where dlib's HOG does."""
+    import dlib
+
+    from imgclf.runtime.faces import detector
+
+    hog = dlib.get_frontal_face_detector()
+    for path in sorted(FACES.rglob("*.jpg")):
+        img = Image.open(path).convert("RGB")
+        img.thumbnail((800, 800))
+        found = detector.detect_whole(np.asarray(img))
+        truth = max(hog(np.asarray(img), 1), key=lambda r: r.area())
+        (left, top, right, bottom), score = found[0]
+        assert score >= detector.MIN_SCORE, path.name
+        assert truth.left() <= (left + right) / 2 <= truth.right() and truth.top() <= (top + bottom) / 2 <= truth.bottom(), path.name

@@ -127,7 +127,8 @@ def largest_face(img: Image.Image):
     """``(image, landmarks)``: the largest face's landmarks (a dlib ``full_object_detection``) in ``image``,
     which is ``img`` or, when only a turned copy shows a face, that copy. Raises :class:`NoFaceError`.
 
-    Looked for in turn by dlib's HOG detector (:func:`find_faces`), then by BlazeFace on tiles
+    Looked for in turn by BlazeFace's back-camera network on the whole photo (one fast run that finds most faces),
+    by dlib's HOG detector (:func:`find_faces`), by BlazeFace's short-range network on tiles
     (:mod:`imgclf.runtime.faces.detector`: small, turned and covered faces; its best face), then by HOG on
     copies turned by :data:`TURNS`.
     """
@@ -167,7 +168,9 @@ def _largest(img: Image.Image):
     _, predictor = _dlib_objects()
     scale = min(1.0, DETECT_SIDE / max(img.size))
     small = img if scale == 1.0 else img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BILINEAR)
-    turn, boxes = 0, [(r.left(), r.top(), r.right(), r.bottom()) for r in find_faces(np.asarray(small))]
+    turn, boxes = 0, [_as_dlib_box(box) for box, _ in detector.detect_whole(np.asarray(small))]
+    if not boxes:
+        boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in find_faces(np.asarray(small))]
     if not boxes:
         boxes = [box for box, _ in detector.detect(np.asarray(small))[:1]]
     for turn in () if boxes else TURNS:
@@ -180,6 +183,19 @@ def _largest(img: Image.Image):
     photo = img if turn == 0 else img.rotate(turn, resample=Image.Resampling.BICUBIC)
     full = dlib.rectangle(round(left / scale), round(top / scale), round(right / scale), round(bottom / scale))
     return turn, photo, predictor(np.asarray(photo), full)
+
+
+#: BlazeFace's box of a face against dlib's (whose boxes the landmark model was trained on): dlib's centre lies this
+#: share of the side higher, and its side is this many times longer (medians over the 83 faces both found in
+#: ``benchmarks/face_composites.py``'s composites of seed 5 and the bundled portraits).
+BLAZEFACE_RAISE, BLAZEFACE_GROW = 0.06, 1.10
+
+
+def _as_dlib_box(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    left, top, right, bottom = box
+    half = (right - left) * BLAZEFACE_GROW / 2
+    cx, cy = (left + right) / 2, (top + bottom) / 2 - BLAZEFACE_RAISE * (right - left)
+    return cx - half, cy - half, cx + half, cy + half
 
 
 def face_chip(img: Image.Image) -> Image.Image:
@@ -217,6 +233,17 @@ def crop(img: Image.Image, mode: str) -> Image.Image:
 
 
 def encode(batch: np.ndarray) -> np.ndarray:
-    """Face descriptors (N, 128) of preprocessed chips (N, 3, 150, 150) with values in [0, 1]."""
+    """Face descriptors (N, 128) of preprocessed chips (N, 3, 150, 150) with values in [0, 1]: dlib's network in ONNX
+    Runtime (:mod:`imgclf.runtime.faces.network`), or dlib itself where that graph could not be made."""
+    from imgclf.runtime.faces import network
+
+    run = network.session(model_file("encoder"), _dlib_descriptor)
+    if run is not None:
+        return run.run(None, {"pixels": np.ascontiguousarray(batch, np.float32)})[0].reshape(len(batch), DIM)
     chips = [np.ascontiguousarray(np.rint(c.transpose(1, 2, 0) * 255.0).clip(0, 255).astype(np.uint8)) for c in batch]
     return np.asarray(_recognizer().compute_face_descriptor(chips), dtype=np.float32).reshape(len(chips), DIM)
+
+
+def _dlib_descriptor(chip: np.ndarray) -> np.ndarray:
+    """dlib's own descriptor of one 8-bit RGB chip (150, 150, 3)."""
+    return np.asarray(_recognizer().compute_face_descriptor(chip), dtype=np.float32)
