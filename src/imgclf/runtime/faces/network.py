@@ -1,7 +1,7 @@
 """dlib's face-recognition ResNet run by ONNX Runtime: the same 128-D descriptors as dlib's own, five times faster.
 
-dlib-bin is built without a BLAS, and its network took 77 ms a face on one core here; the same network in ONNX
-Runtime takes 15 ms (``benchmarks/face_speed.py``). The graph is built the first time it is needed from the face
+dlib-bin is built without a BLAS, and its network took 80–90 ms a face on one core here; the same network in ONNX
+Runtime takes 7 ms (``benchmarks/face_speed.py``). The graph is built the first time it is needed from the face
 extra's own weight file, ``dlib_face_recognition_resnet_model_v1.dat``: the layers are dlib's definition of the
 network (:func:`layers`, as in dlib's ``face_recognition.cpp``), the weights are read from the file in the order
 dlib writes them (each tensor a small header of dlib integers, then little-endian floats), each batch-norm is folded
