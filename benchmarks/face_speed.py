@@ -36,7 +36,7 @@ def chips(photos, before: bool) -> tuple[list, float]:
 
     whole = detector.detect_whole
     if before:
-        detector.detect_whole = lambda arr, min_score=detector.MIN_SCORE: []
+        detector.detect_whole = lambda arr, min_score=detector.WHOLE_MIN_SCORE: []
     try:
         out, start = [], time.perf_counter()
         for photo in photos:

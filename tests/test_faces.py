@@ -346,5 +346,5 @@ def test_the_whole_photo_detector_finds_the_faces_of_the_bundled_photos():
         found = detector.detect_whole(np.asarray(img))
         truth = max(hog(np.asarray(img), 1), key=lambda r: r.area())
         (left, top, right, bottom), score = found[0]
-        assert score >= detector.MIN_SCORE, path.name
+        assert score >= detector.WHOLE_MIN_SCORE, path.name
         assert truth.left() <= (left + right) / 2 <= truth.right() and truth.top() <= (top + bottom) / 2 <= truth.bottom(), path.name

@@ -79,6 +79,9 @@ MAX_TILED_SIDE = 480
 #: A face is kept from a score of this much (0.5 is MediaPipe's own default, measured to
 #: answer on most photos without a face once tiled: ``benchmarks/face_composites.py``).
 MIN_SCORE = 0.7
+#: The back-camera network's face is taken from this score; below it the slower detectors look (on composites of
+#: seeds 0 and 5, ``benchmarks/face_composites.py``: at 0.7 it named 4 wrong places a face, at 0.8 none).
+WHOLE_MIN_SCORE = 0.8
 #: Boxes overlapping a better one by more than this intersection over union are the same face.
 NMS_IOU = 0.3
 
@@ -111,7 +114,7 @@ def detect(arr: np.ndarray, min_score: float = MIN_SCORE) -> list[tuple[tuple[fl
     return _suppress(sorted(found, key=lambda f: -f[1]))
 
 
-def detect_whole(arr: np.ndarray, min_score: float = MIN_SCORE) -> list[tuple[tuple[float, float, float, float], float]]:
+def detect_whole(arr: np.ndarray, min_score: float = WHOLE_MIN_SCORE) -> list[tuple[tuple[float, float, float, float], float]]:
     """The same, by the back-camera network on the whole photo shrunk into its input (one run: fast), best first."""
     img = Image.fromarray(arr)
     side = BACK.input_size
