@@ -118,3 +118,20 @@ def test_calibration_and_auroc_maths():
     oof, folds = out_of_fold_similarity(x, y, [0, 1, 2], seed=0)
     assert folds == 5
     assert (oof < ref.similarity(x)).mean() > 0.9  # photos are less like a reference built without them
+
+
+def test_the_compact_reference_keeps_the_same_directions_whichever_gram_matrix_it_decomposes():
+    """With fewer photos than dimensions the top directions come from the photos' own Gram matrix; the cosines they
+    give are those of the dimensions' Gram matrix (exact to float rounding), duplicates and all."""
+    from imgclf.heads.linear import l2_normalize
+    from imgclf.heads.rejection import COMPACT_DIMS, compact
+
+    rng = np.random.default_rng(4)
+    photos = l2_normalize((rng.normal(size=(600, 1280)) * np.linspace(3, 0.05, 1280) + 2 * rng.normal(size=1280)).astype(np.float32))
+    photos[300:320] = photos[:20]  # copies: the Gram matrix is singular in places
+    basis, coords = compact(photos)
+    assert basis.shape == (1280, COMPACT_DIMS) and np.abs(basis.T @ basis - np.eye(COMPACT_DIMS)).max() < 1e-5
+    _, vectors = np.linalg.eigh((photos.T @ photos).astype(np.float64))
+    exact = vectors[:, -COMPACT_DIMS:]
+    new = l2_normalize(rng.normal(size=(50, 1280)).astype(np.float32) + photos[:50])
+    assert np.abs((new @ basis) @ coords - (new @ exact) @ (exact.T @ photos.T)).max() < 1e-4
