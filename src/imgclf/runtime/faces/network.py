@@ -174,9 +174,7 @@ def session(weights: Path, dlib_descriptor):
 
 
 def _load(weights: Path, dlib_descriptor):
-    from imgclf.files import write_bytes_atomic
-    from imgclf.files.digests import file_sha256
-    from imgclf.files.locations import default_cache_dir
+    from imgclf.files import default_cache_dir, file_sha256, write_bytes_atomic
     from imgclf.runtime.session import create_session
 
     try:
