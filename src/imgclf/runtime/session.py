@@ -42,4 +42,9 @@ def create_session(onnx: str | os.PathLike | bytes, threads: int | None = None, 
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(onnx if isinstance(onnx, bytes) else str(onnx), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(onnx if isinstance(onnx, bytes) else str(onnx), opts, providers=["CPUExecutionProvider"])
+    if isinstance(onnx, bytes) and hasattr(session, "_model_bytes"):
+        # ONNX Runtime's Python wrapper keeps the bytes to re-create the session on another provider after a failure,
+        # which a CPU session never does; kept, a model's bytes would stay in memory beside its graph for good
+        session._model_bytes = None
+    return session
