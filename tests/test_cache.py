@@ -78,3 +78,18 @@ def test_a_photo_hashed_once_is_known_by_what_stat_says_until_it_changes(tmp_pat
     for record in (tmp_path / "cache" / "digests").iterdir():  # a damaged record costs a re-read, nothing else
         record.write_text("{")
     assert digests.KnownDigests(tmp_path / "cache").get(photo) is None
+
+
+def test_a_photo_given_twice_is_embedded_once_and_answered_twice(tmp_path):
+    from conftest import PHOTOS
+    from imgclf.backbones import resolve
+    from imgclf.embeddings import embed_files
+
+    photos = sorted((PHOTOS / "daisy").glob("*.jpg"))[:3]
+    bb = resolve("efficientnet_lite0", None, tmp_path)
+    ticks = []
+    emb = embed_files([photos[0], photos[1], photos[0], photos[2]], bb, EmbeddingCache(tmp_path, bb.id),
+                      lambda done, total, **_: ticks.append((done, total)))
+    assert emb.paths == [photos[0], photos[1], photos[0], photos[2]] and emb.n_computed == 3
+    assert np.array_equal(emb.vectors[0], emb.vectors[2]) and not np.array_equal(emb.vectors[0], emb.vectors[1])
+    assert ticks[-1] == (4, 4)

@@ -100,7 +100,7 @@ def embed_files(
                 matrix[rows], found[rows] = np.asarray(out[0], dtype=np.float32), True
                 if cache:
                     cache.put(keys[rows[0]], matrix[rows[0]])
-            tick()
+            tick(len(misses[path]))
 
     ok = np.flatnonzero(found)
     return Embeddings([paths[i] for i in ok], [keys[i] for i in ok], matrix if len(ok) == total else matrix[ok], errors,
