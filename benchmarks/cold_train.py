@@ -31,10 +31,7 @@ import time
 from pathlib import Path
 
 from synthetic import BENCH, IMGCLF, ROOT, make_photos
-
-
-def count_photos(root: Path) -> int:
-    return sum(1 for p in root.glob("*/*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+from throughput import find_photos
 
 
 def timed(args: list[str], env: dict) -> tuple[float, float, str]:
@@ -80,7 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         photos = make_photos(args.photos, tmp / "photos", args.synthetic) if args.synthetic else args.photos
-        n = count_photos(photos)
+        n = len(find_photos(photos))
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "IMGCLF_STATE_DIR": str(tmp / "state")}
         ours, theirs, loops, ratios, strict, busy = [], [], [], [], [], []
         for run in range(args.runs):

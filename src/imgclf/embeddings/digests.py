@@ -53,15 +53,18 @@ class KnownDigests:
 
     def get(self, path: str | os.PathLike) -> str | None:
         """The remembered hash of the regular file ``path``, or None when it is not known as it is now."""
-        folder, name = os.path.split(os.path.abspath(path))
-        record = self._folder(folder).get(name)
-        if not isinstance(record, list) or len(record) != 6:
-            return None
         try:
-            st = os.stat(path)
+            return self._known(path, os.stat(path))
         except OSError:
             return None
-        return record[5] if stat.S_ISREG(st.st_mode) and _signature(st) == record[:5] else None
+
+    def _known(self, path: str | os.PathLike, st: os.stat_result) -> str | None:
+        """The hash remembered for ``path`` if ``st`` (what ``stat`` says of it now) matches its record."""
+        folder, name = os.path.split(os.path.abspath(path))
+        record = self._folder(folder).get(name)
+        if not isinstance(record, list) or len(record) != 6 or not stat.S_ISREG(st.st_mode):
+            return None
+        return record[5] if _signature(st) == record[:5] else None
 
     def content_hash(self, path: str | os.PathLike) -> str:
         """The content hash of ``path``: remembered, or read and hashed (then remembered); raises
@@ -69,13 +72,13 @@ class KnownDigests:
         from imgclf.files.digests import content_hash
         from imgclf.runtime.images import read_bytes
 
-        known = self.get(path)
-        if known is not None:
-            return known
         try:
             before = os.stat(path)
         except OSError:
             before = None  # read_bytes says why
+        known = self._known(path, before) if before is not None else None
+        if known is not None:
+            return known
         digest = content_hash(read_bytes(path))
         if before is not None:
             self.remember(path, before, digest)

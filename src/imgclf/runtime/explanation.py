@@ -8,7 +8,6 @@ its mean plus the label's bias is the label's logit (``model.onnx`` answers it a
 
 from __future__ import annotations
 
-
 import io
 import zlib
 from dataclasses import dataclass
