@@ -331,6 +331,10 @@ def test_the_face_network_in_onnx_answers_as_dlibs_own(cache_dir, tmp_path, monk
     changed[len(data) // 2: len(data) // 2 + 4000] = bytes(4000)  # a thousand weights set to zero
     (tmp_path / "changed.dat").write_bytes(bytes(changed))
     assert network.session(tmp_path / "changed.dat", faces._dlib_descriptor) is None
+    (tmp_path / "same.dat").write_bytes(data)  # the right weights, but the graph kept in the cache damaged
+    network.graph_path(tmp_path / "same.dat").parent.mkdir(parents=True, exist_ok=True)
+    network.graph_path(tmp_path / "same.dat").write_bytes(b"not a graph")
+    assert network.session(tmp_path / "same.dat", faces._dlib_descriptor) is None
 
 
 def test_the_whole_photo_detector_finds_the_faces_of_the_bundled_photos():

@@ -173,12 +173,19 @@ def session(weights: Path, dlib_descriptor):
         return _state[weights]
 
 
+def graph_path(weights: Path) -> Path:
+    """Where the graph built from ``weights`` is kept: imgclf's cache, under the weight file's digest."""
+    from imgclf.files import default_cache_dir, file_sha256
+
+    return default_cache_dir() / "faces" / f"dlib-resnet-{file_sha256(weights, follow_links=True)[:16]}-v{_VERSION}.onnx"
+
+
 def _load(weights: Path, dlib_descriptor):
-    from imgclf.files import default_cache_dir, file_sha256, write_bytes_atomic
+    from imgclf.files import write_bytes_atomic
     from imgclf.runtime.session import create_session
 
     try:
-        path = default_cache_dir() / "faces" / f"dlib-resnet-{file_sha256(weights, follow_links=True)[:16]}-v{_VERSION}.onnx"
+        path = graph_path(weights)
         if not path.is_file():
             write_bytes_atomic(path, build(weights.read_bytes()), durable=False)
         run = create_session(path, threads=1)
@@ -187,5 +194,5 @@ def _load(weights: Path, dlib_descriptor):
         if np.abs(ours - np.asarray(dlib_descriptor(chip), np.float32)).max() > TOLERANCE:
             return None
         return run
-    except (OSError, ValueError, StopIteration, ImportError):
+    except Exception:  # whatever failed (a weight file it cannot read, a damaged cached graph), dlib does the work
         return None
