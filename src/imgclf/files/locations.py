@@ -20,10 +20,15 @@ def default_cache_dir() -> Path:
 STATE_ENV = "IMGCLF_STATE_DIR"
 
 
-def ledger_dir() -> Path:
+def state_dir() -> Path:
+    """The folder of imgclf's own state (``$IMGCLF_STATE_DIR`` overrides it)."""
     root = os.environ.get(STATE_ENV)
     if not root:
         import platformdirs
 
         root = platformdirs.user_state_dir("imgclf", appauthor=False)
-    return Path(root) / "written"
+    return Path(root)
+
+
+def ledger_dir() -> Path:
+    return state_dir() / "written"

@@ -4,7 +4,9 @@ command line and a web page drive alike.
 ``Project.open(PATH)`` opens (or creates) a folder of label folders in place, without copying or moving a photo;
 imgclf's own state lives in its hidden ``.imgclf/`` folder (``project.json``: the settings; ``model/``: the model
 folder, unless another is given), which no scan ever reads as photos. ``project.train(on_event=…, cancel=…)`` runs
-the stages of :func:`imgclf.train`; ``project.model`` is the model last written, loaded for answers.
+the stages of :func:`imgclf.train` (one run at a time per project, across processes); ``project.model`` is the model
+last written, loaded for answers; ``project.edits`` makes the journaled, undoable changes to its labels and photos
+(:mod:`~imgclf.project.edits`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from imgclf.errors import ImgclfError
+from imgclf.project.edits import Edits
+from imgclf.project.places import ChangeRefused, ProjectLock
 from imgclf.training.events import Event, Reporter
 from imgclf.training.flow import TrainResult, run
 from imgclf.training.settings import Settings
@@ -36,6 +40,7 @@ class Project:
         self.model_dir = Path(model_dir) if model_dir is not None else self.root / STATE / "model"
         self._model = None
         self._model_sha: str | None = None
+        self._edits: Edits | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike, model_dir: str | os.PathLike | None = None, create: bool = True,
@@ -61,6 +66,16 @@ class Project:
     def state_dir(self) -> Path:
         return self.root / STATE
 
+    @property
+    def edits(self) -> Edits:
+        """The journaled changes to this project's labels and photos."""
+        if self._edits is None:
+            from imgclf.embeddings.digests import KnownDigests
+            from imgclf.files import default_cache_dir
+
+            self._edits = Edits(self.root, KnownDigests(self.settings.cache_dir or default_cache_dir()))
+        return self._edits
+
     def save(self) -> None:
         """Remember the settings in ``.imgclf/project.json``."""
         from imgclf.files import write_json_atomic, writing_to
@@ -74,9 +89,11 @@ class Project:
         """Train on the project's photos and replace its model folder (whole, at the end; a cancelled run leaves the
         old model as it was). ``overrides`` change settings for this run only (``command=``, ``embeddings=``)."""
         settings = dataclasses.replace(self.settings, **overrides).check() if overrides else self.settings
-        result = run(self.root, self.model_dir, settings, Reporter(on_event, cancel, progress, log))
-        self._model = None
-        return result
+        reporter = Reporter(on_event, cancel, progress, log)
+        if not self.state_dir.is_dir():  # a plain data folder: imgclf writes nothing into it
+            return run(self.root, self.model_dir, settings, reporter)
+        with ProjectLock(self.state_dir, "train").held(wait=False, busy=f"{self.root} is being trained already"):
+            return run(self.root, self.model_dir, settings, reporter)
 
     @property
     def model(self):
@@ -105,4 +122,4 @@ def _read_settings(root: Path) -> dict:
     return {k: v for k, v in saved.items() if k in REMEMBERED}
 
 
-__all__ = ["Project", "STATE"]
+__all__ = ["ChangeRefused", "Project", "STATE"]
