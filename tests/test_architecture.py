@@ -68,6 +68,7 @@ FLOORS = [
     {"training"},
     {"project"},
     {"serve"},
+    {"studio"},
     {"cli", "__init__"},
 ]
 

@@ -355,6 +355,23 @@ def serve(model_dir, host, port, workers, max_upload_mb, max_megapixels, allowed
 
 
 @app.command()
+@click.argument("folder", type=PATH, required=False)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 to reach it from a phone on the LAN).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in a browser.")
+@click.option("--allowed-host", multiple=True, help="A Host name to answer besides the defaults (repeatable), as for serve.")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.01), default=20.0, show_default=True,
+              help="Largest request of photos the page may send, MB.")
+def studio(folder, host, port, open_browser, allowed_host, max_upload_mb) -> int:
+    """Teach, test and correct a model from a web page: FOLDER is a project (label folders; made if missing)."""
+    from imgclf.studio import run_studio
+
+    run_studio(folder, host=host, port=port, open_browser=open_browser, allowed_hosts=list(allowed_host),
+               max_upload_mb=max_upload_mb)
+    return 0
+
+
+@app.command()
 @click.argument("data_dir", type=PATH)
 @click.option("-o", "--output", type=PATH, required=True, help="File to write: .csv, .jsonl or .parquet (any of them for train --embeddings).")
 @click.option("--engine", default="local", show_default=True, help=ENGINE_HELP)

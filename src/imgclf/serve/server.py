@@ -25,7 +25,7 @@ def run_server(
     from imgclf.serve.connections import TIMEOUT_VARIABLE, GuardedH11Protocol
     from imgclf.serve.security import is_loopback, loopback_hosts
 
-    _check_port(host, port)
+    check_port(host, port)
     threads = max(1, cpu_count() // workers)
     os.environ[TIMEOUT_VARIABLE] = str(request_timeout)
     allowed_hosts = list(allowed_hosts or [])
@@ -54,7 +54,7 @@ def run_server(
     uvicorn.run("imgclf.serve.app:app_from_env", factory=True, workers=workers, **opts)
 
 
-def _check_port(host: str, port: int) -> None:
+def check_port(host: str, port: int) -> None:
     """Refuse, in one line, an address that cannot be listened on (a port in use, a host not of this machine)."""
     import errno
     import socket

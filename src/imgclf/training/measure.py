@@ -56,12 +56,13 @@ def measure(table: PhotoTable, heads: Heads, cal: Calibration, tuned: FineTuned 
 
 
 def out_of_fold_record(table: PhotoTable, cal: Calibration) -> dict:
-    """Every photo's answer from a head that never saw it, calibrated: the reliability diagram's data."""
+    """Every photo's answer from a head that never saw it, calibrated: the reliability diagram's data and the confused
+    photos a page shows."""
     calibrated = softmax(cal.logits / cal.temperature)
     truth = table.y[cal.scored]
     return {"method": oof_accuracy(cal.logits, truth, cal.folds)["method"], "photos": [
-        {"label": table.labels[t], "predicted": table.labels[int(k)], "confidence": round(float(row[k]), 6)}
-        for t, row, k in zip(truth, calibrated, calibrated.argmax(1))]}
+        {"path": str(path), "label": table.labels[t], "predicted": table.labels[int(k)], "confidence": round(float(row[k]), 6)}
+        for path, t, row, k in zip(table.paths[cal.scored], truth, calibrated, calibrated.argmax(1))]}
 
 
 def split_metrics(probs: np.ndarray, y: np.ndarray, paths, labels: list[str], detail: bool = True) -> dict | None:

@@ -1,0 +1,137 @@
+"""Training from the page: start, progress, cancel; then the results (the estimate first) and the findings of the
+checks with what can be done about each."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+from imgclf.files import write_json_atomic
+from imgclf.studio.routes import project, workspace
+
+router = APIRouter(prefix="/api", tags=["training"])
+
+#: Findings a page shows as cards with actions (the others are listed in the report).
+ACTIONABLE = ("label_error", "outlier", "exact_duplicate", "near_duplicate", "blurry", "too_small", "near_uniform")
+#: How many confused pairs, and photos of each, the results show.
+PAIRS, PAIR_PHOTOS = 3, 6
+
+
+class KeepFinding(BaseModel):
+    path: str = Field(max_length=4096)
+    kind: str = Field(max_length=40)
+
+
+@router.post("/train")
+def train(request: Request):
+    """Start a training run (409 while one runs)."""
+    trainer = workspace(request).trainer
+    project(request)
+    if not trainer.start():
+        raise HTTPException(409, "a training run is going on already")
+    return trainer.status()
+
+
+@router.get("/train")
+def status(request: Request):
+    """How far the run is: ``state`` (idle, running, done, failed, cancelled), the stage and its progress."""
+    project(request)
+    return workspace(request).trainer.status()
+
+
+@router.post("/train/cancel")
+def cancel(request: Request):
+    """Stop the run between batches; the model folder stays as it was."""
+    project(request)
+    return {"cancelled": workspace(request).trainer.cancel()}
+
+
+@router.get("/results")
+def results(request: Request):
+    """What the last model measured, for the results view (``model`` false before the first training)."""
+    p = project(request)
+    model = p.model
+    if model is None:
+        return {"model": False}
+    m = model.metrics
+    root = Path(m.get("check", {}).get("root") or p.root)
+    return {"model": True, "labels": model.labels, "verifier": bool(m.get("verifier")), "estimate": m.get("estimate"),
+            "per_label": _per_label(m), "confused": _confused(m, root), "unknown": _unknown(m),
+            "findings": _findings(m, root, _kept(p)), "seconds": m.get("train_seconds"),
+            "photos": sum(sum(c.values()) for c in (m.get("counts") or {}).values()),
+            "created": model.meta.get("created")}
+
+
+@router.post("/findings/keep")
+def keep(request: Request, body: KeepFinding):
+    """Keep a photo as it is: its finding is no longer shown (remembered in the project)."""
+    p = project(request)
+    kept = _kept(p)
+    kept.add((body.path, body.kind))
+    write_json_atomic(p.state_dir / "kept.json", {"kept": sorted(map(list, kept))})
+    return {"kept": len(kept)}
+
+
+def _kept(p) -> set[tuple[str, str]]:
+    import json
+
+    try:
+        return {(a, b) for a, b in json.loads((p.state_dir / "kept.json").read_text(encoding="utf-8"))["kept"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _rel(path: str | None, root: Path) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
+
+
+def _per_label(m: dict) -> list[dict]:
+    """Per label: how often the held-out answers were right (out of fold when there are, else the test split)."""
+    photos = (m.get("out_of_fold") or {}).get("photos") or []
+    right, seen = Counter(), Counter()
+    for ph in photos:
+        seen[ph["label"]] += 1
+        right[ph["label"]] += ph["predicted"] == ph["label"]
+    return [{"label": lab, "accuracy": right[lab] / n, "n": n} for lab, n in sorted(seen.items())]
+
+
+def _confused(m: dict, root: Path) -> list[dict]:
+    """The label pairs most often mistaken for each other in held-out answers, with the photos mistaken."""
+    photos = [ph for ph in (m.get("out_of_fold") or {}).get("photos") or [] if ph["predicted"] != ph["label"]]
+    pairs = Counter(tuple(sorted((ph["label"], ph["predicted"]))) for ph in photos)
+    out = []
+    for (a, b), n in pairs.most_common(PAIRS):
+        shown = [ph for ph in photos if {ph["label"], ph["predicted"]} == {a, b}][:PAIR_PHOTOS]
+        out.append({"labels": [a, b], "mistakes": n, "photos": [
+            {"path": _rel(ph.get("path"), root), "label": ph["label"], "answered": ph["predicted"],
+             "confidence": ph["confidence"]} for ph in shown]})
+    return out
+
+
+def _unknown(m: dict) -> dict | None:
+    r = m.get("rejection")
+    if not isinstance(r, dict):
+        return None
+    return {k: r[k] for k in ("target_acceptance", "expected_acceptance", "acceptance_interval", "calibrated_on")
+            if k in r}
+
+
+def _findings(m: dict, root: Path, kept: set) -> list[dict]:
+    out = []
+    for f in (m.get("check") or {}).get("findings") or []:
+        if f.get("kind") not in ACTIONABLE or not f.get("path"):
+            continue
+        path = _rel(f["path"], root)
+        if (path, f["kind"]) in kept or not (root / path).exists():
+            continue
+        out.append({**f, "path": path, "other": _rel(f.get("other"), root),
+                    "examples": [_rel(e, root) for e in f.get("examples") or []][:3]})
+    return out
