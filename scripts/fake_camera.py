@@ -1,0 +1,48 @@
+"""A camera for Chromium's fake media-stream device, made from real photos: a Y4M video that shows each photo for a
+while (``--use-file-for-fake-video-capture=FILE.y4m`` plays it in a loop).
+
+    python scripts/fake_camera.py OUT.y4m PHOTO [PHOTO ...] [--seconds 1] [--fps 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+SIZE = (320, 240)
+
+
+def frame(photo: Path, size=SIZE, shift: int = 0) -> bytes:
+    """One 4:2:0 frame of ``photo`` cropped to ``size`` (``shift`` moves the crop a few pixels: a hand-held camera)."""
+    with Image.open(photo) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        big = ImageOps.fit(im, (size[0] + 16, size[1] + 16))
+    x, y = 8 + int(6 * np.sin(shift)), 8 + int(6 * np.cos(shift * 0.7))
+    ycc = np.asarray(big.crop((x, y, x + size[0], y + size[1])).convert("YCbCr"))
+    planes = [ycc[:, :, 0], ycc[::2, ::2, 1], ycc[::2, ::2, 2]]
+    return b"FRAME\n" + b"".join(np.ascontiguousarray(p).tobytes() for p in planes)
+
+
+def write_y4m(out: Path, photos: list[Path], seconds: float = 1.0, fps: int = 10, size=SIZE) -> Path:
+    """Write the video: each of ``photos`` for ``seconds``, at ``fps`` frames a second."""
+    with open(out, "wb") as f:
+        f.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        n = 0
+        for photo in photos:
+            for _ in range(max(1, round(seconds * fps))):
+                f.write(frame(photo, size, n))
+                n += 1
+    return out
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("photos", type=Path, nargs="+")
+    ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--fps", type=int, default=10)
+    args = ap.parse_args()
+    print(write_y4m(args.out, args.photos, args.seconds, args.fps))
