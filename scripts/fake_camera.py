@@ -16,11 +16,12 @@ SIZE = (320, 240)
 
 
 def frame(photo: Path, size=SIZE, shift: int = 0) -> bytes:
-    """One 4:2:0 frame of ``photo`` cropped to ``size`` (``shift`` moves the crop a few pixels: a hand-held camera)."""
+    """One 4:2:0 frame of ``photo`` cropped to ``size``; ``shift`` moves the crop (a hand-held camera), each of 256
+    shifts to another place, so no two frames of a video of fewer than 256 frames per photo are the same."""
     with Image.open(photo) as im:
         im = ImageOps.exif_transpose(im).convert("RGB")
         big = ImageOps.fit(im, (size[0] + 16, size[1] + 16))
-    x, y = 8 + int(6 * np.sin(shift)), 8 + int(6 * np.cos(shift * 0.7))
+    x, y = shift % 16, (shift // 16) % 16
     ycc = np.asarray(big.crop((x, y, x + size[0], y + size[1])).convert("YCbCr"))
     planes = [ycc[:, :, 0], ycc[::2, ::2, 1], ycc[::2, ::2, 2]]
     return b"FRAME\n" + b"".join(np.ascontiguousarray(p).tobytes() for p in planes)

@@ -62,7 +62,7 @@ def running_studio(folder: Path, log: Path):
 
 @pytest.fixture(scope="module")
 def camera_browser(tmp_path_factory):
-    video = write_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m", CAMERA, seconds=1.0, fps=10)
+    video = write_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m", CAMERA, seconds=3.0, fps=10)
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
     for flag in CHROMIUM_FLAGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -111,7 +111,10 @@ def test_teach_from_the_camera_train_answer_live_correct_undo_and_export(camera_
         assert all(p.suffix == ".jpg" for p in (folder / "daisy").iterdir())
 
         d.find_element(By.ID, "train").click()
-        wait(d, lambda d: "Trained on" in d.find_element(By.ID, "notice").text, 120)
+        try:
+            wait(d, lambda d: "Trained on" in d.find_element(By.ID, "model-status").text, 180)
+        except Exception:
+            raise AssertionError(f"not trained: {httpx.get(url + '/api/train').json()}") from None
         d.find_element(By.CSS_SELECTOR, '#tabs [data-view="results"]').click()
         wait(d, lambda d: "%" in d.find_element(By.ID, "estimate-big").text)
         assert len(d.find_elements(By.CSS_SELECTOR, "#per-label li")) == 2

@@ -347,6 +347,13 @@ async function startTraining() {
 $("train").addEventListener("click", startTraining);
 $("cancel").addEventListener("click", () => attempt(() => api("/api/train/cancel", { method: "POST" })));
 
+function modelStatus(s) {
+  const at = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  $("model-status").textContent = s.state === "running" ? "Training…" :
+    s.state === "done" ? `Trained on ${s.photos} photos at ${at(s.finished)}` :
+    s.state === "failed" ? "The last training failed" : state.model ? "Model ready" : "No model yet";
+}
+
 let polling = false;
 async function pollTraining() {
   if (polling) return;
@@ -365,6 +372,7 @@ async function pollTraining() {
         await new Promise((ok) => setTimeout(ok, 150));
         continue;
       }
+      modelStatus(s);
       if (s.runs && s.finished && s.finished !== state.finished) {
         state.finished = s.finished;
         if (s.state === "done") {
