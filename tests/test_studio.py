@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import LABELS, PHOTOS, UNSEEN, copy_photos, run_cli
+from tests.conftest import LABELS, UNSEEN, copy_photos, run_cli
 
 ROSE = sorted((UNSEEN / "roses").glob("*.jpg"))[0]
 ORIGIN = "http://testserver"
@@ -56,6 +56,9 @@ def test_a_change_without_the_token_or_from_another_origin_is_refused_before_it_
     assert studio.get("/api/labels", headers={"host": "evil.example"}).status_code == 400  # DNS rebinding
     page = studio.get("/")
     assert studio.headers["x-studio-token"] in page.text and "default-src 'self'" in page.headers["content-security-policy"]
+    photo = sorted((studio.folder / "daisy").iterdir())[0].relative_to(studio.folder).as_posix()
+    shown = studio.get("/api/photo", params={"path": photo})
+    assert shown.status_code == 200 and shown.headers["cross-origin-resource-policy"] == "same-origin"  # no <img> elsewhere
 
 
 def test_no_path_a_request_names_leads_out_of_the_project(studio, tmp_path):
@@ -124,6 +127,15 @@ def test_photos_arrive_under_new_names_with_unreadable_files_and_copies_reported
     assert (studio.folder / first["path"]).read_bytes() == rose
     assert r["change"]["summary"] == "added 3 photos to roses from camera"
     assert not [p for p in (studio.folder / "roses").iterdir() if p.name.startswith(".")]  # no temporary left
+    # a near copy of a photo that was there before (smaller, recompressed) is saved and flagged, as check would
+    from PIL import Image
+
+    daisy = sorted((studio.folder / "daisy").iterdir())[1]
+    buf = io.BytesIO()
+    with Image.open(daisy) as im:
+        im.convert("RGB").resize((im.width * 3 // 4, im.height * 3 // 4)).save(buf, "JPEG", quality=70)
+    near = studio.post("/api/labels/roses/photos", files={"files": ("near.jpg", buf.getvalue())}).json()["arrivals"][0]
+    assert near["saved"] and near["like"] == daisy.relative_to(studio.folder).as_posix() and "copy_of" not in near
 
 
 def test_a_label_is_paged_newest_first_and_an_upload_over_the_limit_is_refused(studio, tmp_path):

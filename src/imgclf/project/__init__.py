@@ -70,10 +70,9 @@ class Project:
     def edits(self) -> Edits:
         """The journaled changes to this project's labels and photos."""
         if self._edits is None:
-            from imgclf.embeddings.digests import KnownDigests
             from imgclf.files import default_cache_dir
 
-            self._edits = Edits(self.root, KnownDigests(self.settings.cache_dir or default_cache_dir()))
+            self._edits = Edits(self.root, Path(self.settings.cache_dir or default_cache_dir()))
         return self._edits
 
     def save(self) -> None:

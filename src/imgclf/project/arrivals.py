@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from imgclf.checks.copies import MAX_HASH_DISTANCE
-from imgclf.checks.fingerprints import Fingerprints, fingerprint
+from imgclf.checks.copies import MAX_HASH_DISTANCE, MIN_LAYOUT
+from imgclf.checks.fingerprints import SIDE, Fingerprints, fingerprint, fingerprints
+from imgclf.checks.quality import MIN_CONTRAST
 from imgclf.errors import ImageError
 from imgclf.runtime.images import decode, upright_size
 from imgclf.runtime.inputs import is_ignored, walk_files
@@ -25,8 +26,6 @@ from imgclf.runtime.inputs import is_ignored, walk_files
 #: File extension per decoded format.
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
                "HEIF": ".heic", "AVIF": ".avif", "MPO": ".jpg"}
-#: The side photos are decoded at to be checked and fingerprinted.
-CHECK_SIDE = 256
 
 
 @dataclass
@@ -52,51 +51,80 @@ def safe_stem(name: str) -> str:
 
 
 class PhotoIndex:
-    """The content hash and perceptual hash of every photo in a project's label folders, kept up to date as photos
-    arrive (built on first use; hashes are remembered by :class:`~imgclf.embeddings.digests.KnownDigests`)."""
+    """The content hash and fingerprint of every photo in a project's label folders, kept up to date as photos
+    arrive: built on first use from the caches training fills too (content hashes remembered by
+    :class:`~imgclf.embeddings.digests.KnownDigests`, fingerprints by :func:`~imgclf.checks.fingerprints.fingerprints`),
+    so a project trained before costs a stat and a small read per photo."""
 
-    def __init__(self, root: Path, digests):
-        self.root, self.digests = root, digests
+    def __init__(self, root: Path, cache_root: Path):
+        from imgclf.embeddings.digests import KnownDigests
+
+        self.root, self.cache_root, self.digests = root, cache_root, KnownDigests(cache_root)
         self._by_hash: dict[str, str] | None = None
-        self._phash: dict[str, np.ndarray] = {}
+        self._paths: list[str] = []
+        self._packed = np.zeros(0, np.uint64)
+        self._layout = np.zeros((0, 64), np.float32)
 
     def _build(self) -> dict[str, str]:
         if self._by_hash is None:
-            self._by_hash = {}
+            found, hashes = [], []
             for d in sorted(self.root.iterdir()):
                 if is_ignored(d.name) or not d.is_dir() or d.is_symlink():
                     continue
                 for f in walk_files(d):
                     try:
-                        self._by_hash.setdefault(self.digests.content_hash(f), f.relative_to(self.root).as_posix())
+                        hashes.append(self.digests.content_hash(f))
+                        found.append(f)
                     except OSError:
                         continue
             self.digests.save()
+            self._by_hash = {}
+            for f, h in zip(found, hashes):
+                self._by_hash.setdefault(h, f.relative_to(self.root).as_posix())
+            prints = fingerprints(found, hashes, self.cache_root)
+            ok = prints.ok & (prints.contrast >= MIN_CONTRAST)
+            self._paths = [f.relative_to(self.root).as_posix() for f, good in zip(found, ok) if good]
+            self._packed = _packed(prints.phash[ok])
+            self._layout = prints.layout[ok].astype(np.float32)
         return self._by_hash
 
     def copy_of(self, digest: str) -> str | None:
+        """A photo of the project with exactly these bytes."""
         path = self._build().get(digest)
         return path if path is not None and (self.root / path).exists() else None
 
-    def like(self, bits: np.ndarray) -> str | None:
-        """A photo that arrived in this session whose perceptual hash is within the near-copy distance of ``bits``."""
-        for path, other in self._phash.items():
-            if np.count_nonzero(other != bits) <= MAX_HASH_DISTANCE and (self.root / path).exists():
-                return path
+    def like(self, prints: Fingerprints) -> str | None:
+        """A photo of the project that ``prints`` (one photo's) nearly copies, as ``imgclf check`` decides it."""
+        self._build()
+        if not len(self._paths) or not prints.ok[0] or prints.contrast[0] < MIN_CONTRAST:
+            return None
+        close = np.bitwise_count(self._packed ^ _packed(prints.phash)[0]) <= MAX_HASH_DISTANCE
+        for i in np.flatnonzero(close):
+            if float(self._layout[i] @ prints.layout[0]) >= MIN_LAYOUT and (self.root / self._paths[i]).exists():
+                return self._paths[i]
         return None
 
-    def add(self, digest: str, path: str, bits: np.ndarray) -> None:
+    def add(self, digest: str, path: str, prints: Fingerprints) -> None:
         self._build()[digest] = path
-        self._phash[path] = bits
+        if prints.ok[0]:
+            self._paths.append(path)
+            self._packed = np.concatenate([self._packed, _packed(prints.phash)])
+            self._layout = np.concatenate([self._layout, prints.layout.astype(np.float32)])
 
 
-def check_photo(data: bytes, max_pixels: int) -> tuple[str, np.ndarray]:
-    """The extension of the photo in ``data`` and its perceptual hash bits, or :class:`ImageError` with the reason."""
+def _packed(bits: np.ndarray) -> np.ndarray:
+    return np.packbits(bits.astype(bool), axis=1).view(np.uint64)[:, 0]
+
+
+def check_photo(data: bytes, max_pixels: int) -> tuple[str, Fingerprints]:
+    """The extension of the photo in ``data`` and its fingerprint, or :class:`ImageError` with the reason."""
     size = upright_size(data)
     if size and size[0] * size[1] > max_pixels:
         raise ImageError(f"image too large ({size[0]}x{size[1]} pixels, the limit is {max_pixels:,})")
-    img = decode(data, max_side=CHECK_SIDE)
-    return _EXTENSIONS.get(_format_of(data), ".jpg"), Fingerprints.from_rows(fingerprint(img)[None]).phash[0]
+    row = fingerprint(decode(data, max_side=SIDE))
+    if size:
+        row[:2] = size
+    return _EXTENSIONS.get(_format_of(data), ".jpg"), Fingerprints.from_rows(row[None])
 
 
 def _format_of(data: bytes) -> str:

@@ -30,14 +30,14 @@ class Label:
 
 
 class Edits:
-    """The journaled changes of the project in ``root``; ``digests`` remembers content hashes (a
-    :class:`~imgclf.embeddings.digests.KnownDigests`)."""
+    """The journaled changes of the project in ``root``; ``cache_root`` is imgclf's cache (content hashes and
+    fingerprints of the photos, to spot copies)."""
 
-    def __init__(self, root: Path, digests, max_pixels: int = 80_000_000):
+    def __init__(self, root: Path, cache_root: Path, max_pixels: int = 80_000_000):
         self.root = root
         self.journal = Journal(root)
         self.lock = ProjectLock(root / ".imgclf", "changes")
-        self.index = PhotoIndex(root, digests)
+        self.index = PhotoIndex(root, cache_root)
         self.max_pixels = max_pixels
 
     # --- reading -----------------------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ class Edits:
     # --- helpers -----------------------------------------------------------------------------------------------
     def _arrive(self, folder: Path, name: str, data: bytes) -> Arrival:
         try:
-            extension, bits = check_photo(data, self.max_pixels)
+            extension, prints = check_photo(data, self.max_pixels)
         except ImageError as e:
             return Arrival(name, False, reason=e.reason)
         digest = content_hash(data)
@@ -172,9 +172,9 @@ class Edits:
         label = folder.name
         if copy is not None and copy.split("/", 1)[0] == label:
             return Arrival(name, False, reason=f"already in {label}", copy_of=copy)
-        like = None if copy else self.index.like(bits)
+        like = None if copy else self.index.like(prints)
         path = write_new(folder, safe_stem(name), digest, extension, data).relative_to(self.root).as_posix()
-        self.index.add(digest, path, bits)
+        self.index.add(digest, path, prints)
         return Arrival(name, True, path, copy_of=copy, like=like)
 
     def _label_folder(self, name: str, must_exist: bool = False) -> Path:

@@ -2,8 +2,9 @@
 (``X-Studio-Token``, which only the studio's own page can read) and come from the studio's own origin.
 
 A page on another site can make the browser send requests to 127.0.0.1, but cannot read the studio's page to learn the
-token, and its requests carry its own ``Origin``: both are refused with 403 before anything runs. (The ``Host`` check
-against DNS rebinding is :class:`~imgclf.serve.security.SecurityHeaders`'.)
+token, and its requests carry its own ``Origin``: both are refused with 403 before anything runs. Every response says
+``Cross-Origin-Resource-Policy: same-origin``, so another site cannot show the project's photos in its own page
+either. (The ``Host`` check against DNS rebinding is :class:`~imgclf.serve.security.SecurityHeaders`'.)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets
 #: The header the page sends the token in.
 TOKEN_HEADER = b"x-studio-token"
 _SAFE = ("GET", "HEAD", "OPTIONS")
+_SAME_ORIGIN = (b"cross-origin-resource-policy", b"same-origin")
 
 
 def new_token() -> str:
@@ -29,16 +31,24 @@ class ChangeGuard:
         self.token = token.encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] in _SAFE:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+
+        async def same_origin(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), _SAME_ORIGIN]}
+            await send(message)
+
+        if scope["method"] in _SAFE:
+            return await self.app(scope, receive, same_origin)
         headers = dict(scope.get("headers", ()))
         host = headers.get(b"host", b"").decode("latin-1")
         origin = headers.get(b"origin", b"").decode("latin-1")
         if origin not in (f"http://{host}", f"https://{host}"):
-            return await _refuse(send, "refused: this request does not come from the studio's own page (Origin)")
+            return await _refuse(same_origin, "refused: this request does not come from the studio's own page (Origin)")
         if not hmac.compare_digest(headers.get(TOKEN_HEADER, b""), self.token):
-            return await _refuse(send, "refused: this request lacks the studio's session token; reload the page")
-        return await self.app(scope, receive, send)
+            return await _refuse(same_origin, "refused: this request lacks the studio's session token; reload the page")
+        return await self.app(scope, receive, same_origin)
 
 
 async def _refuse(send, detail: str) -> None:

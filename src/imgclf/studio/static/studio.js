@@ -458,8 +458,9 @@ function showAnswer(r) {
   const byLabel = new Map((r.top_k || []).map((t) => [t.label, t.confidence]));
   $("answer-bars").replaceChildren(...state.labels.map((l) => bar(l.name, byLabel.get(l.name) || 0, pct(byLabel.get(l.name) || 0))));
   const heat = r.explanation?.heatmap;
-  $("try-heat").hidden = !heat || state.live;
-  if (heat && !state.live) $("try-heat").src = heat;
+  $("try-heat").hidden = !heat;
+  $("try-heat").classList.toggle("mirror", state.live);  // over the mirrored preview, mirrored alike
+  if (heat) $("try-heat").src = heat;
   $("correct").hidden = false;
   $("correct-what").textContent = state.live ? "frame" : "photo";
   const near = r.neighbors || [];
@@ -477,7 +478,10 @@ $("try-pick").addEventListener("click", () => $("try-file").click());
 $("try-file").addEventListener("change", (e) => { if (e.target.files[0]) tryFile(e.target.files[0]); e.target.value = ""; });
 $("try-drop").addEventListener("dragover", (e) => e.preventDefault());
 $("try-drop").addEventListener("drop", (e) => { e.preventDefault(); if (e.dataTransfer.files[0]) tryFile(e.dataTransfer.files[0]); });
-$("show-where").addEventListener("change", () => { if (!state.live && state.lastAnswer) attempt(() => answer(state.lastAnswer.blob, state.lastAnswer.name)); });
+$("show-where").addEventListener("change", () => {
+  if (!$("show-where").checked) $("try-heat").hidden = true;
+  if (!state.live && state.lastAnswer) attempt(() => answer(state.lastAnswer.blob, state.lastAnswer.name));
+});
 
 async function liveLoop() {
   const video = $("live-video");
