@@ -201,3 +201,23 @@ def test_budgets_change_nothing_below_them():
     assert not np.array_equal(out_of_fold_logits(x, y, 3, 10.0, 0)[0], out_of_fold_logits(x, y, 3, 10.0, 0, per_label=15)[0])
     head = fit_head(x[:80], y[:80], 3, x[80:], y[80:], seed=0)
     assert head.weight.shape == (3, 24) and head.C in (30.0, 100.0, 300.0)
+
+
+def test_near_copies_are_held_out_together_and_score_as_new_photos_would():
+    """Folds with groups keep each group in one fold and every class in every fold; a copy's out-of-fold score no
+    longer comes from its twin."""
+    from imgclf.heads.estimate import folds_for, out_of_fold_similarity
+
+    rng = np.random.default_rng(0)
+    pictures = rng.normal(size=(8, 32))
+    x = np.repeat(pictures, 3, axis=0) + 0.01 * rng.normal(size=(24, 32))  # three near copies of each picture
+    y = np.repeat([0, 0, 0, 0, 1, 1, 1, 1], 3)
+    groups = np.repeat(np.arange(8), 3)
+    folds = folds_for(y, 0, groups)
+    assert len(folds) == 4  # as many as the smallest class has pictures, not photos
+    for train, held in folds:
+        assert not set(groups[train]) & set(groups[held])
+        assert set(y[held]) == {0, 1}
+    twins, _ = out_of_fold_similarity(x, y, [0, 1], 0)
+    apart, _ = out_of_fold_similarity(x, y, [0, 1], 0, groups)
+    assert np.median(twins) > 0.5 and apart.max() < 0.3  # apart, the pictures are as unlike as new ones are

@@ -352,3 +352,32 @@ def test_the_whole_photo_detector_finds_the_faces_of_the_bundled_photos():
         (left, top, right, bottom), score = found[0]
         assert score >= detector.WHOLE_MIN_SCORE, path.name
         assert truth.left() <= (left + right) / 2 <= truth.right() and truth.top() <= (top + bottom) / 2 <= truth.bottom(), path.name
+
+
+def test_one_person_from_camera_frames_names_them_in_a_new_photo_and_no_one_else(tmp_path, cache_dir):
+    """The studio's case: 20 camera frames of one person (frames of two photos, each frame a near copy of the others
+    of its photo) make a verifier that names them in a photo it never saw and refuses other people. Scored against
+    their twins, frames would promise new photos a likeness of 0.99 and the rule would refuse the person too; the
+    near copies are held out together instead."""
+    import io
+
+    from imgclf.project import Project
+    from scripts.fake_camera import frame
+
+    folder = tmp_path / "who" / "barack-obama"
+    folder.mkdir(parents=True)
+    for n in range(20):
+        photo = sorted((PEOPLE / "obama").glob("*.jpg"))[n // 10]
+        planes = np.frombuffer(frame(photo, shift=n, whole=True)[6:], np.uint8)
+        y = planes[:320 * 240].reshape(240, 320)
+        cb, cr = (planes[320 * 240:].reshape(2, 120, 160).repeat(2, 1).repeat(2, 2))
+        buf = io.BytesIO()
+        Image.merge("YCbCr", [Image.fromarray(p) for p in (y, cb, cr)]).convert("RGB").save(buf, "JPEG", quality=90)
+        (folder / f"camera-{n}.jpg").write_bytes(buf.getvalue())
+    project = Project.open(folder.parent, backbone="face", cache_dir=cache_dir)
+    result = project.train()
+    assert "near copies held out together" in result.metrics["rejection"]["calibrated_on"]
+    answers = {Path(p.path).name: p.label for p in project.model.predict(
+        [OBAMA_UNSEEN, PEOPLE / "biden" / "biden-portrait.jpg", *sorted(STRANGERS.glob("*.jpg"))])}
+    assert answers == {"obama-oval-office.jpg": "barack-obama", "biden-portrait.jpg": "unknown",
+                       "eileen-collins.jpg": "unknown", "grace-hopper.jpg": "unknown"}

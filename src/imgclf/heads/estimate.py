@@ -55,10 +55,15 @@ def cross_validates(labelled: int, val: int, test: int) -> bool:
     return labelled <= CROSS_VALIDATE_UP_TO or min(val, test) < MIN_SET_ASIDE
 
 
-def folds_for(y: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds: :data:`FOLDS`, or as many as the smallest class has photos (at least 2)."""
-    smallest = int(np.bincount(y)[np.unique(y)].min())
-    return stratified_folds(y, max(2, min(FOLDS, smallest)), seed)
+def folds_for(y: np.ndarray, seed: int, groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds: :data:`FOLDS`, or as many as the smallest class has photos (at least 2). With ``groups`` (near
+    copies of one picture share an id) a group is held out whole, and the smallest class counts its groups: a copy
+    scored against its twin would promise new photos a likeness they will not have."""
+    if groups is None:
+        smallest = int(np.bincount(y)[np.unique(y)].min())
+    else:
+        smallest = min(len(np.unique(groups[y == c])) for c in np.unique(y))
+    return stratified_folds(y, max(2, min(FOLDS, smallest)), seed, groups)
 
 
 def cross_validated_accuracy(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int) -> dict:
@@ -83,17 +88,18 @@ def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, n_classes: int, C: f
 
 
 def out_of_fold_logits(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, seed: int,
-                       per_label: int | None = None) -> tuple[np.ndarray, int]:
+                       per_label: int | None = None, groups: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Each photo's logits from a head (regularisation ``C``) fitted on the other folds only, and the number of
     folds; the folds are solved on two threads. With ``per_label``, each fold's head is fitted on at most that many
-    of its photos of each label (a stratified sample), so the cost stops growing with the photos."""
+    of its photos of each label (a stratified sample), so the cost stops growing with the photos; ``groups``: see
+    :func:`folds_for`."""
     from concurrent.futures import ThreadPoolExecutor
 
     from threadpoolctl import threadpool_limits
 
     from imgclf.heads.linear import _Problem, stratified_sample
 
-    folds = folds_for(y, seed)
+    folds = folds_for(y, seed, groups)
     logits = np.zeros((len(y), n_classes), np.float32)
 
     def fold(tr_te):
@@ -107,15 +113,16 @@ def out_of_fold_logits(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, s
     return logits, len(folds)
 
 
-def out_of_fold_similarity(x: np.ndarray, y: np.ndarray, classes: list[int], seed: int) -> tuple[np.ndarray, int]:
+def out_of_fold_similarity(x: np.ndarray, y: np.ndarray, classes: list[int], seed: int,
+                           groups: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Each photo's "unknown" score (:class:`~imgclf.heads.rejection.Reference`) against the photos of the other folds
-    only, and the number of folds."""
+    only, and the number of folds (``groups``: see :func:`folds_for`)."""
     from imgclf.heads.rejection import Reference
 
     out = np.full(len(x), -1.0, np.float32)  # a photo with nothing to compare with is as unlike as can be
     if len(x) < 2:
         return out, 1
-    folds = folds_for(y, seed)
+    folds = folds_for(y, seed, groups)
     for tr, te in folds:
         if len(tr) and len(te) and np.isin(y[tr], classes).any():
             out[te] = Reference.fit(x[tr], y[tr], classes).similarity(x[te])

@@ -153,13 +153,25 @@ def _enough_validation(y_val: np.ndarray, y_train: np.ndarray) -> bool:
     return len(y_val) >= 2 * len(classes) and set(np.unique(y_val)) >= set(classes)
 
 
-def stratified_folds(y: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``k`` (train, held-out) index pairs, each class spread evenly over the folds."""
+def stratified_folds(y: np.ndarray, k: int, seed: int, groups: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``k`` (train, held-out) index pairs, each class spread evenly over the folds; photos of one group (``groups``:
+    an id per photo, e.g. near copies of one picture) are held out together, in the fold with the fewest photos of
+    their class so far."""
     rng = np.random.default_rng(seed)
-    fold_of = np.empty(len(y), dtype=np.int64)
+    if groups is None:
+        fold_of = np.empty(len(y), dtype=np.int64)
+        for c in np.unique(y):
+            idx = rng.permutation(np.flatnonzero(y == c))
+            fold_of[idx] = np.arange(len(idx)) % k
+        return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
+    fold_of = np.full(len(y), -1, dtype=np.int64)
     for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        fold_of[idx] = np.arange(len(idx)) % k
+        filled = np.zeros(k, dtype=np.int64)
+        for g in rng.permutation(np.unique(groups[y == c])):
+            members = np.flatnonzero((groups == g) & (fold_of < 0))
+            f = int(np.argmin(filled))
+            fold_of[members] = f
+            filled[f] += len(members)
     return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
 
 

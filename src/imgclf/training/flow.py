@@ -106,8 +106,9 @@ def run(data_dir, model_dir, settings: Settings, report: Reporter) -> TrainResul
     heads = stages.fit(table, bb, settings, report)
     tuned = stages.fine_tune(table, heads, bb, settings, report) if settings.fine_tune else None
     report.start("calibrate")
-    heads, calibration = stages.calibrate_heads(table, heads, settings)
-    reference, rule = stages.rule(table, bb, settings)
+    groups = stages.copy_groups(table, checks)
+    heads, calibration = stages.calibrate_heads(table, heads, settings, groups)
+    reference, rule = stages.rule(table, bb, settings, groups)
     report.start("estimate")
     metrics = measure(table, heads, calibration, tuned, reference, rule, settings, cleaning, checks, emb, started)
     report.start("write")

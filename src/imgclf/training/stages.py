@@ -188,9 +188,31 @@ def cross_validates_table(table: PhotoTable) -> bool:
     return cross_validates(len(table.y), int(table.val.sum()), int(table.test.sum()))
 
 
-def calibrate_heads(table: PhotoTable, heads: Heads, settings: Settings) -> tuple[Heads, Calibration]:
+def copy_groups(table: PhotoTable, checks: CheckResult) -> np.ndarray | None:
+    """An id per photo of ``table`` that near copies of one picture share (the checks' ``near_duplicate`` pairs, joined
+    transitively), so cross-validation holds them out together; None when there are none."""
+    row = {str(p): i for i, p in enumerate(table.paths)}
+    pairs = [(row[f.path], row[f.other]) for f in checks.of_kind("near_duplicate") if f.path in row and f.other in row]
+    if not pairs:
+        return None
+    parent = np.arange(len(table.paths))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        parent[root(a)] = root(b)
+    return np.array([root(i) for i in range(len(parent))])
+
+
+def calibrate_heads(table: PhotoTable, heads: Heads, settings: Settings,
+                    groups: np.ndarray | None = None) -> tuple[Heads, Calibration]:
     """The heads with calibrated confidences (temperature scaling on held-out logits: out-of-fold logits cached by their
-    inputs, or with many photos the validation split's); a one-label model and a fine-tuned one keep theirs."""
+    inputs, near copies held out together (``groups``, :func:`copy_groups`), or with many photos the validation
+    split's); a one-label model and a fine-tuned one keep theirs."""
     given = table.test if table.dataset.given_splits and table.test.any() else np.zeros_like(table.test)
     if len(table.labels) == 1 or settings.fine_tune:
         return heads, Calibration(1.0, given)
@@ -202,9 +224,11 @@ def calibrate_heads(table: PhotoTable, heads: Heads, settings: Settings) -> tupl
     else:
         pool = ~given
         cache = HeadCache(settings.cache_root)
-        key = cache.key("out-of-fold", table.vectors[pool], table.y[pool], len(table.labels), heads.final.C, settings.seed)
+        grouped = () if groups is None else (groups[pool],)
+        key = cache.key("out-of-fold", table.vectors[pool], table.y[pool], len(table.labels), heads.final.C, settings.seed,
+                        *grouped)
         logits, folds = cache.out_of_fold(key, lambda: out_of_fold_logits(table.vectors[pool], table.y[pool], len(table.labels),
-                                                                         heads.final.C, settings.seed))
+                                                                         heads.final.C, settings.seed, None, *grouped))
         t = fit_temperature(logits, table.y[pool])
         cal = Calibration(t, given, pool, logits, folds, f"{folds}-fold out-of-fold logits of {int(pool.sum())} photos")
     return Heads(heads.selected.tempered(t), heads.final.tempered(t), heads.views_computed), cal
@@ -254,7 +278,7 @@ def reference_pool(table: PhotoTable) -> np.ndarray:
     return (table.train | table.val) & np.isin(table.y, known)
 
 
-def rule(table: PhotoTable, bb: Backbone, settings: Settings) -> tuple[Reference, Rejection]:
+def rule(table: PhotoTable, bb: Backbone, settings: Settings, groups: np.ndarray | None = None) -> tuple[Reference, Rejection]:
     """The reference of the train + val photos of known labels, and the conformal threshold that accepts
     ``settings.target_acceptance`` of new ones, calibrated on scores of photos the reference they are scored against
     never saw, so the rule keeps its promise on new photos: out-of-fold scores of every photo of the reference (each
@@ -269,7 +293,11 @@ def rule(table: PhotoTable, bb: Backbone, settings: Settings) -> tuple[Reference
         how = f"the validation and test splits' {int(scored.sum())} photos, scored against the training split's"
     else:
         cache = HeadCache(settings.cache_root)
-        key = cache.key("out-of-fold-similarity", COMPACT_DIMS, table.vectors[pool], table.y[pool], known, settings.seed)
-        scores, folds = cache.out_of_fold(key, lambda: out_of_fold_similarity(table.vectors[pool], table.y[pool], known, settings.seed))
-        how = f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos)"
+        grouped = () if groups is None else (groups[pool],)
+        key = cache.key("out-of-fold-similarity", COMPACT_DIMS, table.vectors[pool], table.y[pool], known, settings.seed,
+                        *grouped)
+        scores, folds = cache.out_of_fold(key, lambda: out_of_fold_similarity(table.vectors[pool], table.y[pool], known,
+                                                                              settings.seed, *grouped))
+        how = (f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos"
+               f"{', near copies held out together' if grouped else ''})")
     return reference, calibrate(scores, settings.target_acceptance, how, bb.min_similarity)
