@@ -6,6 +6,7 @@ a model that names them in a photo it never saw and says "I don't know this" for
 The camera is Chromium's fake device playing a video made from the bundled portraits (scripts/fake_camera.py); the
 studio is a real ``imgclf studio`` process with a new "faces" project made from its landing page. Prints what the
 page answered for each photo tried, and writes studio-1-teach.png … studio-4-unknown.png.
+Needs the face extra (``pip install 'imgclf[face]'``), Selenium, Debian's chromium and chromium-driver.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -32,12 +34,17 @@ from fake_camera import write_y4m  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FACES = ROOT / "examples" / "faces"
+#: Photos tried after training, and the screenshot each gets (None: its answer is only printed).
 TRIED = [("studio-3-known.png", FACES / "unseen" / "obama-oval-office.jpg"),
-         ("studio-4-unknown.png", FACES / "people" / "biden" / "biden-portrait.jpg")]
+         ("studio-4-unknown.png", FACES / "people" / "biden" / "biden-portrait.jpg"),
+         (None, FACES / "strangers" / "grace-hopper.jpg"),
+         (None, FACES / "strangers" / "eileen-collins.jpg")]
 
 
 def wait(driver, condition, timeout: float = 120):
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+    """``condition`` met, across the page reloading under it (a new project reloads the page)."""
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(condition)
 
 
 def main() -> None:
@@ -46,7 +53,8 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="imgclf-studio-shots-"))
-    video = write_y4m(work / "camera.y4m", sorted((FACES / "people" / "obama").glob("*.jpg")), seconds=2.0, fps=10)
+    video = write_y4m(work / "camera.y4m", sorted((FACES / "people" / "obama").glob("*.jpg")), seconds=2.0, fps=10,
+                      whole=True)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -73,9 +81,11 @@ def main() -> None:
         d.get(url)
         wait(d, lambda d: d.find_element(By.ID, "view-landing").is_displayed())
         d.find_element(By.ID, "new-name").send_keys("who-is-it")
-        d.find_element(By.CSS_SELECTOR, 'input[name="kind"][value="verifier"]').click()
-        d.find_element(By.ID, "new-label").send_keys("barack-obama")
+        d.find_element(By.CSS_SELECTOR, 'input[name="kind"][value="faces"]').click()
         d.find_element(By.CSS_SELECTOR, "#new-project button[type=submit]").click()
+        wait(d, lambda d: d.find_element(By.ID, "view-teach").is_displayed())
+        d.find_element(By.ID, "label-name").send_keys("barack-obama")  # one label: "is it him?"
+        d.find_element(By.CSS_SELECTOR, "#add-label button").click()
         wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '.label-card[data-label="barack-obama"]'))
         d.find_element(By.ID, "camera-toggle").click()
         wait(d, lambda d: d.execute_script("return document.getElementById('teach-video').readyState") == 4)
@@ -99,7 +109,8 @@ def main() -> None:
             wait(d, lambda d: d.execute_script("return state.lastAnswer && state.lastAnswer.name") == photo.name)
             time.sleep(1.5)
             print(f"{photo.name}: {d.find_element(By.ID, 'answer').text} ({d.find_element(By.ID, 'answer-note').text})")
-            d.save_screenshot(str(args.out / name))
+            if name:
+                d.save_screenshot(str(args.out / name))
         print(f"{frames} from the camera; {time.perf_counter() - started:.0f} s from an empty page to the last answer; "
               f"screenshots in {args.out}")
         errors = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]

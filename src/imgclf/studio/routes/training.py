@@ -125,13 +125,15 @@ def _unknown(m: dict) -> dict | None:
 
 
 def _findings(m: dict, root: Path, kept: set) -> list[dict]:
+    """The findings about photos still there and not kept, worst kinds first, paths relative to the project."""
     out = []
+    prefix = str(root) + "/"
     for f in (m.get("check") or {}).get("findings") or []:
         if f.get("kind") not in ACTIONABLE or not f.get("path"):
             continue
         path = _rel(f["path"], root)
         if (path, f["kind"]) in kept or not (root / path).exists():
             continue
-        out.append({**f, "path": path, "other": _rel(f.get("other"), root),
+        out.append({**f, "path": path, "other": _rel(f.get("other"), root), "reason": f.get("reason", "").replace(prefix, ""),
                     "examples": [_rel(e, root) for e in f.get("examples") or []][:3]})
-    return out
+    return sorted(out, key=lambda f: ACTIONABLE.index(f["kind"]))

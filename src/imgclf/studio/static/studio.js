@@ -408,7 +408,17 @@ async function loadResults() {
       el("img", { src: thumb(p.path, 96), alt: p.path }), el("figcaption", { class: "small" }, `${p.label} → ${p.answered}`)))))) :
     [el("p", { class: "muted" }, "No label was mistaken for another.")]));
   $("findings-count").textContent = r.findings.length ? `(${r.findings.length})` : "";
-  $("findings").replaceChildren(...(r.findings.length ? r.findings.map(findingCard) : [el("p", { class: "muted" }, "Nothing to look at.")]));
+  showFindings(r.findings, FINDINGS_SHOWN);
+}
+
+const FINDINGS_SHOWN = 9;  // worst kinds first; the rest behind "Show all"
+function showFindings(findings, n) {
+  const cards = findings.slice(0, n).map(findingCard);
+  if (findings.length > n) {
+    cards.push(el("p", { class: "more" }, el("button", { type: "button", class: "btn small", onclick: () => showFindings(findings, findings.length) },
+      `Show all ${findings.length}`)));
+  }
+  $("findings").replaceChildren(...(findings.length ? cards : [el("p", { class: "muted" }, "Nothing to look at.")]));
 }
 
 function bar(label, value, text) {
@@ -485,16 +495,19 @@ $("show-where").addEventListener("change", () => {
 
 async function liveLoop() {
   const video = $("live-video");
-  let frames = 0, since = performance.now();
+  let took = [], since = performance.now();
   while (state.live) {
     if (video.readyState < 2) { await new Promise((ok) => setTimeout(ok, 50)); continue; }
+    const grabbed = performance.now();
     const blob = await grab(video, 320);
     try { await answer(blob, "camera.jpg"); } catch (e) { notice(e.message, "error"); stopLive(); break; }
-    frames++;
     const now = performance.now();
-    if (now - since > 1000) {
-      $("live-rate").textContent = `${(frames * 1000 / (now - since)).toFixed(1)} answers a second`;
-      frames = 0; since = now;
+    took.push(now - grabbed);
+    if (now - since > 1000) {  // frame grabbed to answer shown, the median of the last second
+      const median = took.sort((a, b) => a - b)[Math.floor(took.length / 2)];
+      $("live-rate").textContent = `${(took.length * 1000 / (now - since)).toFixed(1)} answers a second, ` +
+        `${Math.round(median)} ms from frame to answer`;
+      took = []; since = now;
     }
   }
 }
