@@ -1,5 +1,5 @@
 """The README's studio case, played in headless Chromium and photographed: one person's face from 20 camera frames,
-a model that names them in a photo it never saw and says "I don't know this" for anyone else.
+a model that names them in a photo it never saw and says "Not barack-obama" for anyone else.
 
     python scripts/studio_screenshots.py [--out docs/images]
 
@@ -98,7 +98,7 @@ def main() -> None:
         frames = d.find_element(By.CSS_SELECTOR, ".recorded").text
         d.find_element(By.ID, "camera-toggle").click()
         d.find_element(By.ID, "train").click()
-        wait(d, lambda d: "Trained on" in d.find_element(By.ID, "notice").text)
+        wait(d, lambda d: d.find_element(By.ID, "model-status").text.startswith("Trained "))
         d.find_element(By.CSS_SELECTOR, '#tabs [data-view="results"]').click()
         wait(d, lambda d: "%" in d.find_element(By.ID, "estimate-big").text)
         time.sleep(1)

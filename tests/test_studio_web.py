@@ -112,7 +112,7 @@ def test_teach_from_the_camera_train_answer_live_correct_undo_and_export(camera_
 
         d.find_element(By.ID, "train").click()
         try:
-            wait(d, lambda d: "Trained on" in d.find_element(By.ID, "model-status").text, 180)
+            wait(d, lambda d: d.find_element(By.ID, "model-status").text.startswith("Trained "), 180)
         except Exception:
             raise AssertionError(f"not trained: {httpx.get(url + '/api/train').json()}") from None
         d.find_element(By.CSS_SELECTOR, '#tabs [data-view="results"]').click()

@@ -120,7 +120,7 @@ def _unknown(m: dict) -> dict | None:
     r = m.get("rejection")
     if not isinstance(r, dict):
         return None
-    return {k: r[k] for k in ("target_acceptance", "expected_acceptance", "acceptance_interval", "calibrated_on")
+    return {k: r[k] for k in ("threshold", "target_acceptance", "expected_acceptance", "acceptance_interval", "calibrated_on")
             if k in r}
 
 

@@ -67,8 +67,7 @@ async function start() {
   $("project-name").textContent = `${project.name} · ${{ objects: "objects", faces: "faces", verifier: "is it …?" }[project.kind]}`;
   $("tabs").hidden = false; $("actions").hidden = false;
   await refresh();
-  const results = await api("/api/results");
-  state.model = results.model;
+  rememberModel(await api("/api/results"));
   show("teach");
   pollTraining();
 }
@@ -350,7 +349,7 @@ $("cancel").addEventListener("click", () => attempt(() => api("/api/train/cancel
 function modelStatus(s) {
   const at = (t) => new Date(t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   $("model-status").textContent = s.state === "running" ? "Training…" :
-    s.state === "done" ? `Trained on ${s.photos} photos at ${at(s.finished)}` :
+    s.state === "done" ? `Trained ${at(s.finished)}, ${s.photos} photos` :
     s.state === "failed" ? "The last training failed" : state.model ? "Model ready" : "No model yet";
 }
 
@@ -376,7 +375,7 @@ async function pollTraining() {
       if (s.runs && s.finished && s.finished !== state.finished) {
         state.finished = s.finished;
         if (s.state === "done") {
-          state.model = true;
+          rememberModel(await api("/api/results"));
           notice(`Trained on ${s.photos} photos in ${s.seconds} s. The new model is answering.`);
           if (state.view === "results") loadResults();
           if (state.view === "try") fillCorrect();
@@ -389,9 +388,15 @@ async function pollTraining() {
 }
 
 // ---- results ------------------------------------------------------------------------------------------------------
+function rememberModel(r) {  // what the answers need to be said in plain words
+  state.model = r.model;
+  state.verifier = r.model && r.labels.length === 1;
+  state.threshold = r.unknown?.threshold;
+}
 async function loadResults() {
   const r = await attempt(() => api("/api/results"));
   if (!r) return;
+  rememberModel(r);
   $("no-model").hidden = r.model; $("results").hidden = !r.model;
   if (!r.model) return;
   const est = r.estimate || {};
@@ -459,14 +464,21 @@ async function answer(blob, name) {
   showAnswer(r);
   return r;
 }
+const likeness = (x) => (x == null ? "–" : x.toFixed(2));
 function showAnswer(r) {
   const unknown = r.status === "unknown" || r.label === "unknown";
-  $("answer").textContent = unknown ? "I don't know this" : r.label;
+  const only = state.labels[0]?.name;
+  $("answer").textContent = unknown ? (state.verifier ? `Not ${only}` : "I don't know this") : r.label;
   $("answer").dataset.unknown = unknown;
-  $("answer-note").textContent = unknown ? "It is unlike the photos of every label — nothing it was taught." :
-    `${pct(r.confidence)} sure`;
-  const byLabel = new Map((r.top_k || []).map((t) => [t.label, t.confidence]));
-  $("answer-bars").replaceChildren(...state.labels.map((l) => bar(l.name, byLabel.get(l.name) || 0, pct(byLabel.get(l.name) || 0))));
+  if (state.verifier) {  // one label: how alike it is says it all (a probability over one label is always 100 %)
+    $("answer-note").textContent = `Likeness to your photos ${likeness(r.similarity)}; it says ${only} from ${likeness(state.threshold)} up.`;
+    $("answer-bars").replaceChildren(bar("likeness", Math.max(0, r.similarity || 0), likeness(r.similarity)));
+  } else {
+    $("answer-note").textContent = unknown ? "It is unlike the photos of every label — nothing it was taught." :
+      `${pct(r.confidence)} sure`;
+    const byLabel = new Map((r.top_k || []).map((t) => [t.label, t.confidence]));
+    $("answer-bars").replaceChildren(...state.labels.map((l) => bar(l.name, byLabel.get(l.name) || 0, pct(byLabel.get(l.name) || 0))));
+  }
   const heat = r.explanation?.heatmap;
   $("try-heat").hidden = !heat;
   $("try-heat").classList.toggle("mirror", state.live);  // over the mirrored preview, mirrored alike
