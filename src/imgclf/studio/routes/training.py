@@ -61,7 +61,7 @@ def results(request: Request):
     return {"model": True, "labels": model.labels, "verifier": bool(m.get("verifier")), "estimate": m.get("estimate"),
             "per_label": _per_label(m), "confused": _confused(m, root), "unknown": _unknown(m),
             "findings": _findings(m, root, _kept(p)), "seconds": m.get("train_seconds"),
-            "photos": sum(sum(c.values()) for c in (m.get("counts") or {}).values()),
+            "photos": sum(sum(c.values()) for c in (m.get("counts") or {}).values()), "pictures": _pictures(m),
             "created": model.meta.get("created")}
 
 
@@ -124,6 +124,26 @@ def _unknown(m: dict) -> dict | None:
             if k in r}
 
 
+def _pictures(m: dict) -> int:
+    """How many different pictures the photos show: photos joined by the checks' copy findings count once."""
+    photos = sum(sum(c.values()) for c in (m.get("counts") or {}).values())
+    parent: dict[str, str] = {}
+
+    def root(a: str) -> str:
+        while parent.get(a, a) != a:
+            a = parent[a]
+        return a
+
+    joined = 0
+    for f in (m.get("check") or {}).get("findings") or []:
+        if f.get("kind") in ("near_duplicate", "exact_duplicate") and f.get("path") and f.get("other"):
+            a, b = root(f["path"]), root(f["other"])
+            if a != b:
+                parent[a] = b
+                joined += 1
+    return max(1, photos - joined) if photos else 0
+
+
 def _findings(m: dict, root: Path, kept: set) -> list[dict]:
     """The findings about photos still there and not kept, worst kinds first, paths relative to the project."""
     out = []
@@ -131,6 +151,8 @@ def _findings(m: dict, root: Path, kept: set) -> list[dict]:
     for f in (m.get("check") or {}).get("findings") or []:
         if f.get("kind") not in ACTIONABLE or not f.get("path"):
             continue
+        if f["kind"] == "near_duplicate" and not f.get("conflict"):
+            continue  # near copies under one label (camera frames) are summed up by "pictures", not a card each
         path = _rel(f["path"], root)
         if (path, f["kind"]) in kept or not (root / path).exists():
             continue

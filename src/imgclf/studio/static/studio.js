@@ -400,12 +400,21 @@ async function loadResults() {
   $("no-model").hidden = r.model; $("results").hidden = !r.model;
   if (!r.model) return;
   const est = r.estimate || {};
+  const only = r.labels[0];
   $("estimate-big").replaceChildren(
-    el("span", { class: "num" }, pct(est.accuracy)), " of new photos answered right",
+    el("span", { class: "num" }, pct(est.accuracy)), state.verifier ? ` of new photos of ${only} recognised` : " of new photos answered right",
     el("span", { class: "muted" }, ` (between ${pct(est.low)} and ${pct(est.high)}, 95 % sure)`));
-  $("estimate-how").textContent = `Measured by ${est.method || "held-out photos"}, out of ${r.photos} photos.`;
+  $("estimate-how").textContent = `Measured by ${est.method || "held-out photos"}.`;
+  $("copies-line").hidden = r.pictures >= 0.8 * r.photos;
+  $("copies-line").textContent = `Your ${r.photos} photos show about ${r.pictures} different picture${r.pictures === 1 ? "" : "s"}; ` +
+    "the rest are near copies (a camera held still makes them), so this figure may be too kind. Add photos from other " +
+    "days, places and light.";
   const u = r.unknown;
-  $("unknown-line").textContent = u ? `“Unknown”: it answers for about ${pct(u.expected_acceptance ?? u.target_acceptance)} of photos like yours and says “unknown” for the rest — and for things unlike anything it was taught.` : "";
+  const accepts = u ? pct(u.expected_acceptance ?? u.target_acceptance) : "";
+  $("unknown-line").textContent = !u ? "" : state.verifier ?
+    `It says ${only} for about ${accepts} of photos like yours, and “Not ${only}” for the rest — and for anyone or anything else.` :
+    `“Unknown”: it answers for about ${accepts} of photos like yours and says “unknown” for the rest — and for things unlike anything it was taught.`;
+  $("per-label-panels").hidden = state.verifier;
   $("per-label").replaceChildren(...r.per_label.map((p) => bar(p.label, p.accuracy, `${pct(p.accuracy)} of ${p.n}`)));
   $("confused").replaceChildren(...(r.confused.length ? r.confused.map((c) => el("div", { class: "pair" },
     el("p", {}, el("b", {}, c.labels[0]), " and ", el("b", {}, c.labels[1]), el("span", { class: "muted" }, ` — ${c.mistakes} mix-up${c.mistakes === 1 ? "" : "s"}`)),
