@@ -163,8 +163,10 @@ def test_train_then_answer_correct_and_export_from_the_api(studio):
     est = results["estimate"]
     assert 0 < est["low"] <= est["accuracy"] <= est["high"] <= 1 and results["labels"] == LABELS[:3]
     assert [p["label"] for p in results["per_label"]] == LABELS[:3]
-    answer = studio.post("/api/predict", params={"neighbors": 2}, files={"file": ("r.jpg", ROSE.read_bytes())}).json()
+    answer = studio.post("/api/predict", params={"neighbors": 2, "explain": True},
+                         files={"file": ("r.jpg", ROSE.read_bytes())}).json()
     assert answer["label"] == "roses" and len(answer["neighbors"]) == 2
+    assert answer["explanation"]["heatmap"].startswith("data:image/png;base64,")  # "show where it looked"
     assert all(not n["path"].startswith("/") for n in answer["neighbors"])  # relative: the page shows them
     assert studio.get("/api/photo", params={"path": answer["neighbors"][0]["path"]}).headers["content-type"] == "image/jpeg"
     # the correction loop: the answered photo goes into a label, and the next training counts it
@@ -272,3 +274,30 @@ def test_imgclf_studio_runs_on_loopback_and_opens_a_folder_in_place(tmp_path, ca
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)
     assert tree(folder) == before and (folder / ".imgclf" / "project.json").exists()
+
+
+def test_a_cancelled_run_leaves_the_model_that_answers_as_it_was(studio):
+    trainer = studio.app.state.workspace.trainer
+    studio.post("/api/train")
+    trainer.wait(120)
+    model = studio.app.state.workspace.project.model_dir / "model.onnx"
+    before = model.read_bytes()
+    studio.post("/api/labels/roses/photos", files={"files": ("new.jpg", ROSE.read_bytes())})
+    assert studio.post("/api/train").status_code == 200
+    assert studio.post("/api/train/cancel").json() == {"cancelled": True}
+    trainer.wait(120)
+    assert studio.get("/api/train").json()["state"] == "cancelled"
+    assert model.read_bytes() == before and studio.get("/api/results").json()["photos"] == 18
+    assert studio.post("/api/predict", files={"file": ("r.jpg", ROSE.read_bytes())}).json()["label"] == "roses"
+
+
+def test_the_page_loads_nothing_from_elsewhere():
+    """No script, style, font, image or fetch from another host: every reference is to this server or a data: URL."""
+    import re
+
+    from imgclf.studio.app import STATIC_DIR
+
+    remote = re.compile(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|fetch\(\s*["'`](?:https?:)?//|@import""")
+    for path in sorted(STATIC_DIR.iterdir()):
+        assert not remote.search(path.read_text(encoding="utf-8")), path.name
+    assert remote.search('<script src="https://cdn.example/x.js">')  # the pattern finds what it is for

@@ -30,6 +30,7 @@ webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
 CAMERA = [sorted((PHOTOS / "daisy").glob("*.jpg"))[0], sorted((PHOTOS / "roses").glob("*.jpg"))[0]]
@@ -105,8 +106,14 @@ def test_teach_from_the_camera_train_answer_live_correct_undo_and_export(camera_
         wait(d, lambda d: d.execute_script("return document.getElementById('teach-video').readyState") == 4)
         record(d, "daisy", 2.0)
         record(d, "roses", 2.0)
+        # by keyboard: Space held on the focused button records too
+        card = d.find_element(By.CSS_SELECTOR, '.label-card[data-label="roses"]')
+        before_keys = label_count(url, "roses")
+        card.find_element(By.CSS_SELECTOR, ".record").send_keys("")  # focus
+        ActionChains(d).key_down(Keys.SPACE).pause(1.2).key_up(Keys.SPACE).perform()
+        wait(d, lambda d: label_count(url, "roses") > before_keys)
         counts = {name: label_count(url, name) for name in ("daisy", "roses")}
-        assert all(5 <= n <= 12 for n in counts.values()), counts  # about 4 frames a second
+        assert all(5 <= n <= 16 for n in counts.values()), counts  # about 4 frames a second
         assert sorted(p.name for p in folder.iterdir()) == [".imgclf", "daisy", "roses"]
         assert all(p.suffix == ".jpg" for p in (folder / "daisy").iterdir())
 

@@ -316,7 +316,7 @@ function holdToRecord(button, label) {
     count = 0; button.classList.add("on");
     timer = setInterval(async () => {
       const blob = await grab($("teach-video"));
-      if (!blob) return;
+      if (!blob || !timer) return;  // released while this frame was being grabbed: not part of the recording
       frames.push(blob); count++;
       info().textContent = `${count} frame${count === 1 ? "" : "s"}`;
       if (frames.length >= SEND_EVERY) flush();
