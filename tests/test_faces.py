@@ -120,7 +120,7 @@ def test_train_skips_photos_without_a_face(face_model):
     metrics = json.loads((model / "metrics.json").read_text())
     skipped = {Path(s["path"]).name: s["reason"] for s in metrics["skipped"]}
     assert skipped == {"a-flower.jpg": "no face found"}
-    assert "a-flower.jpg: no face found" in result.stdout
+    assert "a-flower.jpg: no face found" in " ".join(result.stdout.split())  # however a long temporary path wraps
     meta = json.loads((model / "imgclf.json").read_text())
     assert meta["backbone"]["name"] == "face" and meta["backbone"]["encoder"] == "dlib_face_resnet_v1"
     assert meta["preprocessing"]["crop"] == "face_chip"

@@ -79,6 +79,26 @@ def camera_browser(tmp_path_factory):
         driver.quit()
 
 
+#: Drop or paste a photo (fetched from the studio) on a label card, as a person dragging a file or pasting one would.
+DROP_OR_PASTE = """
+const [how, label, src, done] = arguments;
+fetch(src).then((r) => r.blob()).then((blob) => {
+  const data = new DataTransfer();
+  data.items.add(new File([blob], how + ".jpg", { type: "image/jpeg" }));
+  const card = document.querySelector(`.label-card[data-label="${label}"]`);
+  if (how === "drop") card.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+  else { card.focus(); document.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true })); }
+  done();
+});
+"""
+
+
+def thumb_of(url: str, label: str, side: int) -> str:
+    """A thumbnail of one of ``label``'s photos, as the page shows it (a new file: not a copy of one there)."""
+    path = httpx.get(url + f"/api/labels/{label}/photos").json()["photos"][0]
+    return f"/api/photo?path={path}&side={side}"
+
+
 def label_count(url: str, name: str) -> int:
     return next((lab["count"] for lab in httpx.get(url + "/api/labels").json()["labels"] if lab["name"] == name), -1)
 
@@ -112,7 +132,23 @@ def test_teach_from_the_camera_train_answer_live_correct_undo_and_export(camera_
         card.find_element(By.CSS_SELECTOR, ".record").send_keys("")  # focus
         ActionChains(d).key_down(Keys.SPACE).pause(1.2).key_up(Keys.SPACE).perform()
         wait(d, lambda d: label_count(url, "roses") > before_keys)
-        counts = {name: label_count(url, name) for name in ("daisy", "roses")}
+        # the file picker, a drop and a paste, each of real photo files; a text file is refused by name
+        daisy_card = d.find_element(By.CSS_SELECTOR, '.label-card[data-label="daisy"]')
+        before_files = label_count(url, "daisy")
+        notes = tmp_path / "notes.txt"
+        notes.write_text("not a photo")
+        picks = sorted((PHOTOS / "daisy").glob("*.jpg"))[:2]
+        daisy_card.find_element(By.CSS_SELECTOR, 'input[type=file]:not([webkitdirectory])').send_keys(
+            "\n".join(str(p) for p in [*picks, notes]))
+        wait(d, lambda d: "Added 2 photos to daisy" in d.find_element(By.ID, "notice").text)
+        assert "notes.txt: not an image" in d.find_element(By.ID, "notice").text
+        for how in ("drop", "paste"):
+            side = 300 if how == "drop" else 280  # two different files: the second is no exact copy of the first
+            d.execute_async_script(DROP_OR_PASTE, how, "daisy", thumb_of(url, "roses", side))
+            wait(d, lambda d: "Added 1 photo to daisy" in d.find_element(By.ID, "notice").text)
+            d.execute_script("document.getElementById('notice').textContent = ''")
+        assert label_count(url, "daisy") == before_files + 4
+        counts = {name: label_count(url, name) - (4 if name == "daisy" else 0) for name in ("daisy", "roses")}
         assert all(5 <= n <= 16 for n in counts.values()), counts  # about 4 frames a second
         assert sorted(p.name for p in folder.iterdir()) == [".imgclf", "daisy", "roses"]
         assert all(p.suffix == ".jpg" for p in (folder / "daisy").iterdir())
