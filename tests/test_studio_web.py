@@ -23,11 +23,10 @@ import pytest
 from scripts.fake_camera import write_y4m
 from tests.conftest import PHOTOS
 from tests.test_serve import free_port
-from tests.test_web import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS, LAPTOP, PHONE, wait
+from tests.test_web import LAPTOP, PHONE, chromium, wait
 
 pytestmark = pytest.mark.browser
 webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -64,19 +63,9 @@ def running_studio(folder: Path, log: Path):
 @pytest.fixture(scope="module")
 def camera_browser(tmp_path_factory):
     video = write_y4m(tmp_path_factory.mktemp("camera") / "camera.y4m", CAMERA, seconds=3.0, fps=10)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                                  f"--use-file-for-fake-video-capture={video}"]:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-studio')}")
-    opts.add_argument(f"--window-size={LAPTOP[0]},{LAPTOP[1]}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(30)
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-studio"), "--use-fake-ui-for-media-stream",
+                  "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={video}") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 #: Drop or paste a photo (fetched from the studio) on a label card, as a person dragging a file or pasting one would.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -45,20 +46,25 @@ def site(trained_model, tmp_path_factory):
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+@contextmanager
+def chromium(profile: Path, *flags: str):
+    """Headless Chromium at laptop size with a fresh ``profile`` and ``flags`` added, driven by chromedriver."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
+    for flag in [*CHROMIUM_FLAGS, *flags, f"--user-data-dir={profile}", f"--window-size={LAPTOP[0]},{LAPTOP[1]}"]:
         opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    opts.add_argument(f"--window-size={LAPTOP[0]},{LAPTOP[1]}")
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.set_page_load_timeout(30)
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
 
 
 @pytest.fixture

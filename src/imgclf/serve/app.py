@@ -97,14 +97,7 @@ def create_app(
                     f"{client.host}:{client.port}" if client else "?", request.url.path)
         return Response(status_code=400)  # nobody is left to read it
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": validation_message(exc)}, status_code=422)
-
-    @app.exception_handler(PayloadTooLarge)
-    async def _too_large(request: Request, exc: PayloadTooLarge):
-        return JSONResponse({"detail": too_large_message(exc.limit)}, status_code=413, headers={"connection": "close"})
-
+    answer_request_errors(app)
     app.include_router(router)
 
     @app.get("/", include_in_schema=False)
@@ -114,6 +107,19 @@ def create_app(
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _mount_docs(app)
     return app
+
+
+def answer_request_errors(app: FastAPI) -> None:
+    """A malformed request (422) and a body over the upload limit (413) answered as every error of the API is: one
+    line in ``detail``."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse({"detail": validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(PayloadTooLarge)
+    async def _too_large(request: Request, exc: PayloadTooLarge):
+        return JSONResponse({"detail": too_large_message(exc.limit)}, status_code=413, headers={"connection": "close"})
 
 
 def validation_message(exc: RequestValidationError) -> str:

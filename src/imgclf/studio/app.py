@@ -9,15 +9,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from imgclf.errors import ImgclfError
 from imgclf.project.places import ChangeRefused
 from imgclf.runtime.artifact import IMGCLF_VERSION
-from imgclf.serve.app import validation_message
-from imgclf.serve.limits import PayloadTooLarge, UploadLimit, too_large_message
+from imgclf.serve.app import STATIC_DIR as SERVE_STATIC
+from imgclf.serve.app import answer_request_errors
+from imgclf.serve.limits import UploadLimit
 from imgclf.serve.security import SecurityHeaders
 from imgclf.studio.guard import ChangeGuard
 from imgclf.studio.routes import answers, exports, photos, projects, training
@@ -59,14 +59,7 @@ def create_studio_app(folder: str | os.PathLike | None = None, *, home: str | os
     async def _failed(request: Request, exc: ImgclfError):
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": validation_message(exc)}, status_code=422)
-
-    @app.exception_handler(PayloadTooLarge)
-    async def _too_large(request: Request, exc: PayloadTooLarge):
-        return JSONResponse({"detail": too_large_message(exc.limit)}, status_code=413, headers={"connection": "close"})
-
+    answer_request_errors(app)
     for module in (projects, photos, training, answers, exports):
         app.include_router(module.router)
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace("{{token}}", html.escape(ws.token))
@@ -75,5 +68,6 @@ def create_studio_app(folder: str | os.PathLike | None = None, *, home: str | os
     async def index():
         return HTMLResponse(page, headers={"cache-control": "no-store"})
 
+    app.mount("/common", StaticFiles(directory=SERVE_STATIC), name="common")  # the palette serve's page uses too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
