@@ -184,6 +184,12 @@ def test_train_then_answer_correct_and_export_from_the_api(studio):
     assert onnx["parity"]["passed"] and onnx["parity"]["top1_agreement"] == 1.0
     assert len(studio.get(onnx["download"]).content) == onnx["size"]
     assert studio.get("/api/export/file/..%2F..%2Fsecret.txt").status_code == 404
+    from imgclf.studio.routes.exports import converter_available
+
+    if converter_available():  # the tflite extra (make test installs it)
+        lite = studio.post("/api/export/tflite").json()
+        assert lite["parity"]["passed"] and lite["name"].endswith(".tflite")
+        assert studio.get(lite["download"]).content[4:8] == b"TFL3"  # a TensorFlow Lite flatbuffer
 
 
 def test_a_finding_fixed_or_kept_from_its_card_is_not_shown_again(tmp_path, cache_dir):
@@ -228,6 +234,10 @@ def test_the_landing_page_makes_and_opens_projects_only_where_it_should(tmp_path
         assert c.post("/api/projects/open", json={"path": listed[1]}).json()["name"] == "pets"
         assert c.post("/api/projects/open", json={"path": str(tmp_path)}).status_code == 404
     assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["people", "pets"]
+    split = copy_photos(tmp_path / "split" / "train", per_label=2, labels=LABELS[:2]).parent
+    refused = run_cli("studio", str(split))
+    assert refused.returncode == 2 and "split into train/ val/ test/" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (split / ".imgclf").exists()
 
 
 # --- one project, several writers ----------------------------------------------------------------------------------

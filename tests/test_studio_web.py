@@ -161,10 +161,13 @@ def test_teach_from_the_camera_train_answer_live_correct_undo_and_export(camera_
         assert rate > 2, rate  # answers keep coming (the target's figure is measured by benchmarks/studio.py)
 
         before = label_count(url, "roses")
+        runs = httpx.get(url + "/api/train").json()["runs"]
+        d.execute_script("document.getElementById('auto-train').checked = true")  # ticked earlier, in Teach
         Select(d.find_element(By.ID, "correct-label")).select_by_visible_text("roses")
         d.find_element(By.CSS_SELECTOR, "#correct button").click()
         wait(d, lambda d: "Added 1 photo to roses" in d.find_element(By.ID, "notice").text)
         assert label_count(url, "roses") == before + 1
+        wait(d, lambda d: httpx.get(url + "/api/train").json()["runs"] == runs + 1)  # "train after every change"
         d.find_element(By.ID, "live-toggle").click()  # stop the camera
         undo = d.find_element(By.ID, "undo")
         assert "added 1 photo to roses from a correction" in undo.get_attribute("title")

@@ -41,6 +41,9 @@ class Workspace:
         """Open (or create) the project in ``folder``: imgclf's state goes into its hidden ``.imgclf/`` folder."""
         if self.trainer is not None and self.trainer.status()["state"] == "running":
             raise ChangeRefused("a training run is going on: wait for it or cancel it first")
+        if (folder / "train").is_dir():
+            raise ChangeRefused(f"{folder} is split into train/ val/ test/ folders: the studio teaches from one folder "
+                                "per label (imgclf train still reads this one)")
         project = Project.open(folder, **({"backbone": backbone} if backbone else {}))
         (project.root / STATE).mkdir(exist_ok=True)
         project.save()

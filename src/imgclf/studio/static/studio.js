@@ -340,6 +340,11 @@ function holdToRecord(button, label) {
 const STAGE_WORDS = { scan: "Finding photos", embed: "Looking at photos", dedupe: "Setting copies aside", check: "Checking photos",
   fit: "Learning", calibrate: "Calibrating", estimate: "Measuring", write: "Saving the model" };
 async function startTraining() {
+  const now = await attempt(() => api("/api/train"));
+  if (now?.state === "running") {  // one run at a time: train again when this one ends, with every change since
+    state.trainAgain = true;
+    return pollTraining();
+  }
   const s = await attempt(() => api("/api/train", { method: "POST" }));
   if (s) pollTraining();
 }
@@ -385,6 +390,10 @@ async function pollTraining() {
       break;
     }
   } catch (e) { notice(e.message, "error"); } finally { polling = false; }
+  if (state.trainAgain) {
+    state.trainAgain = false;
+    startTraining();
+  }
 }
 
 // ---- results ------------------------------------------------------------------------------------------------------
