@@ -112,7 +112,7 @@ def main() -> None:
             if name:
                 d.save_screenshot(str(args.out / name))
         print(f"{frames} from the camera; {time.perf_counter() - started:.0f} s from an empty page to the last answer; "
-              f"screenshots in {args.out}")
+              f"screenshots in {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
         errors = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]
         if errors:
             raise SystemExit("the page logged errors: " + "; ".join(errors))
