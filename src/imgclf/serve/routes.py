@@ -72,17 +72,10 @@ async def predict(
     if explain and not service.model.explainable:
         return _error(422, "this model has no class activation maps (fine-tuned, quantised or another backbone): explaining a "
                            "photo takes one pass per cell of it, too slow to serve; use imgclf predict --explain DIR")
-    service.in_flight += 1
     try:
-        if explain or neighbors:
-            try:
-                result = await service.predict_detailed(*files[0], top_k, explain, neighbors)
-            except ImgclfError as e:
-                return _error(422, str(e))
-        else:
-            (result,) = await service.predict(files, top_k)
-    finally:
-        service.in_flight -= 1
+        result = await service.answer(files[0], top_k, explain, neighbors)
+    except ImgclfError as e:
+        return _error(422, str(e))
     service.requests += 1
     if isinstance(result, ImageError):
         return _error(_status_for(result), result.reason)

@@ -63,6 +63,39 @@ def open_inside(base: Path, relative: str) -> tuple[tuple, bytes] | None:
         return None if data is None else ((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), data)
 
 
+def is_multipart(request: Request) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "multipart/form-data"
+
+
+async def read_parts(request: Request, field: str | None, max_files: int, max_bytes: int) -> list[tuple[str, bytes]]:
+    """``(file name, bytes)`` of the file parts of a multipart request (named ``field``, or any), at most ``max_files``
+    of them and none over ``max_bytes`` (:class:`PayloadTooLarge`)."""
+    form = await request.form(max_files=max_files, max_fields=max_files)
+    try:
+        parts = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile) and (field is None or k == field)]
+        files = []
+        for i, (_, up) in enumerate(parts):
+            data = await up.read()
+            if len(data) > max_bytes:
+                raise PayloadTooLarge(max_bytes)
+            files.append((up.filename or f"upload-{i + 1}", data))
+    finally:
+        await form.close()
+    return files
+
+
+def thumbnail(data: bytes, side: int, max_pixels: int) -> bytes | None:
+    """A JPEG of at most ``side`` px of the photo in ``data``, or None when it cannot be read or has more than
+    ``max_pixels`` pixels (refused from its header, before decoding)."""
+    size = upright_size(data)
+    if size and size[0] * size[1] > max_pixels:
+        return None
+    try:
+        return jpeg_thumbnail(decode(data, max_side=side), side, quality=85)
+    except ImageError:
+        return None
+
+
 class Service:
     """The loaded model plus the threads that serve it."""
 
@@ -133,6 +166,19 @@ class Service:
         except Exception as e:  # a decoder must never take the server down
             return ImageError(f"cannot read image ({type(e).__name__}: {str(e)[:120]})")
 
+    async def answer(self, upload: tuple[str, bytes], top_k: int, explain: bool = False, neighbors: int = 0) -> dict | ImageError:
+        """One upload answered as ``/predict`` answers it (micro-batched, or on its own with ``explain`` or
+        ``neighbors``), counted in flight meanwhile; raises :class:`ImgclfError` when the model cannot give what was
+        asked."""
+        self.in_flight += 1
+        try:
+            if explain or neighbors:
+                return await self.predict_detailed(*upload, top_k, explain, neighbors)
+            (result,) = await self.predict([upload], top_k)
+            return result
+        finally:
+            self.in_flight -= 1
+
     def training_thumbnail(self, path: str, side: int = 128) -> bytes | None:
         """A JPEG of at most ``side`` px of the training photo ``path`` (relative, as in ``neighbors.json``), or
         None when it is not one of the model's indexed photos, its data folder is not reachable, or it is larger
@@ -152,12 +198,9 @@ class Service:
             if key in self._thumbs:
                 self._thumbs.move_to_end(key)
                 return self._thumbs[key]
-        try:
-            self._check_size(data)
-            photo = decode(data, max_side=side)
-        except ImageError:
+        thumb = thumbnail(data, side, self.max_pixels)
+        if thumb is None:
             return None
-        thumb = jpeg_thumbnail(photo, side, quality=85)
         with self._thumb_lock:
             self._thumbs[key] = thumb
             while len(self._thumbs) > THUMBNAILS_KEPT:
@@ -170,20 +213,8 @@ class Service:
 
     async def read_files(self, request: Request, field: str | None, raw: bool = True) -> list[tuple[str, bytes]]:
         """Uploaded files: multipart parts (named ``field``, or any file part) or, if ``raw``, the body."""
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if ctype == "multipart/form-data":
-            form = await request.form(max_files=self.max_batch_files, max_fields=self.max_batch_files)
-            try:
-                parts = [(k, v) for k, v in form.multi_items() if isinstance(v, UploadFile) and (field is None or k == field)]
-                files = []
-                for i, (_, up) in enumerate(parts):
-                    data = await up.read()
-                    if len(data) > self.max_upload_bytes:
-                        raise PayloadTooLarge(self.max_upload_bytes)
-                    files.append((up.filename or f"upload-{i + 1}", data))
-            finally:
-                await form.close()
-            return files
+        if is_multipart(request):
+            return await read_parts(request, field, self.max_batch_files, self.max_upload_bytes)
         if not raw:
             return []
         buf = bytearray()

@@ -32,21 +32,10 @@ async def predict(
         raise HTTPException(422, "send one image as multipart form field 'file' or as the request body")
     if service.busy(1):
         raise HTTPException(503, "busy: too many images in flight, try again")
-    service.in_flight += 1
     try:
-        if explain or neighbors:
-            try:
-                result = await service.predict_detailed(*files[0], top_k, explain and service.model.explainable, neighbors)
-            except ImgclfError as e:
-                raise HTTPException(422, str(e)) from None
-        else:
-            (result,) = await service.predict(files, top_k)
-    finally:
-        service.in_flight -= 1
+        result = await service.answer(files[0], top_k, explain and service.model.explainable, neighbors)
+    except ImgclfError as e:
+        raise HTTPException(422, str(e)) from None
     if isinstance(result, ImageError):
         raise HTTPException(422, result.reason)
-    root = str(project(request).root) + "/"
-    for n in result.get("neighbors") or []:
-        if isinstance(n.get("path"), str) and n["path"].startswith(root):
-            n["path"] = n["path"][len(root):]
-    return JSONResponse(result)
+    return JSONResponse(result)  # neighbours' paths are relative to the data folder, as the page asks for them

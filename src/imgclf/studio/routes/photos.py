@@ -10,11 +10,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from imgclf.project.places import ChangeRefused, relative
-from imgclf.runtime.images import jpeg_thumbnail, decode
-from imgclf.serve.service import open_inside
+from imgclf.serve.service import is_multipart, open_inside, read_parts, thumbnail
 from imgclf.studio.routes import project, workspace
 
 router = APIRouter(prefix="/api", tags=["photos"])
+
+#: The most files one request may add (the page sends at most 20).
+MAX_FILES = 500
 
 
 class LabelName(BaseModel):
@@ -71,7 +73,7 @@ async def add_photos(request: Request, name: str, source: str = Query("", max_le
     which names, and which were refused and why; copies of photos already there are flagged."""
     ws = workspace(request)
     p = project(request)
-    files = await _read_uploads(request, ws.max_upload_bytes)
+    files = await read_parts(request, None, MAX_FILES, ws.max_upload_bytes) if is_multipart(request) else []
     if not files:
         raise HTTPException(422, "no files: send them as multipart form fields 'files'")
     loop = asyncio.get_running_loop()
@@ -101,10 +103,9 @@ def photo(request: Request, path: str = Query(..., max_length=4096), side: int =
     opened = open_inside(p.root, rel.as_posix())
     if opened is None:
         raise HTTPException(404, "no such photo here")
-    try:
-        thumb = jpeg_thumbnail(decode(opened[1], max_side=side), side, quality=82)
-    except Exception:
-        raise HTTPException(422, "this photo cannot be read") from None
+    thumb = thumbnail(opened[1], side, workspace(request).max_pixels)
+    if thumb is None:
+        raise HTTPException(422, "this photo cannot be read, or is larger than the studio decodes")
     return Response(thumb, media_type="image/jpeg", headers={"cache-control": "private, max-age=600"})
 
 
@@ -123,24 +124,3 @@ def undo(request: Request):
 def empty_trash(request: Request):
     """Delete the photos in the trash for good (the only deletion the studio makes; not undoable)."""
     return {"deleted": project(request).edits.empty_trash()}
-
-
-async def _read_uploads(request: Request, limit: int) -> list[tuple[str, bytes]]:
-    from starlette.datastructures import UploadFile
-
-    from imgclf.serve.limits import PayloadTooLarge
-
-    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "multipart/form-data":
-        return []
-    form = await request.form(max_files=500, max_fields=500)
-    try:
-        out = []
-        for i, (_, up) in enumerate(form.multi_items()):
-            if isinstance(up, UploadFile):
-                data = await up.read()
-                if len(data) > limit:
-                    raise PayloadTooLarge(limit)
-                out.append((up.filename or f"photo-{i + 1}", data))
-        return out
-    finally:
-        await form.close()
