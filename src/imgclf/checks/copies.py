@@ -11,6 +11,7 @@ it further than another photo of the same flower). Thresholds from ``benchmarks/
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -24,6 +25,24 @@ MAX_HASH_DISTANCE = 12
 MIN_LAYOUT = 0.9
 #: Hashes compared at once (memory: this many × the number of photos, eight bytes each).
 _BLOCK = 256
+
+
+def copy_groups(paths: Sequence[str], pairs: Iterable[tuple[str, str]]) -> np.ndarray:
+    """An id per path of ``paths`` that copies of one picture share: the ``pairs`` (a finding's ``path`` and
+    ``other``) joined transitively; pairs naming a path not in ``paths`` are left out."""
+    row = {p: i for i, p in enumerate(paths)}
+    parent = np.arange(len(paths))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for a, b in pairs:
+        if a in row and b in row:
+            parent[root(row[a])] = root(row[b])
+    return np.array([root(i) for i in range(len(paths))], dtype=np.int64)
 
 
 def copies(data: CheckData) -> list[Finding]:

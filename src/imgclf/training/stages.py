@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.backbones import Backbone, resolve
-from imgclf.checks import CheckResult, run_checks
+from imgclf.checks import CheckResult, copies, run_checks
 from imgclf.checks.labels import imbalance
 from imgclf.data import Dataset, ensure_training_photos, normalisation_warnings, scan_labelled
 from imgclf.data.duplicates import find_duplicates
@@ -189,23 +189,10 @@ def cross_validates_table(table: PhotoTable) -> bool:
 
 
 def copy_groups(table: PhotoTable, checks: CheckResult) -> np.ndarray | None:
-    """An id per photo of ``table`` that near copies of one picture share (the checks' ``near_duplicate`` pairs, joined
-    transitively), so cross-validation holds them out together; None when there are none."""
-    row = {str(p): i for i, p in enumerate(table.paths)}
-    pairs = [(row[f.path], row[f.other]) for f in checks.of_kind("near_duplicate") if f.path in row and f.other in row]
-    if not pairs:
-        return None
-    parent = np.arange(len(table.paths))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in pairs:
-        parent[root(a)] = root(b)
-    return np.array([root(i) for i in range(len(parent))])
+    """An id per photo of ``table`` that near copies of one picture share (the checks' ``near_duplicate`` pairs,
+    :func:`~imgclf.checks.copies.copy_groups`), so cross-validation holds them out together; None when there are none."""
+    groups = copies.copy_groups([str(p) for p in table.paths], ((f.path, f.other) for f in checks.of_kind("near_duplicate")))
+    return None if len(np.unique(groups)) == len(groups) else groups
 
 
 def calibrate_heads(table: PhotoTable, heads: Heads, settings: Settings,

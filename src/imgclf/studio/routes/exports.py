@@ -45,9 +45,9 @@ def choices(request: Request):
     p = project(request)
     model = p.model
     face = model is not None and (model.meta.get("backbone") or {}).get("name") == "face"
-    return {"model": model is not None, "formats": {"zip": True, "onnx": not face,
-                                                     "tflite": not face and converter_available(),
-                                                     "saved_model": not face and converter_available()},
+    converts = not face and converter_available()
+    return {"model": model is not None, "formats": {"zip": True, "onnx": not face, "tflite": converts,
+                                                     "saved_model": converts},
             "command": command_line(p)}
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from imgclf.checks.copies import copy_groups
 from imgclf.files import write_json_atomic
 from imgclf.studio.routes import project, workspace
 
@@ -127,20 +129,10 @@ def _unknown(m: dict) -> dict | None:
 def _pictures(m: dict) -> int:
     """How many different pictures the photos show: photos joined by the checks' copy findings count once."""
     photos = sum(sum(c.values()) for c in (m.get("counts") or {}).values())
-    parent: dict[str, str] = {}
-
-    def root(a: str) -> str:
-        while parent.get(a, a) != a:
-            a = parent[a]
-        return a
-
-    joined = 0
-    for f in (m.get("check") or {}).get("findings") or []:
-        if f.get("kind") in ("near_duplicate", "exact_duplicate") and f.get("path") and f.get("other"):
-            a, b = root(f["path"]), root(f["other"])
-            if a != b:
-                parent[a] = b
-                joined += 1
+    pairs = [(f["path"], f["other"]) for f in (m.get("check") or {}).get("findings") or []
+             if f.get("kind") in ("near_duplicate", "exact_duplicate") and f.get("path") and f.get("other")]
+    copied = sorted({p for pair in pairs for p in pair})
+    joined = len(copied) - len(np.unique(copy_groups(copied, pairs)))
     return max(1, photos - joined) if photos else 0
 
 
