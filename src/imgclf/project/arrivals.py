@@ -20,8 +20,9 @@ from imgclf.checks.copies import MAX_HASH_DISTANCE, MIN_LAYOUT
 from imgclf.checks.fingerprints import SIDE, Fingerprints, fingerprint, fingerprints
 from imgclf.checks.quality import MIN_CONTRAST
 from imgclf.errors import ImageError
+from imgclf.project.places import label_folders
 from imgclf.runtime.images import decode, upright_size
-from imgclf.runtime.inputs import is_ignored, walk_files
+from imgclf.runtime.inputs import walk_files
 
 #: File extension per decoded format.
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif",
@@ -68,9 +69,7 @@ class PhotoIndex:
     def _build(self) -> dict[str, str]:
         if self._by_hash is None:
             found, hashes = [], []
-            for d in sorted(self.root.iterdir()):
-                if is_ignored(d.name) or not d.is_dir() or d.is_symlink():
-                    continue
+            for d in label_folders(self.root):
                 for f in walk_files(d):
                     try:
                         hashes.append(self.digests.content_hash(f))

@@ -15,9 +15,9 @@ from pathlib import Path
 from imgclf.errors import ImageError
 from imgclf.files import content_hash
 from imgclf.project.arrivals import Arrival, PhotoIndex, check_photo, safe_stem, write_new
-from imgclf.project.journal import SHOWN, Change, Journal
-from imgclf.project.places import TRASH, ChangeRefused, ProjectLock, inside, label_name, move, relative
-from imgclf.runtime.inputs import is_ignored, walk_files
+from imgclf.project.journal import SHOWN, Change, Journal, undone_ids
+from imgclf.project.places import TRASH, ChangeRefused, ProjectLock, inside, label_folders, label_name, move, relative
+from imgclf.runtime.inputs import walk_files
 
 
 @dataclass
@@ -43,11 +43,7 @@ class Edits:
     # --- reading -----------------------------------------------------------------------------------------------
     def labels(self) -> list[Label]:
         """The label folders and how many files each holds."""
-        out = []
-        for entry in sorted(os.scandir(self.root), key=lambda e: e.name.lower()):
-            if not is_ignored(entry.name) and entry.is_dir(follow_symlinks=False):
-                out.append(Label(entry.name, sum(1 for _ in walk_files(Path(entry.path)))))
-        return out
+        return [Label(folder.name, sum(1 for _ in walk_files(folder))) for folder in label_folders(self.root)]
 
     def photos(self, label: str, offset: int = 0, limit: int = 60) -> tuple[int, list[str]]:
         """How many photos ``label`` holds, and the relative paths of ``limit`` of them from ``offset`` (newest first)."""
@@ -59,8 +55,8 @@ class Edits:
     def history(self) -> list[dict]:
         """The latest changes, newest first, each saying whether undo would take it back next."""
         changes = self.journal.changes()
-        undone = {c.undoes for c in changes if c.undoes is not None}
-        nxt = self.journal.undoable()
+        undone = undone_ids(changes)
+        nxt = self.journal.undoable(changes)
         return [c.to_dict() | {"undone": c.id in undone, "next_undo": nxt is not None and c.id == nxt.id}
                 for c in reversed(changes[-SHOWN:])]
 
@@ -90,7 +86,7 @@ class Edits:
     def remove_label(self, name: str) -> Change:
         with self.lock.held():
             source = self._label_folder(name, must_exist=True)
-            change_id = self._next_id()
+            change_id = self.journal.next_id()
             target = f"{TRASH}/{change_id}/{name}"
             move(source, self.root / target)
             return self.journal.record(f"removed label {name} (its photos are in the trash)", [(name, target)])
@@ -137,7 +133,7 @@ class Edits:
 
     def remove_photos(self, paths: list[str]) -> Change:
         with self.lock.held():
-            change_id = self._next_id()
+            change_id = self.journal.next_id()
             moves = []
             for path in paths:
                 source = self._photo(path)
@@ -191,9 +187,6 @@ class Edits:
         if not found.is_file():
             raise ChangeRefused(f"no photo {path} in this project")
         return found
-
-    def _next_id(self) -> int:
-        return max((c.id for c in self.journal.changes()), default=0) + 1
 
 
 def _mtime(path: Path) -> float:

@@ -46,6 +46,11 @@ class Change:
                    float(d.get("time", 0)), d.get("undoes"), bool(d.get("final", False)))
 
 
+def undone_ids(changes: list[Change]) -> set[int]:
+    """The numbers of the changes of ``changes`` that a later undo took back."""
+    return {c.undoes for c in changes if c.undoes is not None}
+
+
 class Journal:
     """``.imgclf/journal.jsonl`` of the project in ``root``; callers hold the project's change lock."""
 
@@ -69,9 +74,7 @@ class Journal:
 
     def record(self, summary: str, moves: list[tuple[str | None, str]], made: list[str] = (),
                undoes: int | None = None, final: bool = False) -> Change:
-        changes = self.changes()
-        change = Change(max((c.id for c in changes), default=0) + 1, summary, list(moves), list(made), time.time(), undoes,
-                        final)
+        change = Change(self.next_id(), summary, list(moves), list(made), time.time(), undoes, final)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         with os.fdopen(fd, "a", encoding="utf-8") as f:
@@ -80,10 +83,15 @@ class Journal:
             os.fsync(f.fileno())
         return change
 
-    def undoable(self) -> Change | None:
-        """The last change that is not an undo and has not been undone."""
-        changes = self.changes()
-        undone = {c.undoes for c in changes if c.undoes is not None}
+    def next_id(self) -> int:
+        """The number the next change recorded gets."""
+        return max((c.id for c in self.changes()), default=0) + 1
+
+    def undoable(self, changes: list[Change] | None = None) -> Change | None:
+        """The last change that is not an undo and has not been undone (of ``changes``, read from the journal if not
+        given)."""
+        changes = self.changes() if changes is None else changes
+        undone = undone_ids(changes)
         return next((c for c in reversed(changes) if c.undoes is None and not c.final and c.id not in undone), None)
 
     def undo(self) -> Change:

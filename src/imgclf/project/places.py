@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from imgclf.errors import ImgclfError
+from imgclf.runtime.inputs import is_ignored
 
 #: Where removed photos wait, inside the project's own state folder, until "empty trash".
 TRASH = ".imgclf/trash"
@@ -39,6 +40,12 @@ def label_name(name: str) -> str:
     if clean.startswith(".") or clean in ("train", "val", "test") or set(clean) & _BAD_CHARS:
         raise ChangeRefused(f"{clean!r} cannot be a label: no leading dot, no / \\ : * ? \" < > |, and not train, val or test")
     return clean
+
+
+def label_folders(root: Path) -> list[Path]:
+    """The label folders of a project: its folders that are not hidden and not symbolic links, by name."""
+    return [Path(e.path) for e in sorted(os.scandir(root), key=lambda e: e.name.lower())
+            if not is_ignored(e.name) and e.is_dir(follow_symlinks=False)]
 
 
 def relative(path: str) -> PurePosixPath:
