@@ -191,16 +191,21 @@ async function droppedFiles(dt) {
   return out;
 }
 
-// Files go in requests of a few MB each; one change (and one undo) per request.
+// One request of files into a label: one change, one undo. `files`: [blob, file name] pairs.
+function postPhotos(label, files, source) {
+  const form = new FormData();
+  for (const [blob, name] of files) form.append("files", blob, name);
+  return api(`/api/labels/${enc(label)}/photos?source=${enc(source)}`, { method: "POST", form });
+}
+
+// Files go in requests of a few MB each.
 async function addFiles(label, files, source) {
   if (!files.length) return;
   let saved = 0; const refused = [], flagged = [];
   let batch = [], size = 0;
   const send = async () => {
-    const form = new FormData();
-    for (const f of batch) form.append("files", f, f.name);
+    const r = await postPhotos(label, batch.map((f) => [f, f.name]), source);
     batch = []; size = 0;
-    const r = await api(`/api/labels/${enc(label)}/photos?source=${enc(source)}`, { method: "POST", form });
     for (const a of r.arrivals) {
       if (a.saved) { saved++; if (a.copy_of || a.like) flagged.push(`${a.name} looks like ${a.copy_of || a.like}`); }
       else refused.push(`${a.name}: ${a.reason}`);
@@ -306,9 +311,8 @@ function holdToRecord(button, label) {
   const flush = () => {
     if (!frames.length) return;
     const batch = frames; frames = [];
-    const form = new FormData();
-    batch.forEach((b, i) => form.append("files", b, `camera-${Date.now()}-${i}.jpg`));
-    sending = sending.then(() => attempt(() => api(`/api/labels/${enc(label)}/photos?source=camera`, { method: "POST", form })));
+    const named = batch.map((b, i) => [b, `camera-${Date.now()}-${i}.jpg`]);
+    sending = sending.then(() => attempt(() => postPhotos(label, named, "camera")));
   };
   const begin = (e) => {
     e.preventDefault();
