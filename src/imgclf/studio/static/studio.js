@@ -140,9 +140,9 @@ function labelCard(name) {
   const card = el("article", { class: "label-card", "data-label": name, tabindex: "0", "aria-label": `Label ${name}: drop photos here` },
     el("header", {},
       el("h3", {}, name), el("span", { class: "count muted" }),
-      el("span", { class: "spacer" }),
-      el("button", { type: "button", class: "icon", "aria-label": `Rename ${name}`, onclick: () => renameLabel(name) }, "Rename"),
-      el("button", { type: "button", class: "icon", title: "Its photos go to the trash; Undo brings them back", "aria-label": `Remove ${name}`, onclick: () => removeLabel(name) }, "Remove")),
+      el("span", { class: "label-actions" },  // wrap together, to the right
+        el("button", { type: "button", class: "icon", "aria-label": `Rename ${name}`, onclick: () => renameLabel(name) }, "Rename"),
+        el("button", { type: "button", class: "icon", title: "Its photos go to the trash; Undo brings them back", "aria-label": `Remove ${name}`, onclick: () => removeLabel(name) }, "Remove"))),
     el("div", { class: "thumbs" }),
     el("div", { class: "card-actions" },
       el("button", { type: "button", class: "btn small", onclick: () => files.click() }, "Add photos"),
