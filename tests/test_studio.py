@@ -268,8 +268,8 @@ def test_imgclf_studio_runs_on_loopback_and_opens_a_folder_in_place(tmp_path, ca
     proc = subprocess.Popen([sys.executable, "-m", "imgclf.cli", "studio", str(folder), "--port", str(port)],
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        line = proc.stderr.readline()
-        assert f"at http://127.0.0.1:{port}/" in line and str(folder) in line
+        first, second = proc.stderr.readline(), proc.stderr.readline()
+        assert first == f"imgclf studio for {folder}\n" and f"at http://127.0.0.1:{port}/" in second
         deadline = time.monotonic() + 30
         while True:
             try:

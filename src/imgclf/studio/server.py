@@ -22,7 +22,9 @@ def run_studio(folder: str | os.PathLike | None, *, host: str = "127.0.0.1", por
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     where = f"http://{'[' + shown + ']' if ':' in shown else shown}:{port}/"
     what = app.state.workspace.project
-    print(f"imgclf studio{' for ' + str(what.root) if what else ''} at {where}  (Ctrl+C stops it)", file=sys.stderr, flush=True)
+    if what is not None:  # a line of its own: a long path does not push the address past 80 columns
+        print(f"imgclf studio for {what.root}", file=sys.stderr)
+    print(f"{'  ' if what else 'imgclf studio '}at {where}  (Ctrl+C stops it)", file=sys.stderr, flush=True)
     if open_browser:
         import threading
         import webbrowser
