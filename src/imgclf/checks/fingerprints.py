@@ -48,6 +48,11 @@ class Fingerprints:
         ok = ~np.isnan(rows).any(1)
         return cls(rows[:, :2], rows[:, 2], rows[:, 3], rows[:, _FIELDS:_FIELDS + 64] > 0.5, rows[:, _FIELDS + 64:], ok)
 
+    def rows(self) -> np.ndarray:
+        """The (n, 132) rows these were made from (:meth:`from_rows`' inverse)."""
+        return np.concatenate([self.size, self.contrast[:, None], self.sharpness[:, None], self.phash.astype(np.float32),
+                               self.layout], axis=1).astype(np.float32)
+
 
 def fingerprint(img) -> np.ndarray:
     """The fingerprint row of one decoded RGB photo (:class:`PIL.Image.Image`)."""

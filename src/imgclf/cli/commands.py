@@ -106,8 +106,10 @@ def _command_line() -> str:
 @click.option("--embeddings", type=PATH, help="Embeddings from imgclf embed (.parquet, .csv or .jsonl; e.g. on Ray) instead of embedding here.")
 @click.option("--quantize", is_flag=True, help="int8 backbone calibrated on the training photos: ~1.4x faster embedding and predict, "
               "accuracy within a point.")
+@click.option("--private", is_flag=True, help="Keep no trace of single training photos in the model: no embeddings, no paths, "
+              "no --neighbors, no imgclf add (the card says what it costs).")
 def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fraction, test_fraction, augment, fine_tune, epochs,
-          quiet, embeddings, quantize) -> int:
+          quiet, embeddings, quantize, private) -> int:
     """Train a classifier on a folder of labelled photos."""
     from imgclf.cli import render
     from imgclf.project import Project
@@ -116,11 +118,61 @@ def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fracti
 
     settings = Settings.of(backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir, val_fraction=val_fraction,
                            test_fraction=test_fraction, fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False,
-                           augment=augment, command=_command_line(), embeddings=embeddings, quantize=quantize, crop=crop)
+                           augment=augment, command=_command_line(), embeddings=embeddings, quantize=quantize, crop=crop,
+                           private=private)
     with render.ProgressBar("embedding photos", disabled=quiet) as bar:
         result = Project(data_dir, settings, model_dir=output).train(on_event=render.stage_events(bar, quiet))
     render.train_summary(result)
     return 0
+
+
+@app.command()
+@click.argument("model_dir", type=PATH)
+@click.argument("photos_dir", type=PATH)
+@click.option("-o", "--output", type=PATH, help="Write the grown model here (default: replace MODEL_DIR, atomically).")
+@click.option("--cache-dir", type=PATH, help="Where embeddings and backbone exports are cached.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def add(model_dir, photos_dir, output, cache_dir, quiet) -> int:
+    """Add photos to a model's labels, or new labels, without its training photos (PHOTOS_DIR: label folders)."""
+    from imgclf.cli import render
+    from imgclf.training.grow import add as grow
+
+    with render.ProgressBar("embedding photos", disabled=quiet) as bar:
+        result = grow(model_dir, photos_dir, output, cache_dir, on_event=render.stage_events(bar, quiet))
+    render.change_summary(result)
+    render.train_summary(result)
+    return 0
+
+
+@app.command()
+@click.argument("model_dir", type=PATH)
+@click.option("--label", "labels", multiple=True, help="A label to forget, with every photo of it (repeat for more).")
+@click.option("--photos", "photo_list", type=PATH, help="A text file naming photos to forget, one a line, as "
+              "predict --neighbors shows them or by full path.")
+@click.option("-o", "--output", type=PATH, help="Write the model here (default: replace MODEL_DIR, atomically).")
+@click.option("--cache-dir", type=PATH, help="Where embeddings and backbone exports are cached.")
+def forget(model_dir, labels, photo_list, output, cache_dir) -> int:
+    """Take labels or photos out of a model, as if it had been trained without them."""
+    from imgclf.cli import render
+    from imgclf.training.grow import forget as shrink
+
+    photos = _read_list(photo_list) if photo_list is not None else []
+    result = shrink(model_dir, labels, photos, output, cache_dir)
+    render.change_summary(result)
+    render.train_summary(result)
+    return 0
+
+
+def _read_list(path: Path) -> list[str]:
+    """The non-empty lines of a text file the user named (a special file is refused unopened)."""
+    from imgclf.files import path_kind
+
+    if path_kind(path) == "special":
+        raise ImgclfError(f"--photos {path} is a pipe, device or socket: name a text file")
+    try:
+        return [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise ImgclfError(f"cannot read --photos {path}: {getattr(e, 'strerror', None) or e}") from None
 
 
 @app.command()

@@ -287,6 +287,18 @@ def job_summary(job, what: str, output, engine: str) -> int:
 
 # --- train ------------------------------------------------------------------------------------------
 
+def change_summary(result) -> None:
+    """The line that says what ``imgclf add`` or ``forget`` changed, before the model's summary."""
+    c = result.change or {}
+    if c.get("action") == "add":
+        new = f"; new labels: {', '.join(c['new_labels'])}" if c.get("new_labels") else ""
+        already = f" ({c['already_in_model']} already in the model, left out)" if c.get("already_in_model") else ""
+        _Out().print(f"added {_photos(c['added'])}{already}{new}; the model now learns from {_photos(c['photos'])}")
+    elif c.get("action") == "forget":
+        what = f"label{'s' if len(c['labels']) > 1 else ''} {', '.join(c['labels'])}: " if c.get("labels") else ""
+        _Out().print(f"forgot {what}{_photos(c['removed'])} taken out; the model now learns from {_photos(c['photos'])}")
+
+
 def train_summary(result) -> None:
     from rich.table import Table
 

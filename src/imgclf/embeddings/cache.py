@@ -48,6 +48,10 @@ class EmbeddingCache:
             path.unlink(missing_ok=True)
         return vec
 
+    def has(self, key: str) -> bool:
+        """Whether an entry for ``key`` is stored (not read: it may still turn out damaged)."""
+        return self._path(key).exists()
+
     def put(self, key: str, vec: np.ndarray) -> None:
         """Store a vector atomically; a failure to write only costs a later recompute."""
         try:

@@ -114,9 +114,9 @@ def out_of_fold_logits(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, s
 
 
 def out_of_fold_similarity(x: np.ndarray, y: np.ndarray, classes: list[int], seed: int,
-                           groups: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Each photo's "unknown" score (:class:`~imgclf.heads.rejection.Reference`) against the photos of the other folds
-    only, and the number of folds (``groups``: see :func:`folds_for`)."""
+                           groups: np.ndarray | None = None, photos: bool = True) -> tuple[np.ndarray, int]:
+    """Each photo's "unknown" score (:class:`~imgclf.heads.rejection.Reference`, with or without ``photos``) against the
+    photos of the other folds only, and the number of folds (``groups``: see :func:`folds_for`)."""
     from imgclf.heads.rejection import Reference
 
     out = np.full(len(x), -1.0, np.float32)  # a photo with nothing to compare with is as unlike as can be
@@ -125,7 +125,7 @@ def out_of_fold_similarity(x: np.ndarray, y: np.ndarray, classes: list[int], see
     folds = folds_for(y, seed, groups)
     for tr, te in folds:
         if len(tr) and len(te) and np.isin(y[tr], classes).any():
-            out[te] = Reference.fit(x[tr], y[tr], classes).similarity(x[te])
+            out[te] = Reference.fit(x[tr], y[tr], classes, photos=photos).similarity(x[te])
     return out, len(folds)
 
 

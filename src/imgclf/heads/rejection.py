@@ -74,20 +74,33 @@ class Reference:
     coords: np.ndarray
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, classes: list[int], dims: int = COMPACT_DIMS) -> "Reference":
-        """From the embeddings ``x`` of the photos of ``classes`` (labels ``y``); classes without photos are left out."""
+    def fit(cls, x: np.ndarray, y: np.ndarray, classes: list[int], dims: int = COMPACT_DIMS, photos: bool = True) -> "Reference":
+        """From the embeddings ``x`` of the photos of ``classes`` (labels ``y``); classes without photos are left out.
+        Without ``photos`` (``train --private``) it keeps only the prototypes, and a photo's score is its cosine to the
+        nearest one."""
         present = [c for c in classes if (y == c).any()]
+        if not photos:
+            return cls(prototypes(x, y, present), np.zeros((x.shape[1], 0), np.float32), np.zeros((0, 0), np.float32))
         basis, coords = compact(l2_normalize(x[np.isin(y, present)]), dims)
         return cls(prototypes(x, y, present), basis, coords)
+
+    @property
+    def keeps_photos(self) -> bool:
+        """Whether single training photos are compared with (not with ``train --private``)."""
+        return self.coords.shape[1] > 0
 
     def photo_cosines(self, u: np.ndarray) -> np.ndarray:
         """(N, photos): the cosine of each unit row of ``u`` to each training photo (the ``photo_similarities`` output)."""
         return (u @ self.basis) @ self.coords
 
     def similarity(self, x: np.ndarray) -> np.ndarray:
-        """Mean of the largest cosine similarity to a prototype and to a training photo (the ``similarity`` output)."""
+        """Mean of the largest cosine similarity to a prototype and to a training photo (the ``similarity`` output);
+        the largest cosine to a prototype alone for a reference without photos."""
         u = l2_normalize(x)
-        return 0.5 * ((u @ self.prototypes.T).max(1) + self.photo_cosines(u).max(1))
+        nearest_prototype = (u @ self.prototypes.T).max(1)
+        if not self.keeps_photos:
+            return nearest_prototype
+        return 0.5 * (nearest_prototype + self.photo_cosines(u).max(1))
 
 
 def compact(photos: np.ndarray, dims: int = COMPACT_DIMS) -> tuple[np.ndarray, np.ndarray]:

@@ -97,6 +97,7 @@ def render_card(meta: dict, metrics: dict) -> str:
         _metrics(metrics, split, m, test, val, calib),
         _limitations(labels, split, m, calib, metrics),
         _made(meta, bb),
+        _kept(meta, bb),
         _usage(meta, labels, pre, split),
     ]
     return "\n\n".join(s.strip("\n") for s in sections if s) + "\n"
@@ -129,8 +130,10 @@ def _outside(meta: dict, n_labels: int) -> str:
     if not rule:
         return (f"- **Not for:** photos of anything else. The model has no \"none of these\" answer: a photo of something "
                 f"outside its {n_labels} labels still gets one of them, often with high confidence.")
-    return (f"- **Photos of something else** come back as `unknown` when they are unlike every label (the mean of the cosine "
-            f"similarities to the nearest label prototype and the nearest training photo below {rule['threshold']:.3f}); the best guess is still listed. Photos far from "
+    score = ("the cosine similarity to the nearest label's mean embedding" if (meta.get("settings") or {}).get("private") else
+             "the mean of the cosine similarities to the nearest label prototype and the nearest training photo")
+    return (f"- **Photos of something else** come back as `unknown` when they are unlike every label ({score} below "
+            f"{rule['threshold']:.3f}); the best guess is still listed. Photos far from "
             "every label are caught reliably; photos of a kind close to one of its labels (a kind it was not taught) often are not.")
 
 
@@ -279,6 +282,50 @@ def _made(meta: dict, bb: dict) -> str:
 - exact command:
 
 {_code_block(meta['command'])}"""
+
+
+#: What ``train --private`` cost in telling photos of a kind it was not taught from those it knows (near-unknown AUROC,
+#: leave one label out of flowers-bench: ``benchmarks/grow.py``).
+PRIVATE_COST = "near-unknown AUROC 0.000 instead of 0.000"
+
+
+def _kept(meta: dict, bb: dict) -> str:
+    """What the model folder keeps of its training photos, and what it went through."""
+    settings = meta.get("settings") or {}
+    faces = bb.get("name") == "face" or bb.get("crop") in ("face", "face_chip")
+    if settings.get("private"):
+        lines = ["It was trained with `--private`: it keeps no embedding, path or name of a training photo, only each "
+                 "label's mean embedding. So it cannot name the training photos nearest an answer (`--neighbors`) or grow "
+                 "(`imgclf add`, `imgclf forget`), and its \"unknown\" score is the cosine to the nearest label's mean alone, "
+                 f"which tells photos of an untaught kind apart less well ({PRIVATE_COST})."]
+    else:
+        lines = ["It keeps every training photo's embedding, label, split and path (`training-photos.npz`, about 3.2 KB a photo; "
+                 "the train and validation photos' embeddings also in `model.onnx`, to find the nearest ones), so "
+                 "`imgclf add MODEL PHOTOS` and `imgclf forget MODEL --label L` grow and shrink it without the photos. "
+                 "An embedding is not a photo, but it describes one closely enough to find it among others: to share the model "
+                 "without them, train it with `--private`."]
+        if not settings.get("can_grow", True):
+            lines[0] = ("It keeps the train and validation photos' embeddings in `model.onnx` and their paths in `neighbors.json` "
+                        "(for `--neighbors`), but cannot grow: it was fine-tuned, quantised or trained with `--augment`.")
+    if faces:
+        lines.append("It holds face descriptors of the people it was taught (128 numbers per photo, enough to recognise them "
+                     "in other photos)" + ("." if settings.get("private") else "; `--private` leaves those of single photos out, "
+                                           "keeping one mean descriptor per person."))
+    history = meta.get("history") or []
+    if len(history) > 1:
+        lines.append("What was done to it: " + "; ".join(_history_entry(h) for h in history) + ".")
+    return "## What it keeps of its photos\n\n" + "\n".join(f"- {line}" for line in lines)
+
+
+def _history_entry(h: dict) -> str:
+    when = str(h.get("at", ""))[:10]
+    if h.get("action") == "add":
+        new = f", new labels {_md(', '.join(h['new_labels']))}" if h.get("new_labels") else ""
+        return f"{when} added {h.get('added', 0)} photos{new}"
+    if h.get("action") == "forget":
+        what = f"labels {_md(', '.join(h['labels']))}, " if h.get("labels") else ""
+        return f"{when} forgot {what}{h.get('removed', 0)} photos"
+    return f"{when} trained on {h.get('photos', 0)} photos"
 
 
 def _calibrated_on(metrics: dict, where: str) -> str:

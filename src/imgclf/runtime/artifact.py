@@ -36,6 +36,9 @@ REPORT_FILE = "report.html"
 #: The training photos behind the ``photo_similarities`` output, in its order: ``{"photos": [[path, label], …]}``,
 #: paths relative to the data folder (``predict --neighbors``).
 NEIGHBORS_FILE = "neighbors.json"
+#: Every training photo's embedding, label, split and fingerprint, so ``imgclf add`` and ``forget`` work without the
+#: photos (:mod:`imgclf.training.kept`); left out by ``train --private``.
+TABLE_FILE = "training-photos.npz"
 #: The fused ``model.onnx``'s input and outputs (:mod:`imgclf.training.fusion` writes them, :mod:`imgclf.runtime.model` reads them).
 INPUT = "input"
 PROBABILITIES = "probabilities"
@@ -57,7 +60,7 @@ PLOT_FILES = {
 #: The PNG plots of model folders written before imgclf drew SVG; still imgclf's own files.
 _OLD_PLOT_FILES = ("confusion_matrix.png", "confusion_matrix_normalized.png", "reliability.png")
 #: Every file ``imgclf train`` writes into a model folder; nothing else may be in one it replaces.
-ARTEFACTS = frozenset({MODEL_FILE, LABELS_FILE, META_FILE, METRICS_FILE, CARD_FILE, REPORT_FILE, NEIGHBORS_FILE, *PLOT_FILES.values(), *_OLD_PLOT_FILES})
+ARTEFACTS = frozenset({MODEL_FILE, LABELS_FILE, META_FILE, METRICS_FILE, CARD_FILE, REPORT_FILE, NEIGHBORS_FILE, TABLE_FILE, *PLOT_FILES.values(), *_OLD_PLOT_FILES})
 #: The newest model-folder format this version reads and the one it writes.
 FORMAT_VERSION = 1
 #: The version of imgclf, as every file it writes records it (the package's ``__version__``).

@@ -342,6 +342,8 @@ class Model:
 
     def _check_neighbors(self) -> None:
         if self.neighbor_index is None:
+            if (self.meta.get("settings") or {}).get("private"):
+                raise ImgclfError(f"{self.dir} was trained with --private: it keeps no training photos to name as neighbours")
             raise ImgclfError(f"{self.dir} keeps no index of its training photos ({NEIGHBORS_FILE}): "
                               "retrain it with this imgclf to use --neighbors")
 

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from imgclf.backbones import DEFAULT_BACKBONE
+from imgclf.backbones import DEFAULT_BACKBONE, Backbone
 from imgclf.checks import CheckResult
-from imgclf.embeddings import Progress
+from imgclf.data import Dataset
+from imgclf.embeddings import Embeddings, Progress
 from imgclf.runtime import artifact
 from imgclf.runtime.inputs import Skipped
 from imgclf.training import stages
@@ -37,6 +38,8 @@ class TrainResult:
     n_computed: int = 0
     #: What :func:`imgclf.checks.run_checks` found in the photos (the full list is also in ``metrics["check"]``).
     check: CheckResult | None = None
+    #: What ``imgclf add`` or ``forget`` did (the entry of the model's history), None for ``train``.
+    change: dict | None = None
 
     @property
     def val_accuracy(self) -> float | None:
@@ -67,6 +70,7 @@ def train(
     crop: str | None = None,
     on_event: Callable[[Event], None] | None = None,
     cancel: threading.Event | None = None,
+    private: bool = False,
 ) -> TrainResult:
     """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
 
@@ -81,11 +85,13 @@ def train(
     ``quantize`` uses the int8 backbone (calibrated on the training photos; see :mod:`imgclf.backbones.quantize`).
     ``backbone="face"`` embeds the largest face in each photo (:mod:`imgclf.runtime.faces`; photos
     without one are skipped); ``crop="face"`` shows any other backbone only the face.
+    ``private`` keeps no trace of single training photos in the model folder: no embeddings (the "unknown" score is
+    the cosine to the nearest label's mean), no paths, so no neighbours and no ``imgclf add``.
     Raises :class:`ImgclfError` for data the classifier cannot be trained on.
     """
     settings = Settings.of(backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir, val_fraction=val_fraction,
                            test_fraction=test_fraction, fine_tune=fine_tune, augment=augment, target_acceptance=target_acceptance,
-                           command=command, embeddings=embeddings, quantize=quantize, crop=crop)
+                           command=command, embeddings=embeddings, quantize=quantize, crop=crop, private=private)
     return run(data_dir, model_dir, settings, Reporter(on_event, cancel, progress, log))
 
 
@@ -98,6 +104,13 @@ def run(data_dir, model_dir, settings: Settings, report: Reporter) -> TrainResul
     report.start("embed")
     bb = stages.backbone_for(dataset, settings, report)
     emb = stages.embed(dataset, bb, settings, report)
+    return learn(requested, target, data_dir, dataset, emb, bb, settings, report, started)
+
+
+def learn(requested: Path, target: Path, data_dir, dataset: Dataset, emb: Embeddings, bb: Backbone, settings: Settings,
+          report: Reporter, started: float, history: list[dict] | None = None) -> TrainResult:
+    """Every stage after the embeddings: photos and their vectors → the model folder at ``requested``
+    (``history``: what was done to the model before this run, kept in its metadata)."""
     report.start("dedupe")
     table, cleaning = stages.dedupe(dataset, emb)
     report.start("check")
@@ -112,6 +125,6 @@ def run(data_dir, model_dir, settings: Settings, report: Reporter) -> TrainResul
     report.start("estimate")
     metrics = measure(table, heads, calibration, tuned, reference, rule, settings, cleaning, checks, emb, started)
     report.start("write")
-    write(requested, target, data_dir, table, heads, tuned, reference, rule, bb, settings, metrics)
+    write(requested, target, data_dir, table, heads, tuned, reference, rule, bb, settings, metrics, history or [])
     return TrainResult(requested, dataset.labels, table.counts(), metrics, cleaning.skipped, cleaning.warnings,
                        time.perf_counter() - started, emb.n_computed, checks)

@@ -57,7 +57,8 @@ def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Pat
 
 def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None = None) -> None:
     """Append the ``similarity`` output of :class:`imgclf.heads.rejection.Reference` to ``embedding``, in place:
-    the mean of the largest cosine similarity to a prototype and to a training photo."""
+    the mean of the largest cosine similarity to a prototype and to a training photo (and ``photo_similarities``),
+    or for a reference without photos the largest cosine to a prototype."""
     data = Path(model_path).read_bytes()
     new_reduce = _opset(data) >= 18  # ReduceMax takes its axes as an input from opset 18 on
 
@@ -69,6 +70,16 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
     nodes = [
         _node("LpNormalization", [EMBEDDING], ["imgclf_unit_embedding"], axis=1, p=2),
         _node("MatMul", ["imgclf_unit_embedding", "imgclf_prototypes"], ["imgclf_prototype_cosines"]),
+    ]
+    if not reference.keeps_photos:  # train --private: the nearest prototype alone, no photo in the graph
+        nodes.append(reduce_max("imgclf_prototype_cosines", SIMILARITY))
+        weights = [_tensor("imgclf_prototypes", np.ascontiguousarray(reference.prototypes.T, np.float32))]
+        if new_reduce:
+            weights.append(_tensor("imgclf_axes", np.array([1], np.int64)))
+        patch = _graph(nodes, weights, [_value_info(SIMILARITY, ["N"])])
+        Path(model_path).write_bytes(data + _model(patch, metadata or {}))
+        return
+    nodes += [
         reduce_max("imgclf_prototype_cosines", "imgclf_prototype_similarity"),
         _node("MatMul", ["imgclf_unit_embedding", "imgclf_reference_basis"], ["imgclf_photo_coords"]),
         _node("MatMul", ["imgclf_photo_coords", REFERENCE_COORDS], ["imgclf_photo_cosines"]),

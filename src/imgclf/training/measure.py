@@ -52,6 +52,31 @@ def measure(table: PhotoTable, heads: Heads, cal: Calibration, tuned: FineTuned 
         metrics["train"] = None  # the probe's training accuracy says nothing about the fine-tuned network
     metrics["train_seconds"] = round(time.perf_counter() - started, 3)
     metrics["verifier"] = verifier
+    return withhold_paths(metrics) if settings.private else metrics
+
+
+#: What a ``train --private`` model's metrics and report say instead of a photo's path.
+WITHHELD = "(withheld: --private)"
+
+
+def withhold_paths(metrics: dict) -> dict:
+    """``metrics`` without the name of any photo (``train --private``): every per-photo record keeps its figures, the
+    checks' findings their kind, label and reason."""
+    def each(rows):
+        return [{**row, "path": WITHHELD} for row in rows or []]
+
+    for split in ("val", "test"):
+        if metrics.get(split):
+            for key in ("photos", "misclassified"):
+                if key in metrics[split]:
+                    metrics[split][key] = each(metrics[split][key])
+    if metrics.get("out_of_fold"):
+        metrics["out_of_fold"]["photos"] = each(metrics["out_of_fold"]["photos"])
+    for key in ("skipped", "duplicates", "leakage"):
+        metrics[key] = [{"path": WITHHELD, "reason": row["reason"].split(":")[0].split(" of ")[0]} for row in metrics[key]]
+    check = metrics.get("check") or {}
+    check["root"] = WITHHELD
+    check["findings"] = [{k: v for k, v in f.items() if k not in ("path", "other", "examples")} for f in check.get("findings", [])]
     return metrics
 
 

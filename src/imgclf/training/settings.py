@@ -16,7 +16,8 @@ class Settings:
     """The options of ``imgclf train`` (and :func:`imgclf.train`), validated by :meth:`check`.
 
     ``fine_tune`` is None (a frozen backbone) or a :class:`~imgclf.training.finetune.FineTuneConfig`;
-    ``embeddings`` a file written by ``imgclf embed`` to train from instead of embedding here.
+    ``embeddings`` a file written by ``imgclf embed`` to train from instead of embedding here; ``private`` leaves the
+    training photos' embeddings and paths out of the model folder (no neighbours, no ``add``).
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -32,6 +33,7 @@ class Settings:
     crop: str | None = None
     embeddings: str | os.PathLike | None = None
     command: str | None = None
+    private: bool = False
 
     @classmethod
     def of(cls, fine_tune: bool | FineTuneConfig = False, seed: int = 0, **options) -> "Settings":

@@ -273,18 +273,19 @@ def rule(table: PhotoTable, bb: Backbone, settings: Settings, groups: np.ndarray
     and test splits' scores against a reference of the training split alone."""
     pool = reference_pool(table)
     known = [i for i, lab in enumerate(table.labels) if lab != UNKNOWN]
-    reference = Reference.fit(table.vectors[pool], table.y[pool], known)
+    photos = not settings.private
+    reference = Reference.fit(table.vectors[pool], table.y[pool], known, photos=photos)
     if not cross_validates_table(table):
         inside, scored = pool & table.train, (table.val | table.test) & np.isin(table.y, known)
-        scores = Reference.fit(table.vectors[inside], table.y[inside], known).similarity(table.vectors[scored])
+        scores = Reference.fit(table.vectors[inside], table.y[inside], known, photos=photos).similarity(table.vectors[scored])
         how = f"the validation and test splits' {int(scored.sum())} photos, scored against the training split's"
     else:
         cache = HeadCache(settings.cache_root)
         grouped = () if groups is None else (groups[pool],)
         key = cache.key("out-of-fold-similarity", COMPACT_DIMS, table.vectors[pool], table.y[pool], known, settings.seed,
-                        *grouped)
+                        *grouped, *(() if photos else ("prototypes only",)))
         scores, folds = cache.out_of_fold(key, lambda: out_of_fold_similarity(table.vectors[pool], table.y[pool], known,
-                                                                              settings.seed, *grouped))
+                                                                              settings.seed, *grouped or (None,), photos=photos))
         how = (f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos"
                f"{', near copies held out together' if grouped else ''})")
     return reference, calibrate(scores, settings.target_acceptance, how, bb.min_similarity)

@@ -17,7 +17,9 @@ from imgclf.files import atomic_directory, file_sha256, to_json, write_bytes_ato
 from imgclf.report import from_training, write_report
 from imgclf.report.card import render_card
 from imgclf.runtime import artifact
-from imgclf.runtime.artifact import CARD_FILE, FORMAT_VERSION, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, NEIGHBORS_FILE, REPORT_FILE
+from imgclf.runtime.artifact import (CARD_FILE, FORMAT_VERSION, LABELS_FILE, META_FILE, METRICS_FILE, MODEL_FILE, NEIGHBORS_FILE,
+                                     REPORT_FILE, TABLE_FILE)
+from imgclf.training import kept
 from imgclf.training.fusion import add_similarity, fuse
 from imgclf.heads.rejection import Reference, Rejection
 from imgclf.training.settings import Settings
@@ -26,9 +28,12 @@ from imgclf.training.table import PhotoTable, relative
 
 
 def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: Heads, tuned: FineTuned | None,
-          reference: Reference, rule: Rejection, bb: Backbone, settings: Settings, metrics: dict) -> None:
-    """Replace ``model_dir`` (checked again: files may have appeared there while embedding) with the trained model."""
+          reference: Reference, rule: Rejection, bb: Backbone, settings: Settings, metrics: dict, history: list[dict]) -> None:
+    """Replace ``model_dir`` (checked again: files may have appeared there while embedding) with the trained model;
+    ``history`` is what was done to it before (:mod:`imgclf.training.grow`), this run's own entry is added."""
     meta = metadata(bb, table, heads, settings, maps=bb.feature_map is not None and tuned is None)
+    meta["history"] = history or [{"action": "train", "at": meta["created"], "photos": len(table.y)}]
+    keeps = can_grow(settings)
     if tuned is not None:
         meta["head"]["fine_tuned"] = True
     meta["rejection"] = rule.to_dict()
@@ -40,11 +45,16 @@ def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: 
     with writing_to(requested, "the model to"), atomic_directory(model_dir) as tmp:
         write_onnx(tmp / MODEL_FILE)
         index = (to_json(neighbors) + "\n").encode("utf-8")
-        add_similarity(tmp / MODEL_FILE, reference, {artifact.PINNED_RULE: json.dumps(meta["rejection"]),
-                                                     artifact.PINNED_NEIGHBORS: hashlib.sha256(index).hexdigest()})
+        pins = {artifact.PINNED_RULE: json.dumps(meta["rejection"])}
+        if reference.keeps_photos:
+            pins[artifact.PINNED_NEIGHBORS] = hashlib.sha256(index).hexdigest()
+        add_similarity(tmp / MODEL_FILE, reference, pins)
         meta["onnx"]["sha256"] = file_sha256(tmp / MODEL_FILE)
         write_json_atomic(tmp / LABELS_FILE, table.labels)
-        write_bytes_atomic(tmp / NEIGHBORS_FILE, index)
+        if reference.keeps_photos:
+            write_bytes_atomic(tmp / NEIGHBORS_FILE, index)
+        if keeps:
+            _keep_photos(tmp / TABLE_FILE, table, settings.cache_root)
         write_json_atomic(tmp / META_FILE, meta)
         write_json_atomic(tmp / METRICS_FILE, metrics)
         (tmp / CARD_FILE).write_text(render_card(meta, metrics), encoding="utf-8")
@@ -68,9 +78,28 @@ def metadata(bb: Backbone, table: PhotoTable, heads: Heads, settings: Settings, 
                  "input_shape": ["N", bb.dim] if bb.encoder else ["N", 3, bb.preprocessing.input_size, bb.preprocessing.input_size]},
         "head": {"type": "softmax-linear on L2-normalised embeddings", "C": heads.final.C, "seed": settings.seed},
         "data": {"root": str(Path(dataset.root).absolute()), "given_splits": dataset.given_splits},
+        "settings": {"backbone": settings.backbone, "weights": None if settings.weights is None else str(settings.weights),
+                     "crop": settings.crop, "private": settings.private, "val_fraction": settings.val_fraction, "test_fraction": settings.test_fraction,
+                     "target_acceptance": settings.target_acceptance, "augment": settings.augment,
+                     "quantize": settings.quantize, "fine_tune": settings.fine_tune is not None, "can_grow": can_grow(settings)},
         "command": settings.command or "imgclf.train(...)",
         "versions": {"python": platform.python_version(), **_training_versions()},
     }
+
+
+def can_grow(settings: Settings) -> bool:
+    """Whether the model keeps its photos' embeddings (:mod:`imgclf.training.kept`) for ``imgclf add`` and ``forget``: not
+    when they could not be computed again for new photos alike (a fine-tuned or quantised network, augmented views)."""
+    return not (settings.fine_tune or settings.quantize or settings.augment or settings.private)
+
+
+def _keep_photos(path: Path, table: PhotoTable, cache_root: Path) -> None:
+    """``training-photos.npz``: every row of the table with its fingerprint (from the cache the checks filled)."""
+    from imgclf.checks.fingerprints import fingerprints
+
+    prints = fingerprints(list(table.paths), list(table.hashes), cache_root).rows()
+    kept.save(path, [relative(p, table.dataset.root) for p in table.paths], table.y, table.split, table.hashes,
+              table.vectors, prints)
 
 
 def _training_versions() -> dict:
