@@ -5,7 +5,7 @@ from __future__ import annotations
 from imgclf.errors import ImgclfError
 from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
 
-__all__ = ["__version__", "train", "load", "evaluate", "check", "export", "Project", "Model", "Prediction", "TrainResult",
+__all__ = ["__version__", "train", "add", "forget", "load", "evaluate", "check", "export", "Project", "Model", "Prediction", "TrainResult",
            "ImgclfError"]
 
 
@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from imgclf import training
 
         return getattr(training, name)
+    if name in ("add", "forget"):
+        from imgclf.training import grow
+
+        return getattr(grow, name)
     if name == "Project":
         from imgclf.project import Project
 

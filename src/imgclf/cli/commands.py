@@ -192,8 +192,10 @@ def _read_list(path: Path) -> list[str]:
               "into this folder (PNG), and its peak into each row.")
 @click.option("--explain-label", help="The label whose heatmap --explain draws (default: each photo's best guess).")
 @click.option("--neighbors", type=click.IntRange(min=0), default=0, help="Add the K training photos most like each photo to its row.")
+@click.option("--error-rate", type=float, help="Also answer the smallest set of labels that holds the right one with "
+              "probability at least 1 - A (e.g. 0.05) on new photos of the known labels.")
 def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, address, output, actors, explain_dir,
-            explain_label, neighbors) -> int:
+            explain_label, neighbors, error_rate) -> int:
     """Say what each photo shows, with confidences (or 'unknown' for photos unlike every label)."""
     from imgclf.cli import render
 
@@ -201,13 +203,16 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
     if explain_label is not None and explain_dir is None:
         raise ImgclfError("--explain-label needs --explain DIR")
     if output is not None or engine != "local":  # batch jobs: see imgclf.engines
-        if tta or explain_dir is not None or neighbors:
-            option = "--tta" if tta else "--explain" if explain_dir is not None else "--neighbors"
+        if tta or explain_dir is not None or neighbors or error_rate is not None:
+            option = ("--tta" if tta else "--explain" if explain_dir is not None else "--neighbors" if neighbors
+                      else "--error-rate")
             raise ImgclfError(f"{option} works with the local engine printing its results (no --engine ray, no --output)")
         return _predict_on_engine(model_dir, paths, top_k, fmt, threshold, not no_reject, engine, address, output, actors)
     from imgclf.runtime.model import Model
 
     model = Model.load(model_dir)
+    if error_rate is not None:
+        model.set_threshold(error_rate)  # a model without label sets, or a rate outside (0, 1): one line, before any photo
     if explain_dir is not None:
         if tta:
             raise ImgclfError("--explain maps one view of each photo: leave out --tta")
@@ -219,13 +224,15 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
             if Path(asked).is_dir() and _inside(explain_dir, asked):
                 raise ImgclfError(f"--explain {explain_dir} is inside {asked}, which is being predicted: write the heatmaps "
                                   "elsewhere (they would be predicted and checked as photos next time)")
-        preds = list(model.iter_explain(paths, explain_dir, explain_label, top_k, threshold, not no_reject, neighbors))
+        preds = list(model.iter_explain(paths, explain_dir, explain_label, top_k, threshold, not no_reject, neighbors,
+                                        error_rate=error_rate))
     else:
-        preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta, neighbors=neighbors)
+        preds = model.predict(paths, top_k=top_k, threshold=threshold, reject=not no_reject, tta=tta, neighbors=neighbors,
+                              error_rate=error_rate)
     if not preds:
         raise ImgclfError("no files found in the given paths")
     return render.predictions(preds, fmt, top_k, asked=paths, threshold=threshold if threshold is not None else model.threshold,
-                              explain_dir=explain_dir)
+                              explain_dir=explain_dir, error_rate=error_rate)
 
 
 def _model_first(model_dir: Path, paths, command: str) -> None:
@@ -265,7 +272,9 @@ def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, 
 @click.option("--report", type=PATH, help="Write an HTML report (plots, confusions, photos) to this file.")
 @click.option("--ood", type=PATH, help="Photos of none of the labels: measure how many come back 'unknown'.")
 @click.option("--tta", is_flag=True, help=TTA_HELP)
-def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
+@click.option("--error-rate", type=float, help="Also measure label sets at this error rate: how often they hold the right "
+              "label, and how many labels they hold.")
+def evaluate(model_dir, data_dir, json_out, report, ood, tta, error_rate) -> int:
     """Accuracy, per-class precision/recall/F1 and confusion matrix on labelled photos."""
     from imgclf.cli import render
     from imgclf.evaluation import evaluate as run_evaluate
@@ -278,7 +287,9 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta) -> int:
     if report is not None:  # the plots written beside the page
         claims.update(_claims({report.parent / f"{report.stem}-{name}": "--report" for name in PLOT_FILES.values()}))
     model = Model.load(model_dir)
-    result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta)
+    if error_rate is not None:
+        model.set_threshold(error_rate)
+    result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta, error_rate=error_rate)
     render.evaluation(result)
     if json_out:
         claims[json_out].write_json({"generator": generator("evaluate"), **result})

@@ -139,7 +139,8 @@ def stage_events(bar: ProgressBar, quiet: bool = False):
 
 # --- predict ------------------------------------------------------------------------------------------
 
-def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None = None, explain_dir=None) -> int:
+def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None = None, explain_dir=None,
+                error_rate: float | None = None) -> int:
     """Print ``preds`` as a table, JSON or CSV, and on stderr the files skipped; the exit code (:func:`read_status`).
 
     The table shows each path relative to the folder it was found in when a folder was asked for, and says why
@@ -165,10 +166,11 @@ def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None =
         explained = any("explanation" in r for r in rows)
         neighbors = max((len(r.get("neighbors") or []) for r in rows), default=0)
         w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(csv_header(top_k, explained, neighbors))
-        w.writerows(csv_row(r, top_k, explained, neighbors) for r in rows)
+        sets = error_rate is not None
+        w.writerow(csv_header(top_k, explained, neighbors, sets))
+        w.writerows(csv_row(r, top_k, explained, neighbors, sets) for r in rows)
     else:
-        _prediction_table(rows, asked, threshold)
+        _prediction_table(rows, asked, threshold, error_rate)
         drawn = sum(1 for r in rows if r.get("explanation"))
         if explain_dir is not None:
             print(f"heatmaps of where the model looked: {drawn} written to {printable(str(explain_dir))}", file=sys.stderr)
@@ -194,7 +196,7 @@ def shown_path(path: str, folders: list[str]) -> str:
     return path
 
 
-def _prediction_table(rows: list[dict], asked, threshold: float | None = None) -> None:
+def _prediction_table(rows: list[dict], asked, threshold: float | None = None, error_rate: float | None = None) -> None:
     """Plain columns (no Rich: a table of answers is all ``predict`` prints): one line per photo, the
     next best guesses (or why it is ``unknown``) and the nearest training photos wrapped under their column;
     ``unknown`` and errors coloured on a terminal. No word is cut in two."""
@@ -215,6 +217,8 @@ def _prediction_table(rows: list[dict], asked, threshold: float | None = None) -
     out = [line(heads), "─" * min(total, sum(widths) + last + 3 * len(GAP))]
     for r, (path, answer, conf, style) in zip(rows, fixed):
         notes = _notes(r, threshold)
+        if r.get("set"):
+            notes.insert(0, f"{100 * (1 - error_rate):g} % sure: {' or '.join(printable(lab) for lab in r['set'])}")
         if r.get("neighbors"):  # their labels and similarities; the paths are in --format json and csv
             notes.append("nearest training photos: " + ", ".join(f"{printable(n['label'])} {n['similarity']:.2f}"
                                                                  for n in r["neighbors"]))
@@ -402,6 +406,11 @@ def evaluation(result: dict) -> None:
     lo, hi = result["accuracy_interval"]
     out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (95 % interval {lo:.2f}–{hi:.2f}; "
               f"macro F1 {result['macro_f1']:.3f})")
+    sets = result.get("label_sets")
+    if sets:
+        out.print(f"label sets at error rate {sets['error_rate']:g}: {sets['coverage']:.3f} held the right label "
+                  f"(95 % interval {sets['low']:.2f}–{sets['high']:.2f}; promised at least {sets['promised_coverage']:g}), "
+                  f"{sets['mean_size']:.2f} labels on average, {100 * sets['single_label']:.0f} % of sets one label")
     if "coverage" in result:
         out.print(f"with the 'unknown' rule: {100 * result['coverage']:.1f} % of photos answered (coverage), "
                   f"{result['selective_accuracy']:.3f} of those right (selective accuracy), "

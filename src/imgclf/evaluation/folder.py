@@ -16,7 +16,7 @@ from imgclf.heads.rejection import UNKNOWN, auroc
 
 def evaluate(
     model: Model | str | os.PathLike, data_dir: str | os.PathLike, top_k: int = 3, ood_dir: str | os.PathLike | None = None,
-    tta: bool = False,
+    tta: bool = False, error_rate: float | None = None,
 ) -> dict:
     """Metrics of ``model`` on every photo under ``data_dir``.
 
@@ -30,7 +30,9 @@ def evaluate(
     unreadable files are listed in ``skipped`` with their reasons. ``photos`` has one record
     per scored photo (``path``, ``label``, ``predicted``, ``confidence``, ``label_confidence``,
     ``top_k``), which :func:`imgclf.report.write_report` draws from. ``tta`` averages each
-    photo's scores with its mirror image's (:meth:`imgclf.runtime.model.Model.scores`).
+    photo's scores with its mirror image's (:meth:`imgclf.runtime.model.Model.scores`). With ``error_rate``, every
+    photo also gets its label set (``set`` in ``photos``), and ``label_sets`` says how often the sets held the true label
+    (``coverage``, with its 95 % interval, against the promised 1 − ``error_rate``) and how many labels they held.
     """
     if not isinstance(model, Model):
         model = Model.load(model)
@@ -44,7 +46,7 @@ def evaluate(
     truth = {str(p.path): p.label for p in photos}
     y_true, y_pred, misclassified, skipped, per_photo, in_scores = [], [], [], [], [], []
     # Every label's probability, so each photo also records the probability of its true label.
-    for pred in model.iter_predict([p.path for p in photos], top_k=max(top_k, len(model.labels)), tta=tta):
+    for pred in model.iter_predict([p.path for p in photos], top_k=max(top_k, len(model.labels)), tta=tta, error_rate=error_rate):
         label = truth[pred.path]
         if pred.error or not pred.top_k:  # unreadable, or a face model found no face
             skipped.append({"path": pred.path, "reason": pred.error or NO_FACE_REASON})
@@ -56,7 +58,8 @@ def evaluate(
         top = pred.top_k[:top_k]
         label_confidence = next(t["confidence"] for t in pred.top_k if t["label"] == label)
         per_photo.append({"path": pred.path, "label": label, "predicted": guess, "confidence": pred.confidence,
-                          "label_confidence": label_confidence, "top_k": top, "rejected": pred.label == UNKNOWN != guess})
+                          "label_confidence": label_confidence, "top_k": top, "rejected": pred.label == UNKNOWN != guess,
+                          **({"set": pred.label_set} if pred.label_set is not None else {})})
         if guess != label:
             misclassified.append({"path": pred.path, "label": label, "predicted": guess, "confidence": pred.confidence, "top_k": top})
     if not y_true:
@@ -67,6 +70,8 @@ def evaluate(
                    "photos": per_photo})
     if tta:
         result["tta"] = "flip"
+    if error_rate is not None:
+        result["label_sets"] = _label_sets(per_photo, error_rate)
     if model.threshold is not None:
         result.update(selective([p['label'] for p in per_photo], [p['predicted'] for p in per_photo], [p['rejected'] for p in per_photo]))
         negatives = None
@@ -79,6 +84,21 @@ def evaluate(
     elif ood_dir is not None:
         raise ImgclfError("this model has no 'unknown' rule (trained before imgclf 0.1); retrain it to use --ood")
     return result
+
+
+def _label_sets(photos: list[dict], error_rate: float) -> dict:
+    """How the label sets did on labelled photos: coverage (the share holding the true label) with its 95 % interval,
+    the mean number of labels, and how often a set was one label and that label right."""
+    from imgclf.heads.estimate import wilson
+
+    n = len(photos)
+    held = sum(p["label"] in p["set"] for p in photos)
+    single = [p for p in photos if len(p["set"]) == 1]
+    lo, hi = wilson(held / n, n)
+    return {"error_rate": error_rate, "promised_coverage": round(1 - error_rate, 6), "coverage": round(held / n, 6),
+            "low": round(lo, 6), "high": round(hi, 6), "mean_size": round(sum(len(p["set"]) for p in photos) / n, 4), "n": n,
+            "single_label": round(len(single) / n, 6),
+            "single_label_right": round(sum(p["set"][0] == p["label"] for p in single) / len(single), 6) if single else None}
 
 
 def _is_verifier(model: Model) -> bool:

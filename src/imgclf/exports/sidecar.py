@@ -32,6 +32,21 @@ def sidecar(model, fmt: str, int8: bool, parity) -> dict:
                     "embedding": "the backbone's embedding"},
         "output_order": list(OUTPUTS),
         "threshold": model.threshold,
+        **({"label_sets": _label_sets(model)} if model.label_sets is not None else {}),
         "parity": parity.to_dict(),
         "model_sha256": model.meta.get("onnx", {}).get("sha256"),
     }
+
+
+#: The error rates an export's sidecar gives label-set thresholds for.
+SIDECAR_RATES = (0.01, 0.02, 0.05, 0.1, 0.2)
+
+
+def _label_sets(model) -> dict:
+    """The label sets an app can make from ``probabilities`` alone: for each error rate A, the probability a label
+    needs to be in the set (the best guess is always in it); the set then holds the right label for at least 1 - A of
+    new photos of these labels."""
+    return {"rule": "the labels whose probability is at least thresholds[A], and the best guess always; right for at "
+                    "least 1 - A of new photos of these labels",
+            "thresholds": {str(a): round(model.label_sets.threshold(a), 6) for a in SIDECAR_RATES},
+            "method": model.label_sets.method, "calibrated_on": model.label_sets.calibrated_on, "n": model.label_sets.n}

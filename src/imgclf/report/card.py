@@ -190,6 +190,7 @@ def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, c
         lines.append(f"- with the \"unknown\" rule on the {'test' if split == 'test' else 'validation'} split: "
                      f"{_pct(m['coverage'])} answered (coverage), {_pct(m['selective_accuracy'])} of those right "
                      f"(selective accuracy), {_pct(m['accuracy_with_unknown'])} right counting \"unknown\" as wrong")
+    lines += _label_set_lines(metrics.get("label_sets"))
     if not split:
         lines += ["", "No photos were held out, so the model's accuracy is unmeasured."]
         return "\n".join(lines)
@@ -218,6 +219,20 @@ def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, c
         "the misclassified photos with their top predictions, and a reliability diagram.",
     ]
     return "\n".join(lines)
+
+
+def _label_set_lines(sets: dict | None) -> list[str]:
+    """The label sets (``predict --error-rate A``): how big they are, and how often they held the label where measured."""
+    if not sets:
+        return []
+    lines = []
+    for rate, got in (sets.get("on_calibration_photos") or {}).items():
+        test = (sets.get("test") or {}).get(rate)
+        held = (f"; on the test split they held it for {_pct(test['coverage'])} of {test['n']} photos" if test else "")
+        lines.append(f"- label sets at error rate {rate} (`--error-rate {rate}`: the labels that hold the right one for at least "
+                     f"{_pct(1 - float(rate))} of new photos of these labels): {got['mean_size']:.2f} labels on average "
+                     f"(calibrated on {_md(sets['calibrated_on'])}){held}")
+    return lines
 
 
 def _limitations(labels: list[str], split: str | None, m: dict, calib: dict | None, metrics: dict) -> str:

@@ -70,8 +70,13 @@ _MAX_INPUT_SIZE = 4096
 #: The largest each JSON file of a model folder may be (bytes); larger ones are damaged or hostile.
 MAX_BYTES = {META_FILE: 16 * 2**20, LABELS_FILE: 16 * 2**20, METRICS_FILE: 512 * 2**20, NEIGHBORS_FILE: 1024 * 2**20}
 #: ``model.onnx``'s metadata keys that pin the other files' answer-changing contents (written by training).
-PINNED_LABELS, PINNED_PREPROCESSING, PINNED_RULE, PINNED_NEIGHBORS = (
-    "labels", "imgclf_preprocessing", "imgclf_rejection", "imgclf_neighbors_sha256")
+PINNED_LABELS, PINNED_PREPROCESSING, PINNED_RULE, PINNED_NEIGHBORS, PINNED_LABEL_SETS = (
+    "labels", "imgclf_preprocessing", "imgclf_rejection", "imgclf_neighbors_sha256", "imgclf_label_sets_sha256")
+
+
+def digest(value) -> str:
+    """SHA-256 of ``value`` as canonical JSON (what ``model.onnx`` pins of a large part of ``imgclf.json``)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,10 @@ def _check_pinned(pins: dict[str, str], folder: Folder) -> None:
         if differs(key, ours):
             raise ImgclfError(f"{folder.path} is inconsistent: {what} is not what {MODEL_FILE} was trained with (the file was "
                               "changed or damaged)")
+    sets = folder.meta.get("label_sets")
+    if (PINNED_LABEL_SETS in pins or sets is not None) and pins.get(PINNED_LABEL_SETS) != (None if sets is None else digest(sets)):
+        raise ImgclfError(f"{folder.path} is inconsistent: {META_FILE}'s label sets are not what {MODEL_FILE} was trained with "
+                          "(the file was changed or damaged)")
 
 
 def read_neighbors(folder: Folder, session) -> list[tuple[str, str]] | None:
@@ -328,6 +337,12 @@ def _check_meta(meta: dict, where: Path) -> None:
         threshold = rule.get("threshold") if isinstance(rule, dict) else None
         if not _is_number(threshold):
             raise ImgclfError(f"{where} is damaged: rejection.threshold must be a finite number")
+    sets = meta.get("label_sets")
+    if sets is not None:
+        scores = sets.get("scores") if isinstance(sets, dict) else None
+        if not (isinstance(scores, list) and all(_is_number(v) and 0 <= v <= 1 for v in scores)
+                and all(a <= b for a, b in zip(scores, scores[1:]))):
+            raise ImgclfError(f"{where} is damaged: label_sets.scores must be sorted numbers in [0, 1]")
     backbone = meta.get("backbone", {})
     if not isinstance(backbone, dict) or not isinstance(backbone.get("encoder", None) or "", str):
         raise ImgclfError(f"{where} is damaged: 'backbone' must be an object whose 'encoder' is a name")

@@ -16,6 +16,7 @@ from imgclf.runtime.artifact import (  # noqa: F401 (the file names are re-expor
 )
 from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
 from imgclf.runtime.encoders import encoder
+from imgclf.runtime.label_sets import label_set, LabelSets
 from imgclf.runtime.faces import NO_FACE, NoFaceError
 from imgclf.runtime.loader import crop_image, pixel_loader
 from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
@@ -59,6 +60,19 @@ class Model:
         rule = meta.get("rejection")
         #: Similarity below which a photo is "unknown" (None: the model never rejects).
         self.threshold: float | None = float(rule["threshold"]) if rule and len(self._outputs) == 2 else None
+        #: The held-out scores label sets are drawn from (:mod:`~imgclf.runtime.label_sets`; None: the model has none).
+        self.label_sets = LabelSets.from_dict(meta.get("label_sets"))
+
+    def set_threshold(self, error_rate: float) -> float:
+        """The probability a label needs to be in a photo's label set at ``error_rate``; one line
+        (:class:`ImgclfError`) when the model has no label sets or the rate is not between 0 and 1."""
+        if not (isinstance(error_rate, (int, float)) and 0 < error_rate < 1):
+            raise ImgclfError(f"--error-rate must be between 0 and 1 (e.g. 0.05 for sets right 95 % of the time), not {error_rate}")
+        if self.label_sets is None:
+            why = ("a one-label model answers its label or unknown" if len(self.labels) == 1 else
+                   "it was trained before imgclf made label sets, or fine-tuned; train it again")
+            raise ImgclfError(f"{self.dir} has no label sets: {why}")
+        return self.label_sets.threshold(float(error_rate))
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, threads: int | None = None) -> "Model":
@@ -215,6 +229,7 @@ class Model:
     def iter_explain(
         self, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, label: str | None = None, top_k: int = 3,
         threshold: float | None = None, reject: bool = True, neighbors: int = 0, batch_size: int | None = None,
+        error_rate: float | None = None,
     ) -> Iterator[Prediction]:
         """:meth:`predict` with an overlay PNG per photo written into ``out_dir`` (created if need be) and
         each prediction's ``explanation`` set: the same batched, threaded pass as :meth:`predict`, whose
@@ -235,7 +250,8 @@ class Model:
             out.mkdir(parents=True, exist_ok=True)
         pre = self.preprocessing
         if pre.crop or self.explanation_method != "cam":  # finding the face, or occlusion's passes: one photo at a time
-            yield from self._iter_explain_each(paths, out, label, top_k, threshold, reject, neighbors)
+            yield from self._iter_explain_each(paths, out, label, top_k, neighbors, threshold=threshold, reject=reject,
+                                               error_rate=error_rate)
             return
         names = self._outputs + [CAM] + ([PHOTO_SIMILARITIES] if neighbors else [])
         photos: dict[str, tuple[Image.Image, tuple[int, int]]] = {}
@@ -257,7 +273,8 @@ class Model:
                     pending.append(failed(str(path), result))
                     continue
                 got = dict(zip(names, result))
-                pred = self._answer(str(path), got, None, top_k, neighbors, threshold=threshold, reject=reject)
+                pred = self._answer(str(path), got, None, top_k, neighbors, threshold=threshold, reject=reject,
+                                    error_rate=error_rate)
                 photo, size = photos.pop(str(path))
                 k = self._label_index(label, got[PROBABILITIES])
                 explanation = explain_map(self.labels[k], got[CAM][k], crop_box(*size, pre.resize_to, pre.input_size), size)
@@ -269,7 +286,7 @@ class Model:
             for item in pending:
                 yield _finished(item)
 
-    def _iter_explain_each(self, paths, out: Path, label, top_k, threshold, reject, neighbors) -> Iterator[Prediction]:
+    def _iter_explain_each(self, paths, out: Path, label, top_k, neighbors, **rule) -> Iterator[Prediction]:
         """:meth:`iter_explain` one photo at a time, through :meth:`explain`: for models that look at faces
         (finding the face is most of the work) and for occlusion (many passes per photo)."""
         from imgclf.runtime.images import decode, read_bytes, upright_size
@@ -281,7 +298,7 @@ class Model:
             try:
                 data = read_bytes(path)
                 photo = decode(data, max_side=draft_side(self.preprocessing))
-                pred, explanation = self.explain(photo, label, top_k, str(path), neighbors, threshold=threshold, reject=reject)
+                pred, explanation = self.explain(photo, label, top_k, str(path), neighbors, **rule)
             except ImageError as e:
                 yield failed(str(path), e)
                 continue
@@ -294,23 +311,29 @@ class Model:
     def predict(
         self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
         threshold: float | None = None, reject: bool = True, tta: bool = False, neighbors: int = 0,
+        error_rate: float | None = None,
     ) -> list[Prediction]:
         """Predict files and folders (recursively); unreadable files come back with ``error`` set.
 
         ``threshold`` overrides the stored "unknown" threshold; ``reject=False`` never answers "unknown";
         ``tta`` also scores each photo's mirror image and averages (see :meth:`scores`); ``neighbors``
-        adds the ``neighbors`` most similar training photos to each prediction (:meth:`nearest`).
+        adds the ``neighbors`` most similar training photos to each prediction (:meth:`nearest`); ``error_rate``
+        adds each photo's label set, which holds its true label with probability at least 1 − ``error_rate``
+        (:mod:`~imgclf.runtime.label_sets`).
         """
-        return list(self.iter_predict(paths, top_k, batch_size, threshold, reject, tta, neighbors))
+        return list(self.iter_predict(paths, top_k, batch_size, threshold, reject, tta, neighbors, error_rate))
 
     def iter_predict(
         self, paths: Iterable[str | os.PathLike], top_k: int = 3, batch_size: int | None = None,
         threshold: float | None = None, reject: bool = True, tta: bool = False, neighbors: int = 0,
+        error_rate: float | None = None,
     ) -> Iterator[Prediction]:
         from imgclf.runtime.inputs import iter_inputs
 
         if neighbors:
             self._check_neighbors()
+        if error_rate is not None:
+            self.set_threshold(error_rate)  # refused before any photo is read
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
             if not neighbors:
@@ -327,7 +350,7 @@ class Model:
             if isinstance(out, ImageError):
                 yield failed(str(path), out)
                 continue
-            pred = self.prediction(str(path), out[0], top_k, threshold, reject)
+            pred = self.prediction(str(path), out[0], top_k, threshold, reject, error_rate)
             if neighbors and pred.status != ERROR:
                 pred.neighbors = self.nearest(out[1], neighbors)
             yield pred
@@ -353,8 +376,10 @@ class Model:
         order = np.argsort(-photo_similarities, kind="stable")[:k]
         return [{"path": index[i][0], "label": index[i][1], "similarity": round(float(photo_similarities[i]), 6)} for i in order]
 
-    def prediction(self, name: str, scores: np.ndarray, top_k: int = 3, threshold: float | None = None, reject: bool = True) -> Prediction:
-        """A :class:`Prediction` from one row of :meth:`scores`, applying the "unknown" rule."""
+    def prediction(self, name: str, scores: np.ndarray, top_k: int = 3, threshold: float | None = None, reject: bool = True,
+                   error_rate: float | None = None) -> Prediction:
+        """A :class:`Prediction` from one row of :meth:`scores`, applying the "unknown" rule; with ``error_rate``, its
+        label set too (:meth:`set_threshold`)."""
         probs, sim = scores[:-1], float(scores[-1])
         if not np.isfinite(probs).all() or np.isinf(sim):
             return Prediction(name, ERROR, None, error="the model answered no number (NaN): its model.onnx is damaged")
@@ -363,8 +388,9 @@ class Model:
         limit = threshold if threshold is not None else self.threshold
         similarity = None if np.isnan(sim) else round(sim, 6)
         unknown = reject and limit is not None and similarity is not None and sim < limit
+        chosen = None if error_rate is None else [self.labels[i] for i in label_set(probs, self.set_threshold(error_rate))]
         return Prediction(name, UNKNOWN_STATUS if unknown else OK, UNKNOWN if unknown else top[0]["label"], top[0]["confidence"], top,
-                          similarity=similarity)
+                          similarity=similarity, label_set=chosen)
 
 
 def _write_overlay(explanation: "Explanation", photo: Image.Image, target: Path) -> None:

@@ -21,6 +21,9 @@ the same keys:
 ``neighbors`` (only when asked for: ``predict --neighbors K``)
     ``[{"path", "label", "similarity"}, …]``: the K training photos most like this one (cosine of
     their embeddings), paths relative to the training data folder;
+``set`` (only when asked for: ``predict --error-rate A``)
+    the labels that hold the true one with probability at least 1 − A on new photos of the known labels,
+    most probable first (never empty; see :mod:`imgclf.runtime.label_sets`); absent from ``no_face`` and ``error`` rows;
 ``explanation`` (only when asked for: ``predict --explain DIR``)
     ``{"heatmap": PNG path, "peak": [x, y], "label", "box": [left, top, right, bottom]}``: where
     the model looked for ``label``, ``peak`` where its map peaks, in the photo's pixels.
@@ -53,6 +56,7 @@ class Prediction:
     error: str | None = None
     explanation: dict | None = None
     neighbors: list[dict] | None = None
+    label_set: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -66,31 +70,34 @@ class Prediction:
             row["explanation"] = self.explanation
         if self.neighbors is not None:
             row["neighbors"] = self.neighbors
+        if self.label_set is not None:
+            row["set"] = self.label_set
         return row
 
     @classmethod
     def from_row(cls, row: dict) -> "Prediction":
         """The inverse of :meth:`to_row` (extra keys are ignored)."""
         return cls(row["path"], row["status"], row["label"], row.get("confidence"), list(row.get("top_k") or []),
-                   row.get("similarity"), row.get("error"), row.get("explanation"), row.get("neighbors"))
+                   row.get("similarity"), row.get("error"), row.get("explanation"), row.get("neighbors"), row.get("set"))
 
 
 #: CSV columns of an explanation (``predict --explain``), after the top-k columns.
 EXPLANATION_COLUMNS = ["explanation_label", "explanation_heatmap", "explanation_peak_x", "explanation_peak_y"]
 
 
-def csv_header(top_k: int, explained: bool = False, neighbors: int = 0) -> list[str]:
+def csv_header(top_k: int, explained: bool = False, neighbors: int = 0, label_set: bool = False) -> list[str]:
     header = [f for f in FIELDS if f != "top_k"]
     for i in range(1, top_k + 1):
         header += [f"top{i}_label", f"top{i}_confidence"]
     header += EXPLANATION_COLUMNS if explained else []
     for i in range(1, neighbors + 1):
         header += [f"neighbor{i}_path", f"neighbor{i}_label", f"neighbor{i}_similarity"]
-    return header
+    return header + (["set"] if label_set else [])
 
 
-def csv_row(row: dict, top_k: int | None = None, explained: bool = False, neighbors: int = 0) -> list[str]:
-    """One :meth:`Prediction.to_row` as CSV cells: numbers with 6 decimals, nulls empty."""
+def csv_row(row: dict, top_k: int | None = None, explained: bool = False, neighbors: int = 0, label_set: bool = False) -> list[str]:
+    """One :meth:`Prediction.to_row` as CSV cells: numbers with 6 decimals, nulls empty; a label set's labels joined
+    by ``;``."""
     def cell(v) -> str:
         if v is None:
             return ""
@@ -107,4 +114,7 @@ def csv_row(row: dict, top_k: int | None = None, explained: bool = False, neighb
         cells += [e.get("label", ""), e.get("heatmap", ""), str(peak[0]), str(peak[1])]
     for n in (row.get("neighbors") or [])[:neighbors]:
         cells += [n["path"], n["label"], cell(n["similarity"])]
+    if label_set:
+        cells += [""] * (len(csv_header(top_k or 0, explained, neighbors)) - len(cells)) if top_k is not None else []
+        cells.append(";".join(row.get("set") or []))
     return cells

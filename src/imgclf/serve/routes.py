@@ -48,6 +48,17 @@ def _metrics_summary(metrics: dict) -> dict:
     return out
 
 
+def _no_label_sets(service: Service, error_rate: float | None) -> JSONResponse | None:
+    """422 when ``error_rate`` is asked of a model without label sets."""
+    if error_rate is None:
+        return None
+    try:
+        service.model.set_threshold(error_rate)
+    except ImgclfError as e:
+        return _error(422, str(e))
+    return None
+
+
 @router.post("/predict", response_model=None, openapi_extra=UPLOAD_BODY,
              responses={200: {"model": PredictionOut}, **ERRORS})
 async def predict(
@@ -55,13 +66,18 @@ async def predict(
     top_k: int = Query(3, ge=1, le=1000, description="How many labels to return"),
     explain: bool = Query(False, description="Add where the model looked: the heatmap overlay as a PNG data URL, its peak and box"),
     neighbors: int = Query(0, ge=0, le=100, description="Add this many most similar training photos"),
+    error_rate: float | None = Query(None, gt=0, lt=1, description="Add the label set that holds the right label with "
+                                     "probability at least 1 - error_rate"),
 ):
     """Classify one image, sent as multipart field ``file`` or as the raw request body.
 
-    Answers the same object per image as ``imgclf predict --format json`` (with ``explanation``
-    and ``neighbors`` when asked for, as ``--explain`` and ``--neighbors`` add them).
+    Answers the same object per image as ``imgclf predict --format json`` (with ``explanation``,
+    ``neighbors`` and ``set`` when asked for, as ``--explain``, ``--neighbors`` and ``--error-rate`` add them).
     """
     service = _service(request)
+    refused = _no_label_sets(service, error_rate)
+    if refused:
+        return refused
     files = await service.read_files(request, "file")
     if not files:
         return _error(422, "no file: send the image as multipart form field 'file' or as the request body")
@@ -73,7 +89,7 @@ async def predict(
         return _error(422, "this model has no class activation maps (fine-tuned, quantised or another backbone): explaining a "
                            "photo takes one pass per cell of it, too slow to serve; use imgclf predict --explain DIR")
     try:
-        result = await service.answer(files[0], top_k, explain, neighbors)
+        result = await service.answer(files[0], top_k, explain, neighbors, error_rate)
     except ImgclfError as e:
         return _error(422, str(e))
     service.requests += 1
@@ -83,13 +99,17 @@ async def predict(
 
 @router.post("/predict/batch", response_model=None, openapi_extra=BATCH_BODY,
              responses={200: {"model": list[PredictionOut]}, **ERRORS})
-async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000)):
+async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000),
+                        error_rate: float | None = Query(None, gt=0, lt=1, description="Add each image's label set")):
     """Classify several images (multipart fields ``files``), in order.
 
     An unusable image does not fail the request: its entry has ``label`` null and an
     ``error``, as in ``imgclf predict --format json``.
     """
     service = _service(request)
+    refused = _no_label_sets(service, error_rate)
+    if refused:
+        return refused
     files = await service.read_files(request, None, raw=False)
     if not files:
         return _error(422, "no files: send the images as multipart/form-data fields 'files'")
@@ -97,7 +117,7 @@ async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000)):
         return _error(503, "server busy: too many images in flight, try again")
     service.in_flight += len(files)
     try:
-        results = await service.predict(files, top_k)
+        results = await service.predict(files, top_k, error_rate)
     finally:
         service.in_flight -= len(files)
     service.requests += 1
@@ -140,6 +160,7 @@ async def model_info(request: Request):
         "rejection": rejection,
         "explain": model.explainable,
         "neighbors": model.neighbor_index is not None,
+        "label_sets": model.label_sets is not None,
         "created": meta.get("created"),
         "imgclf_version": meta.get("imgclf_version"),
         "max_upload_mb": service.max_upload_bytes / 2**20,

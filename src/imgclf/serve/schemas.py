@@ -39,6 +39,7 @@ class PredictionOut(BaseModel):
     error: Optional[str]
     explanation: Optional[ExplanationOut] = None  # only with ?explain=true
     neighbors: Optional[list[NeighborOut]] = None  # only with ?neighbors=K
+    set: Optional[list[str]] = None  # only with ?error_rate=A: the labels that hold the right one with probability >= 1 - A
 
 
 class ErrorOut(BaseModel):

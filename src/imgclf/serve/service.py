@@ -140,23 +140,24 @@ class Service:
         self._check_size(data)
         return load_pixels(data, self.model.preprocessing)  # as predict does: big JPEGs decoded at reduced size
 
-    def _detailed(self, name: str, data: bytes, top_k: int, explain: bool, neighbors: int) -> dict:
+    def _detailed(self, name: str, data: bytes, top_k: int, explain: bool, neighbors: int, error_rate: float | None = None) -> dict:
         """One upload's row with its explanation (the overlay as a PNG data URL) and/or neighbours, in a decode thread;
         decoded as :meth:`_load` decodes for plain predictions (same size limit, same reduced JPEG decoding, same answer)."""
         self._check_size(data)
         photo = decode(data, max_side=draft_side(self.model.preprocessing))
         if not explain:
-            return self.model.predict_image(photo, top_k, name, neighbors).to_row()
-        pred, explanation = self.model.explain(photo, None, top_k, name, neighbors)
+            return self.model.predict_image(photo, top_k, name, neighbors, error_rate=error_rate).to_row()
+        pred, explanation = self.model.explain(photo, None, top_k, name, neighbors, error_rate=error_rate)
         pred.explanation = {"heatmap": "data:image/png;base64," + base64.b64encode(explanation.png(photo)).decode("ascii"),
                             **explanation.to_dict()}
         return pred.to_row()
 
-    async def predict_detailed(self, name: str, data: bytes, top_k: int, explain: bool, neighbors: int) -> dict | ImageError:
+    async def predict_detailed(self, name: str, data: bytes, top_k: int, explain: bool, neighbors: int,
+                               error_rate: float | None = None) -> dict | ImageError:
         """:meth:`predict` of one upload with ``explain`` and ``neighbors``, outside the micro-batches (one pass of its own)."""
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.pool, self._detailed, name, data, top_k, explain, neighbors)
+            return await loop.run_in_executor(self.pool, self._detailed, name, data, top_k, explain, neighbors, error_rate)
         except NoFaceError as e:
             return failed(name, e).to_row()
         except ImageError as e:
@@ -166,15 +167,16 @@ class Service:
         except Exception as e:  # a decoder must never take the server down
             return ImageError(f"cannot read image ({type(e).__name__}: {str(e)[:120]})")
 
-    async def answer(self, upload: tuple[str, bytes], top_k: int, explain: bool = False, neighbors: int = 0) -> dict | ImageError:
+    async def answer(self, upload: tuple[str, bytes], top_k: int, explain: bool = False, neighbors: int = 0,
+                     error_rate: float | None = None) -> dict | ImageError:
         """One upload answered as ``/predict`` answers it (micro-batched, or on its own with ``explain`` or
         ``neighbors``), counted in flight meanwhile; raises :class:`ImgclfError` when the model cannot give what was
         asked."""
         self.in_flight += 1
         try:
             if explain or neighbors:
-                return await self.predict_detailed(*upload, top_k, explain, neighbors)
-            (result,) = await self.predict([upload], top_k)
+                return await self.predict_detailed(*upload, top_k, explain, neighbors, error_rate)
+            (result,) = await self.predict([upload], top_k, error_rate)
             return result
         finally:
             self.in_flight -= 1
@@ -226,7 +228,7 @@ class Service:
             return []
         return [(request.headers.get("x-filename") or "upload", bytes(buf))]
 
-    async def predict(self, uploads: list[tuple[str, bytes]], top_k: int) -> list[dict | ImageError]:
+    async def predict(self, uploads: list[tuple[str, bytes]], top_k: int, error_rate: float | None = None) -> list[dict | ImageError]:
         """Decode (in threads) and classify (batched) uploads; an ImageError per unusable one."""
         loop = asyncio.get_running_loop()
         decoded = await asyncio.gather(
@@ -241,7 +243,7 @@ class Service:
             elif isinstance(arr, ImageError):
                 out.append(arr)
             else:
-                out.append(self.model.prediction(name, next(rows), top_k).to_row())
+                out.append(self.model.prediction(name, next(rows), top_k, error_rate=error_rate).to_row())
         return out
 
 

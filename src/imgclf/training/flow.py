@@ -121,10 +121,11 @@ def learn(requested: Path, target: Path, data_dir, dataset: Dataset, emb: Embedd
     report.start("calibrate")
     groups = stages.copy_groups(table, checks)
     heads, calibration = stages.calibrate_heads(table, heads, settings, groups)
+    sets = stages.label_sets(table, calibration)
     reference, rule = stages.rule(table, bb, settings, groups)
     report.start("estimate")
-    metrics = measure(table, heads, calibration, tuned, reference, rule, settings, cleaning, checks, emb, started)
+    metrics = measure(table, heads, calibration, tuned, reference, rule, sets, settings, cleaning, checks, emb, started)
     report.start("write")
-    write(requested, target, data_dir, table, heads, tuned, reference, rule, bb, settings, metrics, history or [])
+    write(requested, target, data_dir, table, heads, tuned, reference, rule, sets, bb, settings, metrics, history or [])
     return TrainResult(requested, dataset.labels, table.counts(), metrics, cleaning.skipped, cleaning.warnings,
                        time.perf_counter() - started, emb.n_computed, checks)

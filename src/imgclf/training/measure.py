@@ -8,7 +8,8 @@ import numpy as np
 
 from imgclf.data.views import views_for
 from imgclf.evaluation.metrics import summarize
-from imgclf.heads.estimate import accuracy_estimate, cross_validated_accuracy, oof_accuracy, selective
+from imgclf.heads.estimate import wilson, accuracy_estimate, cross_validated_accuracy, oof_accuracy, selective
+from imgclf.runtime.label_sets import LabelSets, label_set
 from imgclf.heads.linear import softmax
 from imgclf.heads.rejection import Reference, Rejection
 from imgclf.training.settings import Settings
@@ -17,7 +18,7 @@ from imgclf.training.table import Cleaning, PhotoTable
 
 
 def measure(table: PhotoTable, heads: Heads, cal: Calibration, tuned: FineTuned | None, reference: Reference, rule: Rejection,
-            settings: Settings, cleaning: Cleaning, checks, emb, started: float) -> dict:
+            sets: LabelSets | None, settings: Settings, cleaning: Cleaning, checks, emb, started: float) -> dict:
     """``metrics.json``: the estimate first, the splits' metrics, the data's story, the head, the rule."""
     tr, va, te = table.train, table.val, table.test
     probs = {"train": heads.selected.probabilities(table.vectors[tr]) if tuned is None else None,
@@ -47,6 +48,8 @@ def measure(table: PhotoTable, heads: Heads, cal: Calibration, tuned: FineTuned 
     checked = "test" if te.any() else "val"
     metrics["rejection"] = {**rule.to_dict(), **_apply_rule(metrics[checked], table.vectors[te if te.any() else va], reference,
                                                             rule, checked)}
+    if sets is not None:
+        metrics["label_sets"] = _label_sets(table, cal, sets, probs["test"])
     if tuned is not None:
         metrics["fine_tune"] = tuned.record
         metrics["train"] = None  # the probe's training accuracy says nothing about the fine-tuned network
@@ -78,6 +81,18 @@ def withhold_paths(metrics: dict) -> dict:
     check["root"] = WITHHELD
     check["findings"] = [{k: v for k, v in f.items() if k not in ("path", "other", "examples")} for f in check.get("findings", [])]
     return metrics
+
+
+def _label_sets(table: PhotoTable, cal: Calibration, sets: LabelSets, test_probs: np.ndarray) -> dict:
+    """The label sets at :data:`REPORTED_RATES`: their size on the photos they were calibrated
+    on, and their coverage where photos were held out of the calibration (a test split apart)."""
+    calibrated = softmax(cal.logits / cal.temperature)
+    out = {"calibrated_on": sets.calibrated_on, "n": sets.n,
+           "on_calibration_photos": measured_sets(sets, calibrated, table.y[cal.scored])}
+    held = cal.held_out[table.test]
+    if held.any():
+        out["test"] = measured_sets(sets, test_probs[held], table.y[table.test][held])
+    return out
 
 
 def out_of_fold_record(table: PhotoTable, cal: Calibration) -> dict:
@@ -149,3 +164,21 @@ def _apply_rule(split: dict | None, x: np.ndarray, reference: Reference, rule: R
     photos = split["photos"]
     split.update(selective([p["label"] for p in photos], [p["predicted"] for p in photos], list(rejected)))
     return {"split": name, "accepted": int((~rejected).sum()), "rejected": int(rejected.sum())}
+
+
+#: The error rates ``train`` measures its label sets at (``metrics.json``, the card, the export's sidecar).
+REPORTED_RATES = (0.05, 0.1)
+
+
+def measured_sets(sets: LabelSets, probabilities: np.ndarray, truth: np.ndarray, rates=REPORTED_RATES) -> dict:
+    """``{rate: {"threshold", "coverage", "low", "high", "mean_size", "n"}}``: how often the sets of photos with known
+    ``truth`` hold it (95 % Wilson interval) and how many labels they hold on average."""
+    out = {}
+    for rate in rates:
+        t = sets.threshold(rate)
+        chosen = [label_set(p, t) for p in probabilities]
+        hits = float(np.mean([y in s for y, s in zip(truth, chosen)])) if len(truth) else 0.0
+        lo, hi = wilson(hits, len(truth))
+        out[str(rate)] = {"threshold": round(t, 6), "coverage": round(hits, 6), "low": round(lo, 6), "high": round(hi, 6),
+                          "mean_size": round(float(np.mean([len(s) for s in chosen])) if chosen else 0.0, 4), "n": int(len(truth))}
+    return out

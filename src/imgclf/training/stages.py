@@ -27,7 +27,8 @@ from imgclf.errors import ImgclfError
 from imgclf.runtime.inputs import Skipped
 from imgclf.heads.estimate import cross_validates, out_of_fold_logits, out_of_fold_similarity
 from imgclf.training.events import Reporter
-from imgclf.heads.linear import C_GRID, HeadCache, LinearHead, fit_head, fit_temperature, refit
+from imgclf.runtime.label_sets import LabelSets
+from imgclf.heads.linear import C_GRID, HeadCache, LinearHead, fit_head, fit_temperature, refit, softmax
 from imgclf.heads.rejection import COMPACT_DIMS, NEGATIVE_FOLDERS, UNKNOWN, Reference, Rejection, calibrate
 from imgclf.training.settings import Settings
 from imgclf.training.table import Cleaning, PhotoTable
@@ -219,6 +220,14 @@ def calibrate_heads(table: PhotoTable, heads: Heads, settings: Settings,
         t = fit_temperature(logits, table.y[pool])
         cal = Calibration(t, given, pool, logits, folds, f"{folds}-fold out-of-fold logits of {int(pool.sum())} photos")
     return Heads(heads.selected.tempered(t), heads.final.tempered(t), heads.views_computed), cal
+
+
+def label_sets(table: PhotoTable, cal: Calibration) -> LabelSets | None:
+    """The label sets' conformity scores, from the same held-out answers the temperature was fitted on (None for a
+    one-label or fine-tuned model, which have none)."""
+    if cal.logits is None or len(table.labels) < 2:
+        return None
+    return LabelSets.fit(softmax(cal.logits / cal.temperature), table.y[cal.scored], cal.method)
 
 
 # --- fine-tune (optional) ---------------------------------------------------------------------------------

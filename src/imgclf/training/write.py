@@ -21,6 +21,7 @@ from imgclf.runtime.artifact import (CARD_FILE, FORMAT_VERSION, LABELS_FILE, MET
                                      REPORT_FILE, TABLE_FILE)
 from imgclf.training import kept
 from imgclf.training.fusion import add_similarity, fuse
+from imgclf.runtime.label_sets import LabelSets
 from imgclf.heads.rejection import Reference, Rejection
 from imgclf.training.settings import Settings
 from imgclf.training.stages import FineTuned, Heads, reference_pool
@@ -28,7 +29,8 @@ from imgclf.training.table import PhotoTable, relative
 
 
 def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: Heads, tuned: FineTuned | None,
-          reference: Reference, rule: Rejection, bb: Backbone, settings: Settings, metrics: dict, history: list[dict]) -> None:
+          reference: Reference, rule: Rejection, sets: LabelSets | None, bb: Backbone, settings: Settings, metrics: dict,
+          history: list[dict]) -> None:
     """Replace ``model_dir`` (checked again: files may have appeared there while embedding) with the trained model;
     ``history`` is what was done to it before (:mod:`imgclf.training.grow`), this run's own entry is added."""
     meta = metadata(bb, table, heads, settings, maps=bb.feature_map is not None and tuned is None)
@@ -37,6 +39,8 @@ def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: 
     if tuned is not None:
         meta["head"]["fine_tuned"] = True
     meta["rejection"] = rule.to_dict()
+    if sets is not None:
+        meta["label_sets"] = sets.to_dict()
     pool = reference_pool(table)
     neighbors = {"photos": [[relative(p, table.dataset.root), table.labels[c]] for p, c in zip(table.paths[pool], table.y[pool])]}
     write_onnx = (partial(shutil.move, tuned.onnx) if tuned is not None else
@@ -48,6 +52,8 @@ def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: 
         pins = {artifact.PINNED_RULE: json.dumps(meta["rejection"])}
         if reference.keeps_photos:
             pins[artifact.PINNED_NEIGHBORS] = hashlib.sha256(index).hexdigest()
+        if sets is not None:
+            pins[artifact.PINNED_LABEL_SETS] = artifact.digest(meta["label_sets"])
         add_similarity(tmp / MODEL_FILE, reference, pins)
         meta["onnx"]["sha256"] = file_sha256(tmp / MODEL_FILE)
         write_json_atomic(tmp / LABELS_FILE, table.labels)

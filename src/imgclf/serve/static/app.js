@@ -12,7 +12,8 @@
   var queue = [], running = 0, total = 0;
   var stream = null;
   var NEIGHBORS = 3; // training photos shown per answer, when the model keeps their index
-  var can = { explain: false, neighbors: false }; // what this model answers besides labels (GET /model)
+  var ERROR_RATE = 0.05; // label sets that hold the right label 95 times in 100, when the model has them
+  var can = { explain: false, neighbors: false, sets: false }; // what this model answers besides labels (GET /model)
   var threshold = null; // similarity below which the model answers "unknown"
 
   function pct(x) {
@@ -32,6 +33,7 @@
   function showModel(m) {
     can.explain = !!m.explain;
     can.neighbors = !!m.neighbors;
+    can.sets = !!m.label_sets;
     var box = $("model");
     box.textContent = "";
     var line = el("div", "model-line");
@@ -105,6 +107,7 @@
       why.textContent = "similarity " + pred.similarity.toFixed(2) + (threshold !== null ? ", below " + threshold.toFixed(2) : "") +
         " · closest label: " + ((pred.top_k || [])[0] || {}).label;
     }
+    showSet(card, pred.set, isUnknown);
     var bars = card.querySelector(".bars");
     bars.textContent = "";
     bars.hidden = isUnknown; // a best guess's percentage would seem to contradict "unknown"
@@ -124,6 +127,18 @@
     });
     showExplanation(card, pred.explanation);
     showNeighbors(card, pred.neighbors);
+  }
+
+  // When the best guess is not sure enough: the labels that together are right 95 times in 100.
+  function showSet(card, set, isUnknown) {
+    var line = card.querySelector(".set");
+    line.textContent = "";
+    line.hidden = isUnknown || !set || set.length < 2;
+    if (line.hidden) return;
+    line.appendChild(document.createTextNode("Can't tell for sure: "));
+    line.appendChild(el("strong", "", set.join(" or ")));
+    line.title = "the right label is among these for " + Math.round(100 * (1 - ERROR_RATE)) +
+      " of 100 new photos of the labels it knows";
   }
 
   // Where the model looked: a toggle between the photo and its heatmap overlay.
@@ -176,7 +191,7 @@
     body.append("file", file, file.name || "photo");
     var topk = $("topk").value;
     var query = "/predict?top_k=" + encodeURIComponent(topk) + (can.explain ? "&explain=true" : "") +
-      (can.neighbors ? "&neighbors=" + NEIGHBORS : "");
+      (can.neighbors ? "&neighbors=" + NEIGHBORS : "") + (can.sets ? "&error_rate=" + ERROR_RATE : "");
     return fetch(query, { method: "POST", body: body })
       .then(function (r) {
         return r.json().catch(function () { return { detail: "HTTP " + r.status }; }).then(function (data) {
