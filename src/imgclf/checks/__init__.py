@@ -24,7 +24,7 @@ from imgclf.checks.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding
 __all__ = ["check", "run_checks", "CheckResult", "Finding", "KINDS", "FIX_PLAN_COLUMNS"]
 
 #: Bumped whenever a check or a threshold changes, so cached results of older checks are not reused.
-CHECKS_VERSION = 6
+CHECKS_VERSION = 7
 
 
 def check(
@@ -75,14 +75,16 @@ def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int
     photos = [by_path[p] for p in emb.paths]
     paths = [str(p.path) for p in photos]
     key = _key(paths, emb.hashes, [p.label for p in photos], [p.split for p in photos], input_size, seed, backbone_id)
-    found = _cached(cache_root, key)
-    if found is None:
+    found, advice = _cached(cache_root, key), _cached_advice(cache_root, key)
+    if found is None or advice is None:
         data = CheckData(paths, np.array([p.label for p in photos], dtype=object), np.array([p.split for p in photos], dtype=object),
                          list(emb.hashes), l2_normalize(emb.vectors), fingerprints(emb.paths, emb.hashes, cache_root), list(dataset.labels))
         labels = label_findings(data, seed)
         unlike, instead = outliers(data, Typicality(data), {f.path: f for f in labels if f.kind == "label_error"})
         found = copies(data) + [f for f in labels if f.path not in instead] + unlike + quality(data, input_size)
+        advice = _advice(data, seed)
         _store(cache_root, key, found)
+        _store_advice(cache_root, key, advice)
     unreadable = [Finding("unreadable", s.path, s.reason, 1.0, "open it: re-save it as JPEG or PNG, or remove it")
                   for s in dataset.skipped] + [
                   Finding("unreadable", str(p), reason, 1.0, "open it: re-save it as JPEG or PNG, or remove it", label=by_path[p].label)
@@ -90,7 +92,39 @@ def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int
     rank = {kind: i for i, kind in enumerate(KINDS)}
     findings = sorted(unreadable + found, key=lambda f: rank[f.kind])  # stable: each check's own order within a kind
     return CheckResult(str(dataset.root), len(dataset.photos), list(dataset.labels), findings, thresholds(input_size),
-                       time.perf_counter() - start)
+                       time.perf_counter() - start, advice)
+
+
+def _advice(data, seed: int) -> list[dict]:
+    """Which labels would gain most from more photos (:func:`imgclf.heads.curves.advise` on the distinct photos)."""
+    from imgclf.checks.labels import C
+    from imgclf.heads.curves import advise
+
+    rows = data.unique
+    names = data.label_names
+    y = np.array([names.index(str(lab)) for lab in data.labels[rows]], np.int64)
+    return [a.to_dict() for a in advise(data.vectors[rows], y, names, C, seed)]
+
+
+def _cached_advice(cache_root: Path | None, key: str) -> list[dict] | None:
+    if cache_root is None:
+        return None
+    try:
+        rows = json.loads((Path(cache_root) / "checks" / f"{key}-advice.json").read_text(encoding="utf-8"))
+        return rows if isinstance(rows, list) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _store_advice(cache_root: Path | None, key: str, advice: list[dict]) -> None:
+    if cache_root is None:
+        return
+    from imgclf.files import write_text_atomic
+
+    try:
+        write_text_atomic(Path(cache_root) / "checks" / f"{key}-advice.json", json.dumps(advice))
+    except OSError:
+        pass
 
 
 def thresholds(input_size: int) -> dict:

@@ -64,6 +64,8 @@ class CheckResult:
     findings: list[Finding] = field(default_factory=list)
     thresholds: dict = field(default_factory=dict)
     seconds: float = 0.0
+    #: Which labels would gain most from more photos (:func:`imgclf.heads.curves.advise`, as dicts), largest gain first.
+    advice: list[dict] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         """Findings per kind, every kind listed."""
@@ -76,7 +78,7 @@ class CheckResult:
     def to_dict(self) -> dict:
         return {"root": self.root, "photos": self.photos, "labels": self.labels, "counts": self.counts(),
                 "thresholds": self.thresholds, "seconds": round(self.seconds, 3),
-                "findings": [f.to_dict() for f in self.findings]}
+                "findings": [f.to_dict() for f in self.findings], "advice": self.advice}
 
     def summary(self, leave_out: tuple[str, ...] = ()) -> list[str]:
         """One line per kind found but those in ``leave_out``, e.g. ``3 near duplicates (1 across splits: leakage)``."""

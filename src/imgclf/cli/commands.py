@@ -106,10 +106,12 @@ def _command_line() -> str:
 @click.option("--embeddings", type=PATH, help="Embeddings from imgclf embed (.parquet, .csv or .jsonl; e.g. on Ray) instead of embedding here.")
 @click.option("--quantize", is_flag=True, help="int8 backbone calibrated on the training photos: ~1.4x faster embedding and predict, "
               "accuracy within a point.")
+@click.option("--hierarchy", is_flag=True, help="Read nested label folders (animals/birds/robin/) as a tree: answers "
+              "stop at the deepest level the model is sure of ('birds' when robin and sparrow look alike).")
 @click.option("--private", is_flag=True, help="Keep no trace of single training photos in the model: no embeddings, no paths, "
               "no --neighbors, no imgclf add (the card says what it costs).")
 def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fraction, test_fraction, augment, fine_tune, epochs,
-          quiet, embeddings, quantize, private) -> int:
+          quiet, embeddings, quantize, hierarchy, private) -> int:
     """Train a classifier on a folder of labelled photos."""
     from imgclf.cli import render
     from imgclf.project import Project
@@ -119,7 +121,7 @@ def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fracti
     settings = Settings.of(backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir, val_fraction=val_fraction,
                            test_fraction=test_fraction, fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False,
                            augment=augment, command=_command_line(), embeddings=embeddings, quantize=quantize, crop=crop,
-                           private=private)
+                           private=private, hierarchy=hierarchy)
     with render.ProgressBar("embedding photos", disabled=quiet) as bar:
         result = Project(data_dir, settings, model_dir=output).train(on_event=render.stage_events(bar, quiet))
     render.train_summary(result)

@@ -217,6 +217,9 @@ def _prediction_table(rows: list[dict], asked, threshold: float | None = None, e
     out = [line(heads), "─" * min(total, sum(widths) + last + 3 * len(GAP))]
     for r, (path, answer, conf, style) in zip(rows, fixed):
         notes = _notes(r, threshold)
+        if r.get("levels") and r["status"] == "ok":  # the tree's levels say more than the leaves' long names
+            notes = [" › ".join(f"{printable(lv['label'].rsplit('/', 1)[-1])} {100 * lv['confidence']:.0f}%"
+                                for lv in r["levels"])]
         if r.get("set"):
             notes.insert(0, f"{100 * (1 - error_rate):g} % sure: {' or '.join(printable(lab) for lab in r['set'])}")
         if r.get("neighbors"):  # their labels and similarities; the paths are in --format json and csv
@@ -348,6 +351,9 @@ def train_summary(result) -> None:
         out.print(f"estimated accuracy on new photos: {describe(m['estimate'])}")
         out.print(f"validation accuracy: {acc('val')}")
         out.print(f"test accuracy:       {acc('test')}")
+    for lv in (m.get("hierarchy") or {}).get("levels", []):
+        out.print(f"level {lv['level']} ({lv['nodes']} label{'s' if lv['nodes'] != 1 else ''}): best guess right {lv['accuracy']:.3f}, "
+                  f"{100 * lv['stopped']:.0f} % of answers stop there")
     rule = m.get("rejection") or {}
     if rule.get("expected_acceptance") is not None:
         lo, hi = rule["acceptance_interval"]
@@ -384,6 +390,11 @@ def check_summary(result, folder: str) -> None:
                              break_long_words=False, break_on_hyphens=False)
     if len(result.findings) > CHECK_LINES:
         out.append(f"… and {len(result.findings) - CHECK_LINES} more: --json, --fix-plan or --report lists them all")
+    if result.advice:
+        out += ["", "more photos? (from learning curves; photos like the ones there)"]
+        for a in result.advice:
+            out += textwrap.wrap(printable(a["sentence"]), total, initial_indent="  ", subsequent_indent="    ",
+                                 break_long_words=False, break_on_hyphens=False)
     sys.stdout.write("\n".join(out) + "\n")
 
 
@@ -406,6 +417,9 @@ def evaluation(result: dict) -> None:
     lo, hi = result["accuracy_interval"]
     out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (95 % interval {lo:.2f}–{hi:.2f}; "
               f"macro F1 {result['macro_f1']:.3f})")
+    for lv in (result.get("hierarchy") or {}).get("levels", []):
+        out.print(f"level {lv['level']} ({lv['nodes']} label{'s' if lv['nodes'] != 1 else ''}): best guess right {lv['accuracy']:.3f}, "
+                  f"{100 * lv['stopped']:.0f} % of answers stop there")
     sets = result.get("label_sets")
     if sets:
         out.print(f"label sets at error rate {sets['error_rate']:g}: {sets['coverage']:.3f} held the right label "

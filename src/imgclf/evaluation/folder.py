@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from imgclf.data import scan_labelled
 from imgclf.errors import ImgclfError
 from imgclf.heads.estimate import selective
@@ -38,6 +40,10 @@ def evaluate(
         model = Model.load(model)
     data_dir = Path(data_dir)
     dataset = scan_labelled(data_dir, val_fraction=0.0, test_fraction=0.0, min_labels=1)
+    if model.tree is not None:  # nested label folders, as the model was trained on
+        from imgclf.data.hierarchy import nest
+
+        dataset = nest(dataset, 0.0, 0.0, None)
     known = {lab: i for i, lab in enumerate(model.labels)}
     unknown = sorted(set(dataset.labels) - set(known))
     photos = [p for p in dataset.photos if p.label in known]
@@ -59,7 +65,8 @@ def evaluate(
         label_confidence = next(t["confidence"] for t in pred.top_k if t["label"] == label)
         per_photo.append({"path": pred.path, "label": label, "predicted": guess, "confidence": pred.confidence,
                           "label_confidence": label_confidence, "top_k": top, "rejected": pred.label == UNKNOWN != guess,
-                          **({"set": pred.label_set} if pred.label_set is not None else {})})
+                          **({"set": pred.label_set} if pred.label_set is not None else {}),
+                          **({"all": pred.top_k} if model.tree is not None else {})})
         if guess != label:
             misclassified.append({"path": pred.path, "label": label, "predicted": guess, "confidence": pred.confidence, "top_k": top})
     if not y_true:
@@ -72,6 +79,15 @@ def evaluate(
         result["tta"] = "flip"
     if error_rate is not None:
         result["label_sets"] = _label_sets(per_photo, error_rate)
+    if model.tree is not None:
+        from imgclf.runtime.hierarchy import per_level
+
+        probs = np.array([[next(t["confidence"] for t in p["all"] if t["label"] == lab) for lab in model.labels]
+                          for p in per_photo])
+        result["hierarchy"] = {"target": model.level_target, "measured_on": str(data_dir),
+                               "levels": per_level(model.tree, probs, [p["label"] for p in per_photo], model.level_target)}
+    for p in per_photo:
+        p.pop("all", None)
     if model.threshold is not None:
         result.update(selective([p['label'] for p in per_photo], [p['predicted'] for p in per_photo], [p['rejected'] for p in per_photo]))
         negatives = None

@@ -96,6 +96,7 @@ def render_card(meta: dict, metrics: dict) -> str:
         _split_section(meta, metrics, counts),
         _metrics(metrics, split, m, test, val, calib),
         _limitations(labels, split, m, calib, metrics),
+        _more_photos(metrics),
         _made(meta, bb),
         _kept(meta, bb),
         _usage(meta, labels, pre, split),
@@ -190,7 +191,7 @@ def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, c
         lines.append(f"- with the \"unknown\" rule on the {'test' if split == 'test' else 'validation'} split: "
                      f"{_pct(m['coverage'])} answered (coverage), {_pct(m['selective_accuracy'])} of those right "
                      f"(selective accuracy), {_pct(m['accuracy_with_unknown'])} right counting \"unknown\" as wrong")
-    lines += _label_set_lines(metrics.get("label_sets"))
+    lines += _label_set_lines(metrics.get("label_sets")) + _level_lines(metrics.get("hierarchy"))
     if not split:
         lines += ["", "No photos were held out, so the model's accuracy is unmeasured."]
         return "\n".join(lines)
@@ -219,6 +220,28 @@ def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, c
         "the misclassified photos with their top predictions, and a reliability diagram.",
     ]
     return "\n".join(lines)
+
+
+def _more_photos(metrics: dict) -> str:
+    """Which labels would gain most from more photos (the checks' learning curves)."""
+    advice = (metrics.get("check") or {}).get("advice") or []
+    if not advice:
+        return ""
+    return ("## More photos?\n\nRead off learning curves (heads fitted on growing shares of the photos); photos like the "
+            "ones there, so a rough guide:\n\n" + "\n".join(f"- {_md(a['sentence'])}" for a in advice))
+
+
+def _level_lines(tree: dict | None) -> list[str]:
+    """A tree of labels (``--hierarchy``): each level's accuracy, and where answers stop."""
+    if not tree:
+        return []
+    lines = [f"- answers go down the label tree while the level's confidence is at least {_pct(tree['target'])} "
+             f"(measured on {_md(tree['measured_on'])}):"]
+    for lv in tree["levels"]:
+        right = "" if lv["stopped_right"] is None else f", right {_pct(lv['stopped_right'])} of the time"
+        lines.append(f"  - level {lv['level']} ({lv['nodes']} label{'s' if lv['nodes'] != 1 else ''}): best guess right {_pct(lv['accuracy'])}; "
+                     f"{_pct(lv['stopped'])} of answers stop here{right}")
+    return lines
 
 
 def _label_set_lines(sets: dict | None) -> list[str]:

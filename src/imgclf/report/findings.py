@@ -20,6 +20,24 @@ _TITLES = {
     "label_error": "Likely label mistakes", "outlier": "Outliers", "too_small": "Too small", "blurry": "Blurry",
     "near_uniform": "Nearly one colour", "imbalance": "Imbalance", "confused_labels": "Labels hard to tell apart",
 }
+def advice_section(check: dict) -> str:
+    """Which labels would gain most from more photos (the checks' learning curves), or nothing when there is no advice."""
+    advice = check.get("advice") or []
+    if not advice:
+        return ""
+    def gain(a: dict) -> str:
+        return "plateaued" if a["plateaued"] else f"+{100 * a['gain']:.0f} points with {a['more']} more"
+
+    rows = "".join(
+        f'<tr><td>{_e(a["label"])}</td><td class="n">{a["photos"]}</td><td class="n">{100 * a["recall"]:.0f} %</td>'
+        f'<td>{_e(gain(a))}</td></tr>' for a in advice)
+    return ('<section id="more-photos"><h2>More photos?</h2><p class="note">What more photos like these would add to each '
+            'label\'s recall (the share of its photos answered right), read off learning curves: heads fitted on a quarter, '
+            'half, three quarters and all of each fold\'s photos. A rough guide: different photos can add more.</p>'
+            '<table class="plain"><thead><tr><th>label</th><th>photos</th><th>recall now</th><th>more photos</th></tr></thead>'
+            f'<tbody>{rows}</tbody></table></section>')
+
+
 def findings_section(check: dict, thumbs) -> str:
     """The section of a check result (:meth:`imgclf.checks.CheckResult.to_dict`); ``thumbs(path)`` gives a
     thumbnail ``data:`` URI or None."""

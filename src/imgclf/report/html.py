@@ -70,6 +70,7 @@ def render(results: dict, title: str, figures: dict, calibration: dict | None, t
         parts += [
             _confusion(results, figures, cells, thumbs, miss_id),
             _per_class(results),
+            _levels(results.get("hierarchy")),
             _misclassified(wrong, thumbs, n, heatmaps),
             _calibration(calibration, figures, results),
         ]
@@ -79,9 +80,10 @@ def render(results: dict, title: str, figures: dict, calibration: dict | None, t
                      'and train again.</p></section>')
     parts.append(_data(results))
     if results.get("check"):
-        from imgclf.report.findings import findings_section
+        from imgclf.report.findings import advice_section, findings_section
 
         parts.append(findings_section(results["check"], thumbs))
+        parts.append(advice_section(results["check"]))
     parts.append(_footer(results, version))
     return "\n".join(parts) + "\n</main>\n" + _SCRIPT + "\n</body>\n</html>\n"
 
@@ -204,6 +206,19 @@ def _confusion(results: dict, figures: dict, cells, thumbs, miss_id) -> str:
 
 def _basename(path: str) -> str:
     return str(path).replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _levels(tree: dict | None) -> str:
+    """The label tree's levels (``--hierarchy``): each level's accuracy and where answers stop."""
+    if not tree:
+        return ""
+    rows = "".join(
+        f'<tr><td>{lv["level"]}</td><td class="n">{lv["nodes"]}</td><td class="n">{_pct(lv["accuracy"])}</td>'
+        f'<td class="n">{_pct(lv["stopped"])}</td><td class="n">{_pct(lv["stopped_right"])}</td></tr>' for lv in tree["levels"])
+    return (f'<section id="levels"><h2>Levels of the label tree</h2><p class="note">An answer goes down a level while that '
+            f'level\'s best label is at least {_pct(tree["target"])} sure; measured on {_e(tree["measured_on"])}.</p>'
+            '<table class="plain"><thead><tr><th>level</th><th>labels</th><th>best guess right</th><th>answers that stop here'
+            f'</th><th>right when they stop here</th></tr></thead><tbody>{rows}</tbody></table></section>')
 
 
 def _per_class(results: dict) -> str:

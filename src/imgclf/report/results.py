@@ -68,6 +68,7 @@ def from_training(meta: dict, metrics: dict) -> dict:
         "warnings": metrics.get("warnings") or [],
         "unknown_labels": [],
         "check": metrics.get("check"),
+        "hierarchy": metrics.get("hierarchy"),
     }
     if m.get("rejection") or metrics.get("rejection"):
         out["rejection"] = m.get("rejection") or metrics.get("rejection")
@@ -99,6 +100,8 @@ def from_evaluation(result: dict, model=None) -> dict:
         "leakage": [],
         "warnings": list(result.get("warnings") or []),
         "unknown_labels": result.get("unknown_labels") or [],
+        "hierarchy": result.get("hierarchy"),
+        "label_sets": result.get("label_sets"),
     })
     if result.get("rejection"):
         out["rejection"] = result["rejection"]

@@ -16,6 +16,7 @@ from imgclf.runtime.artifact import (  # noqa: F401 (the file names are re-expor
 )
 from imgclf.runtime.batching import DEFAULT_BATCH, run_batched
 from imgclf.runtime.encoders import encoder
+from imgclf.runtime.hierarchy import DEFAULT_TARGET, Tree
 from imgclf.runtime.label_sets import label_set, LabelSets
 from imgclf.runtime.faces import NO_FACE, NoFaceError
 from imgclf.runtime.loader import crop_image, pixel_loader
@@ -62,6 +63,10 @@ class Model:
         self.threshold: float | None = float(rule["threshold"]) if rule and len(self._outputs) == 2 else None
         #: The held-out scores label sets are drawn from (:mod:`~imgclf.runtime.label_sets`; None: the model has none).
         self.label_sets = LabelSets.from_dict(meta.get("label_sets"))
+        tree = meta.get("hierarchy")
+        #: The labels' tree (``train --hierarchy``; None: flat labels) and the probability an answer needs to go down a level.
+        self.tree = Tree(tuple(labels)) if tree else None
+        self.level_target = float(tree.get("target", DEFAULT_TARGET)) if tree else None
 
     def set_threshold(self, error_rate: float) -> float:
         """The probability a label needs to be in a photo's label set at ``error_rate``; one line
@@ -389,8 +394,12 @@ class Model:
         similarity = None if np.isnan(sim) else round(sim, 6)
         unknown = reject and limit is not None and similarity is not None and sim < limit
         chosen = None if error_rate is None else [self.labels[i] for i in label_set(probs, self.set_threshold(error_rate))]
-        return Prediction(name, UNKNOWN_STATUS if unknown else OK, UNKNOWN if unknown else top[0]["label"], top[0]["confidence"], top,
-                          similarity=similarity, label_set=chosen)
+        answer, confidence, levels = top[0]["label"], top[0]["confidence"], None
+        if self.tree is not None:  # the deepest level sure enough
+            levels, depth = self.tree.walk(probs, self.level_target)
+            answer, confidence = levels[depth - 1]["label"], levels[depth - 1]["confidence"]
+        return Prediction(name, UNKNOWN_STATUS if unknown else OK, UNKNOWN if unknown else answer, confidence, top,
+                          similarity=similarity, label_set=chosen, levels=levels)
 
 
 def _write_overlay(explanation: "Explanation", photo: Image.Image, target: Path) -> None:

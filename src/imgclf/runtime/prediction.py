@@ -24,6 +24,10 @@ the same keys:
 ``set`` (only when asked for: ``predict --error-rate A``)
     the labels that hold the true one with probability at least 1 − A on new photos of the known labels,
     most probable first (never empty; see :mod:`imgclf.runtime.label_sets`); absent from ``no_face`` and ``error`` rows;
+``levels`` (models trained with ``--hierarchy``)
+    ``[{"label", "confidence"}, …]``: the most probable node at each level of the label tree, top first (a node's
+    probability is the sum of its leaves'); ``label`` is the deepest one whose confidence reaches the model's
+    target, and ``confidence`` its confidence;
 ``explanation`` (only when asked for: ``predict --explain DIR``)
     ``{"heatmap": PNG path, "peak": [x, y], "label", "box": [left, top, right, bottom]}``: where
     the model looked for ``label``, ``peak`` where its map peaks, in the photo's pixels.
@@ -57,6 +61,7 @@ class Prediction:
     explanation: dict | None = None
     neighbors: list[dict] | None = None
     label_set: list[str] | None = None
+    levels: list[dict] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -72,13 +77,15 @@ class Prediction:
             row["neighbors"] = self.neighbors
         if self.label_set is not None:
             row["set"] = self.label_set
+        if self.levels is not None:
+            row["levels"] = self.levels
         return row
 
     @classmethod
     def from_row(cls, row: dict) -> "Prediction":
         """The inverse of :meth:`to_row` (extra keys are ignored)."""
         return cls(row["path"], row["status"], row["label"], row.get("confidence"), list(row.get("top_k") or []),
-                   row.get("similarity"), row.get("error"), row.get("explanation"), row.get("neighbors"), row.get("set"))
+                   row.get("similarity"), row.get("error"), row.get("explanation"), row.get("neighbors"), row.get("set"), row.get("levels"))
 
 
 #: CSV columns of an explanation (``predict --explain``), after the top-k columns.

@@ -71,6 +71,7 @@ def train(
     on_event: Callable[[Event], None] | None = None,
     cancel: threading.Event | None = None,
     private: bool = False,
+    hierarchy: bool = False,
 ) -> TrainResult:
     """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
 
@@ -86,12 +87,15 @@ def train(
     ``backbone="face"`` embeds the largest face in each photo (:mod:`imgclf.runtime.faces`; photos
     without one are skipped); ``crop="face"`` shows any other backbone only the face.
     ``private`` keeps no trace of single training photos in the model folder: no embeddings (the "unknown" score is
-    the cosine to the nearest label's mean), no paths, so no neighbours and no ``imgclf add``.
+    the cosine to the nearest label's mean), no paths, so no neighbours and no ``imgclf add``. ``hierarchy`` reads nested
+    label folders (``animals/birds/robin/``) as a tree: answers stop at the deepest level sure enough
+    (:mod:`imgclf.runtime.hierarchy`).
     Raises :class:`ImgclfError` for data the classifier cannot be trained on.
     """
     settings = Settings.of(backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir, val_fraction=val_fraction,
                            test_fraction=test_fraction, fine_tune=fine_tune, augment=augment, target_acceptance=target_acceptance,
-                           command=command, embeddings=embeddings, quantize=quantize, crop=crop, private=private)
+                           command=command, embeddings=embeddings, quantize=quantize, crop=crop, private=private,
+                           hierarchy=hierarchy)
     return run(data_dir, model_dir, settings, Reporter(on_event, cancel, progress, log))
 
 

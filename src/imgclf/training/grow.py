@@ -65,7 +65,7 @@ class Grown:
                             seed=int(meta["head"].get("seed", 0)), cache_dir=cache_dir,
                             val_fraction=float(settings_["val_fraction"]), test_fraction=float(settings_["test_fraction"]),
                             target_acceptance=float(settings_["target_acceptance"]), crop=settings_.get("crop"),
-                            private=False).check()
+                            hierarchy=bool(settings_.get("hierarchy"))).check()
         bb = resolve(settings.backbone, settings.weights, settings.cache_root, log=log, crop=settings.crop)
         if bb.id != bb_meta.get("id"):
             raise ImgclfError(f"{model_dir} was trained with backbone {bb_meta.get('id')}, which this installation does not "

@@ -9,6 +9,7 @@ import numpy as np
 from imgclf.data.views import views_for
 from imgclf.evaluation.metrics import summarize
 from imgclf.heads.estimate import wilson, accuracy_estimate, cross_validated_accuracy, oof_accuracy, selective
+from imgclf.runtime.hierarchy import DEFAULT_TARGET, Tree, per_level
 from imgclf.runtime.label_sets import LabelSets, label_set
 from imgclf.heads.linear import softmax
 from imgclf.heads.rejection import Reference, Rejection
@@ -50,6 +51,8 @@ def measure(table: PhotoTable, heads: Heads, cal: Calibration, tuned: FineTuned 
                                                             rule, checked)}
     if sets is not None:
         metrics["label_sets"] = _label_sets(table, cal, sets, probs["test"])
+    if settings.hierarchy:
+        metrics["hierarchy"] = _hierarchy(table, cal, probs, checked)
     if tuned is not None:
         metrics["fine_tune"] = tuned.record
         metrics["train"] = None  # the probe's training accuracy says nothing about the fine-tuned network
@@ -81,6 +84,17 @@ def withhold_paths(metrics: dict) -> dict:
     check["root"] = WITHHELD
     check["findings"] = [{k: v for k, v in f.items() if k not in ("path", "other", "examples")} for f in check.get("findings", [])]
     return metrics
+
+
+def _hierarchy(table: PhotoTable, cal: Calibration, probs: dict, checked: str) -> dict:
+    """Each level's accuracy and where answers stop: on every labelled photo's held-out answer when training made them,
+    else on the ``checked`` split."""
+    if cal.logits is not None:
+        p, truth, where = softmax(cal.logits / cal.temperature), table.y[cal.scored], cal.method
+    else:
+        p, truth, where = probs[checked], table.y[table.split == checked], f"the {checked} split"
+    return {"target": DEFAULT_TARGET, "measured_on": where,
+            "levels": per_level(Tree(tuple(table.labels)), p, [table.labels[k] for k in truth], DEFAULT_TARGET)}
 
 
 def _label_sets(table: PhotoTable, cal: Calibration, sets: LabelSets, test_probs: np.ndarray) -> dict:

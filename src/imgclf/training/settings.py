@@ -17,7 +17,8 @@ class Settings:
 
     ``fine_tune`` is None (a frozen backbone) or a :class:`~imgclf.training.finetune.FineTuneConfig`;
     ``embeddings`` a file written by ``imgclf embed`` to train from instead of embedding here; ``private`` leaves the
-    training photos' embeddings and paths out of the model folder (no neighbours, no ``add``).
+    training photos' embeddings and paths out of the model folder (no neighbours, no ``add``); ``hierarchy`` reads nested
+    label folders as a tree (:mod:`imgclf.data.hierarchy`).
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -34,6 +35,7 @@ class Settings:
     embeddings: str | os.PathLike | None = None
     command: str | None = None
     private: bool = False
+    hierarchy: bool = False
 
     @classmethod
     def of(cls, fine_tune: bool | FineTuneConfig = False, seed: int = 0, **options) -> "Settings":

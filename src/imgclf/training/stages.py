@@ -43,6 +43,10 @@ def scan(data_dir, settings: Settings) -> Dataset:
     """The photos of ``data_dir`` with their labels and splits; ``unknown/`` and ``_background/`` become the class
     ``unknown``, listed last."""
     dataset = scan_labelled(data_dir, settings.val_fraction, settings.test_fraction, cache_root=settings.cache_root)
+    if settings.hierarchy:
+        from imgclf.data.hierarchy import nest
+
+        dataset = nest(dataset, settings.val_fraction, settings.test_fraction, settings.cache_root)
     negative = [lab for lab in dataset.labels if lab in NEGATIVE_FOLDERS]
     if negative:
         labels = [lab for lab in dataset.labels if lab not in NEGATIVE_FOLDERS]

@@ -21,6 +21,7 @@ from imgclf.runtime.artifact import (CARD_FILE, FORMAT_VERSION, LABELS_FILE, MET
                                      REPORT_FILE, TABLE_FILE)
 from imgclf.training import kept
 from imgclf.training.fusion import add_similarity, fuse
+from imgclf.runtime.hierarchy import DEFAULT_TARGET
 from imgclf.runtime.label_sets import LabelSets
 from imgclf.heads.rejection import Reference, Rejection
 from imgclf.training.settings import Settings
@@ -41,6 +42,8 @@ def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: 
     meta["rejection"] = rule.to_dict()
     if sets is not None:
         meta["label_sets"] = sets.to_dict()
+    if settings.hierarchy:
+        meta["hierarchy"] = {"target": DEFAULT_TARGET}
     pool = reference_pool(table)
     neighbors = {"photos": [[relative(p, table.dataset.root), table.labels[c]] for p, c in zip(table.paths[pool], table.y[pool])]}
     write_onnx = (partial(shutil.move, tuned.onnx) if tuned is not None else
@@ -85,7 +88,7 @@ def metadata(bb: Backbone, table: PhotoTable, heads: Heads, settings: Settings, 
         "head": {"type": "softmax-linear on L2-normalised embeddings", "C": heads.final.C, "seed": settings.seed},
         "data": {"root": str(Path(dataset.root).absolute()), "given_splits": dataset.given_splits},
         "settings": {"backbone": settings.backbone, "weights": None if settings.weights is None else str(settings.weights),
-                     "crop": settings.crop, "private": settings.private, "val_fraction": settings.val_fraction, "test_fraction": settings.test_fraction,
+                     "crop": settings.crop, "private": settings.private, "hierarchy": settings.hierarchy, "val_fraction": settings.val_fraction, "test_fraction": settings.test_fraction,
                      "target_acceptance": settings.target_acceptance, "augment": settings.augment,
                      "quantize": settings.quantize, "fine_tune": settings.fine_tune is not None, "can_grow": can_grow(settings)},
         "command": settings.command or "imgclf.train(...)",
