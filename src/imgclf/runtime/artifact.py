@@ -185,7 +185,8 @@ def _check_pinned(pins: dict[str, str], folder: Folder) -> None:
             raise ImgclfError(f"{folder.path} is inconsistent: {what} is not what {MODEL_FILE} was trained with (the file was "
                               "changed or damaged)")
     sets = folder.meta.get("label_sets")
-    if (PINNED_LABEL_SETS in pins or sets is not None) and pins.get(PINNED_LABEL_SETS) != (None if sets is None else digest(sets)):
+    pinned_era = PINNED_LABEL_SETS in pins or PINNED_RULE in pins  # a folder written since model.onnx pins what it answers by
+    if pinned_era and pins.get(PINNED_LABEL_SETS) != (None if sets is None else digest(sets)):
         raise ImgclfError(f"{folder.path} is inconsistent: {META_FILE}'s label sets are not what {MODEL_FILE} was trained with "
                           "(the file was changed or damaged)")
 

@@ -40,6 +40,7 @@ class PredictionOut(BaseModel):
     explanation: Optional[ExplanationOut] = None  # only with ?explain=true
     neighbors: Optional[list[NeighborOut]] = None  # only with ?neighbors=K
     set: Optional[list[str]] = None  # only with ?error_rate=A: the labels that hold the right one with probability >= 1 - A
+    levels: Optional[list[LabelScore]] = None  # models trained with --hierarchy: the best node of each level, top first
 
 
 class ErrorOut(BaseModel):
