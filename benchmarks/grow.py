@@ -11,9 +11,9 @@ Usage: python benchmarks/grow.py [DATA_DIR] [--seeds 5] [--only sets add private
    and each model's accuracy. Then ``imgclf forget`` of one label against ``train`` without it. Times of each.
 3. ``private``: near-unknown AUROC, leave one label out: per held-out label and seed, a model of 80 % of the other
    labels' photos, normal and ``--private``; AUROC of the other 20 % of known photos against the held-out label's.
-4. ``advice``: per seed, 30 photos of each label set aside to test; advice from 40 training photos of each label
-   (:func:`imgclf.heads.curves.advise`, gain with 30 more), then the recall each label really gains on the test
-   photos when trained on 70 (heads as the advice fits them, and the imgclf model itself).
+4. ``advice``: per seed, 30 photos of each label set aside to test; advice from 10, then 40 training photos of each
+   label (:func:`imgclf.heads.curves.advise`, gain with 30 more), then the recall each label really gains on the test
+   photos when trained on 30 more (heads as the advice fits them, and the imgclf model itself).
 5. ``hierarchy``: a three-level tree made of the flowers (``plants/{composite: daisy, dandelion, sunflowers;
    other: roses, tulips}``), trained with ``--hierarchy``: accuracy per level, and where answers stop.
 """
@@ -156,6 +156,11 @@ def private(photos, seeds: int, tmp: Path) -> None:
 
 
 def advice(photos, seeds: int, tmp: Path) -> None:
+    for start in (10, 40):
+        advice_from(photos, seeds, tmp, start, 30)
+
+
+def advice_from(photos, seeds: int, tmp: Path, start: int, more: int) -> None:
     from imgclf.backbones import resolve
     from imgclf.checks.labels import C
     from imgclf.embeddings import EmbeddingCache, embed_files
@@ -170,19 +175,19 @@ def advice(photos, seeds: int, tmp: Path) -> None:
     rows = []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
-        first, more, test = [], [], []
+        first, added, test = [], [], []
         for lab in labels:
             mine = [p for p in photos if p[1] == lab]
             order = rng.permutation(len(mine))
             test += [mine[i] for i in order[:30]]
-            first += [mine[i] for i in order[30:70]]
-            more += [mine[i] for i in order[70:100]]
+            first += [mine[i] for i in order[30:30 + start]]
+            added += [mine[i] for i in order[30 + start:30 + start + more]]
 
         def xy(part):
             return np.stack([vec[p] for p, _ in part]), np.array([labels.index(lab) for _, lab in part])
 
         xt, yt = xy(test)
-        predicted = {a.label: a.gain for a in advise(*xy(first), labels, C, seed, more=30)}
+        predicted = {a.label: a.gain for a in advise(*xy(first), labels, C, seed, more=more)}
 
         def recall_by_head(part):
             head = _Problem(*xy(part), len(labels)).path((C,))[0]
@@ -195,10 +200,11 @@ def advice(photos, seeds: int, tmp: Path) -> None:
             guess = np.array([labels.index(p.label) for p in preds])
             return np.array([np.mean(guess[yt == k] == k) for k in range(len(labels))])
 
-        heads = recall_by_head(first + more) - recall_by_head(first)
-        models = recall_by_model(first + more, "70") - recall_by_model(first, "40")
+        heads = recall_by_head(first + added) - recall_by_head(first)
+        models = (recall_by_model(first + added, f"{start + more}") - recall_by_model(first, f"{start}"))
         rows += [(lab, predicted[lab], heads[k], models[k]) for k, lab in enumerate(labels)]
-    print(f"## More photos? Advice from 40 photos of each label, then 30 more added ({seeds} seeds, 30 test photos a label)\n")
+    print(f"## More photos? Advice from {start} photos of each label, then {more} more added "
+          f"({seeds} seeds, 30 test photos a label)\n")
     print("| label | predicted gain in recall | real gain (same heads) | real gain (imgclf model) |\n|---|---|---|---|")
     for lab in labels:
         r = np.array([row[1:] for row in rows if row[0] == lab], float)
@@ -207,9 +213,10 @@ def advice(photos, seeds: int, tmp: Path) -> None:
     print(f"| **mean** | **{r[:, 0].mean():+.3f}** | **{r[:, 1].mean():+.3f}** | **{r[:, 2].mean():+.3f}** |\n")
     per_seed = r.reshape(seeds, len(labels), 3)
     agree = np.mean([np.argmax(s[:, 0]) == np.argmax(s[:, 1]) for s in per_seed])
+    corr = np.corrcoef(r[:, 0], r[:, 1])[0, 1]
     print(f"mean absolute error of the predicted gain per label and seed: {np.mean(np.abs(r[:, 0] - r[:, 1])):.3f} "
-          f"(real gains per label and seed spread {r[:, 1].std():.3f}); the label predicted to gain most gained most in "
-          f"{100 * agree:.0f} % of seeds\n")
+          f"(real gains per label and seed: spread {r[:, 1].std():.3f}); correlation of predicted and real gains {corr:.2f}; "
+          f"the label predicted to gain most gained most in {100 * agree:.0f} % of seeds\n")
 
 
 def hierarchy(photos, seeds: int, tmp: Path) -> None:
