@@ -84,25 +84,28 @@ def test_photos_beside_label_folders_are_refused(tmp_path):
     assert "plants/composite/ holds photos beside its label folders" in refused.stderr
 
 
-def test_the_advice_on_more_photos(trained_model, tmp_path):
+def test_the_advice_on_more_photos(trained_model):
     from imgclf.heads.curves import SHARES, advise
 
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(3, 256))
-    y = np.repeat([0, 1, 2], 40)
-    noise = np.array([0.2, 6.0, 6.0])[y][:, None]  # label 0 is easy; 1 and 2 overlap, and learn from more photos
-    x = centres[y] + noise * rng.normal(size=(120, 256))
-    advice = {a.label: a for a in advise(x, y, ["easy", "hard", "harder"], C=10.0)}
-    assert advice["easy"].plateaued and advice["easy"].recall == 1.0
-    for label in ("hard", "harder"):
-        assert not advice[label].plateaued and advice[label].gain > 0.02
-        assert advice[label].curve[-1][1] > advice[label].curve[0][1]  # its recall rose with its photos
-    for a in advice.values():
-        photos = [n for n, _ in a.curve]
-        assert len(a.curve) == len(SHARES) and photos == sorted(photos) and a.more == 40
+    def photos(noise: float, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        centres = rng.normal(size=(3, 256))
+        y = np.repeat([0, 1, 2], 40)
+        scale = np.array([0.2, noise, noise])[y][:, None]  # label 0 easy; 1 and 2 overlap more as the noise grows
+        return centres[y] + scale * rng.normal(size=(120, 256)), y
+
+    hard = advise(*photos(6.0), ["easy", "hard", "harder"], C=10.0)
+    assert not hard.plateaued and hard.gain > 0.015 and hard.more == 40 and hard.photos == 40
+    assert hard.curve[-1][1] > hard.curve[0][1] and [n for n, _ in hard.curve] == sorted(n for n, _ in hard.curve)
+    assert len(hard.curve) == len(SHARES)
+    assert list(hard.recall)[-1] == "easy" and hard.recall["easy"] == 1.0  # weakest first
+    assert "accuracy would rise by about" in hard.sentences()[0] and hard.sentences()[1].startswith("answered right least often")
+    easy = advise(*photos(0.3), ["easy", "hard", "harder"], C=10.0)
+    assert easy.plateaued and easy.accuracy == 1.0 and "plateaued" in easy.sentences()[0]
+    assert advise(*photos(6.0)[:1], np.zeros(120, np.int64), ["one"], C=10.0) is None  # one label: nothing to compare
     printed = run_cli("check", str(PHOTOS))
-    assert "more photos?" in printed.stdout
+    assert "more photos?" in printed.stdout and "answered right least often" in " ".join(printed.stdout.split())
     kept = json.loads((trained_model / "metrics.json").read_text())["check"]["advice"]
-    assert sorted(a["label"] for a in kept) == sorted(TREE) and kept == sorted(kept, key=lambda a: -a["gain"])
+    assert sorted(kept["recall"]) == sorted(TREE) and kept["photos"] == 14
     assert "## More photos?" in (trained_model / "README.md").read_text()
     assert 'id="more-photos"' in (trained_model / "report.html").read_text()

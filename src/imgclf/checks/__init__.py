@@ -95,28 +95,29 @@ def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int
                        time.perf_counter() - start, advice)
 
 
-def _advice(data, seed: int) -> list[dict]:
-    """Which labels would gain most from more photos (:func:`imgclf.heads.curves.advise` on the distinct photos)."""
+def _advice(data, seed: int) -> dict:
+    """What more photos would add (:func:`imgclf.heads.curves.advise` on the distinct photos; {} when it cannot say)."""
     from imgclf.checks.labels import C
     from imgclf.heads.curves import advise
 
     rows = data.unique
     names = data.label_names
     y = np.array([names.index(str(lab)) for lab in data.labels[rows]], np.int64)
-    return [a.to_dict() for a in advise(data.vectors[rows], y, names, C, seed)]
+    advice = advise(data.vectors[rows], y, names, C, seed)
+    return advice.to_dict() if advice is not None else {}
 
 
-def _cached_advice(cache_root: Path | None, key: str) -> list[dict] | None:
+def _cached_advice(cache_root: Path | None, key: str) -> dict | None:
     if cache_root is None:
         return None
     try:
         rows = json.loads((Path(cache_root) / "checks" / f"{key}-advice.json").read_text(encoding="utf-8"))
-        return rows if isinstance(rows, list) else None
+        return rows if isinstance(rows, dict) else None
     except (OSError, ValueError):
         return None
 
 
-def _store_advice(cache_root: Path | None, key: str, advice: list[dict]) -> None:
+def _store_advice(cache_root: Path | None, key: str, advice: dict) -> None:
     if cache_root is None:
         return
     from imgclf.files import write_text_atomic

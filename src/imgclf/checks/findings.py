@@ -64,8 +64,8 @@ class CheckResult:
     findings: list[Finding] = field(default_factory=list)
     thresholds: dict = field(default_factory=dict)
     seconds: float = 0.0
-    #: Which labels would gain most from more photos (:func:`imgclf.heads.curves.advise`, as dicts), largest gain first.
-    advice: list[dict] = field(default_factory=list)
+    #: What more photos would add (:func:`imgclf.heads.curves.advise`, as a dict; empty with fewer than two labels).
+    advice: dict = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """Findings per kind, every kind listed."""

@@ -391,9 +391,9 @@ def check_summary(result, folder: str) -> None:
     if len(result.findings) > CHECK_LINES:
         out.append(f"… and {len(result.findings) - CHECK_LINES} more: --json, --fix-plan or --report lists them all")
     if result.advice:
-        out += ["", "more photos? (from learning curves; photos like the ones there)"]
-        for a in result.advice:
-            out += textwrap.wrap(printable(a["sentence"]), total, initial_indent="  ", subsequent_indent="    ",
+        out += ["", "more photos? (a learning curve of heads fitted on growing shares of these photos)"]
+        for sentence in result.advice["sentences"]:
+            out += textwrap.wrap(printable(sentence), total, initial_indent="  ", subsequent_indent="    ",
                                  break_long_words=False, break_on_hyphens=False)
     sys.stdout.write("\n".join(out) + "\n")
 

@@ -224,11 +224,12 @@ def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, c
 
 def _more_photos(metrics: dict) -> str:
     """Which labels would gain most from more photos (the checks' learning curves)."""
-    advice = (metrics.get("check") or {}).get("advice") or []
+    advice = (metrics.get("check") or {}).get("advice") or {}
     if not advice:
         return ""
-    return ("## More photos?\n\nRead off learning curves (heads fitted on growing shares of the photos); photos like the "
-            "ones there, so a rough guide:\n\n" + "\n".join(f"- {_md(a['sentence'])}" for a in advice))
+    return ("## More photos?\n\nRead off a learning curve (heads fitted on growing shares of the photos, scored on photos "
+            "left out); a rough guide to the gain over all labels, not to which label gains most:\n\n"
+            + "\n".join(f"- {_md(s)}" for s in advice["sentences"]))
 
 
 def _level_lines(tree: dict | None) -> list[str]:
@@ -324,7 +325,7 @@ def _made(meta: dict, bb: dict) -> str:
 
 #: What ``train --private`` cost in telling photos of a kind it was not taught from those it knows (near-unknown AUROC,
 #: leave one label out of flowers-bench: ``benchmarks/grow.py``).
-PRIVATE_COST = "near-unknown AUROC 0.000 instead of 0.000"
+PRIVATE_COST = "near-unknown AUROC 0.742 instead of 0.768 on flowers-bench"
 
 
 def _kept(meta: dict, bb: dict) -> str:

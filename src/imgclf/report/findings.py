@@ -21,21 +21,20 @@ _TITLES = {
     "near_uniform": "Nearly one colour", "imbalance": "Imbalance", "confused_labels": "Labels hard to tell apart",
 }
 def advice_section(check: dict) -> str:
-    """Which labels would gain most from more photos (the checks' learning curves), or nothing when there is no advice."""
-    advice = check.get("advice") or []
+    """What more photos would add (the checks' learning curve), or nothing when there is no advice."""
+    advice = check.get("advice") or {}
     if not advice:
         return ""
-    def gain(a: dict) -> str:
-        return "plateaued" if a["plateaued"] else f"+{100 * a['gain']:.0f} points with {a['more']} more"
-
-    rows = "".join(
-        f'<tr><td>{_e(a["label"])}</td><td class="n">{a["photos"]}</td><td class="n">{100 * a["recall"]:.0f} %</td>'
-        f'<td>{_e(gain(a))}</td></tr>' for a in advice)
-    return ('<section id="more-photos"><h2>More photos?</h2><p class="note">What more photos like these would add to each '
-            'label\'s recall (the share of its photos answered right), read off learning curves: heads fitted on a quarter, '
-            'half, three quarters and all of each fold\'s photos. A rough guide: different photos can add more.</p>'
-            '<table class="plain"><thead><tr><th>label</th><th>photos</th><th>recall now</th><th>more photos</th></tr></thead>'
-            f'<tbody>{rows}</tbody></table></section>')
+    curve = "".join(f'<tr><td class="n">{n:g}</td><td class="n">{100 * acc:.1f}&nbsp;%</td></tr>' for n, acc in advice["curve"])
+    recall = "".join(f'<tr><td>{_e(lab)}</td><td class="n">{100 * r:.0f}&nbsp;%</td></tr>' for lab, r in advice["recall"].items())
+    return ('<section id="more-photos"><h2>More photos?</h2>'
+            + "".join(f"<p>{_e(s[0].upper() + s[1:])}.</p>" for s in advice["sentences"])
+            + '<p class="note">Read off a learning curve: heads fitted on a quarter, half, three quarters and all of each '
+            'fold\'s photos, scored on the fold left out. It predicts the gain over all labels roughly; which label would '
+            'gain most it cannot tell (measured on flowers-bench), so each label\'s recall is shown instead.</p>'
+            '<table class="plain"><thead><tr><th>photos a label</th><th>accuracy</th></tr></thead>'
+            f'<tbody>{curve}</tbody></table><table class="plain"><thead><tr><th>label</th><th>answered right</th></tr></thead>'
+            f'<tbody>{recall}</tbody></table></section>')
 
 
 def findings_section(check: dict, thumbs) -> str:
