@@ -157,7 +157,8 @@ def private(photos, seeds: int, tmp: Path) -> None:
 
 def advice(photos, seeds: int, tmp: Path) -> None:
     print(f"## More photos? The gain in accuracy predicted, and the real one ({seeds} seeds, 30 test photos a label)\n")
-    print("| photos a label | predicted gain (min to max) | real gain, same heads | real gain, imgclf model |\n|---|---|---|---|")
+    print("| photos a label | predicted gain (min to max) | real gain, same heads | real gain, imgclf model | per label: "
+          "correlation of predicted and real gains |\n|---|---|---|---|---|")
     for start in (10, 20, 40):
         advice_from(photos, seeds, tmp, start, 30)
     print()
@@ -168,14 +169,14 @@ def advice_from(photos, seeds: int, tmp: Path, start: int, more: int) -> None:
     from imgclf.checks.labels import C
     from imgclf.embeddings import EmbeddingCache, embed_files
     from imgclf.files.locations import default_cache_dir
-    from imgclf.heads.curves import advise
+    from imgclf.heads.curves import advise, power_law_gain
     from imgclf.heads.linear import _Problem
 
     labels = sorted({lab for _, lab in photos})
     bb = resolve(cache_dir=default_cache_dir())
     emb = embed_files([p for p, _ in photos], bb, EmbeddingCache(default_cache_dir(), bb.id))
     vec = dict(zip(emb.paths, emb.vectors))
-    rows = []
+    rows, pairs = [], []
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
         first, added, test = [], [], []
@@ -190,12 +191,20 @@ def advice_from(photos, seeds: int, tmp: Path, start: int, more: int) -> None:
             return np.stack([vec[p] for p, _ in part]), np.array([labels.index(lab) for _, lab in part])
 
         xt, yt = xy(test)
-        predicted = advise(*xy(first), labels, C, seed, more=more).gain
+        advice = advise(*xy(first), labels, C, seed, more=more)
+        predicted = advice.gain
+        per_label = []  # the same power law fitted to each label's own curve: the gain the advice does not claim
+        for k, lab in enumerate(labels):
+            points = np.array(advice.label_curves[lab])
+            per_label.append(power_law_gain(points[:, 0], points[:, 1], np.full(len(points), 2 * start), start, more))
 
-        def accuracy_by_head(part):
+        def recall_by_head(part):
             head = _Problem(*xy(part), len(labels)).path((C,))[0]
             guess = head.logits(xt).argmax(1)
-            return np.mean([np.mean(guess[yt == k] == k) for k in range(len(labels))])
+            return np.array([np.mean(guess[yt == k] == k) for k in range(len(labels))])
+
+        def accuracy_by_head(part):
+            return recall_by_head(part).mean()
 
         def accuracy_by_model(part, name):
             imgclf.train(link_tree(tmp / f"advice-{name}-{seed}", part), tmp / f"advice-model-{name}-{seed}", seed=seed)
@@ -203,12 +212,14 @@ def advice_from(photos, seeds: int, tmp: Path, start: int, more: int) -> None:
             guess = np.array([labels.index(p.label) for p in preds])
             return np.mean([np.mean(guess[yt == k] == k) for k in range(len(labels))])
 
+        real_per_label = recall_by_head(first + added) - recall_by_head(first)
+        pairs += list(zip(per_label, real_per_label))
         rows.append((predicted, accuracy_by_head(first + added) - accuracy_by_head(first),
                      accuracy_by_model(first + added, f"{start}+{more}") - accuracy_by_model(first, f"{start}")))
     r = np.array(rows)
     print(f"| {start} → {start + more} | {r[:, 0].mean():+.3f} ({r[:, 0].min():+.3f} to {r[:, 0].max():+.3f}) | "
           f"{r[:, 1].mean():+.3f} ({r[:, 1].min():+.3f} to {r[:, 1].max():+.3f}) | "
-          f"{r[:, 2].mean():+.3f} ({r[:, 2].min():+.3f} to {r[:, 2].max():+.3f}) |")
+          f"{r[:, 2].mean():+.3f} ({r[:, 2].min():+.3f} to {r[:, 2].max():+.3f}) | {np.corrcoef(np.array(pairs).T)[0, 1]:+.2f} |")
 
 
 def hierarchy(photos, seeds: int, tmp: Path) -> None:

@@ -36,7 +36,8 @@ PLATEAU = 0.01
 class Advice:
     """The learning curve read off: with ``photos`` a label now (the median), the cross-validated ``accuracy``; the
     ``gain`` in accuracy predicted with ``more`` photos of every label; the measured ``curve``
-    (``[[photos a label, accuracy], …]``); and each label's out-of-fold ``recall``, lowest first."""
+    (``[[photos a label, accuracy], …]``); each label's out-of-fold ``recall``, lowest first, and its own curve
+    (``label_curves``: ``{label: [[photos, recall], …]}``, kept for measuring, not advised on)."""
 
     photos: int
     accuracy: float
@@ -44,6 +45,7 @@ class Advice:
     gain: float
     curve: list[list[float]]
     recall: dict[str, float]
+    label_curves: dict[str, list[list[float]]]
 
     @property
     def plateaued(self) -> bool:
@@ -98,14 +100,23 @@ def advise(x: np.ndarray, y: np.ndarray, labels: list[str], C: float, seed: int 
                         seen[s, c] += mine.sum()
     n = trained / (REPEATS * 5)  # training photos a label at each share
     accuracy = (right / seen).mean(1)  # each label counted alike, as the head weighs them
-    error = np.maximum(1 - accuracy, 0.5 / seen.sum(1))  # no share is error-free: a fold without a mistake is not error 0
+    now = int(np.median(counts[judged]))
+    extra = more or max(10, int(round(now, -1)))
+    recall = {labels[k]: round(float(right[-1, c] / seen[-1, c]), 4) for c, k in enumerate(judged)}
+    return Advice(now, round(float(accuracy[-1]), 4), extra, round(power_law_gain(n, accuracy, seen.sum(1), now, extra), 4),
+                  _points(n, accuracy), dict(sorted(recall.items(), key=lambda kv: kv[1])),
+                  {labels[k]: _points(n, right[:, c] / seen[:, c]) for c, k in enumerate(judged)})
+
+
+def power_law_gain(n: np.ndarray, accuracy: np.ndarray, scored: np.ndarray, now: float, more: float) -> float:
+    """The gain in accuracy from ``now`` to ``now + more`` photos of a power law ``error ≈ a · n^(-b)`` fitted to a
+    curve (``accuracy`` at ``n`` photos, each measured on ``scored`` photos)."""
+    error = np.maximum(1 - np.asarray(accuracy, float), 0.5 / np.asarray(scored, float))  # a fold without a mistake is not error 0
     slope, _ = np.polyfit(np.log(n), np.log(error), 1)
     b = float(np.clip(-slope, 0.0, 1.0))
     a = float(np.exp(np.mean(np.log(error) + b * np.log(n))))  # the level that fits best once b is clipped
-    now = int(np.median(counts[judged]))
-    extra = more or max(10, int(round(now, -1)))
-    gain = max(0.0, a * now ** -b - a * (now + extra) ** -b)
-    recall = {labels[k]: round(float(right[-1, c] / seen[-1, c]), 4) for c, k in enumerate(judged)}
-    return Advice(now, round(float(accuracy[-1]), 4), extra, round(gain, 4),
-                  [[round(float(m), 1), round(float(v), 4)] for m, v in zip(n, accuracy)],
-                  dict(sorted(recall.items(), key=lambda kv: kv[1])))
+    return max(0.0, a * now ** -b - a * (now + more) ** -b)
+
+
+def _points(n: np.ndarray, values: np.ndarray) -> list[list[float]]:
+    return [[round(float(m), 1), round(float(v), 4)] for m, v in zip(n, values)]
