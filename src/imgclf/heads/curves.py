@@ -9,8 +9,9 @@ accuracy with the photos there are now and with ``more`` of each label is read o
 What this predicts was measured (``benchmarks/grow.py``, flowers-bench, 5 seeds, 30 more photos a label): the gain
 in accuracy over all labels, roughly (+7.2, +3.9 and +2.1 points predicted from 10, 20 and 40 photos a label,
 against +9.3, +5.5 and +0.8 for the imgclf model), but not which label gains most (per-label curves fitted the same way
-correlated −0.27 to −0.11 with the labels' real gains over 10 seeds). So the advice gives the overall gain, and names
-the labels answered right least often, with their out-of-fold recall.
+correlated −0.18, −0.43 and −0.15 with the labels' real gains). So the advice gives the overall gain only; each label's
+recall on this curve is kept beside it (``recall``), as the per-label figures of ``train`` show where a model is
+weakest.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ class Advice:
     def plateaued(self) -> bool:
         return self.gain < PLATEAU
 
-    def sentences(self) -> list[str]:
-        """The advice in words: the overall gain, then where the model is weakest."""
+    def sentence(self) -> str:
+        """The advice in words: the gain over all labels."""
         points = round(100 * self.gain)
         if self.plateaued:
             first = (f"accuracy has about plateaued: {self.more} more photos of each label like these would add under a point "
@@ -60,11 +61,10 @@ class Advice:
         else:
             first = (f"with {self.more} more photos of each label, accuracy would rise by about {points} point"
                      f"{'s' if points != 1 else ''}")
-        weakest = sorted(self.recall.items(), key=lambda kv: kv[1])[:2]
-        return [first, "answered right least often: " + ", ".join(f"{lab} {100 * r:.0f} %" for lab, r in weakest)]
+        return first
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "plateaued": self.plateaued, "sentences": self.sentences()}
+        return {**asdict(self), "plateaued": self.plateaued, "sentence": self.sentence()}
 
 
 def advise(x: np.ndarray, y: np.ndarray, labels: list[str], C: float, seed: int = 0, more: int | None = None) -> Advice | None:

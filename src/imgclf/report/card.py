@@ -229,7 +229,7 @@ def _more_photos(metrics: dict) -> str:
         return ""
     return ("## More photos?\n\nRead off a learning curve (heads fitted on growing shares of the photos, scored on photos "
             "left out); a rough guide to the gain over all labels, not to which label gains most:\n\n"
-            + "\n".join(f"- {_md(s)}" for s in advice["sentences"]))
+            + f"- {_md(advice['sentence'])}")
 
 
 def _level_lines(tree: dict | None) -> list[str]:

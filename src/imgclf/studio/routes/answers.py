@@ -18,6 +18,7 @@ async def predict(
     explain: bool = Query(False, description="Add where the model looked (a heatmap overlay as a PNG data URL)"),
     neighbors: int = Query(0, ge=0, le=12, description="Add this many most similar training photos"),
     top_k: int = Query(5, ge=1, le=100),
+    error_rate: float | None = Query(None, gt=0, lt=1, description="Add the label set right for at least 1 - error_rate"),
 ):
     """Classify one image (multipart field ``file`` or the raw body), as ``imgclf serve``'s ``/predict`` answers.
 
@@ -33,7 +34,9 @@ async def predict(
     if service.busy(1):
         raise HTTPException(503, "busy: too many images in flight, try again")
     try:
-        result = await service.answer(files[0], top_k, explain and service.model.explainable, neighbors)
+        if error_rate is not None:
+            service.model.set_threshold(error_rate)  # a model without label sets: 422 below
+        result = await service.answer(files[0], top_k, explain and service.model.explainable, neighbors, error_rate)
     except ImgclfError as e:
         raise HTTPException(422, str(e)) from None
     if isinstance(result, ImageError):

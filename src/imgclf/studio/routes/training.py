@@ -64,7 +64,8 @@ def results(request: Request):
             "per_label": _per_label(m), "confused": _confused(m, root), "unknown": _unknown(m),
             "findings": _findings(m, root, _kept(p)), "seconds": m.get("train_seconds"),
             "photos": sum(sum(c.values()) for c in (m.get("counts") or {}).values()), "pictures": _pictures(m),
-            "created": model.meta.get("created")}
+            "created": model.meta.get("created"), "advice": m.get("check", {}).get("advice") or None,
+            "label_sets": model.label_sets is not None}
 
 
 @router.post("/findings/keep")

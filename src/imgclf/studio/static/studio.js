@@ -405,6 +405,7 @@ function rememberModel(r) {  // what the answers need to be said in plain words
   state.model = r.model;
   state.verifier = r.model && r.labels.length === 1;
   state.threshold = r.unknown?.threshold;
+  state.sets = !!r.label_sets;
 }
 async function loadResults() {
   const r = await attempt(() => api("/api/results"));
@@ -427,6 +428,9 @@ async function loadResults() {
   $("unknown-line").textContent = !u ? "" : state.verifier ?
     `It says ${only} for about ${accepts} of photos like yours, and “Not ${only}” for the rest — and for anyone or anything else.` :
     `“Unknown”: it answers for about ${accepts} of photos like yours and says “unknown” for the rest — and for things unlike anything it was taught.`;
+  const advice = r.advice?.sentence || "";
+  $("more-line").hidden = !advice;
+  $("more-line").textContent = advice ? `More photos? ${advice[0].toUpperCase()}${advice.slice(1)}.` : "";
   $("per-label-panels").hidden = state.verifier;
   $("per-label").replaceChildren(...r.per_label.map((p) => bar(p.label, p.accuracy, `${pct(p.accuracy)} of ${p.n}`)));
   $("confused").replaceChildren(...(r.confused.length ? r.confused.map((c) => el("div", { class: "pair" },
@@ -481,11 +485,14 @@ async function answer(blob, name) {
   const form = new FormData();
   form.append("file", blob, name);
   const where = $("show-where").checked;
-  const r = await api(`/api/predict?top_k=${Math.max(1, state.labels.length)}&neighbors=${state.live ? 0 : 4}&explain=${where}`, { method: "POST", form });
+  const sets = state.sets ? `&error_rate=${ERROR_RATE}` : "";
+  const r = await api(`/api/predict?top_k=${Math.max(1, state.labels.length)}&neighbors=${state.live ? 0 : 4}&explain=${where}${sets}`,
+    { method: "POST", form });
   state.lastAnswer = { blob, name, result: r };
   showAnswer(r);
   return r;
 }
+const ERROR_RATE = 0.05;  // label sets right 95 times in 100
 const likeness = (x) => (x == null ? "–" : x.toFixed(2));
 function showAnswer(r) {
   const unknown = r.status === "unknown" || r.label === "unknown";
@@ -493,11 +500,16 @@ function showAnswer(r) {
   $("answer").textContent = unknown ? (state.verifier ? `Not ${only}` : "I don't know this") : r.label;
   $("answer").dataset.unknown = unknown;
   if (state.verifier) {  // one label: how alike it is says it all (a probability over one label is always 100 %)
+    $("answer-set").hidden = true;
     $("answer-note").textContent = `Likeness to your photos ${likeness(r.similarity)}; it says ${only} from ${likeness(state.threshold)} up.`;
     $("answer-bars").replaceChildren(bar("likeness", Math.max(0, r.similarity || 0), likeness(r.similarity)));
   } else {
     $("answer-note").textContent = unknown ? "It is unlike the photos of every label — nothing it was taught." :
       `${pct(r.confidence)} sure`;
+    const unsure = !unknown && (r.set || []).length > 1;  // the labels that together are right 95 times in 100
+    $("answer-set").hidden = !unsure;
+    $("answer-set").textContent = unsure ? `Can't tell for sure: ${r.set.join(" or ")}.` : "";
+    $("answer-set").title = `the right label is among these for ${Math.round(100 * (1 - ERROR_RATE))} of 100 new photos of your labels`;
     const byLabel = new Map((r.top_k || []).map((t) => [t.label, t.confidence]));
     $("answer-bars").replaceChildren(...state.labels.map((l) => bar(l.name, byLabel.get(l.name) || 0, pct(byLabel.get(l.name) || 0))));
   }
