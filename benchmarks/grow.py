@@ -191,7 +191,7 @@ def advice_from(photos, seeds: int, tmp: Path, start: int, more: int) -> None:
             return np.stack([vec[p] for p, _ in part]), np.array([labels.index(lab) for _, lab in part])
 
         xt, yt = xy(test)
-        advice = advise(*xy(first), labels, C, seed, more=more)
+        advice = advise(*xy(first), labels, seed, more=more)
         predicted = advice.gain
         per_label = []  # the same power law fitted to each label's own curve: the gain the advice does not claim
         for k, lab in enumerate(labels):

@@ -171,6 +171,7 @@ def test_python_api_and_the_onnx_metadata(face_model):
     card = (face_model[0] / "README.md").read_text()
     assert "maps a batch of 128-D face descriptors `input` (N, 128)" in card
     assert "timm ``" not in card
+    assert "It holds face descriptors of the people it was taught" in card and "`--private` leaves those" in card
 
 
 def test_predict_with_a_face_model_does_not_import_torch(face_model):

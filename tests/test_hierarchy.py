@@ -94,15 +94,15 @@ def test_the_advice_on_more_photos(trained_model):
         scale = np.array([0.2, noise, noise])[y][:, None]  # label 0 easy; 1 and 2 overlap more as the noise grows
         return centres[y] + scale * rng.normal(size=(120, 256)), y
 
-    hard = advise(*photos(6.0), ["easy", "hard", "harder"], C=10.0)
+    hard = advise(*photos(6.0), ["easy", "hard", "harder"])
     assert not hard.plateaued and hard.gain > 0.015 and hard.more == 40 and hard.photos == 40
     assert hard.curve[-1][1] > hard.curve[0][1] and [n for n, _ in hard.curve] == sorted(n for n, _ in hard.curve)
     assert len(hard.curve) == len(SHARES)
     assert list(hard.recall)[-1] == "easy" and hard.recall["easy"] == 1.0  # weakest first
     assert hard.sentence() == f"with 40 more photos of each label, accuracy would rise by about {round(100 * hard.gain)} points"
-    easy = advise(*photos(0.3), ["easy", "hard", "harder"], C=10.0)
+    easy = advise(*photos(0.3), ["easy", "hard", "harder"])
     assert easy.plateaued and easy.accuracy == 1.0 and easy.sentence().startswith("accuracy has about plateaued")
-    assert advise(*photos(6.0)[:1], np.zeros(120, np.int64), ["one"], C=10.0) is None  # one label: nothing to compare
+    assert advise(*photos(6.0)[:1], np.zeros(120, np.int64), ["one"]) is None  # one label: nothing to compare
     printed = run_cli("check", str(PHOTOS))
     assert "more photos?" in printed.stdout and "accuracy would rise by about" in " ".join(printed.stdout.split())
     kept = json.loads((trained_model / "metrics.json").read_text())["check"]["advice"]

@@ -97,13 +97,12 @@ def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int
 
 def _advice(data, seed: int) -> dict:
     """What more photos would add (:func:`imgclf.heads.curves.advise` on the distinct photos; {} when it cannot say)."""
-    from imgclf.checks.labels import C
     from imgclf.heads.curves import advise
 
     rows = data.unique
     names = data.label_names
     y = np.array([names.index(str(lab)) for lab in data.labels[rows]], np.int64)
-    advice = advise(data.vectors[rows], y, names, C, seed)
+    advice = advise(data.vectors[rows], y, names, seed)
     return advice.to_dict() if advice is not None else {}
 
 
