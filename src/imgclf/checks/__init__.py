@@ -24,7 +24,7 @@ from imgclf.checks.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding
 __all__ = ["check", "run_checks", "CheckResult", "Finding", "KINDS", "FIX_PLAN_COLUMNS"]
 
 #: Bumped whenever a check or a threshold changes, so cached results of older checks are not reused.
-CHECKS_VERSION = 7
+CHECKS_VERSION = 8
 
 
 def check(
@@ -111,7 +111,7 @@ def _cached_advice(cache_root: Path | None, key: str) -> dict | None:
         return None
     try:
         rows = json.loads((Path(cache_root) / "checks" / f"{key}-advice.json").read_text(encoding="utf-8"))
-        return rows if isinstance(rows, dict) else None
+        return rows if isinstance(rows, dict) and (not rows or "sentence" in rows) else None
     except (OSError, ValueError):
         return None
 

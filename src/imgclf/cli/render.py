@@ -391,7 +391,7 @@ def check_summary(result, folder: str) -> None:
     if len(result.findings) > CHECK_LINES:
         out.append(f"… and {len(result.findings) - CHECK_LINES} more: --json, --fix-plan or --report lists them all")
     if result.advice:
-        out += ["", "more photos? (a learning curve of heads fitted on growing shares of these photos)"]
+        out += ["", "more photos? (read off a learning curve of these photos)"]
         out += textwrap.wrap(printable(result.advice["sentence"]), total, initial_indent="  ", subsequent_indent="    ",
                              break_long_words=False, break_on_hyphens=False)
     sys.stdout.write("\n".join(out) + "\n")

@@ -84,11 +84,12 @@ def advise(x: np.ndarray, y: np.ndarray, labels: list[str], seed: int = 0, more:
         return None
     keep = np.flatnonzero(np.isin(y, judged))
     keep = keep[stratified_sample(y[keep], PHOTOS_PER_LABEL, seed)]
-    xs, ys = _principal(l2_normalize(x[keep]), DIMS), np.searchsorted(judged, y[keep])
+    ys = np.searchsorted(judged, y[keep])
     right = np.zeros((len(SHARES), len(judged)))
     seen = np.zeros((len(SHARES), len(judged)))
     trained = np.zeros(len(SHARES))
-    with threadpool_limits(1):  # small dense algebra: BLAS threads only fight here
+    with threadpool_limits(1):  # small dense algebra: BLAS threads only fight here (and one thread sums alike every run)
+        xs = _principal(l2_normalize(x[keep]), DIMS)
         for repeat in range(REPEATS):
             rng = np.random.default_rng(seed + 1000 * repeat)
             for tr, te in stratified_folds(ys, 5, seed + repeat):
