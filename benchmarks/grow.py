@@ -13,7 +13,7 @@ Usage: python benchmarks/grow.py [DATA_DIR] [--seeds 5] [--only sets add private
    labels' photos, normal and ``--private``; AUROC of the other 20 % of known photos against the held-out label's.
 4. ``advice``: per seed, 30 photos of each label set aside to test; the gain in accuracy (labels weighed alike)
    :func:`imgclf.heads.curves.advise` predicts from 10, 20 and 40 training photos of each label with 30 more, against
-   the real gain on the test photos (heads as the advice fits them, and the imgclf model itself).
+   the real gain on the test photos (logistic heads with the checks' C, and the imgclf model itself).
 5. ``hierarchy``: a three-level tree made of the flowers (``plants/{composite: daisy, dandelion, sunflowers;
    other: roses, tulips}``), trained with ``--hierarchy``: accuracy per level, and where answers stop.
 """
@@ -157,7 +157,7 @@ def private(photos, seeds: int, tmp: Path) -> None:
 
 def advice(photos, seeds: int, tmp: Path) -> None:
     print(f"## More photos? The gain in accuracy predicted, and the real one ({seeds} seeds, 30 test photos a label)\n")
-    print("| photos a label | predicted gain (min to max) | real gain, same heads | real gain, imgclf model | per label: "
+    print("| photos a label | predicted gain (min to max) | real gain, logistic heads (C = 10) | real gain, imgclf model | per label: "
           "correlation of predicted and real gains |\n|---|---|---|---|---|")
     for start in (10, 20, 40):
         advice_from(photos, seeds, tmp, start, 30)

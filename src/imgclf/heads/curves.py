@@ -8,9 +8,9 @@ shape learning curves of linear probes take; fitted by least squares in log–lo
 accuracy with the photos there are now and with ``more`` of each label is read off.
 
 What this predicts was measured (``benchmarks/grow.py``, flowers-bench, 5 seeds, 30 more photos a label): the gain
-in accuracy over all labels, roughly (+7.2, +3.9 and +2.1 points predicted from 10, 20 and 40 photos a label,
+in accuracy over all labels, roughly (+6.9, +4.0 and +1.9 points predicted from 10, 20 and 40 photos a label,
 against +9.3, +5.5 and +0.8 for the imgclf model), but not which label gains most (per-label curves fitted the same way
-correlated −0.18, −0.43 and −0.15 with the labels' real gains). So the advice gives the overall gain only; each label's
+correlated −0.12, −0.36 and −0.17 with the labels' real gains). So the advice gives the overall gain only; each label's
 recall on this curve is kept beside it (``recall``), as the per-label figures of ``train`` show where a model is
 weakest.
 """
