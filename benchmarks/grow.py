@@ -1,6 +1,6 @@
 """Models that grow and answers that say as much as is known, measured on flowers-bench with repeated splits.
 
-Usage: python benchmarks/grow.py [DATA_DIR] [--seeds 5] [--only sets add private advice hierarchy]
+Usage: python benchmarks/grow.py [DATA_DIR] [--seeds 5] [--only sets add private advice cost hierarchy]
        (default: ../shared/datasets/flowers-bench; models trained by ``imgclf.train`` on symlinked subsets)
 
 1. ``sets``: label sets (``--error-rate A``). Per seed, a model trained on 80 % of each label's photos; the other
@@ -14,7 +14,8 @@ Usage: python benchmarks/grow.py [DATA_DIR] [--seeds 5] [--only sets add private
 4. ``advice``: per seed, 30 photos of each label set aside to test; the gain in accuracy (labels weighed alike)
    :func:`imgclf.heads.curves.advise` predicts from 10, 20 and 40 training photos of each label with 30 more, against
    the real gain on the test photos (logistic heads with the checks' C, and the imgclf model itself).
-5. ``hierarchy``: a three-level tree made of the flowers (``plants/{composite: daisy, dandelion, sunflowers;
+5. ``cost``: what drawing the learning curve costs, on the bundled example, flowers-bench and 20,000 vectors.
+6. ``hierarchy``: a three-level tree made of the flowers (``plants/{composite: daisy, dandelion, sunflowers;
    other: roses, tulips}``), trained with ``--hierarchy``: accuracy per level, and where answers stop.
 """
 
@@ -222,6 +223,39 @@ def advice_from(photos, seeds: int, tmp: Path, start: int, more: int) -> None:
           f"{r[:, 2].mean():+.3f} ({r[:, 2].min():+.3f} to {r[:, 2].max():+.3f}) | {np.corrcoef(np.array(pairs).T)[0, 1]:+.2f} |")
 
 
+def cost(photos, seeds: int, tmp: Path) -> None:
+    """What drawing the learning curve costs: the bundled example, flowers-bench, and 20,000 random 1,280-D vectors
+    (the worst case for a solver; the curve's cost is capped at 400 photos a label)."""
+    from imgclf.backbones import resolve
+    from imgclf.embeddings import EmbeddingCache, embed_files
+    from imgclf.files.locations import default_cache_dir
+    from imgclf.heads.curves import advise
+
+    bb = resolve(cache_dir=default_cache_dir())
+    sets = []
+    for folder in (ROOT / "examples" / "flowers" / "photos", None):
+        found = [(p.path, p.label) for p in scan_labelled(folder).photos] if folder else photos
+        labels = sorted({lab for _, lab in found})
+        emb = embed_files([p for p, _ in found], bb, EmbeddingCache(default_cache_dir(), bb.id))
+        index = dict(zip(emb.paths, emb.vectors))
+        sets.append((f"{len(found)} photos", np.stack([index[p] for p, _ in found]),
+                     np.array([labels.index(lab) for _, lab in found]), labels))
+    rng = np.random.default_rng(0)
+    sets.append(("20,000 random vectors", rng.normal(size=(20000, 1280)).astype(np.float32), rng.integers(0, 5, 20000),
+                 list("abcde")))
+    print("## What the learning curve costs (best of 3, one process)\n\n| photos | seconds |\n|---|---|")
+    for name, x, y, labels in sets:
+        best = min(_timed(lambda: advise(x, y, labels)) for _ in range(3))
+        print(f"| {name} | {best:.3f} |")
+    print()
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
 def hierarchy(photos, seeds: int, tmp: Path) -> None:
     tree = {"daisy": "plants/composite/daisy", "dandelion": "plants/composite/dandelion",
             "sunflowers": "plants/composite/sunflowers", "roses": "plants/other/roses", "tulips": "plants/other/tulips"}
@@ -245,11 +279,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, nargs="?", default=ROOT.parent / "shared" / "datasets" / "flowers-bench")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--only", nargs="+", default=["sets", "add", "private", "advice", "hierarchy"])
+    ap.add_argument("--only", nargs="+", default=["sets", "add", "private", "advice", "cost", "hierarchy"])
     args = ap.parse_args()
     ds = scan_labelled(args.data)
     photos = [(p.path, p.label) for p in ds.photos]
-    steps = {"sets": sets, "add": grow, "private": private, "advice": advice, "hierarchy": hierarchy}
+    steps = {"sets": sets, "add": grow, "private": private, "advice": advice, "cost": cost, "hierarchy": hierarchy}
     with tempfile.TemporaryDirectory(prefix="imgclf-grow-") as tmp:
         for name in args.only:
             steps[name](photos, args.seeds, Path(tmp))

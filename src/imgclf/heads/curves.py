@@ -3,7 +3,7 @@
 For each of :data:`REPEATS` stratified 5-fold splits of the labelled photos, a classifier is fitted on growing shares
 of each fold's training photos (:data:`SHARES`, every label subsampled alike) and scores the held-out fold: a
 class-balanced ridge classifier on the photos' top :data:`DIMS` principal directions, a closed-form stand-in for the
-model's head whose whole curve costs milliseconds (forty logistic fits cost 0.3 s at 70 photos, 12 s at 20,000). The error then follows a power law in the number of training photos per label, ``error ≈ a · n^(-b)`` (the
+model's head whose whole curve costs milliseconds (17 ms at 70 photos, 0.19 s at 20,000: ``benchmarks/grow.py``). The error then follows a power law in the number of training photos per label, ``error ≈ a · n^(-b)`` (the
 shape learning curves of linear probes take; fitted by least squares in log–log, ``b`` kept in [0, 1]), from which the
 accuracy with the photos there are now and with ``more`` of each label is read off.
 
