@@ -109,3 +109,15 @@ def test_the_advice_on_more_photos(trained_model):
     assert sorted(kept["recall"]) == sorted(TREE) and kept["photos"] == 14
     assert "## More photos?" in (trained_model / "README.md").read_text()
     assert 'id="more-photos"' in (trained_model / "report.html").read_text()
+
+
+def test_a_tree_grows_and_shrinks(tree_model, tmp_path, cache_dir):
+    from imgclf.training.grow import add, forget
+
+    smaller = forget(tree_model, labels=["plants/other/tulips"], output=tmp_path / "no-tulips", cache_dir=cache_dir)
+    assert "plants/other/tulips" not in smaller.labels and len(smaller.labels) == 4
+    again = add(tmp_path / "no-tulips", as_tree(PHOTOS, tmp_path / "data"), tmp_path / "again", cache_dir)
+    assert again.labels == sorted(TREE.values()) and again.change["new_labels"] == ["plants/other/tulips"]
+    assert again.change["added"] == 14 and again.change["already_in_model"] == 56
+    levels = imgclf.load(tmp_path / "again").predict([UNSEEN / "tulips"], reject=False)[0].levels
+    assert [lv["label"] for lv in levels][:2] == ["plants", "plants/other"]

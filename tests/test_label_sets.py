@@ -87,6 +87,13 @@ def test_every_way_of_asking_answers_the_same_set(trained_model, tmp_path):
         assert client.post("/predict?error_rate=2", content=photo.read_bytes()).status_code == 422
     refused = run_cli("predict", str(trained_model), str(photo), "--error-rate", "0")
     assert refused.returncode == 2 and "--error-rate must be between 0 and 1" in refused.stderr
+    refused = run_cli("predict", str(trained_model), str(photo), "--error-rate", "0.05", "-o", str(tmp_path / "rows.jsonl"))
+    assert refused.returncode == 2 and "--error-rate works with the local engine" in refused.stderr
+    exported = run_cli("export", str(trained_model), "--format", "onnx", "-o", str(tmp_path / "m.onnx"), "-q")
+    assert exported.returncode == 0, exported.stderr
+    sidecar = json.loads((tmp_path / "m.onnx.json").read_text())["label_sets"]
+    assert sidecar["thresholds"]["0.05"] == pytest.approx(model.set_threshold(0.05))
+    assert set(sidecar["thresholds"]) == {"0.01", "0.02", "0.05", "0.1", "0.2"}
     meta = json.loads((trained_model / "imgclf.json").read_text())
     assert meta["label_sets"]["n"] == 70 and meta["label_sets"]["scores"] == sorted(meta["label_sets"]["scores"])
     metrics = json.loads((trained_model / "metrics.json").read_text())["label_sets"]

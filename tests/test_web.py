@@ -146,6 +146,19 @@ def test_where_it_looked_toggle_and_neighbour_thumbnails(page, tmp_path):
         " && arguments[0].querySelectorAll('.neighbor img').length === 3", card))
 
 
+def test_an_unsure_answer_names_the_labels_it_cannot_tell_apart(page, site):
+    photo = UNSEEN_PHOTO.parents[1] / "daisy" / "99306615_739eb94b9e_m.jpg"  # daisy 59 %, sunflowers 36 %
+    want = httpx.post(site + "/predict?error_rate=0.05", files={"file": (photo.name, photo.read_bytes())}, timeout=30).json()
+    assert want["set"] == ["daisy", "sunflowers"]
+    page.find_element(By.ID, "file").send_keys(str(photo))
+    (card,) = wait(page, lambda d: cards_done(d, 1))
+    line = card.find_element(By.CSS_SELECTOR, ".set")
+    assert line.is_displayed() and line.text == "Can't tell for sure: daisy or sunflowers"
+    page.find_element(By.ID, "file").send_keys(str(PHOTOS[0]))  # a sure answer says nothing more
+    first = wait(page, lambda d: cards_done(d, 2))[0]
+    assert not first.find_element(By.CSS_SELECTOR, ".set").is_displayed()
+
+
 def test_several_photos_and_a_bad_file(page, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("not a photo at all")
