@@ -227,7 +227,7 @@ def _more_photos(metrics: dict) -> str:
     advice = (metrics.get("check") or {}).get("advice") or {}
     if not advice:
         return ""
-    return ("## More photos?\n\nRead off a learning curve (heads fitted on growing shares of the photos, scored on photos "
+    return ("## More photos?\n\nRead off a learning curve (a classifier fitted on growing shares of the photos, scored on photos "
             "left out); a rough guide to the gain over all labels, not to which label gains most:\n\n"
             + f"- {_md(advice['sentence'])}")
 

@@ -25,17 +25,15 @@ def advice_section(check: dict) -> str:
     advice = check.get("advice") or {}
     if not advice:
         return ""
-    curve = "".join(f'<tr><td class="n">{n:g}</td><td class="n">{100 * acc:.1f}&nbsp;%</td></tr>' for n, acc in advice["curve"])
-    recall = "".join(f'<tr><td>{_e(lab)}</td><td class="n">{100 * r:.0f}&nbsp;%</td></tr>' for lab, r in advice["recall"].items())
+    curve = "".join(f'<tr><td class="n">{n:.0f}</td><td class="n">{100 * acc:.1f}&nbsp;%</td></tr>' for n, acc in advice["curve"])
     return ('<section id="more-photos"><h2>More photos?</h2>'
-            + f"<p>{_e(advice['sentence'][0].upper() + advice['sentence'][1:])}.</p>"
-            + '<p class="note">Read off a learning curve: heads fitted on a quarter, half, three quarters and all of each '
-            'fold\'s photos, scored on the fold left out. It predicts the gain over all labels roughly; which label would '
-            'gain most it cannot tell (measured on flowers-bench); each label\'s share answered right on this curve is '
-            'below.</p>'
-            '<table class="plain"><thead><tr><th>photos a label</th><th>accuracy</th></tr></thead>'
-            f'<tbody>{curve}</tbody></table><table class="plain"><thead><tr><th>label</th><th>answered right</th></tr></thead>'
-            f'<tbody>{recall}</tbody></table></section>')
+            f"<p>{_e(advice['sentence'][0].upper() + advice['sentence'][1:])}.</p>"
+            '<p class="note">Read off a learning curve: a classifier fitted on a quarter, half, three quarters and all of '
+            'each fold\'s photos, scored on the fold left out, and a power law fitted to it. It predicts the gain over all '
+            'labels roughly; which label would gain most it cannot tell (measured on flowers-bench). More photos unlike '
+            'these (other light, other settings) can add more.</p>'
+            '<table class="plain"><thead><tr><th>photos a label</th><th>accuracy on the fold left out</th></tr></thead>'
+            f'<tbody>{curve}</tbody></table></section>')
 
 
 def findings_section(check: dict, thumbs) -> str:
