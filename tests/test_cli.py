@@ -81,7 +81,8 @@ def test_one_shape_for_json_jsonl_csv_and_http(trained_model, tmp_path):
     streamed = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert streamed == printed
     assert run_cli("predict", str(trained_model), *map(str, photos), "-o", str(tmp_path / "p.csv")).returncode == 0
-    assert (tmp_path / "p.csv").read_text() == "\n".join(",".join(c) for c in [csv_header(3), *map(csv_row, printed)]) + "\n"
+    expected = [csv_header(3), *(csv_row(r, 3) for r in printed)]  # every row as long as the header, an error's too
+    assert (tmp_path / "p.csv").read_text() == "\n".join(",".join(c) for c in expected) + "\n"
     with TestClient(create_app(trained_model)) as client:
         for photo, want in zip(photos[:2], printed):
             got = client.post("/predict", files={"file": (photo.name, photo.read_bytes())}).json()

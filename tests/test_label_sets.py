@@ -87,8 +87,16 @@ def test_every_way_of_asking_answers_the_same_set(trained_model, tmp_path):
         assert client.post("/predict?error_rate=2", content=photo.read_bytes()).status_code == 422
     refused = run_cli("predict", str(trained_model), str(photo), "--error-rate", "0")
     assert refused.returncode == 2 and "--error-rate must be between 0 and 1" in refused.stderr
-    refused = run_cli("predict", str(trained_model), str(photo), "--error-rate", "0.05", "-o", str(tmp_path / "rows.jsonl"))
-    assert refused.returncode == 2 and "--error-rate works with the local engine" in refused.stderr
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    for name in ("rows.jsonl", "rows.csv", "rows.parquet"):  # the batch engine's files carry the set too
+        if name.endswith(".parquet") and not _has("pyarrow"):
+            continue
+        done = run_cli("predict", str(trained_model), str(photo), str(bad), "--error-rate", "0.05",
+                       "-o", str(tmp_path / name))
+        assert done.returncode == 0, done.stderr
+        rows = _rows(tmp_path / name)
+        assert rows[0]["set"] in (pred.label_set, ";".join(pred.label_set)) and rows[1]["set"] in ([], "")
     exported = run_cli("export", str(trained_model), "--format", "onnx", "-o", str(tmp_path / "m.onnx"), "-q")
     assert exported.returncode == 0, exported.stderr
     sidecar = json.loads((tmp_path / "m.onnx.json").read_text())["label_sets"]
@@ -118,3 +126,19 @@ def test_a_one_label_model_has_no_sets(cache_dir, tmp_path):
     refused = run_cli("predict", str(tmp_path / "verifier"), str(UNSEEN / "daisy"), "--error-rate", "0.1")
     assert refused.returncode == 2 and "a one-label model answers its label or unknown" in refused.stderr
     assert not Path(tmp_path / "verifier" / "imgclf.json").read_text().count('"label_sets"')
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def _rows(path: Path) -> list[dict]:
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    if path.suffix == ".csv":
+        return list(csv.DictReader(io.StringIO(path.read_text())))
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()

@@ -91,6 +91,11 @@ def test_predict_local_and_ray_agree(ray_runtime, trained_model, unseen_with_bad
     for r in remote:
         assert plain[r["path"]].label == r["label"]
         assert plain[r["path"]].error == r["error"]
+    # label sets (--error-rate) from the actors, as the model answers them
+    engines.predict(trained_model, [unseen_with_bad], tmp_path / "sets.parquet", "ray", actors=2, error_rate=0.05)
+    sets = {r["path"]: r["set"] for r in pq.read_table(tmp_path / "sets.parquet").to_pylist()}
+    want = {p.path: p.label_set for p in Model.load(trained_model).predict([unseen_with_bad], error_rate=0.05)}
+    assert sets == want and sum(s == [] for s in sets.values()) == 2  # the two unreadable files: no labels
 
 
 def test_embed_local_and_ray_agree(embeddings, photos_with_bad, cache_dir):

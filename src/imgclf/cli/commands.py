@@ -205,11 +205,11 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
     if explain_label is not None and explain_dir is None:
         raise ImgclfError("--explain-label needs --explain DIR")
     if output is not None or engine != "local":  # batch jobs: see imgclf.engines
-        if tta or explain_dir is not None or neighbors or error_rate is not None:
-            option = ("--tta" if tta else "--explain" if explain_dir is not None else "--neighbors" if neighbors
-                      else "--error-rate")
+        if tta or explain_dir is not None or neighbors:
+            option = "--tta" if tta else "--explain" if explain_dir is not None else "--neighbors"
             raise ImgclfError(f"{option} works with the local engine printing its results (no --engine ray, no --output)")
-        return _predict_on_engine(model_dir, paths, top_k, fmt, threshold, not no_reject, engine, address, output, actors)
+        return _predict_on_engine(model_dir, paths, top_k, fmt, threshold, not no_reject, engine, address, output, actors,
+                                  error_rate)
     from imgclf.runtime.model import Model
 
     model = Model.load(model_dir)
@@ -248,12 +248,12 @@ def _model_first(model_dir: Path, paths, command: str) -> None:
                               f"(imgclf {command} {model} {model_dir} …)")
 
 
-def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, address, output, actors) -> int:
+def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, address, output, actors, error_rate) -> int:
     """``predict --engine`` / ``--output``: a streaming batch job, written to a file or printed like ``predict``."""
     from imgclf import engines
     from imgclf.cli import render
 
-    opts = dict(top_k=top_k, threshold=threshold, reject=reject, address=address, actors=actors)
+    opts = dict(top_k=top_k, threshold=threshold, reject=reject, address=address, actors=actors, error_rate=error_rate)
     with render.ProgressBar("predicting photos") as bar:
         if output is not None:
             job = engines.predict(model_dir, paths, output, engine, progress=bar.update, **opts)
@@ -263,7 +263,7 @@ def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, 
             preds = [Prediction.from_row(row) for batch in engines.iter_predict(model_dir, paths, engine, progress=bar.update, **opts)
                      for row in (batch if isinstance(batch, list) else batch.to_pylist())]
     if output is None:
-        return render.predictions(preds, fmt, top_k, asked=paths)
+        return render.predictions(preds, fmt, top_k, asked=paths, error_rate=error_rate)
     return render.job_summary(job, "predictions", output, engine)
 
 

@@ -53,8 +53,10 @@ def iter_predict(
     model_dir: str | os.PathLike, inputs: Iterable[str | os.PathLike], engine: str = "local", *,
     top_k: int = 3, threshold: float | None = None, reject: bool = True, address: str | None = None,
     actors: int | None = None, cpus_per_actor: int = 1, batch_size: int = DEFAULT_BATCH, progress: Callable | None = None,
+    error_rate: float | None = None,
 ):
-    """Batches of prediction rows (lists of dicts or Arrow tables), in input order.
+    """Batches of prediction rows (lists of dicts or Arrow tables), in input order; with ``error_rate``, each row's
+    label set (``set``).
 
     ``address``, ``actors`` and ``cpus_per_actor`` (ONNX threads of each) apply to the Ray engine.
     """
@@ -64,7 +66,7 @@ def iter_predict(
         from imgclf.engines import local
 
         items = predict_items(inputs)
-        yield from local.run(local.predict_runner(model_dir, top_k, threshold, reject), items, batch_size, progress)
+        yield from local.run(local.predict_runner(model_dir, top_k, threshold, reject, error_rate), items, batch_size, progress)
         return
     from imgclf.engines import ray_engine
 
@@ -74,7 +76,7 @@ def iter_predict(
     items = None if uris else predict_items(inputs)
     with ray_engine.runtime(address) as ray:
         yield from ray_engine.run_predict(ray, model_dir, items, uris or None, top_k, threshold, reject, actors,
-                                          cpus_per_actor, batch_size, progress)
+                                          cpus_per_actor, batch_size, progress, error_rate)
 
 
 def predict(
@@ -85,7 +87,8 @@ def predict(
     from imgclf.engines.outputs import Writer
 
     start = time.perf_counter()
-    with Writer(output, PREDICTIONS, top_k=top_k, metadata={"model": str(Path(model_dir).absolute())}) as w:
+    with Writer(output, PREDICTIONS, top_k=top_k, metadata={"model": str(Path(model_dir).absolute())},
+                label_set=kwargs.get("error_rate") is not None) as w:
         for batch in iter_predict(model_dir, inputs, engine, top_k=top_k, **kwargs):
             w.write(batch)
     return JobResult(Path(output), w.rows, w.errors, time.perf_counter() - start)

@@ -80,17 +80,22 @@ class Runner:
 class PredictRunner(Runner):
     """Scores from a model folder's fused ONNX model, formatted by :meth:`imgclf.runtime.model.Model.prediction`.
 
-    ``threshold`` and ``reject`` are the "unknown" rule, as in :meth:`imgclf.runtime.model.Model.predict`.
+    ``threshold`` and ``reject`` are the "unknown" rule, and ``error_rate`` the label sets, as in
+    :meth:`imgclf.runtime.model.Model.predict`.
     """
 
     kind = PREDICTIONS
 
-    def __init__(self, model, top_k: int = 3, threads: int | None = None, threshold: float | None = None, reject: bool = True):
+    def __init__(self, model, top_k: int = 3, threads: int | None = None, threshold: float | None = None, reject: bool = True,
+                 error_rate: float | None = None):
         super().__init__(model.preprocessing, threads)
         self.model = model
         self.top_k = top_k
         self.threshold = threshold
         self.reject = reject
+        self.error_rate = error_rate
+        if error_rate is not None:
+            model.set_threshold(error_rate)  # a model without label sets: one line, before any photo
 
     def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
         return [self.model.scores(batch)]
@@ -99,8 +104,8 @@ class PredictRunner(Runner):
         from imgclf.runtime.model import failed
 
         if isinstance(out, ImageError):
-            return failed(item.path, out).to_row()
-        return self.model.prediction(item.path, out[0], self.top_k, self.threshold, self.reject).to_row()
+            return failed(item.path, out, self.error_rate).to_row()
+        return self.model.prediction(item.path, out[0], self.top_k, self.threshold, self.reject, self.error_rate).to_row()
 
 
 class EmbedRunner(Runner):

@@ -38,11 +38,12 @@ def run(
         progress(done, total)
 
 
-def predict_runner(model_dir: str | os.PathLike, top_k: int = 3, threshold: float | None = None, reject: bool = True):
+def predict_runner(model_dir: str | os.PathLike, top_k: int = 3, threshold: float | None = None, reject: bool = True,
+                   error_rate: float | None = None):
     from imgclf.engines.core import PredictRunner
     from imgclf.runtime.model import Model
 
-    return PredictRunner(Model.load(model_dir), top_k, threshold=threshold, reject=reject)
+    return PredictRunner(Model.load(model_dir), top_k, threshold=threshold, reject=reject, error_rate=error_rate)
 
 
 def embed_runner(backbone):

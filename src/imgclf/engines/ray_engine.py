@@ -106,19 +106,21 @@ def _items(table) -> list[Item]:
 class PredictActor:
     """A Ray Data actor: loads the shipped model once, then turns batches of paths into prediction rows."""
 
-    def __init__(self, files, top_k: int, threshold: float | None, reject: bool, threads: int, batch_size: int):
+    def __init__(self, files, top_k: int, threshold: float | None, reject: bool, threads: int, batch_size: int,
+                 error_rate: float | None = None):
         from imgclf.engines.core import PredictRunner
         from imgclf.runtime.model import Model
 
         with _materialised(files) as folder:
             model = Model.load(folder, threads=threads)
-        self.runner = PredictRunner(model, top_k, threads, threshold=threshold, reject=reject)
+        self.runner = PredictRunner(model, top_k, threads, threshold=threshold, reject=reject, error_rate=error_rate)
         self.batch_size = batch_size
 
     def __call__(self, table):
         from imgclf.engines.outputs import to_arrow
 
-        return to_arrow(list(self.runner.iter_rows(_items(table), self.batch_size)), PREDICTIONS)
+        return to_arrow(list(self.runner.iter_rows(_items(table), self.batch_size)), PREDICTIONS,
+                        label_set=self.runner.error_rate is not None)
 
 
 class EmbedActor:
@@ -181,16 +183,18 @@ def _run(
 def run_predict(
     ray, model_dir: str | os.PathLike, items: list[Item] | None = None, uris: list[str] | None = None,
     top_k: int = 3, threshold: float | None = None, reject: bool = True, actors: int | None = None,
-    cpus_per_actor: int = 1, batch_size: int = DEFAULT_BATCH, progress=None,
+    cpus_per_actor: int = 1, batch_size: int = DEFAULT_BATCH, progress=None, error_rate: float | None = None,
 ) -> Iterator:
     """Arrow tables of prediction rows, in input order, computed by ``actors`` Ray actors."""
     from imgclf.runtime.model import Model
 
-    Model.load(model_dir, threads=1)  # a broken model folder fails here, once, with a clear message
+    model = Model.load(model_dir, threads=1)  # a broken model folder fails here, once, with a clear message
+    if error_rate is not None:
+        model.set_threshold(error_rate)
     folder = Path(model_dir)
     names = [f.name for f in sorted(folder.iterdir()) if f.is_file() and f.suffix in (".onnx", ".json")]
     kwargs = dict(files=_ship(ray, folder, names), top_k=top_k, threshold=threshold, reject=reject,
-                  threads=max(1, int(cpus_per_actor)), batch_size=batch_size)
+                  threads=max(1, int(cpus_per_actor)), batch_size=batch_size, error_rate=error_rate)
     return _run(ray, PredictActor, kwargs, items, uris, actors, cpus_per_actor, batch_size, progress)
 
 

@@ -30,11 +30,13 @@ if TYPE_CHECKING:
 OCCLUSION_GRID = 7
 
 
-def failed(path: str, error: ImageError) -> Prediction:
-    """The answer for a photo the model could not score: ``no_face`` for a face model, else ``error``."""
+def failed(path: str, error: ImageError, error_rate: float | None = None) -> Prediction:
+    """The answer for a photo the model could not score: ``no_face`` for a face model, else ``error``; when label sets
+    were asked for (``error_rate``), an empty one, so that every row has the same keys."""
+    no_set = None if error_rate is None else []
     if isinstance(error, NoFaceError):
-        return Prediction(path, NO_FACE_STATUS, NO_FACE)
-    return Prediction(path, ERROR, None, error=error.reason)
+        return Prediction(path, NO_FACE_STATUS, NO_FACE, label_set=no_set)
+    return Prediction(path, ERROR, None, error=error.reason, label_set=no_set)
 
 
 class Model:
@@ -145,7 +147,7 @@ class Model:
         try:
             batch = pre.batch([pre.pixels(crop_image(image, pre))])
         except ImageError as e:
-            return failed(name, e)
+            return failed(name, e, rule.get("error_rate"))
         if not neighbors:
             return self.prediction(name, self.scores(batch)[0], top_k, **rule)
         self._check_neighbors()
@@ -275,7 +277,7 @@ class Model:
             pending = []
             for path, result in run_batched(iter_inputs(paths), load, forward, batch_size or DEFAULT_BATCH, collate=pre.batch):
                 if isinstance(result, ImageError):
-                    pending.append(failed(str(path), result))
+                    pending.append(failed(str(path), result, error_rate))
                     continue
                 got = dict(zip(names, result))
                 pred = self._answer(str(path), got, None, top_k, neighbors, threshold=threshold, reject=reject,
@@ -305,7 +307,7 @@ class Model:
                 photo = decode(data, max_side=draft_side(self.preprocessing))
                 pred, explanation = self.explain(photo, label, top_k, str(path), neighbors, **rule)
             except ImageError as e:
-                yield failed(str(path), e)
+                yield failed(str(path), e, rule.get("error_rate"))
                 continue
             explanation = explanation.in_size(upright_size(data) or photo.size)
             target = _free_target(out, Path(path).stem, taken)
@@ -353,7 +355,7 @@ class Model:
         pre = self.preprocessing
         for path, out in run_batched(files, pixel_loader(pre), forward, batch_size or DEFAULT_BATCH, collate=pre.batch):
             if isinstance(out, ImageError):
-                yield failed(str(path), out)
+                yield failed(str(path), out, error_rate)
                 continue
             pred = self.prediction(str(path), out[0], top_k, threshold, reject, error_rate)
             if neighbors and pred.status != ERROR:

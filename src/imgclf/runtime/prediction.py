@@ -23,7 +23,7 @@ the same keys:
     their embeddings), paths relative to the training data folder;
 ``set`` (only when asked for: ``predict --error-rate A``)
     the labels that hold the true one with probability at least 1 − A on new photos of the known labels,
-    most probable first (never empty; see :mod:`imgclf.runtime.label_sets`); absent from ``no_face`` and ``error`` rows;
+    most probable first (see :mod:`imgclf.runtime.label_sets`); empty only on ``no_face`` and ``error`` rows;
 ``levels`` (models trained with ``--hierarchy``)
     ``[{"label", "confidence"}, …]``: the most probable node at each level of the label tree, top first (a node's
     probability is the sum of its leaves'); ``label`` is the deepest one whose confidence reaches the model's

@@ -122,7 +122,7 @@ async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000),
         service.in_flight -= len(files)
     service.requests += 1
     return JSONResponse([
-        failed(name, r).to_row() if isinstance(r, ImageError) else r
+        failed(name, r, error_rate).to_row() if isinstance(r, ImageError) else r
         for (name, _), r in zip(files, results)
     ])
 

@@ -159,7 +159,7 @@ class Service:
         try:
             return await loop.run_in_executor(self.pool, self._detailed, name, data, top_k, explain, neighbors, error_rate)
         except NoFaceError as e:
-            return failed(name, e).to_row()
+            return failed(name, e, error_rate).to_row()
         except ImageError as e:
             return e
         except ImgclfError:
@@ -239,7 +239,7 @@ class Service:
         out: list[dict | ImageError] = []
         for (name, _), arr in zip(uploads, decoded):
             if isinstance(arr, NoFaceError):
-                out.append(failed(name, arr).to_row())
+                out.append(failed(name, arr, error_rate).to_row())
             elif isinstance(arr, ImageError):
                 out.append(arr)
             else:
