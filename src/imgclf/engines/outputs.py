@@ -7,7 +7,7 @@ interrupted job never leaves a half-written file behind under the requested name
 
 Columns
   predictions: :data:`imgclf.runtime.prediction.FIELDS` (``path, status, label, confidence, similarity,
-  top_k, error``), the same shape as ``predict -f json`` and the HTTP API
+  top_k, error``, and ``set`` with ``--error-rate``), the same shape as ``predict -f json`` and the HTTP API
   embeddings:  ``path, hash, label, split, embedding (list<float32>), error``
 
 In CSV, ``top_k`` becomes ``top1_label, top1_confidence, …`` and an embedding a JSON
