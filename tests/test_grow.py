@@ -108,6 +108,10 @@ def test_add_from_the_command_line(halves, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("added 25 photos; the model now learns from 70 photos")
     assert "estimated accuracy on new photos" in done.stdout
+    before = (out / "model.onnx").read_bytes()
+    again = run_cli("add", str(out), str(halves["second"]))  # the same photos again: nothing changes
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "every photo of it is in the model already" in again.stderr and (out / "model.onnx").read_bytes() == before
 
 
 def test_a_damaged_table_is_refused_in_one_line(halves, tmp_path):

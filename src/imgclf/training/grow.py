@@ -113,6 +113,9 @@ def add(
     known = set(zip(base.photos.hashes, (base.labels[i] for i in base.photos.y)))
     already = {p.path for p in new.photos if (hashes.get(p.path), p.label) in known}
     fresh = [p for p in new.photos if p.path not in already]
+    if not any(p.path in hashes for p in fresh):
+        why = "every photo of it is in the model already" if already else "none of its photos could be read"
+        raise ImgclfError(f"nothing to add from {photos_dir}: {why}")
     taken = {p.path for p in fresh}
     keep_old = np.array([p not in taken for p in old_paths], bool)  # a path given again with new content replaces its row
     labels = _merge_labels(base.labels, new.labels)
@@ -122,8 +125,8 @@ def add(
     entry = {"action": "add", "at": _now(), "from": str(Path(photos_dir).absolute()),
              "added": sum(p.path in hashes for p in fresh), "already_in_model": len(already),
              "new_labels": [lab for lab in labels if lab not in base.labels]}
-    if log is not None and already:
-        log(f"{len(already)} of the photos are in the model already: left out")
+    if already:
+        report.log(f"{len(already)} of the photos are in the model already: left out")
     return _learn(requested, target, photos_dir, base, dataset, embeddings, report, started, entry)
 
 
