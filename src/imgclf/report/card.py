@@ -223,7 +223,7 @@ def _metrics(metrics: dict, split: str | None, m: dict, test: dict, val: dict, c
 
 
 def _more_photos(metrics: dict) -> str:
-    """Which labels would gain most from more photos (the checks' learning curves)."""
+    """What more photos would add (the checks' learning curve)."""
     advice = (metrics.get("check") or {}).get("advice") or {}
     if not advice:
         return ""
