@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from imgclf.data import scan_labelled  # noqa: E402
 
 GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
+BASELINE = "scikit-learn one-vs-rest, raw embeddings"
 
 
 def collages(by_label: dict[str, list[Path]], n: int, seed: int, out: Path, tag: str) -> list[tuple[Path, list[int]]]:
@@ -99,13 +100,39 @@ def chosen_by_cv(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, seed: int) ->
     return heads(x, y, x_test, GRID[int(np.argmax(scores))], False)
 
 
-def main() -> None:
+def one_seed(photos: dict[str, list[Path]], seed: int, n_train: int, n_test: int, work: Path) -> dict[str, np.ndarray]:
+    """Every head's test probabilities for one seed's collages, and the test labels under ``"truth"``."""
     from imgclf.backbones import resolve
     from imgclf.embeddings import EmbeddingCache, embed_files
     from imgclf.files.locations import default_cache_dir
     from sklearn.linear_model import LogisticRegression
     from sklearn.multiclass import OneVsRestClassifier
 
+    rng = np.random.default_rng(seed)
+    order = {lab: [ps[i] for i in rng.permutation(len(ps))] for lab, ps in sorted(photos.items())}
+    cut = {lab: int(0.7 * len(ps)) for lab, ps in order.items()}
+    train = collages({lab: ps[:cut[lab]] for lab, ps in order.items()}, n_train, seed, work, f"s{seed}-train")
+    test = collages({lab: ps[cut[lab]:] for lab, ps in order.items()}, n_test, seed + 1000, work, f"s{seed}-test")
+    bb = resolve(cache_dir=default_cache_dir())
+    emb = embed_files([p for p, _ in train + test], bb, EmbeddingCache(default_cache_dir(), bb.id))
+    vectors = dict(zip(emb.paths, emb.vectors))
+
+    def xy(rows):
+        y = np.zeros((len(rows), len(photos)), int)
+        for i, (_, ks) in enumerate(rows):
+            y[i, ks] = 1
+        return np.stack([vectors[p] for p, _ in rows]), y
+
+    (x, y), (xt, yt) = xy(train), xy(test)
+    found = {"truth": yt, BASELINE: OneVsRestClassifier(LogisticRegression(max_iter=5000)).fit(x, y).predict_proba(xt)}
+    for C in GRID:
+        found[f"sigmoid heads, unit embeddings, C = {C:g}"] = heads(x, y, xt, C, False)
+        found[f"sigmoid heads, unit embeddings, C = {C:g}, class-balanced"] = heads(x, y, xt, C, True)
+    found["sigmoid heads, unit embeddings, C by CV"] = chosen_by_cv(x, y, xt, seed)
+    return found
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, nargs="?", default=ROOT.parent / "shared" / "datasets" / "flowers-bench")
     ap.add_argument("--seeds", type=int, default=3)
@@ -113,41 +140,21 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=200)
     ap.add_argument("--work", type=Path, default=None)
     args = ap.parse_args()
-    photos = {}
+    photos: dict[str, list[Path]] = {}
     for p in scan_labelled(args.data).photos:
         photos.setdefault(p.label, []).append(p.path)
-    bb = resolve(cache_dir=default_cache_dir())
     results: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="imgclf-multilabel-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         for seed in range(args.seeds):
-            rng = np.random.default_rng(seed)
-            order = {lab: [ps[i] for i in rng.permutation(len(ps))] for lab, ps in sorted(photos.items())}
-            cut = {lab: int(0.7 * len(ps)) for lab, ps in order.items()}
-            train = collages({lab: ps[:cut[lab]] for lab, ps in order.items()}, args.train, seed, work, f"s{seed}-train")
-            test = collages({lab: ps[cut[lab]:] for lab, ps in order.items()}, args.test, seed + 1000, work, f"s{seed}-test")
-            emb = embed_files([p for p, _ in train + test], bb, EmbeddingCache(default_cache_dir(), bb.id))
-            vectors = dict(zip(emb.paths, emb.vectors))
-
-            def xy(rows):
-                y = np.zeros((len(rows), len(photos)), int)
-                for i, (_, ks) in enumerate(rows):
-                    y[i, ks] = 1
-                return np.stack([vectors[p] for p, _ in rows]), y
-
-            (x, y), (xt, yt) = xy(train), xy(test)
-            found = {"scikit-learn one-vs-rest, raw embeddings": OneVsRestClassifier(
-                LogisticRegression(max_iter=5000)).fit(x, y).predict_proba(xt)}
-            for C in GRID:
-                found[f"sigmoid heads, unit embeddings, C = {C:g}"] = heads(x, y, xt, C, False)
-                found[f"sigmoid heads, unit embeddings, C = {C:g}, class-balanced"] = heads(x, y, xt, C, True)
-            found["sigmoid heads, unit embeddings, C by CV"] = chosen_by_cv(x, y, xt, seed)
+            found = one_seed(photos, seed, args.train, args.test, work)
+            truth = found.pop("truth")
             for name, p in found.items():
-                results.setdefault(name, []).append((mean_ap(yt, p), ece(yt, p)))
+                results.setdefault(name, []).append((mean_ap(truth, p), ece(truth, p)))
     print(f"## Several labels per collage: {args.seeds} seeds, {args.train} training and {args.test} test collages each\n")
     print("| head | mean AP (mean ± sd over seeds) | per-label ECE |\n|---|---|---|")
-    base = np.mean([r[0] for r in results["scikit-learn one-vs-rest, raw embeddings"]])
+    base = np.mean([r[0] for r in results[BASELINE]])
     for name, rows in sorted(results.items(), key=lambda kv: -np.mean([r[0] for r in kv[1]])):
         r = np.array(rows)
         print(f"| {name} | {r[:, 0].mean():.3f} ± {r[:, 0].std():.3f} ({r[:, 0].mean() - base:+.3f}) | {r[:, 1].mean():.3f} |")
