@@ -120,6 +120,10 @@ def grow(photos, seeds: int, tmp: Path) -> None:
         d = [p.label for p in imgclf.load(tmp / f"without-{seed}").predict([paths[i] for i in kept], reject=False)]
         times[-1] += (forget_s, float(np.mean([x == y for x, y in zip(c, d)])))
     acc, times = np.array(acc), np.array(times)
+    kept = tmp / f"add-union-{seeds - 1}" / "training-photos.npz"
+    with np.load(kept) as table:
+        rows = len(table["y"])
+    print(f"training-photos.npz: {kept.stat().st_size / rows / 1024:.2f} KB a photo ({rows} photos)\n")
     print(f"## imgclf add and forget: {seeds} splits, answers on the 20 % of photos neither model saw\n")
     print("| | agreement with train on the same photos | accuracy | train on them | seconds | train's seconds |")
     print("|---|---|---|---|---|---|")

@@ -338,7 +338,7 @@ def _kept(meta: dict, bb: dict) -> str:
                  "(`imgclf add`, `imgclf forget`), and its \"unknown\" score is the cosine to the nearest label's mean alone, "
                  f"which tells photos of an untaught kind apart less well ({PRIVATE_COST})."]
     else:
-        lines = ["It keeps every training photo's embedding, label, split and path (`training-photos.npz`, about 3.2 KB a photo; "
+        lines = ["It keeps every training photo's embedding, label, split and path (`training-photos.npz`, about 3.1 KB a photo; "
                  "the train and validation photos' embeddings also in `model.onnx`, to find the nearest ones), so "
                  "`imgclf add MODEL PHOTOS` and `imgclf forget MODEL --label L` grow and shrink it without the photos. "
                  "An embedding is not a photo, but it describes one closely enough to find it among others: to share the model "
