@@ -24,7 +24,7 @@ from imgclf.checks.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding
 __all__ = ["check", "run_checks", "CheckResult", "Finding", "KINDS", "FIX_PLAN_COLUMNS"]
 
 #: Bumped whenever a check or a threshold changes, so cached results of older checks are not reused.
-CHECKS_VERSION = 8
+CHECKS_VERSION = 9
 
 
 def check(
@@ -75,16 +75,17 @@ def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int
     photos = [by_path[p] for p in emb.paths]
     paths = [str(p.path) for p in photos]
     key = _key(paths, emb.hashes, [p.label for p in photos], [p.split for p in photos], input_size, seed, backbone_id)
-    found, advice = _cached(cache_root, key), _cached_advice(cache_root, key)
-    if found is None or advice is None:
+    cached = _cached(cache_root, key)
+    if cached is not None:
+        found, advice = cached
+    else:
         data = CheckData(paths, np.array([p.label for p in photos], dtype=object), np.array([p.split for p in photos], dtype=object),
                          list(emb.hashes), l2_normalize(emb.vectors), fingerprints(emb.paths, emb.hashes, cache_root), list(dataset.labels))
         labels = label_findings(data, seed)
         unlike, instead = outliers(data, Typicality(data), {f.path: f for f in labels if f.kind == "label_error"})
         found = copies(data) + [f for f in labels if f.path not in instead] + unlike + quality(data, input_size)
         advice = _advice(data, seed)
-        _store(cache_root, key, found)
-        _store_advice(cache_root, key, advice)
+        _store(cache_root, key, found, advice)
     unreadable = [Finding("unreadable", s.path, s.reason, 1.0, "open it: re-save it as JPEG or PNG, or remove it")
                   for s in dataset.skipped] + [
                   Finding("unreadable", str(p), reason, 1.0, "open it: re-save it as JPEG or PNG, or remove it", label=by_path[p].label)
@@ -105,26 +106,6 @@ def _advice(data, seed: int) -> dict:
     advice = advise(data.vectors[rows], y, names, seed)
     return advice.to_dict() if advice is not None else {}
 
-
-def _cached_advice(cache_root: Path | None, key: str) -> dict | None:
-    if cache_root is None:
-        return None
-    try:
-        rows = json.loads((Path(cache_root) / "checks" / f"{key}-advice.json").read_text(encoding="utf-8"))
-        return rows if isinstance(rows, dict) and (not rows or "sentence" in rows) else None
-    except (OSError, ValueError):
-        return None
-
-
-def _store_advice(cache_root: Path | None, key: str, advice: dict) -> None:
-    if cache_root is None:
-        return
-    from imgclf.files import write_text_atomic
-
-    try:
-        write_text_atomic(Path(cache_root) / "checks" / f"{key}-advice.json", json.dumps(advice))
-    except OSError:
-        pass
 
 
 def thresholds(input_size: int) -> dict:
@@ -147,22 +128,27 @@ def _key(*parts: Sequence) -> str:
     return h.hexdigest()
 
 
-def _cached(cache_root: Path | None, key: str) -> list[Finding] | None:
+def _cached(cache_root: Path | None, key: str) -> tuple[list[Finding], dict] | None:
+    """The findings and the advice stored for ``key``, or None (not stored, or damaged)."""
     if cache_root is None:
         return None
     try:
-        rows = json.loads((Path(cache_root) / "checks" / f"{key}.json").read_text(encoding="utf-8"))
-        return [Finding(**{"path": None, **row}) for row in rows]  # a finding about labels has no path
-    except (OSError, ValueError, TypeError):
+        stored = json.loads((Path(cache_root) / "checks" / f"{key}.json").read_text(encoding="utf-8"))
+        advice = stored["advice"]
+        if not isinstance(advice, dict):
+            return None
+        return [Finding(**{"path": None, **row}) for row in stored["findings"]], advice  # a finding about labels has no path
+    except (OSError, ValueError, TypeError, KeyError):
         return None
 
 
-def _store(cache_root: Path | None, key: str, findings: list[Finding]) -> None:
+def _store(cache_root: Path | None, key: str, findings: list[Finding], advice: dict) -> None:
     if cache_root is None:
         return
     from imgclf.files import write_text_atomic
 
     try:
-        write_text_atomic(Path(cache_root) / "checks" / f"{key}.json", json.dumps([f.to_dict() for f in findings]))
+        write_text_atomic(Path(cache_root) / "checks" / f"{key}.json",
+                          json.dumps({"findings": [f.to_dict() for f in findings], "advice": advice}))
     except OSError:
         pass
