@@ -306,6 +306,12 @@ def change_summary(result) -> None:
         _Out().print(f"forgot {what}{_photos(c['removed'])} taken out; the model now learns from {_photos(c['photos'])}")
 
 
+def _level_lines(tree: dict | None) -> list[str]:
+    """A label tree's levels (``--hierarchy``), a line each: how often the best guess is right, where answers stop."""
+    return [f"level {lv['level']} ({lv['nodes']} label{'s' if lv['nodes'] != 1 else ''}): best guess right {lv['accuracy']:.3f}, "
+            f"{100 * lv['stopped']:.0f} % of answers stop there" for lv in (tree or {}).get("levels", [])]
+
+
 def train_summary(result) -> None:
     from rich.table import Table
 
@@ -351,9 +357,8 @@ def train_summary(result) -> None:
         out.print(f"estimated accuracy on new photos: {describe(m['estimate'])}")
         out.print(f"validation accuracy: {acc('val')}")
         out.print(f"test accuracy:       {acc('test')}")
-    for lv in (m.get("hierarchy") or {}).get("levels", []):
-        out.print(f"level {lv['level']} ({lv['nodes']} label{'s' if lv['nodes'] != 1 else ''}): best guess right {lv['accuracy']:.3f}, "
-                  f"{100 * lv['stopped']:.0f} % of answers stop there")
+    for text in _level_lines(m.get("hierarchy")):
+        out.print(text)
     rule = m.get("rejection") or {}
     if rule.get("expected_acceptance") is not None:
         lo, hi = rule["acceptance_interval"]
@@ -416,9 +421,8 @@ def evaluation(result: dict) -> None:
     lo, hi = result["accuracy_interval"]
     out.print(f"accuracy: {result['accuracy']:.3f} on {result['n']} photos (95 % interval {lo:.2f}–{hi:.2f}; "
               f"macro F1 {result['macro_f1']:.3f})")
-    for lv in (result.get("hierarchy") or {}).get("levels", []):
-        out.print(f"level {lv['level']} ({lv['nodes']} label{'s' if lv['nodes'] != 1 else ''}): best guess right {lv['accuracy']:.3f}, "
-                  f"{100 * lv['stopped']:.0f} % of answers stop there")
+    for text in _level_lines(result.get("hierarchy")):
+        out.print(text)
     sets = result.get("label_sets")
     if sets:
         out.print(f"label sets at error rate {sets['error_rate']:g}: {sets['coverage']:.3f} held the right label "
