@@ -125,6 +125,16 @@ def test_a_one_label_model_has_no_sets(cache_dir, tmp_path):
     imgclf.train(one.parent, tmp_path / "verifier", cache_dir=cache_dir)
     refused = run_cli("predict", str(tmp_path / "verifier"), str(UNSEEN / "daisy"), "--error-rate", "0.1")
     assert refused.returncode == 2 and "a one-label model answers its label or unknown" in refused.stderr
+    from fastapi.testclient import TestClient
+
+    from imgclf.serve.app import create_app
+
+    photo = next((UNSEEN / "daisy").iterdir())
+    with TestClient(create_app(tmp_path / "verifier")) as client:  # the server refuses alike, before decoding anything
+        one = client.post("/predict?error_rate=0.1", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")})
+        many = client.post("/predict/batch?error_rate=0.1", files=[("files", (photo.name, photo.read_bytes(), "image/jpeg"))])
+        assert one.status_code == many.status_code == 422 and "has no label sets" in one.json()["detail"]
+        assert client.get("/health").json()["in_flight"] == 0
     assert not Path(tmp_path / "verifier" / "imgclf.json").read_text().count('"label_sets"')
 
 

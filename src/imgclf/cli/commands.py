@@ -213,8 +213,6 @@ def predict(model_dir, paths, top_k, fmt, threshold, no_reject, tta, engine, add
     from imgclf.runtime.model import Model
 
     model = Model.load(model_dir)
-    if error_rate is not None:
-        model.set_threshold(error_rate)  # a model without label sets, or a rate outside (0, 1): one line, before any photo
     if explain_dir is not None:
         if tta:
             raise ImgclfError("--explain maps one view of each photo: leave out --tta")
@@ -289,8 +287,6 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta, error_rate) -> int
     if report is not None:  # the plots written beside the page
         claims.update(_claims({report.parent / f"{report.stem}-{name}": "--report" for name in PLOT_FILES.values()}))
     model = Model.load(model_dir)
-    if error_rate is not None:
-        model.set_threshold(error_rate)
     result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta, error_rate=error_rate)
     render.evaluation(result)
     if json_out:

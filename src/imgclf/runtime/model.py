@@ -252,6 +252,8 @@ class Model:
         self._label_index(label)
         if neighbors:
             self._check_neighbors()
+        if error_rate is not None:
+            self.set_threshold(error_rate)  # refused before the folder is made or any photo read
         out = Path(out_dir)
         with writing_to(out, "--explain"):
             out.mkdir(parents=True, exist_ok=True)

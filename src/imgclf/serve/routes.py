@@ -48,17 +48,6 @@ def _metrics_summary(metrics: dict) -> dict:
     return out
 
 
-def _no_label_sets(service: Service, error_rate: float | None) -> JSONResponse | None:
-    """422 when ``error_rate`` is asked of a model without label sets."""
-    if error_rate is None:
-        return None
-    try:
-        service.model.set_threshold(error_rate)
-    except ImgclfError as e:
-        return _error(422, str(e))
-    return None
-
-
 @router.post("/predict", response_model=None, openapi_extra=UPLOAD_BODY,
              responses={200: {"model": PredictionOut}, **ERRORS})
 async def predict(
@@ -75,9 +64,6 @@ async def predict(
     ``neighbors`` and ``set`` when asked for, as ``--explain``, ``--neighbors`` and ``--error-rate`` add them).
     """
     service = _service(request)
-    refused = _no_label_sets(service, error_rate)
-    if refused:
-        return refused
     files = await service.read_files(request, "file")
     if not files:
         return _error(422, "no file: send the image as multipart form field 'file' or as the request body")
@@ -107,9 +93,6 @@ async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000),
     ``error``, as in ``imgclf predict --format json``.
     """
     service = _service(request)
-    refused = _no_label_sets(service, error_rate)
-    if refused:
-        return refused
     files = await service.read_files(request, None, raw=False)
     if not files:
         return _error(422, "no files: send the images as multipart/form-data fields 'files'")
@@ -118,6 +101,8 @@ async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000),
     service.in_flight += len(files)
     try:
         results = await service.predict(files, top_k, error_rate)
+    except ImgclfError as e:  # label sets asked of a model without them
+        return _error(422, str(e))
     finally:
         service.in_flight -= len(files)
     service.requests += 1

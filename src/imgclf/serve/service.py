@@ -171,7 +171,8 @@ class Service:
                      error_rate: float | None = None) -> dict | ImageError:
         """One upload answered as ``/predict`` answers it (micro-batched, or on its own with ``explain`` or
         ``neighbors``), counted in flight meanwhile; raises :class:`ImgclfError` when the model cannot give what was
-        asked."""
+        asked (label sets of a model without them: before anything is decoded)."""
+        self._check_sets(error_rate)
         self.in_flight += 1
         try:
             if explain or neighbors:
@@ -180,6 +181,10 @@ class Service:
             return result
         finally:
             self.in_flight -= 1
+
+    def _check_sets(self, error_rate: float | None) -> None:
+        if error_rate is not None:
+            self.model.set_threshold(error_rate)
 
     def training_thumbnail(self, path: str, side: int = 128) -> bytes | None:
         """A JPEG of at most ``side`` px of the training photo ``path`` (relative, as in ``neighbors.json``), or
@@ -229,7 +234,9 @@ class Service:
         return [(request.headers.get("x-filename") or "upload", bytes(buf))]
 
     async def predict(self, uploads: list[tuple[str, bytes]], top_k: int, error_rate: float | None = None) -> list[dict | ImageError]:
-        """Decode (in threads) and classify (batched) uploads; an ImageError per unusable one."""
+        """Decode (in threads) and classify (batched) uploads; an ImageError per unusable one. Label sets asked of a
+        model without them raise :class:`ImgclfError` before anything is decoded."""
+        self._check_sets(error_rate)
         loop = asyncio.get_running_loop()
         decoded = await asyncio.gather(
             *(loop.run_in_executor(self.pool, safe_load, self._load, data) for _, data in uploads)

@@ -34,8 +34,6 @@ async def predict(
     if service.busy(1):
         raise HTTPException(503, "busy: too many images in flight, try again")
     try:
-        if error_rate is not None:
-            service.model.set_threshold(error_rate)  # a model without label sets: 422 below
         result = await service.answer(files[0], top_k, explain and service.model.explainable, neighbors, error_rate)
     except ImgclfError as e:
         raise HTTPException(422, str(e)) from None
