@@ -65,4 +65,3 @@ def label_set(probabilities: np.ndarray, threshold: float) -> list[int]:
     guess always."""
     order = np.argsort(-probabilities, kind="stable")
     return [int(i) for n, i in enumerate(order) if n == 0 or probabilities[i] >= threshold]
-

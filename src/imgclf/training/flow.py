@@ -112,9 +112,10 @@ def run(data_dir, model_dir, settings: Settings, report: Reporter) -> TrainResul
 
 
 def learn(requested: Path, target: Path, data_dir, dataset: Dataset, emb: Embeddings, bb: Backbone, settings: Settings,
-          report: Reporter, started: float, history: list[dict] | None = None) -> TrainResult:
+          report: Reporter, started: float, history: list[dict] | None = None, change: dict | None = None) -> TrainResult:
     """Every stage after the embeddings: photos and their vectors → the model folder at ``requested``
-    (``history``: what was done to the model before this run, kept in its metadata)."""
+    (``history``: what was done to the model before this run, kept in its metadata; ``change``: what ``add`` or
+    ``forget`` does in this one)."""
     report.start("dedupe")
     table, cleaning = stages.dedupe(dataset, emb)
     report.start("check")
@@ -130,6 +131,7 @@ def learn(requested: Path, target: Path, data_dir, dataset: Dataset, emb: Embedd
     report.start("estimate")
     metrics = measure(table, heads, calibration, tuned, reference, rule, sets, settings, cleaning, checks, emb, started)
     report.start("write")
-    write(requested, target, data_dir, table, heads, tuned, reference, rule, sets, bb, settings, metrics, history or [])
+    entry = write(requested, target, data_dir, table, heads, tuned, reference, rule, sets, bb, settings, metrics, history or [],
+                  change)
     return TrainResult(requested, dataset.labels, table.counts(), metrics, cleaning.skipped, cleaning.warnings,
-                       time.perf_counter() - started, emb.n_computed, checks)
+                       time.perf_counter() - started, emb.n_computed, checks, entry if change else None)

@@ -14,7 +14,6 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -122,7 +121,7 @@ def add(
     if not new.given_splits:
         fresh = _held_out_in_proportion(base, keep_old, fresh, Path(photos_dir))
     dataset, embeddings = _assemble(base, keep_old, labels, fresh, emb, new.skipped)
-    entry = {"action": "add", "at": _now(), "from": str(Path(photos_dir).absolute()),
+    entry = {"action": "add", "from": str(Path(photos_dir).absolute()),
              "added": sum(p.path in hashes for p in fresh), "already_in_model": len(already),
              "new_labels": [lab for lab in labels if lab not in base.labels]}
     if already:
@@ -163,19 +162,15 @@ def forget(
     report.start("scan")
     empty = Embeddings([], [], np.zeros((0, base.backbone.dim), np.float32))
     dataset, embeddings = _assemble(base, ~drop, remaining, [], empty, [])
-    entry = {"action": "forget", "at": _now(), "labels": labels, "removed": int(drop.sum())}
+    entry = {"action": "forget", "labels": labels, "removed": int(drop.sum())}
     return _learn(requested, target, None, base, dataset, embeddings, report, started, entry)
 
 
 def _learn(requested: Path, target: Path, data_dir, base: Grown, dataset: Dataset, emb: Embeddings, report: Reporter,
            started: float, entry: dict) -> TrainResult:
     """The stages after the embeddings, on the table assembled; the model's history gains ``entry``."""
-    settings = base.settings
-    history = base.history() + [{**entry, "photos": len(emb.paths)}]
-    _remember_fingerprints(base, settings)
-    result = learn(requested, target, data_dir, dataset, emb, base.backbone, settings, report, started, history)
-    result.change = history[-1]
-    return result
+    _remember_fingerprints(base, base.settings)
+    return learn(requested, target, data_dir, dataset, emb, base.backbone, base.settings, report, started, base.history(), entry)
 
 
 def _merge_labels(old: list[str], new: list[str]) -> list[str]:
@@ -256,7 +251,3 @@ def _rows_named(base: Grown, names: list[str]) -> np.ndarray:
         raise ImgclfError(f"the model holds no photo {missing[0]!r}{f' (nor {len(missing) - 1} more of those listed)' if len(missing) > 1 else ''}"
                           "; name photos as predict --neighbors shows them, or by their full path")
     return rows
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -31,11 +31,13 @@ from imgclf.training.table import PhotoTable, relative
 
 def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: Heads, tuned: FineTuned | None,
           reference: Reference, rule: Rejection, sets: LabelSets | None, bb: Backbone, settings: Settings, metrics: dict,
-          history: list[dict]) -> None:
-    """Replace ``model_dir`` (checked again: files may have appeared there while embedding) with the trained model;
-    ``history`` is what was done to it before (:mod:`imgclf.training.grow`), this run's own entry is added."""
+          history: list[dict], change: dict | None = None) -> dict:
+    """Replace ``model_dir`` (checked again: files may have appeared there while embedding) with the trained model.
+    ``history`` is what was done to the model before (:mod:`imgclf.training.grow`); this run's own entry, ``change``
+    (what ``add`` or ``forget`` did) or a training, stamped with the model's time and photos, is added and returned."""
     meta = metadata(bb, table, heads, settings, maps=bb.feature_map is not None and tuned is None)
-    meta["history"] = history or [{"action": "train", "at": meta["created"], "photos": len(table.y)}]
+    entry = {"action": "train", **(change or {}), "at": meta["created"], "photos": len(table.y)}
+    meta["history"] = [*history, entry]
     keeps = can_grow(settings)
     if tuned is not None:
         meta["head"]["fine_tuned"] = True
@@ -69,6 +71,7 @@ def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: 
         (tmp / CARD_FILE).write_text(render_card(meta, metrics), encoding="utf-8")
         write_report(tmp / REPORT_FILE, from_training(meta, metrics), title=f"imgclf model {requested.name}: training report",
                      heatmaps=_heatmaps(tmp, meta, settings.cache_root))
+    return entry
 
 
 def metadata(bb: Backbone, table: PhotoTable, heads: Heads, settings: Settings, maps: bool) -> dict:
