@@ -9,6 +9,7 @@ deepest node whose probability reaches the model's target: "birds" when robin an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -23,7 +24,7 @@ class Tree:
 
     labels: tuple[str, ...]
 
-    @property
+    @cached_property
     def depth(self) -> int:
         return max(len(lab.split(SEP)) for lab in self.labels)
 
@@ -37,11 +38,21 @@ class Tree:
 
     def node_probabilities(self, probabilities: np.ndarray, level: int) -> tuple[list[str], np.ndarray]:
         """The nodes at ``level`` and their probabilities (N, nodes): each the sum of its leaves'."""
-        nodes = self.nodes(level)
-        member = np.zeros((len(self.labels), len(nodes)), probabilities.dtype)
-        for i, lab in enumerate(self.labels):
-            member[i, nodes.index(self.ancestor(lab, level))] = 1
-        return nodes, probabilities @ member
+        nodes, member = self._membership[level - 1]
+        return nodes, probabilities @ member.astype(probabilities.dtype, copy=False)
+
+    @cached_property
+    def _membership(self) -> list[tuple[list[str], np.ndarray]]:
+        """Per level, its nodes and which leaf is under which (labels × nodes, 0 or 1): made once per tree, as every
+        answer of a hierarchical model walks it."""
+        out = []
+        for level in range(1, self.depth + 1):
+            nodes = self.nodes(level)
+            member = np.zeros((len(self.labels), len(nodes)))
+            for i, lab in enumerate(self.labels):
+                member[i, nodes.index(self.ancestor(lab, level))] = 1
+            out.append((nodes, member))
+        return out
 
     def walk(self, probabilities: np.ndarray, target: float) -> tuple[list[dict], int]:
         """One photo's ``levels`` (the best node at each level under the one above, with its probability) and how many
