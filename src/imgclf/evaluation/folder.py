@@ -50,7 +50,7 @@ def evaluate(
     if not photos:
         raise ImgclfError(f"no photos of the model's labels ({', '.join(model.labels)}) in {data_dir}")
     truth = {str(p.path): p.label for p in photos}
-    y_true, y_pred, misclassified, skipped, per_photo, in_scores = [], [], [], [], [], []
+    y_true, y_pred, misclassified, skipped, per_photo, in_scores, every_label = [], [], [], [], [], [], []
     # Every label's probability, so each photo also records the probability of its true label.
     for pred in model.iter_predict([p.path for p in photos], top_k=max(top_k, len(model.labels)), tta=tta, error_rate=error_rate):
         label = truth[pred.path]
@@ -65,8 +65,9 @@ def evaluate(
         label_confidence = next(t["confidence"] for t in pred.top_k if t["label"] == label)
         per_photo.append({"path": pred.path, "label": label, "predicted": guess, "confidence": pred.confidence,
                           "label_confidence": label_confidence, "top_k": top, "rejected": pred.label == UNKNOWN != guess,
-                          **({"set": pred.label_set} if pred.label_set is not None else {}),
-                          **({"all": pred.top_k} if model.tree is not None else {})})
+                          **({"set": pred.label_set} if pred.label_set is not None else {})})
+        if model.tree is not None:  # every leaf's probability, for the levels above them
+            every_label.append({t["label"]: t["confidence"] for t in pred.top_k})
         if guess != label:
             misclassified.append({"path": pred.path, "label": label, "predicted": guess, "confidence": pred.confidence, "top_k": top})
     if not y_true:
@@ -82,12 +83,9 @@ def evaluate(
     if model.tree is not None:
         from imgclf.runtime.hierarchy import per_level
 
-        probs = np.array([[next(t["confidence"] for t in p["all"] if t["label"] == lab) for lab in model.labels]
-                          for p in per_photo])
+        probs = np.array([[row[lab] for lab in model.labels] for row in every_label])
         result["hierarchy"] = {"target": model.level_target, "measured_on": str(data_dir),
                                "levels": per_level(model.tree, probs, [p["label"] for p in per_photo], model.level_target)}
-    for p in per_photo:
-        p.pop("all", None)
     if model.threshold is not None:
         result.update(selective([p['label'] for p in per_photo], [p['predicted'] for p in per_photo], [p['rejected'] for p in per_photo]))
         negatives = None
