@@ -216,14 +216,19 @@ def calibrate_heads(table: PhotoTable, heads: Heads, settings: Settings,
     else:
         pool = ~given
         cache = HeadCache(settings.cache_root)
-        grouped = () if groups is None else (groups[pool],)
+        pooled = None if groups is None else groups[pool]
         key = cache.key("out-of-fold", table.vectors[pool], table.y[pool], len(table.labels), heads.final.C, settings.seed,
-                        *grouped)
+                        *_present(pooled))
         logits, folds = cache.out_of_fold(key, lambda: out_of_fold_logits(table.vectors[pool], table.y[pool], len(table.labels),
-                                                                         heads.final.C, settings.seed, None, *grouped))
+                                                                         heads.final.C, settings.seed, groups=pooled))
         t = fit_temperature(logits, table.y[pool])
         cal = Calibration(t, given, pool, logits, folds, f"{folds}-fold out-of-fold logits of {int(pool.sum())} photos")
     return Heads(heads.selected.tempered(t), heads.final.tempered(t), heads.views_computed), cal
+
+
+def _present(groups: np.ndarray | None) -> tuple:
+    """``groups`` as a part of a cache key: none when there are none (so keys made without copies stay as they were)."""
+    return () if groups is None else (groups,)
 
 
 def label_sets(table: PhotoTable, cal: Calibration) -> LabelSets | None:
@@ -294,11 +299,11 @@ def rule(table: PhotoTable, bb: Backbone, settings: Settings, groups: np.ndarray
         how = f"the validation and test splits' {int(scored.sum())} photos, scored against the training split's"
     else:
         cache = HeadCache(settings.cache_root)
-        grouped = () if groups is None else (groups[pool],)
+        pooled = None if groups is None else groups[pool]
         key = cache.key("out-of-fold-similarity", COMPACT_DIMS, table.vectors[pool], table.y[pool], known, settings.seed,
-                        *grouped, *(() if photos else ("prototypes only",)))
+                        *_present(pooled), *(() if photos else ("prototypes only",)))
         scores, folds = cache.out_of_fold(key, lambda: out_of_fold_similarity(table.vectors[pool], table.y[pool], known,
-                                                                              settings.seed, *grouped or (None,), photos=photos))
+                                                                              settings.seed, pooled, photos=photos))
         how = (f"{folds}-fold out-of-fold scores of train + val ({int(pool.sum())} photos"
-               f"{', near copies held out together' if grouped else ''})")
+               f"{', near copies held out together' if pooled is not None else ''})")
     return reference, calibrate(scores, settings.target_acceptance, how, bb.min_similarity)
