@@ -58,14 +58,11 @@ class Advice:
 
     def sentence(self) -> str:
         """The advice in words: the gain over all labels."""
-        points = round(100 * self.gain)
         if self.plateaued:
-            first = (f"accuracy has about plateaued: {self.more} more photos of each label like these would add under a point "
-                     "(different ones, in other light or settings, may add more)")
-        else:
-            first = (f"with {self.more} more photos of each label, accuracy would rise by about {points} point"
-                     f"{'s' if points != 1 else ''}")
-        return first
+            return (f"accuracy has about plateaued: {self.more} more photos of each label like these would add under a point "
+                    "(different ones, in other light or settings, may add more)")
+        points = round(100 * self.gain)
+        return f"with {self.more} more photos of each label, accuracy would rise by about {points} point{'s' if points != 1 else ''}"
 
     def to_dict(self) -> dict:
         return {**asdict(self), "plateaued": self.plateaued, "sentence": self.sentence()}

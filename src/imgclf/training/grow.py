@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -76,7 +77,9 @@ class Grown:
         """The data folder the model was first trained on (its kept paths are relative to it)."""
         return Path(self.meta["data"]["root"])
 
+    @cached_property
     def photo_paths(self) -> list[Path]:
+        """Where each kept photo was (it may be gone): its kept path, against the data folder when relative."""
         return [Path(p) if Path(p).is_absolute() else self.root / p for p in self.photos.paths]
 
     def history(self) -> list[dict]:
@@ -107,7 +110,6 @@ def add(
     new = stages.scan(photos_dir, base.settings)
     report.start("embed")
     emb = stages.embed(new, base.backbone, base.settings, report)
-    old_paths = base.photo_paths()
     hashes = dict(zip(emb.paths, emb.hashes))
     known = set(zip(base.photos.hashes, (base.labels[i] for i in base.photos.y)))
     already = {p.path for p in new.photos if (hashes.get(p.path), p.label) in known}
@@ -116,7 +118,7 @@ def add(
         why = "every photo of it is in the model already" if already else "none of its photos could be read"
         raise ImgclfError(f"nothing to add from {photos_dir}: {why}")
     taken = {p.path for p in fresh}
-    keep_old = np.array([p not in taken for p in old_paths], bool)  # a path given again with new content replaces its row
+    keep_old = np.array([p not in taken for p in base.photo_paths], bool)  # a path given again with new content replaces its row
     labels = _merge_labels(base.labels, new.labels)
     if not new.given_splits:
         fresh = _held_out_in_proportion(base, keep_old, fresh, Path(photos_dir))
@@ -211,12 +213,11 @@ def _assemble(base: Grown, keep: np.ndarray, labels: list[str], fresh: list[Phot
     """The dataset and embeddings of the kept rows where ``keep`` is True plus the ``fresh`` photos (their vectors in
     ``emb``), as :func:`~imgclf.training.flow.learn` takes them."""
     rows = base.photos.where(keep)
-    paths = [p for p, k in zip(base.photo_paths(), keep) if k]
+    paths = [p for p, k in zip(base.photo_paths, keep) if k]
     old = [Photo(path, base.labels[y], str(split)) for path, y, split in zip(paths, rows.y, rows.split)]
-    readable = set(emb.paths)
     dataset = Dataset(base.root, labels, old + fresh, bool(base.meta["data"].get("given_splits")), list(skipped))
     by_path = dict(zip(emb.paths, range(len(emb.paths))))
-    order = [by_path[p.path] for p in fresh if p.path in readable]
+    order = [by_path[p.path] for p in fresh if p.path in by_path]
     vectors = np.concatenate([rows.vectors, emb.vectors[order]]) if order else rows.vectors
     embeddings = Embeddings(paths + [emb.paths[i] for i in order], rows.hashes + [emb.hashes[i] for i in order],
                             vectors.astype(np.float32), dict(emb.errors), emb.n_computed)
@@ -238,7 +239,7 @@ def _remember_fingerprints(base: Grown, settings: Settings) -> None:
 def _rows_named(base: Grown, names: list[str]) -> np.ndarray:
     """The kept rows ``names`` name (as kept, or as absolute paths); a name that matches none is refused."""
     as_kept = {p: i for i, p in enumerate(base.photos.paths)}
-    absolute = {os.path.abspath(p): i for i, p in enumerate(base.photo_paths())}
+    absolute = {os.path.abspath(p): i for i, p in enumerate(base.photo_paths)}
     rows = np.zeros(len(base.photos), bool)
     missing = []
     for name in names:
