@@ -94,8 +94,7 @@ class PredictRunner(Runner):
         self.threshold = threshold
         self.reject = reject
         self.error_rate = error_rate
-        if error_rate is not None:
-            model.set_threshold(error_rate)  # a model without label sets: one line, before any photo
+        model.check_error_rate(error_rate)  # a model without label sets: one line, before any photo
 
     def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
         return [self.model.scores(batch)]

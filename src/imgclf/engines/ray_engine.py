@@ -189,8 +189,7 @@ def run_predict(
     from imgclf.runtime.model import Model
 
     model = Model.load(model_dir, threads=1)  # a broken model folder fails here, once, with a clear message
-    if error_rate is not None:
-        model.set_threshold(error_rate)
+    model.check_error_rate(error_rate)
     folder = Path(model_dir)
     names = [f.name for f in sorted(folder.iterdir()) if f.is_file() and f.suffix in (".onnx", ".json")]
     kwargs = dict(files=_ship(ray, folder, names), top_k=top_k, threshold=threshold, reject=reject,

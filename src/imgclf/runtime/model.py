@@ -81,6 +81,12 @@ class Model:
             raise ImgclfError(f"{self.dir} has no label sets: {why}")
         return self.label_sets.threshold(float(error_rate))
 
+    def check_error_rate(self, error_rate: float | None) -> None:
+        """Refuse label sets this model cannot answer (:meth:`set_threshold`), before any work is done for them; nothing
+        when none were asked for."""
+        if error_rate is not None:
+            self.set_threshold(error_rate)
+
     @classmethod
     def load(cls, model_dir: str | os.PathLike, threads: int | None = None) -> "Model":
         """Open a model folder written by ``imgclf train``; a damaged or inconsistent one raises :class:`ImgclfError`."""
@@ -252,8 +258,7 @@ class Model:
         self._label_index(label)
         if neighbors:
             self._check_neighbors()
-        if error_rate is not None:
-            self.set_threshold(error_rate)  # refused before the folder is made or any photo read
+        self.check_error_rate(error_rate)  # before the folder is made or any photo read
         out = Path(out_dir)
         with writing_to(out, "--explain"):
             out.mkdir(parents=True, exist_ok=True)
@@ -341,8 +346,7 @@ class Model:
 
         if neighbors:
             self._check_neighbors()
-        if error_rate is not None:
-            self.set_threshold(error_rate)  # refused before any photo is read
+        self.check_error_rate(error_rate)  # before any photo is read
 
         def forward(batch: np.ndarray) -> list[np.ndarray]:
             if not neighbors:

@@ -172,7 +172,7 @@ class Service:
         """One upload answered as ``/predict`` answers it (micro-batched, or on its own with ``explain`` or
         ``neighbors``), counted in flight meanwhile; raises :class:`ImgclfError` when the model cannot give what was
         asked (label sets of a model without them: before anything is decoded)."""
-        self._check_sets(error_rate)
+        self.model.check_error_rate(error_rate)
         self.in_flight += 1
         try:
             if explain or neighbors:
@@ -181,10 +181,6 @@ class Service:
             return result
         finally:
             self.in_flight -= 1
-
-    def _check_sets(self, error_rate: float | None) -> None:
-        if error_rate is not None:
-            self.model.set_threshold(error_rate)
 
     def training_thumbnail(self, path: str, side: int = 128) -> bytes | None:
         """A JPEG of at most ``side`` px of the training photo ``path`` (relative, as in ``neighbors.json``), or
@@ -236,7 +232,7 @@ class Service:
     async def predict(self, uploads: list[tuple[str, bytes]], top_k: int, error_rate: float | None = None) -> list[dict | ImageError]:
         """Decode (in threads) and classify (batched) uploads; an ImageError per unusable one. Label sets asked of a
         model without them raise :class:`ImgclfError` before anything is decoded."""
-        self._check_sets(error_rate)
+        self.model.check_error_rate(error_rate)
         loop = asyncio.get_running_loop()
         decoded = await asyncio.gather(
             *(loop.run_in_executor(self.pool, safe_load, self._load, data) for _, data in uploads)
