@@ -39,16 +39,9 @@ sys.path.insert(0, str(ROOT / "src"))
 import imgclf  # noqa: E402
 from imgclf.data import scan_labelled  # noqa: E402
 from imgclf.heads.rejection import auroc  # noqa: E402
+from unknown import link_tree  # noqa: E402  (a label may hold "/": nested folders)
 
 RATES = (0.05, 0.1)
-
-
-def link_tree(root: Path, photos: list[tuple[Path, str]]) -> Path:
-    """A data folder of symlinks: ``root/<label>/<name>`` (``label`` may hold ``/`` for nested folders)."""
-    for path, label in photos:
-        (root / label).mkdir(parents=True, exist_ok=True)
-        (root / label / path.name).symlink_to(path.resolve())
-    return root
 
 
 def split(photos: list[tuple[Path, str]], shares: list[float], seed: int) -> list[list[tuple[Path, str]]]:
