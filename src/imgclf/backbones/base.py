@@ -59,6 +59,9 @@ class Backbone:
     #: The graph's last feature map (N, dim, h, w), whose spatial mean is ``embedding``: the
     #: fused model then also answers class activation maps (``None``: no maps).
     feature_map: str | None = None
+    #: How many views of each photo the graph embeds and max-pools (:mod:`imgclf.backbones.views`, multi-label
+    #: models); ``None``: the photo once.
+    views: int | None = None
 
     def torch_weights(self) -> Path | None:
         """The weights file a torch model of this backbone is built from (fine-tuning); ``None``: timm's hub."""
@@ -74,6 +77,8 @@ class Backbone:
             d["encoder"] = self.encoder
         if self.preprocessing.crop:
             d["crop"] = self.preprocessing.crop
+        if self.views:
+            d["views"] = self.views
         return d
 
 

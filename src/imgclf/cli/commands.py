@@ -110,8 +110,14 @@ def _command_line() -> str:
               "stop at the deepest level the model is sure of ('birds' when robin and sparrow look alike).")
 @click.option("--private", is_flag=True, help="Keep no trace of single training photos in the model: no embeddings, no paths, "
               "no --neighbors, no imgclf add (the card says what it costs).")
+@click.option("--labels", "labels_file", type=PATH, help="Several labels per photo, from a manifest: CSV path,labels "
+              "(labels separated by ';') or JSON Lines {\"path\", \"labels\": [...]}, paths relative to DATA_DIR.")
+@click.option("--multi-label", is_flag=True, help="Several labels per photo from label folders: a photo in several "
+              "folders has each of their labels.")
+@click.option("--min-precision", type=float, help="With several labels per photo: each label's threshold is the lowest "
+              "whose precision reaches this (default: the best F1).")
 def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fraction, test_fraction, augment, fine_tune, epochs,
-          quiet, embeddings, quantize, hierarchy, private) -> int:
+          quiet, embeddings, quantize, hierarchy, private, labels_file, multi_label, min_precision) -> int:
     """Train a classifier on a folder of labelled photos."""
     from imgclf.cli import render
     from imgclf.project import Project
@@ -121,7 +127,8 @@ def train(data_dir, output, backbone, weights, crop, seed, cache_dir, val_fracti
     settings = Settings.of(backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir, val_fraction=val_fraction,
                            test_fraction=test_fraction, fine_tune=FineTuneConfig(epochs=epochs, seed=seed) if fine_tune else False,
                            augment=augment, command=_command_line(), embeddings=embeddings, quantize=quantize, crop=crop,
-                           private=private, hierarchy=hierarchy)
+                           private=private, hierarchy=hierarchy, labels_file=labels_file, multi_label=multi_label,
+                           min_precision=min_precision)
     with render.ProgressBar("embedding photos", disabled=quiet) as bar:
         result = Project(data_dir, settings, model_dir=output).train(on_event=render.stage_events(bar, quiet))
     render.train_summary(result)

@@ -166,9 +166,9 @@ def predictions(preds, fmt: str, top_k: int, asked=(), threshold: float | None =
         explained = any("explanation" in r for r in rows)
         neighbors = max((len(r.get("neighbors") or []) for r in rows), default=0)
         w = csv.writer(sys.stdout, lineterminator="\n")
-        sets = error_rate is not None
-        w.writerow(csv_header(top_k, explained, neighbors, sets))
-        w.writerows(csv_row(r, top_k, explained, neighbors, sets) for r in rows)
+        sets, multi = error_rate is not None, any("labels" in r for r in rows)
+        w.writerow(csv_header(top_k, explained, neighbors, sets, multi))
+        w.writerows(csv_row(r, top_k, explained, neighbors, sets, multi) for r in rows)
     else:
         _prediction_table(rows, asked, threshold, error_rate)
         drawn = sum(1 for r in rows if r.get("explanation"))
@@ -240,6 +240,11 @@ def _answer(r: dict) -> tuple[str, str, str]:
         return r["label"], "", "33"
     if r["status"] == "unknown":
         return "unknown", "–", "33"
+    if r["status"] == "none":
+        return "none", "–", ""
+    if len(r.get("labels") or []) > 1:  # several labels: each one's probability is in the last column
+        names = ", ".join(printable(a["label"]) for a in r["labels"])
+        return names if len(names) <= ANSWER_WIDTH else f"{len(r['labels'])} labels", "", ""
     return _shortened(printable(r["label"]), ANSWER_WIDTH), f"{100 * r['confidence']:.1f}%", ""
 
 
@@ -251,6 +256,14 @@ def _notes(r: dict, threshold: float | None) -> list[str]:
         return []
     if r["status"] == "unknown":
         return [f"{why_unknown(r.get('similarity'), threshold)}; closest: {printable(r['top_k'][0]['label'])}"]
+    if "labels" in r:  # each label answered on its own: which passed its threshold, and the closest that did not
+        answered = {a["label"] for a in r["labels"]}
+        passed = ", ".join(f"{printable(a['label'])} {100 * a['confidence']:.0f}%" for a in r["labels"]) if len(answered) > 1 else ""
+        rest = [t for t in r["top_k"] if t["label"] not in answered][:1]
+        below = ", ".join(f"{printable(t['label'])} {100 * t['confidence']:.0f}%" for t in rest)
+        if r["status"] == "none":
+            return [f"no label reached its threshold; closest: {below}" if below else "no label reached its threshold"]
+        return ["; ".join(part for part in (passed, f"not {below}" if below else "") if part)]
     return [", ".join(f"{printable(t['label'])} {100 * t['confidence']:.0f}%" for t in r["top_k"][1:])]
 
 
@@ -319,13 +332,14 @@ def train_summary(result) -> None:
     from imgclf.report import REPORT_FILE
 
     out = _Out()
-    table = Table(title="photos per label and split", title_justify="left")
-    for col in ("label", "train", "val", "test"):
+    m = result.metrics
+    splits = list(next(iter(result.counts.values())))
+    table = Table(title="photos per label" + (" and split" if splits != ["photos"] else ""), title_justify="left")
+    for col in ("label", *splits):
         table.add_column(col, justify="left" if col == "label" else "right")
     for lab, c in result.counts.items():
-        table.add_row(lab, str(c["train"]), str(c["val"]), str(c["test"]))
+        table.add_row(lab, *(str(c[s]) for s in splits))
     out.print(table)
-    m = result.metrics
     emb = m["embedding"]
     views = f", {emb['views_computed']} augmented views computed" if emb.get("views_computed") else ""
     out.print(f"embeddings: {emb['computed']} computed, {emb['cached']} from cache{views}")
@@ -349,7 +363,9 @@ def train_summary(result) -> None:
         lo, hi = s["accuracy_interval"]
         return f"{s['accuracy']:.3f} ({_photos(s['n'])}; 95 % interval {lo:.2f}–{hi:.2f})"
 
-    if m.get("verifier"):
+    if m.get("multi_label"):
+        multilabel_lines(out, m["multi_label"])
+    elif m.get("verifier"):
         out.print(f"one label: a verifier that answers {result.labels[0]} or unknown (add an unknown/ folder of other photos "
                   "to measure and sharpen its rejections)")
         out.print(f"estimated share of new {result.labels[0]} photos recognised: {describe(m['estimate'])}")
@@ -366,6 +382,23 @@ def train_summary(result) -> None:
                   f"(95 % interval {100 * lo:.0f}–{100 * hi:.0f} %; calibrated on {rule['n']} held-out scores)")
     out.print(f"model written to {result.model_dir} in {result.seconds:.1f} s")
     out.print(f"report: {result.model_dir / REPORT_FILE}")
+
+
+def multilabel_lines(out: "_Out", m: dict) -> None:
+    """How a model of several labels per photo does (``train``, ``evaluate``): the estimate in words, then per label."""
+    from rich.table import Table
+
+    from imgclf.report.multilabel import label_rows, summary_lines
+
+    out.print(f"several labels per photo, measured by {m['method']}:")
+    for text in summary_lines(m):
+        out.print(f"  {text}")
+    table = Table(title="each label", title_justify="left")
+    for col in ("label", "photos", "right when answered", "found", "F1", "AP"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for row in label_rows(m):
+        table.add_row(*row)
+    out.print(table)
 
 
 # --- check ------------------------------------------------------------------------------------------

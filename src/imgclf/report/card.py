@@ -80,6 +80,10 @@ def _md(s) -> str:
 
 def render_card(meta: dict, metrics: dict) -> str:
     """Markdown model card from the model's metadata and metrics."""
+    if meta.get("multi_label"):
+        from imgclf.report.multilabel import render_multilabel_card
+
+        return render_multilabel_card(meta, metrics)
     from imgclf.report.calibration import from_photos
     from imgclf.report.results import reported_split
 

@@ -70,8 +70,9 @@ _MAX_INPUT_SIZE = 4096
 #: The largest each JSON file of a model folder may be (bytes); larger ones are damaged or hostile.
 MAX_BYTES = {META_FILE: 16 * 2**20, LABELS_FILE: 16 * 2**20, METRICS_FILE: 512 * 2**20, NEIGHBORS_FILE: 1024 * 2**20}
 #: ``model.onnx``'s metadata keys that pin the other files' answer-changing contents (written by training).
-PINNED_LABELS, PINNED_PREPROCESSING, PINNED_RULE, PINNED_NEIGHBORS, PINNED_LABEL_SETS = (
-    "labels", "imgclf_preprocessing", "imgclf_rejection", "imgclf_neighbors_sha256", "imgclf_label_sets_sha256")
+PINNED_LABELS, PINNED_PREPROCESSING, PINNED_RULE, PINNED_NEIGHBORS, PINNED_LABEL_SETS, PINNED_MULTI_LABEL = (
+    "labels", "imgclf_preprocessing", "imgclf_rejection", "imgclf_neighbors_sha256", "imgclf_label_sets_sha256",
+    "imgclf_multi_label_sha256")
 
 
 def digest(value) -> str:
@@ -189,6 +190,10 @@ def _check_pinned(pins: dict[str, str], folder: Folder) -> None:
     if pinned_era and pins.get(PINNED_LABEL_SETS) != (None if sets is None else digest(sets)):
         raise ImgclfError(f"{folder.path} is inconsistent: {META_FILE}'s label sets are not what {MODEL_FILE} was trained with "
                           "(the file was changed or damaged)")
+    multi = folder.meta.get("multi_label")
+    if pinned_era and pins.get(PINNED_MULTI_LABEL) != (None if multi is None else digest(multi)):
+        raise ImgclfError(f"{folder.path} is inconsistent: {META_FILE}'s label thresholds are not what {MODEL_FILE} was trained "
+                          "with (the file was changed or damaged)")
 
 
 def read_neighbors(folder: Folder, session) -> list[tuple[str, str]] | None:
@@ -344,6 +349,12 @@ def _check_meta(meta: dict, where: Path) -> None:
         if not (isinstance(scores, list) and all(_is_number(v) and 0 <= v <= 1 for v in scores)
                 and all(a <= b for a, b in zip(scores, scores[1:]))):
             raise ImgclfError(f"{where} is damaged: label_sets.scores must be sorted numbers in [0, 1]")
+    multi = meta.get("multi_label")
+    if multi is not None:
+        thresholds = multi.get("thresholds") if isinstance(multi, dict) else None
+        if not (isinstance(thresholds, list) and all(_is_number(v) and 0 <= v <= 1 for v in thresholds)
+                and len(thresholds) == len(meta.get("labels") or [])):
+            raise ImgclfError(f"{where} is damaged: multi_label.thresholds must be a number in [0, 1] per label")
     backbone = meta.get("backbone", {})
     if not isinstance(backbone, dict) or not isinstance(backbone.get("encoder", None) or "", str):
         raise ImgclfError(f"{where} is damaged: 'backbone' must be an object whose 'encoder' is a name")

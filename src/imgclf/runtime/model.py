@@ -20,7 +20,7 @@ from imgclf.runtime.hierarchy import DEFAULT_TARGET, Tree
 from imgclf.runtime.label_sets import label_set, LabelSets
 from imgclf.runtime.faces import NO_FACE, NoFaceError
 from imgclf.runtime.loader import crop_image, pixel_loader
-from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
+from imgclf.runtime.prediction import ERROR, NO_FACE_STATUS, NONE, NONE_STATUS, OK, UNKNOWN, UNKNOWN_STATUS, Prediction
 from imgclf.runtime.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -30,13 +30,15 @@ if TYPE_CHECKING:
 OCCLUSION_GRID = 7
 
 
-def failed(path: str, error: ImageError, error_rate: float | None = None) -> Prediction:
+def failed(path: str, error: ImageError, error_rate: float | None = None, multi_label: bool = False) -> Prediction:
     """The answer for a photo the model could not score: ``no_face`` for a face model, else ``error``; when label sets
-    were asked for (``error_rate``), an empty one, so that every row has the same keys."""
+    were asked for (``error_rate``), an empty one, and for a model of several labels per photo no labels, so that
+    every row has the same keys (:meth:`Model.failed`)."""
     no_set = None if error_rate is None else []
+    no_labels = [] if multi_label else None
     if isinstance(error, NoFaceError):
-        return Prediction(path, NO_FACE_STATUS, NO_FACE, label_set=no_set)
-    return Prediction(path, ERROR, None, error=error.reason, label_set=no_set)
+        return Prediction(path, NO_FACE_STATUS, NO_FACE, label_set=no_set, labels=no_labels)
+    return Prediction(path, ERROR, None, error=error.reason, label_set=no_set, labels=no_labels)
 
 
 class Model:
@@ -65,6 +67,11 @@ class Model:
         self.threshold: float | None = float(rule["threshold"]) if rule and len(self._outputs) == 2 else None
         #: The held-out scores label sets are drawn from (:mod:`~imgclf.runtime.label_sets`; None: the model has none).
         self.label_sets = LabelSets.from_dict(meta.get("label_sets"))
+        multi = meta.get("multi_label")
+        #: Each label's threshold (a model of several labels per photo, :mod:`imgclf.training.multilabel`; else None).
+        self.label_thresholds = np.asarray(multi["thresholds"], np.float32) if multi else None
+        #: Photos per graph run: a model that sees each photo as several views runs fewer at a time (bounded memory).
+        self.batch_size = max(1, DEFAULT_BATCH // int(meta.get("backbone", {}).get("views") or 1))
         tree = meta.get("hierarchy")
         #: The labels' tree (``train --hierarchy``; None: flat labels) and the probability an answer needs to go down a level.
         self.tree = Tree(tuple(labels)) if tree else None
@@ -77,6 +84,8 @@ class Model:
             raise ImgclfError(f"--error-rate must be between 0 and 1 (e.g. 0.05 for sets right 95 % of the time), not {error_rate}")
         if self.label_sets is None:
             why = ("a one-label model answers its label or unknown" if len(self.labels) == 1 else
+                   "it answers several labels per photo, each over its own threshold (set at training with "
+                   "--min-precision)" if self.multi_label else
                    "it was trained before imgclf made label sets, or fine-tuned; train it again")
             raise ImgclfError(f"{self.dir} has no label sets: {why}")
         return self.label_sets.threshold(float(error_rate))
@@ -86,6 +95,15 @@ class Model:
         when none were asked for."""
         if error_rate is not None:
             self.set_threshold(error_rate)
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the model answers several labels per photo (``labels`` in every row)."""
+        return self.label_thresholds is not None
+
+    def failed(self, path: str, error: ImageError, error_rate: float | None = None) -> Prediction:
+        """This model's answer for a photo it could not score (:func:`failed`)."""
+        return failed(path, error, error_rate, self.multi_label)
 
     @classmethod
     def load(cls, model_dir: str | os.PathLike, threads: int | None = None) -> "Model":
@@ -153,7 +171,7 @@ class Model:
         try:
             batch = pre.batch([pre.pixels(crop_image(image, pre))])
         except ImageError as e:
-            return failed(name, e, rule.get("error_rate"))
+            return self.failed(name, e, rule.get("error_rate"))
         if not neighbors:
             return self.prediction(name, self.scores(batch)[0], top_k, **rule)
         self._check_neighbors()
@@ -224,7 +242,8 @@ class Model:
         for i in range(grid):
             for j in range(grid):
                 masked[i * grid + j, :, edges[i]:edges[i + 1], edges[j]:edges[j + 1]] = 0.0
-        probs = np.concatenate([self.probabilities(masked[s:s + DEFAULT_BATCH]) for s in range(0, len(masked), DEFAULT_BATCH)])
+        step = self.batch_size
+        probs = np.concatenate([self.probabilities(masked[s:s + step]) for s in range(0, len(masked), step)])
         return (prob - probs[:, k]).reshape(grid, grid).astype(np.float32)
 
     def _explain_face(self, image: Image.Image, label: str | None, top_k: int, name: str, neighbors: int,
@@ -282,9 +301,9 @@ class Model:
         taken: set[str] = set()
         with ThreadPoolExecutor(1, thread_name_prefix="imgclf-overlay") as drawing:
             pending = []
-            for path, result in run_batched(iter_inputs(paths), load, forward, batch_size or DEFAULT_BATCH, collate=pre.batch):
+            for path, result in run_batched(iter_inputs(paths), load, forward, batch_size or self.batch_size, collate=pre.batch):
                 if isinstance(result, ImageError):
-                    pending.append(failed(str(path), result, error_rate))
+                    pending.append(self.failed(str(path), result, error_rate))
                     continue
                 got = dict(zip(names, result))
                 pred = self._answer(str(path), got, None, top_k, neighbors, threshold=threshold, reject=reject,
@@ -314,7 +333,7 @@ class Model:
                 photo = decode(data, max_side=draft_side(self.preprocessing))
                 pred, explanation = self.explain(photo, label, top_k, str(path), neighbors, **rule)
             except ImageError as e:
-                yield failed(str(path), e, rule.get("error_rate"))
+                yield self.failed(str(path), e, rule.get("error_rate"))
                 continue
             explanation = explanation.in_size(upright_size(data) or photo.size)
             target = _free_target(out, Path(path).stem, taken)
@@ -359,9 +378,9 @@ class Model:
 
         files = iter_inputs(paths)
         pre = self.preprocessing
-        for path, out in run_batched(files, pixel_loader(pre), forward, batch_size or DEFAULT_BATCH, collate=pre.batch):
+        for path, out in run_batched(files, pixel_loader(pre), forward, batch_size or self.batch_size, collate=pre.batch):
             if isinstance(out, ImageError):
-                yield failed(str(path), out, error_rate)
+                yield self.failed(str(path), out, error_rate)
                 continue
             pred = self.prediction(str(path), out[0], top_k, threshold, reject, error_rate)
             if neighbors and pred.status != ERROR:
@@ -402,12 +421,28 @@ class Model:
         similarity = None if np.isnan(sim) else round(sim, 6)
         unknown = reject and limit is not None and similarity is not None and sim < limit
         chosen = None if error_rate is None else [self.labels[i] for i in label_set(probs, self.set_threshold(error_rate))]
+        if self.multi_label:
+            return self._labels_answer(name, probs, top, similarity, unknown)
         answer, confidence, levels = top[0]["label"], top[0]["confidence"], None
         if self.tree is not None:  # the deepest level sure enough
             levels, depth = self.tree.walk(probs, self.level_target)
             answer, confidence = levels[depth - 1]["label"], levels[depth - 1]["confidence"]
         return Prediction(name, UNKNOWN_STATUS if unknown else OK, UNKNOWN if unknown else answer, confidence, top,
                           similarity=similarity, label_set=chosen, levels=levels)
+
+
+    def _labels_answer(self, name: str, probs: np.ndarray, top: list[dict], similarity: float | None,
+                       unknown: bool) -> Prediction:
+        """A multi-label model's answer: every label over its threshold, most probable first; ``none`` when there is
+        none, ``unknown`` when the photo is unlike the training photos (its labels still listed)."""
+        over = np.flatnonzero(probs >= self.label_thresholds)
+        answered = [{"label": self.labels[i], "confidence": round(float(probs[i]), 6)}
+                    for i in over[np.argsort(-probs[over], kind="stable")]]
+        if unknown:
+            return Prediction(name, UNKNOWN_STATUS, UNKNOWN, top[0]["confidence"], top, similarity, labels=answered)
+        if not answered:
+            return Prediction(name, NONE_STATUS, NONE, None, top, similarity, labels=[])
+        return Prediction(name, OK, answered[0]["label"], answered[0]["confidence"], top, similarity, labels=answered)
 
 
 def _write_overlay(explanation: "Explanation", photo: Image.Image, target: Path) -> None:

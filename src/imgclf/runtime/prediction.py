@@ -8,9 +8,11 @@ the same keys:
     the photo as it was asked for;
 ``status``
     ``ok`` (an answer), ``unknown`` (unlike every label: ``similarity`` below the model's
-    threshold), ``no_face`` (a face model found no face) or ``error`` (the file could not be used);
+    threshold), ``none`` (a model of several labels per photo found none of them), ``no_face`` (a face model
+    found no face) or ``error`` (the file could not be used);
 ``label``
-    the answer: a label, ``"unknown"``, ``"no face"``, or null on an error;
+    the answer: a label (of several, the most probable), ``"unknown"``, ``"none"``, ``"no face"``, or null on an
+    error;
 ``confidence``, ``top_k``
     the best guess's probability and the best ``k`` guesses (``[{label, confidence}]``), also
     for ``unknown``; null and ``[]`` for ``no_face`` and ``error``;
@@ -28,6 +30,9 @@ the same keys:
     ``[{"label", "confidence"}, …]``: the most probable node at each level of the label tree, top first (a node's
     probability is the sum of its leaves'); ``label`` is the deepest one whose confidence reaches the model's
     target, and ``confidence`` its confidence;
+``labels`` (models of several labels per photo: ``train --labels`` / ``--multi-label``)
+    ``[{"label", "confidence"}, …]``: every label whose probability reaches its threshold, most probable first
+    (each probability independent of the others'); empty for ``none``, ``no_face`` and ``error``;
 ``explanation`` (only when asked for: ``predict --explain DIR``)
     ``{"heatmap": PNG path, "peak": [x, y], "label", "box": [left, top, right, bottom]}``: where
     the model looked for ``label``, ``peak`` where its map peaks, in the photo's pixels.
@@ -39,10 +44,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-OK, UNKNOWN_STATUS, NO_FACE_STATUS, ERROR = "ok", "unknown", "no_face", "error"
+OK, UNKNOWN_STATUS, NONE_STATUS, NO_FACE_STATUS, ERROR = "ok", "unknown", "none", "no_face", "error"
 #: The label of a photo unlike every label (and of the class trained from ``unknown/`` folders).
 UNKNOWN = "unknown"
-STATUSES = (OK, UNKNOWN_STATUS, NO_FACE_STATUS, ERROR)
+#: The answer of a model of several labels per photo when no label reaches its threshold.
+NONE = "none"
+STATUSES = (OK, UNKNOWN_STATUS, NONE_STATUS, NO_FACE_STATUS, ERROR)
 #: The keys of :meth:`Prediction.to_row`, in order.
 FIELDS = ("path", "status", "label", "confidence", "similarity", "top_k", "error")
 
@@ -62,6 +69,7 @@ class Prediction:
     neighbors: list[dict] | None = None
     label_set: list[str] | None = None
     levels: list[dict] | None = None
+    labels: list[dict] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -79,32 +87,41 @@ class Prediction:
             row["set"] = self.label_set
         if self.levels is not None:
             row["levels"] = self.levels
+        if self.labels is not None:
+            row["labels"] = self.labels
         return row
 
     @classmethod
     def from_row(cls, row: dict) -> "Prediction":
         """The inverse of :meth:`to_row` (extra keys are ignored)."""
         return cls(row["path"], row["status"], row["label"], row.get("confidence"), list(row.get("top_k") or []),
-                   row.get("similarity"), row.get("error"), row.get("explanation"), row.get("neighbors"), row.get("set"), row.get("levels"))
+                   row.get("similarity"), row.get("error"), row.get("explanation"), row.get("neighbors"), row.get("set"), row.get("levels"),
+                   row.get("labels"))
 
 
 #: CSV columns of an explanation (``predict --explain``), after the top-k columns.
 EXPLANATION_COLUMNS = ["explanation_label", "explanation_heatmap", "explanation_peak_x", "explanation_peak_y"]
 
 
-def csv_header(top_k: int, explained: bool = False, neighbors: int = 0, label_set: bool = False) -> list[str]:
+#: CSV columns of a model of several labels per photo: the answered labels and their probabilities, each ``;``-joined.
+LABELS_COLUMNS = ["labels", "labels_confidence"]
+
+
+def csv_header(top_k: int, explained: bool = False, neighbors: int = 0, label_set: bool = False,
+               multi_label: bool = False) -> list[str]:
     header = [f for f in FIELDS if f != "top_k"]
     for i in range(1, top_k + 1):
         header += [f"top{i}_label", f"top{i}_confidence"]
     header += EXPLANATION_COLUMNS if explained else []
     for i in range(1, neighbors + 1):
         header += [f"neighbor{i}_path", f"neighbor{i}_label", f"neighbor{i}_similarity"]
-    return header + (["set"] if label_set else [])
+    return header + (["set"] if label_set else []) + (LABELS_COLUMNS if multi_label else [])
 
 
-def csv_row(row: dict, top_k: int | None = None, explained: bool = False, neighbors: int = 0, label_set: bool = False) -> list[str]:
-    """One :meth:`Prediction.to_row` as CSV cells: numbers with 6 decimals, nulls empty; a label set's labels joined
-    by ``;``."""
+def csv_row(row: dict, top_k: int | None = None, explained: bool = False, neighbors: int = 0, label_set: bool = False,
+            multi_label: bool = False) -> list[str]:
+    """One :meth:`Prediction.to_row` as CSV cells: numbers with 6 decimals, nulls empty; a label set's labels, and a
+    multi-label model's answered labels and their probabilities, joined by ``;``."""
     def cell(v) -> str:
         if v is None:
             return ""
@@ -124,4 +141,9 @@ def csv_row(row: dict, top_k: int | None = None, explained: bool = False, neighb
     if label_set:
         cells += [""] * (len(csv_header(top_k or 0, explained, neighbors)) - len(cells)) if top_k is not None else []
         cells.append(";".join(row.get("set") or []))
+    if multi_label:
+        if top_k is not None:
+            cells += [""] * (len(csv_header(top_k, explained, neighbors, label_set)) - len(cells))
+        answered = row.get("labels") or []
+        cells += [";".join(a["label"] for a in answered), ";".join(cell(a["confidence"]) for a in answered)]
     return cells

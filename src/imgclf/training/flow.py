@@ -72,6 +72,9 @@ def train(
     cancel: threading.Event | None = None,
     private: bool = False,
     hierarchy: bool = False,
+    labels_file: str | os.PathLike | None = None,
+    multi_label: bool = False,
+    min_precision: float | None = None,
 ) -> TrainResult:
     """Train a classifier on ``data_dir`` and write it to ``model_dir`` (atomically).
 
@@ -89,18 +92,25 @@ def train(
     ``private`` keeps no trace of single training photos in the model folder: no embeddings (the "unknown" score is
     the cosine to the nearest label's mean), no paths, so no neighbours and no ``imgclf add``. ``hierarchy`` reads nested
     label folders (``animals/birds/robin/``) as a tree: answers stop at the deepest level sure enough
-    (:mod:`imgclf.runtime.hierarchy`).
+    (:mod:`imgclf.runtime.hierarchy`). ``labels_file`` (CSV ``path,labels`` or JSON Lines, paths relative to
+    ``data_dir``) or ``multi_label`` (label folders where one photo may be in several) train a model that answers
+    several labels per photo (:mod:`imgclf.training.multilabel`); ``min_precision`` sets each label's threshold to
+    the lowest whose out-of-fold precision reaches it (default: the best F1).
     Raises :class:`ImgclfError` for data the classifier cannot be trained on.
     """
     settings = Settings.of(backbone=backbone, weights=weights, seed=seed, cache_dir=cache_dir, val_fraction=val_fraction,
                            test_fraction=test_fraction, fine_tune=fine_tune, augment=augment, target_acceptance=target_acceptance,
                            command=command, embeddings=embeddings, quantize=quantize, crop=crop, private=private,
-                           hierarchy=hierarchy)
+                           hierarchy=hierarchy, labels_file=labels_file, multi_label=multi_label, min_precision=min_precision)
     return run(data_dir, model_dir, settings, Reporter(on_event, cancel, progress, log))
 
 
 def run(data_dir, model_dir, settings: Settings, report: Reporter) -> TrainResult:
     """The stages of a training run, in order (``settings`` already checked)."""
+    if settings.multi:
+        from imgclf.training import multilabel
+
+        return multilabel.run(data_dir, model_dir, settings, report)
     started = time.perf_counter()
     requested, target = Path(model_dir), artifact.check_output(model_dir, data_dir)
     report.start("scan")

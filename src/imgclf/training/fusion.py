@@ -55,10 +55,64 @@ def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Pat
     Path(out_path).write_bytes(Path(backbone_onnx).read_bytes() + _model(patch, meta, producer="imgclf"))
 
 
-def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None = None) -> None:
-    """Append the ``similarity`` output of :class:`imgclf.heads.rejection.Reference` to ``embedding``, in place:
-    the mean of the largest cosine similarity to a prototype and to a training photo (and ``photo_similarities``),
-    or for a reference without photos the largest cosine to a prototype."""
+def fuse_views(backbone_onnx: Path, heads, labels: list[str], out_path: Path, metadata: dict[str, str] | None = None,
+               feature_map: str | None = None) -> str:
+    """Write a views backbone (:mod:`imgclf.backbones.views`: ``embedding`` is (N, views × dim)) plus
+    :class:`~imgclf.heads.sigmoid.SigmoidHeads` to ``out_path``: each view scored, a label's logit its best view's,
+    ``probabilities`` its sigmoid (one independent probability per label); with ``feature_map`` (the whole view's) also
+    :data:`CAM`. Returns the name of the views' element-wise largest embedding, which the "unknown" rule compares."""
+    data = Path(backbone_onnx).read_bytes()
+    new = _opset(data) >= 18
+    k, views, dim = len(labels), heads.views, heads.weight.shape[1]
+    pooled = "imgclf_pooled_embedding"
+
+    def reduce(op: str, src: str, dst: str, axes: list[int], keepdims: int) -> bytes:
+        if new:
+            return _node(op, [src, f"imgclf_axes_{'_'.join(map(str, axes))}"], [dst], keepdims=keepdims)
+        return _node(op, [src], [dst], axes=axes, keepdims=keepdims)
+
+    nodes = [
+        _node("Reshape", [EMBEDDING, "imgclf_view_rows"], ["imgclf_each_view"]),
+        _node("LpNormalization", ["imgclf_each_view"], ["imgclf_each_view_unit"], axis=1, p=2),
+        _node("MatMul", ["imgclf_each_view_unit", "imgclf_head_weight"], ["imgclf_view_matmul"]),
+        _node("Add", ["imgclf_view_matmul", "imgclf_head_bias"], ["imgclf_view_logits"]),
+        _node("Reshape", ["imgclf_view_logits", "imgclf_view_logit_shape"], ["imgclf_view_logits_by_photo"]),
+        reduce("ReduceMax", "imgclf_view_logits_by_photo", "logits", [1], 0),
+        _node("Sigmoid", ["logits"], [PROBABILITIES]),
+        _node("Reshape", [EMBEDDING, "imgclf_view_embedding_shape"], ["imgclf_fused_views"]),
+        reduce("ReduceMax", "imgclf_fused_views", pooled, [1], 0),
+    ]
+    weights = [_tensor("imgclf_head_weight", np.ascontiguousarray(heads.weight.T, np.float32)),
+               _tensor("imgclf_head_bias", heads.bias.astype(np.float32)),
+               _tensor("imgclf_view_rows", np.array([-1, dim], np.int64)),
+               _tensor("imgclf_view_logit_shape", np.array([-1, views, k], np.int64)),
+               _tensor("imgclf_view_embedding_shape", np.array([-1, views, dim], np.int64))]
+    axes = {(1,)}
+    outputs = [_value_info(PROBABILITIES, ["N", k])]
+    if feature_map is not None:  # the whole view's map, divided by the length of its embedding (the map's mean)
+        nodes += [
+            _node("Conv", [feature_map, "imgclf_cam_kernel"], ["imgclf_cam_raw"], kernel_shape=[1, 1]),
+            reduce("ReduceMean", feature_map, "imgclf_whole_embedding", [2, 3], 0),
+            reduce("ReduceL2", "imgclf_whole_embedding", "imgclf_cam_norm", [1], 1),
+            _node("Reshape", ["imgclf_cam_norm", "imgclf_cam_shape"], ["imgclf_cam_norm4"]),
+            _node("Div", ["imgclf_cam_raw", "imgclf_cam_norm4"], [CAM]),
+        ]
+        weights += [_tensor("imgclf_cam_kernel", np.ascontiguousarray(heads.weight.astype(np.float32)[:, :, None, None])),
+                    _tensor("imgclf_cam_shape", np.array([-1, 1, 1, 1], np.int64))]
+        axes.add((2, 3))
+        outputs.append(_value_info(CAM, ["N", k, "H", "W"]))
+    if new:
+        weights += [_tensor(f"imgclf_axes_{'_'.join(map(str, a))}", np.array(a, np.int64)) for a in sorted(axes)]
+    meta = {"labels": json.dumps(labels), **(metadata or {})}
+    Path(out_path).write_bytes(data + _model(_graph(nodes, weights, outputs), meta, producer="imgclf"))
+    return pooled
+
+
+def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None = None, embedding: str = EMBEDDING) -> None:
+    """Append the ``similarity`` output of :class:`imgclf.heads.rejection.Reference` to ``embedding`` (the graph's
+    output of that name, or the tensor a fusion names), in place: the mean of the largest cosine similarity to a
+    prototype and to a training photo (and ``photo_similarities``), or for a reference without photos the largest
+    cosine to a prototype."""
     data = Path(model_path).read_bytes()
     new_reduce = _opset(data) >= 18  # ReduceMax takes its axes as an input from opset 18 on
 
@@ -68,7 +122,7 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
         return _node("ReduceMax", [src], [dst], axes=[1], keepdims=0)
 
     nodes = [
-        _node("LpNormalization", [EMBEDDING], ["imgclf_unit_embedding"], axis=1, p=2),
+        _node("LpNormalization", [embedding], ["imgclf_unit_embedding"], axis=1, p=2),
         _node("MatMul", ["imgclf_unit_embedding", "imgclf_prototypes"], ["imgclf_prototype_cosines"]),
     ]
     if not reference.keeps_photos:  # train --private: the nearest prototype alone, no photo in the graph

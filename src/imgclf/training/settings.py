@@ -18,7 +18,9 @@ class Settings:
     ``fine_tune`` is None (a frozen backbone) or a :class:`~imgclf.training.finetune.FineTuneConfig`;
     ``embeddings`` a file written by ``imgclf embed`` to train from instead of embedding here; ``private`` leaves the
     training photos' embeddings and paths out of the model folder (no neighbours, no ``add``); ``hierarchy`` reads nested
-    label folders as a tree (:mod:`imgclf.data.hierarchy`).
+    label folders as a tree (:mod:`imgclf.data.hierarchy`); ``labels_file`` (a manifest) or ``multi_label`` (label
+    folders sharing photos) train a model that answers several labels per photo (:mod:`imgclf.training.multilabel`),
+    each label's threshold the best F1 or the lowest reaching ``min_precision``.
     """
 
     backbone: str = DEFAULT_BACKBONE
@@ -36,6 +38,9 @@ class Settings:
     command: str | None = None
     private: bool = False
     hierarchy: bool = False
+    labels_file: str | os.PathLike | None = None
+    multi_label: bool = False
+    min_precision: float | None = None
 
     @classmethod
     def of(cls, fine_tune: bool | FineTuneConfig = False, seed: int = 0, **options) -> "Settings":
@@ -55,7 +60,24 @@ class Settings:
             raise ImgclfError("--augment is not available with --backbone face: its descriptor needs the aligned face as it is")
         if self.fine_tune:
             require_torch("--fine-tune")
+        if self.min_precision is not None and not (isinstance(self.min_precision, (int, float)) and 0 < self.min_precision < 1):
+            raise ImgclfError(f"--min-precision must be between 0 and 1 (e.g. 0.9), not {self.min_precision}")
+        if self.min_precision is not None and not self.multi:
+            raise ImgclfError("--min-precision sets the thresholds of a model with several labels per photo: add --labels FILE "
+                              "or --multi-label")
+        if self.multi:
+            used = [flag for flag, on in (("--fine-tune", self.fine_tune), ("--quantize", self.quantize), ("--augment", self.augment),
+                                          ("--hierarchy", self.hierarchy), ("--private", self.private), ("--crop", self.crop),
+                                          ("--backbone face", self.backbone == FACE), ("--embeddings", self.embeddings))
+                    if on]
+            if used:
+                raise ImgclfError(f"{used[0]} is not available for several labels per photo (--labels, --multi-label) yet")
         return self
+
+    @property
+    def multi(self) -> bool:
+        """Whether the model answers several labels per photo."""
+        return self.labels_file is not None or self.multi_label
 
     @property
     def cache_root(self) -> Path:

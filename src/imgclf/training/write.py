@@ -76,22 +76,28 @@ def write(requested: Path, model_dir: Path, data_dir, table: PhotoTable, heads: 
 
 def metadata(bb: Backbone, table: PhotoTable, heads: Heads, settings: Settings, maps: bool) -> dict:
     """``imgclf.json`` (less the checksum of ``model.onnx``, added once it is written)."""
-    dataset = table.dataset
+    meta = metadata_common(bb, table.dataset.labels, table.dataset.root, table.dataset.given_splits, settings, maps)
+    meta["head"] = {"type": "softmax-linear on L2-normalised embeddings", "C": heads.final.C, "seed": settings.seed}
+    return meta
+
+
+def metadata_common(bb: Backbone, labels: list[str], root, given_splits: bool, settings: Settings, maps: bool) -> dict:
+    """What every model's ``imgclf.json`` says, whatever its head: when and how it was made, what it reads and answers."""
     return {
         "format_version": FORMAT_VERSION,
         "imgclf_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "labels": dataset.labels,
+        "labels": labels,
         "backbone": bb.to_dict(),
         "preprocessing": bb.preprocessing.to_dict(),
         "onnx": {"file": MODEL_FILE, "input": "input",
                  "outputs": ["probabilities", "embedding", "similarity"] + (["cam"] if maps else []),
                  # with an encoder (faces) the graph takes the encoder's output, not the image
                  "input_shape": ["N", bb.dim] if bb.encoder else ["N", 3, bb.preprocessing.input_size, bb.preprocessing.input_size]},
-        "head": {"type": "softmax-linear on L2-normalised embeddings", "C": heads.final.C, "seed": settings.seed},
-        "data": {"root": str(Path(dataset.root).absolute()), "given_splits": dataset.given_splits},
+        "data": {"root": str(Path(root).absolute()), "given_splits": given_splits},
         "settings": {"backbone": settings.backbone, "weights": None if settings.weights is None else str(settings.weights),
                      "crop": settings.crop, "private": settings.private, "hierarchy": settings.hierarchy,
+                     "multi_label": settings.multi, "min_precision": settings.min_precision,
                      "val_fraction": settings.val_fraction, "test_fraction": settings.test_fraction,
                      "target_acceptance": settings.target_acceptance, "augment": settings.augment,
                      "quantize": settings.quantize, "fine_tune": settings.fine_tune is not None, "can_grow": can_grow(settings)},
@@ -103,7 +109,7 @@ def metadata(bb: Backbone, table: PhotoTable, heads: Heads, settings: Settings, 
 def can_grow(settings: Settings) -> bool:
     """Whether the model keeps its photos' embeddings (:mod:`imgclf.training.kept`) for ``imgclf add`` and ``forget``: not
     when they could not be computed again for new photos alike (a fine-tuned or quantised network, augmented views)."""
-    return not (settings.fine_tune or settings.quantize or settings.augment or settings.private)
+    return not (settings.fine_tune or settings.quantize or settings.augment or settings.private or settings.multi)
 
 
 def _keep_photos(path: Path, table: PhotoTable, cache_root: Path) -> None:
