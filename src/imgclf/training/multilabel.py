@@ -75,7 +75,7 @@ class Fitted:
 def run(data_dir, model_dir, settings: Settings, report: Reporter):
     """The stages of a multi-label training run, in order (``settings`` already checked)."""
     from imgclf.runtime import artifact
-    from imgclf.training.flow import TrainResult
+    from imgclf.training.result import TrainResult
 
     started = time.perf_counter()
     requested, target = Path(model_dir), artifact.check_output(model_dir, data_dir)

@@ -1,0 +1,35 @@
+"""What a training run returns: where the model is, what it learned from, how well it does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imgclf.checks import CheckResult
+from imgclf.runtime.inputs import Skipped
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` did: where the model is, what it learned from, how well it does."""
+
+    model_dir: Path
+    labels: list[str]
+    counts: dict[str, dict[str, int]]
+    metrics: dict
+    skipped: list[Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    n_computed: int = 0
+    #: What :func:`imgclf.checks.run_checks` found in the photos (the full list is also in ``metrics["check"]``).
+    check: CheckResult | None = None
+    #: What ``imgclf add`` or ``forget`` did (the entry of the model's history), None for ``train``.
+    change: dict | None = None
+
+    @property
+    def val_accuracy(self) -> float | None:
+        return (self.metrics.get("val") or {}).get("accuracy")
+
+    @property
+    def test_accuracy(self) -> float | None:
+        return (self.metrics.get("test") or {}).get("accuracy")
