@@ -62,6 +62,8 @@ class Backbone:
     #: How many views of each photo the graph embeds and max-pools (:mod:`imgclf.backbones.views`, multi-label
     #: models); ``None``: the photo once.
     views: int | None = None
+    #: With ``views``: the (h, w) of each view's feature map, from which the fused graph assembles a label's map.
+    feature_map_size: tuple[int, int] | None = None
 
     def torch_weights(self) -> Path | None:
         """The weights file a torch model of this backbone is built from (fine-tuning); ``None``: timm's hub."""

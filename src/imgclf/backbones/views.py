@@ -22,10 +22,12 @@ import numpy as np
 from imgclf.files import atomic_directory
 
 #: Bump when the graph below changes: a new id, so nothing stale is reused.
-VIEWS_FORMAT = 2
+VIEWS_FORMAT = 3
 #: The views' grid: ``GRID`` × ``GRID`` half-size crops, plus the whole photo.
 GRID = 3
 VIEWS = GRID * GRID + 1
+#: The graph's tensor of every view's embedding, view-major (views · N, dim): what a fused model scores.
+VIEW_ROWS = "imgclf_view_embeddings"
 _INPUT = "input"
 
 
@@ -38,7 +40,10 @@ def with_views(base, cache_root: Path):
 
     def load():
         bb = load_cached(out_dir, base.name, vid, base.timm_name, base.weights, base.weights_path)
-        return None if bb is None else replace(bb, views=VIEWS)
+        if bb is None:
+            return None
+        size = json.loads((out_dir / "backbone.json").read_text())["views"].get("map_size")
+        return replace(bb, views=VIEWS, feature_map_size=tuple(size) if size else None)
 
     cached = load()
     if cached is None:
@@ -55,7 +60,7 @@ def _build(base, out_dir: Path) -> None:
     model = onnx.load(str(base.onnx_path))
     graph = model.graph
     side = base.preprocessing.input_size
-    inner_input, inner_output = "imgclf_views_batch", "imgclf_view_embeddings"
+    inner_input, inner_output = "imgclf_views_batch", VIEW_ROWS
     old_input = graph.input[0].name
     for node in graph.node:
         node.input[:] = [inner_input if name == old_input else name for name in node.input]
@@ -80,15 +85,13 @@ def _build(base, out_dir: Path) -> None:
         helper.make_node("Transpose", ["imgclf_views_stacked"], ["imgclf_views_by_photo"], perm=[1, 0, 2]),
         helper.make_node("Reshape", ["imgclf_views_by_photo", "imgclf_views_row"], ["embedding"]),
     ]
-    feature_map = None
-    if base.feature_map:  # the whole view's map: the first N rows of the views' batch
-        feature_map = "imgclf_whole_feature_map"
-        tail += [
-            helper.make_node("Shape", [_INPUT], ["imgclf_views_n"], start=0, end=1),
-            helper.make_node("Slice", [base.feature_map, "imgclf_views_zero", "imgclf_views_n", "imgclf_views_axis0"],
-                             [feature_map]),
-        ]
-        consts.append(numpy_helper.from_array(np.array([0], np.int64), "imgclf_views_zero"))
+    feature_map = base.feature_map  # every view's, view-major (10N, C, h, w): the fused graph places each view's map
+    if feature_map:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        dims = next((v.type.tensor_type.shape.dim for v in inferred.graph.value_info if v.name == feature_map), None)
+        map_size = [d.dim_value for d in dims][2:] if dims is not None else []
+        if len(map_size) != 2 or not all(map_size):
+            feature_map = None  # the map's size is not fixed: no maps
     kept = list(graph.node)
     del graph.node[:]
     graph.node.extend(nodes + kept + tail)
@@ -97,8 +100,6 @@ def _build(base, out_dir: Path) -> None:
     graph.input.append(helper.make_tensor_value_info(_INPUT, TensorProto.FLOAT, ["batch", 3, 2 * side, 2 * side]))
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", VIEWS * base.dim]))
-    if feature_map:
-        graph.value_info.append(helper.make_tensor_value_info(feature_map, TensorProto.FLOAT, None))
     onnx.checker.check_model(model)
     meta = json.loads((Path(base.onnx_path).parent / "backbone.json").read_text())
     with atomic_directory(out_dir) as tmp:
@@ -106,7 +107,8 @@ def _build(base, out_dir: Path) -> None:
         onnx.save(model, str(onnx_path))
         pre = replace(base.preprocessing, input_size=2 * side)
         meta.update(onnx_bytes=onnx_path.stat().st_size, dim=VIEWS * base.dim, id=f"{base.id}-views{VIEWS_FORMAT}", preprocessing=pre.to_dict(),
-                    feature_map=feature_map, views={"count": VIEWS, "grid": GRID, "from": base.id})
+                    feature_map=feature_map, views={"count": VIEWS, "grid": GRID, "from": base.id,
+                                                    "map_size": map_size if feature_map else None})
         (tmp / "backbone.json").write_text(json.dumps(meta, indent=2))
 
 

@@ -8,6 +8,8 @@ worse) and the ``action`` a person could take. Kind-specific fields:
   ``leakage`` (the two sit in different splits), ``conflict`` (they carry different labels);
 - ``label_error``: ``label`` (given), ``suggested`` (what the photo looks like), ``examples`` (the
   photos of the suggested label most like it);
+- ``missing_label`` / ``extra_label`` (several labels per photo): ``label``, the one the photo probably shows but lacks,
+  or has but probably does not show;
 - ``outlier``: ``label``, ``similarity`` (its score), ``examples`` (typical photos of its label);
 - ``too_small``, ``blurry``, ``near_uniform``, ``unreadable``: ``label``;
 - ``imbalance``: ``label`` (the smallest label); ``confused_labels``: ``labels`` (the pair).
@@ -23,8 +25,8 @@ from collections import Counter
 from dataclasses import dataclass, field, fields
 
 #: The kinds of findings, in the order they are listed.
-KINDS = ("unreadable", "exact_duplicate", "near_duplicate", "label_error", "outlier", "too_small", "blurry",
-         "near_uniform", "imbalance", "confused_labels")
+KINDS = ("unreadable", "exact_duplicate", "near_duplicate", "label_error", "missing_label", "extra_label", "outlier",
+         "too_small", "blurry", "near_uniform", "imbalance", "confused_labels")
 #: The columns of ``--fix-plan``.
 FIX_PLAN_COLUMNS = ["path", "kind", "label", "suggested", "other", "score", "action"]
 

@@ -281,7 +281,9 @@ def _predict_on_engine(model_dir, paths, top_k, fmt, threshold, reject, engine, 
 @click.option("--tta", is_flag=True, help=TTA_HELP)
 @click.option("--error-rate", type=float, help="Also measure label sets at this error rate: how often they hold the right "
               "label, and how many labels they hold.")
-def evaluate(model_dir, data_dir, json_out, report, ood, tta, error_rate) -> int:
+@click.option("--labels", "labels_file", type=PATH, help="A model of several labels per photo: the photos' labels from this "
+              "manifest (CSV path,labels or JSON Lines, as train --labels reads) instead of label folders.")
+def evaluate(model_dir, data_dir, json_out, report, ood, tta, error_rate, labels_file) -> int:
     """Accuracy, per-class precision/recall/F1 and confusion matrix on labelled photos."""
     from imgclf.cli import render
     from imgclf.evaluation import evaluate as run_evaluate
@@ -294,6 +296,9 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta, error_rate) -> int
     if report is not None:  # the plots written beside the page
         claims.update(_claims({report.parent / f"{report.stem}-{name}": "--report" for name in PLOT_FILES.values()}))
     model = Model.load(model_dir)
+    if model.multi_label or labels_file is not None:
+        return _evaluate_multilabel(model, model_dir, data_dir, labels_file, json_out, report, claims,
+                                    [flag for flag, on in (("--ood", ood), ("--tta", tta), ("--error-rate", error_rate)) if on])
     result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta, error_rate=error_rate)
     render.evaluation(result)
     if json_out:
@@ -311,6 +316,32 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta, error_rate) -> int
     return 0
 
 
+def _evaluate_multilabel(model, model_dir, data_dir, labels_file, json_out, report, claims, refused: list[str]) -> int:
+    """``evaluate`` of a model of several labels per photo: per-label precision, recall, F1 and AP, exact sets."""
+    from imgclf.cli import render
+    from imgclf.evaluation.multilabel import evaluate_multilabel
+    from imgclf.files import printable
+    from imgclf.report.multilabel import write_multilabel_report
+    from imgclf.runtime.artifact import generator
+
+    if not model.multi_label:
+        raise ImgclfError(f"--labels measures a model of several labels per photo; {model_dir} answers one label per photo")
+    if refused:
+        raise ImgclfError(f"{refused[0]} is for models of one label per photo")
+    result = evaluate_multilabel(model, data_dir, labels_file)
+    render.multilabel_lines(result["multi_label"])
+    for s in result["skipped"]:
+        print(f"skipped {printable(s['path'])}: {s['reason']}", file=sys.stderr)
+    if json_out:
+        claims[json_out].write_json({"generator": generator("evaluate"), **result})
+        render.line(f"results written to {json_out}")
+    if report:
+        title = f"imgclf evaluation: {model_dir.resolve().name} on {data_dir.resolve().name}"
+        write_multilabel_report(report, model.meta, result, title, write=_writer(claims))
+        render.line(f"report written to {report}")
+    return 0
+
+
 @app.command()
 @click.argument("data_dir", type=PATH)
 @click.option("--json", "json_out", type=PATH, help="Write every finding as JSON to this file.")
@@ -324,7 +355,11 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta, error_rate) -> int
 @click.option("--val-fraction", type=float, default=0.1, show_default=True, help="As in train: the split photos would fall in.")
 @click.option("--test-fraction", type=float, default=0.1, show_default=True, help="As in train: the split photos would fall in.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_dir, quantize, val_fraction, test_fraction, quiet) -> int:
+@click.option("--labels", "labels_file", type=PATH, help="Several labels per photo from this manifest (as train --labels): "
+              "find labels photos probably lack or should not have.")
+@click.option("--multi-label", is_flag=True, help="Several labels per photo from label folders (as train --multi-label).")
+def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_dir, quantize, val_fraction, test_fraction, quiet,
+          labels_file, multi_label) -> int:
     """Find what is wrong with a folder of labelled photos: copies, likely label mistakes, outliers, blurred or tiny photos."""
     from imgclf.checks import check as run_check
     from imgclf.cli import render
@@ -335,8 +370,17 @@ def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_d
             raise ImgclfError(f"{option} {path} is inside the data folder: write it elsewhere (it would be checked as a photo next time)")
     claims = _claims({json_out: "--json", report: "--report", fix_plan: "--fix-plan"})
     with render.ProgressBar("embedding photos", disabled=quiet) as bar:
-        result = run_check(data_dir, backbone=backbone, weights=weights, cache_dir=cache_dir, crop=crop, quantize=quantize,
-                           val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update, log=None if quiet else bar.log)
+        if labels_file is not None or multi_label:
+            from imgclf.checks.multilabel import check_multilabel
+
+            if crop or quantize:
+                raise ImgclfError(f"{'--crop' if crop else '--quantize'} is not available for several labels per photo yet")
+            result = check_multilabel(data_dir, labels_file, backbone, weights, cache_dir, progress=bar.update,
+                                      log=None if quiet else bar.log)
+        else:
+            result = run_check(data_dir, backbone=backbone, weights=weights, cache_dir=cache_dir, crop=crop, quantize=quantize,
+                               val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update,
+                               log=None if quiet else bar.log)
     render.check_summary(result, str(data_dir))
     if json_out:
         claims[json_out].write_json({"generator": generator("check"), **result.to_dict()})

@@ -364,7 +364,7 @@ def train_summary(result) -> None:
         return f"{s['accuracy']:.3f} ({_photos(s['n'])}; 95 % interval {lo:.2f}–{hi:.2f})"
 
     if m.get("multi_label"):
-        multilabel_lines(out, m["multi_label"])
+        multilabel_lines(m["multi_label"], out)
     elif m.get("verifier"):
         out.print(f"one label: a verifier that answers {result.labels[0]} or unknown (add an unknown/ folder of other photos "
                   "to measure and sharpen its rejections)")
@@ -384,10 +384,11 @@ def train_summary(result) -> None:
     out.print(f"report: {result.model_dir / REPORT_FILE}")
 
 
-def multilabel_lines(out: "_Out", m: dict) -> None:
+def multilabel_lines(m: dict, out: "_Out | None" = None) -> None:
     """How a model of several labels per photo does (``train``, ``evaluate``): the estimate in words, then per label."""
     from rich.table import Table
 
+    out = out or _Out()
     from imgclf.report.multilabel import label_rows, summary_lines
 
     out.print(f"several labels per photo, measured by {m['method']}:")

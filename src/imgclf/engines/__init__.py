@@ -85,10 +85,12 @@ def predict(
 ) -> JobResult:
     """Predict every photo under ``inputs`` and write one row per file to ``output`` (.parquet/.csv/.jsonl)."""
     from imgclf.engines.outputs import Writer
+    from imgclf.runtime import artifact
 
     start = time.perf_counter()
+    multi = artifact.read(model_dir).meta.get("multi_label") is not None
     with Writer(output, PREDICTIONS, top_k=top_k, metadata={"model": str(Path(model_dir).absolute())},
-                label_set=kwargs.get("error_rate") is not None) as w:
+                label_set=kwargs.get("error_rate") is not None, multi_label=multi) as w:
         for batch in iter_predict(model_dir, inputs, engine, top_k=top_k, **kwargs):
             w.write(batch)
     return JobResult(Path(output), w.rows, w.errors, time.perf_counter() - start)

@@ -71,9 +71,14 @@ class Runner:
     def row(self, item: Item, out: tuple[np.ndarray, ...] | ImageError) -> dict:
         raise NotImplementedError
 
+    #: Views of each photo the graph runs (a multi-label model's ten): batches hold that many times fewer photos.
+    views = 1
+
     def iter_rows(self, items: Iterable[Item], batch_size: int = DEFAULT_BATCH, loaders: int | None = None) -> Iterator[dict]:
-        """Rows in input order; ``loaders`` decode threads feed batches of ``batch_size``."""
-        for item, out in run_batched(items, self.load, self.forward, batch_size, loaders or self.threads, collate=self.pre.batch):
+        """Rows in input order; ``loaders`` decode threads feed batches of ``batch_size`` images (``batch_size`` /
+        :attr:`views` photos)."""
+        per_run = max(1, batch_size // self.views)
+        for item, out in run_batched(items, self.load, self.forward, per_run, loaders or self.threads, collate=self.pre.batch):
             yield self.row(item, out)
 
 
@@ -90,6 +95,7 @@ class PredictRunner(Runner):
                  error_rate: float | None = None):
         super().__init__(model.preprocessing, threads)
         self.model = model
+        self.views = model.views
         self.top_k = top_k
         self.threshold = threshold
         self.reject = reject
@@ -100,10 +106,8 @@ class PredictRunner(Runner):
         return [self.model.scores(batch)]
 
     def row(self, item: Item, out) -> dict:
-        from imgclf.runtime.model import failed
-
         if isinstance(out, ImageError):
-            return failed(item.path, out, self.error_rate).to_row()
+            return self.model.failed(item.path, out, self.error_rate).to_row()
         return self.model.prediction(item.path, out[0], self.top_k, self.threshold, self.reject, self.error_rate).to_row()
 
 

@@ -57,23 +57,25 @@ def _pa():
     return pyarrow
 
 
-def schema(kind: str, label_set: bool = False):
+def schema(kind: str, label_set: bool = False, multi_label: bool = False):
     """The Arrow schema of ``kind`` rows (:data:`PREDICTIONS` or :data:`EMBEDDINGS`); predictions with ``label_set``
-    have a ``set`` column (``predict --error-rate``)."""
+    have a ``set`` column (``predict --error-rate``), and those of a model of several labels per photo (``multi_label``)
+    a ``labels`` column."""
     pa = _pa()
     if kind == PREDICTIONS:
         top = pa.struct([("label", pa.string()), ("confidence", pa.float64())])
         return pa.schema([("path", pa.string()), ("status", pa.string()), ("label", pa.string()), ("confidence", pa.float64()),
                           ("similarity", pa.float64()), ("top_k", pa.list_(top)), ("error", pa.string())]
-                         + ([("set", pa.list_(pa.string()))] if label_set else []))
+                         + ([("set", pa.list_(pa.string()))] if label_set else [])
+                         + ([("labels", pa.list_(top))] if multi_label else []))
     return pa.schema([("path", pa.string()), ("hash", pa.string()), ("label", pa.string()), ("split", pa.string()),
                       ("embedding", pa.list_(pa.float32())), ("error", pa.string())])
 
 
-def to_arrow(rows: list[dict], kind: str, label_set: bool = False):
+def to_arrow(rows: list[dict], kind: str, label_set: bool = False, multi_label: bool = False):
     """A batch of rows → an Arrow table with :func:`schema` (embedding vectors copied once, no Python floats)."""
     pa = _pa()
-    sch = schema(kind, label_set)
+    sch = schema(kind, label_set, multi_label)
     if kind != EMBEDDINGS:
         return pa.Table.from_pylist(rows, schema=sch)
     vecs = [r["embedding"] for r in rows]
@@ -90,13 +92,13 @@ class Writer:
     """``with Writer(path, kind) as w: w.write(batch)``; the file appears complete on exit, or not at all."""
 
     def __init__(self, path: str | os.PathLike, kind: str, top_k: int = 3, metadata: dict | None = None,
-                 label_set: bool = False):
+                 label_set: bool = False, multi_label: bool = False):
         if kind not in (PREDICTIONS, EMBEDDINGS):
             raise ValueError(kind)
         check_not_artefact(path, "output")
         self.path = Path(path)
         self.format = format_of(path)
-        self.kind, self.top_k, self.label_set = kind, top_k, label_set
+        self.kind, self.top_k, self.label_set, self.multi_label = kind, top_k, label_set, multi_label
         self._claim = Claim(path, "output")
         self.metadata = {"kind": kind, **(metadata or {})}
         #: Embeddings rows in CSV and JSON Lines name the backbone that made them (parquet: in its schema metadata),
@@ -120,7 +122,7 @@ class Writer:
             import pyarrow.parquet as pq
 
             os.close(fd)
-            sch = schema(self.kind, self.label_set).with_metadata({META_KEY: json.dumps(self.metadata)})
+            sch = schema(self.kind, self.label_set, self.multi_label).with_metadata({META_KEY: json.dumps(self.metadata)})
             self._parquet = pq.ParquetWriter(str(self._tmp), sch)
         else:
             self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
@@ -149,8 +151,8 @@ class Writer:
         if n == 0:
             return
         if self.format == "parquet":
-            table = batch if is_table else to_arrow(batch, self.kind, self.label_set)
-            self._parquet.write_table(table.cast(schema(self.kind, self.label_set)) if is_table else table)
+            table = batch if is_table else to_arrow(batch, self.kind, self.label_set, self.multi_label)
+            self._parquet.write_table(table.cast(schema(self.kind, self.label_set, self.multi_label)) if is_table else table)
             self.errors += n - table["error"].null_count
         else:
             rows = batch.to_pylist() if is_table else batch
@@ -166,14 +168,14 @@ class Writer:
     def _csv_header(self) -> list[str]:
         if self.kind == EMBEDDINGS:
             return list(EMBEDDING_CSV_COLUMNS)
-        return csv_header(self.top_k, label_set=self.label_set)
+        return csv_header(self.top_k, label_set=self.label_set, multi_label=self.multi_label)
 
     def _csv_row(self, r: dict) -> list:
         if self.kind == EMBEDDINGS:
             vec = r["embedding"]
             text = "" if vec is None else json.dumps([float(x) for x in vec])
             return [r["path"], r["hash"] or "", r["label"] or "", r["split"] or "", r["error"] or "", text, self._backbone]
-        return csv_row(r, self.top_k, label_set=self.label_set)
+        return csv_row(r, self.top_k, label_set=self.label_set, multi_label=self.multi_label)
 
 
 def _plain(r: dict) -> dict:

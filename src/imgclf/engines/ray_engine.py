@@ -120,7 +120,7 @@ class PredictActor:
         from imgclf.engines.outputs import to_arrow
 
         return to_arrow(list(self.runner.iter_rows(_items(table), self.batch_size)), PREDICTIONS,
-                        label_set=self.runner.error_rate is not None)
+                        label_set=self.runner.error_rate is not None, multi_label=self.runner.model.multi_label)
 
 
 class EmbedActor:

@@ -78,3 +78,45 @@ def multilabel_metrics(truth: np.ndarray, probs: np.ndarray, answered: np.ndarra
 
 def _round(v: float | None) -> float | None:
     return None if v is None else round(float(v), 6)
+
+
+def evaluate_multilabel(model, data_dir, labels_file=None) -> dict:
+    """The metrics of a model of several labels per photo on photos with known labels: a manifest (``labels_file``) or
+    label folders (one photo in several folders has each label). Labels the model does not know are reported in
+    ``unknown_labels`` and left out; unreadable files are listed in ``skipped``."""
+    from pathlib import Path
+
+    from imgclf.data.manifest import merge_copies, read_manifest, scan_folders
+    from imgclf.errors import ImageError, ImgclfError
+    from imgclf.files.digests import content_hash
+    from imgclf.runtime.images import read_bytes
+
+    tagged = read_manifest(data_dir, labels_file) if labels_file else scan_folders(data_dir)
+    skipped, hashes = [s.to_dict() for s in tagged.skipped], {}
+    for p in tagged.photos:
+        try:
+            hashes[p.path] = content_hash(read_bytes(p.path))
+        except ImageError as e:
+            skipped.append({"path": str(p.path), "reason": e.reason})
+    tagged, _ = merge_copies(tagged, hashes)
+    known = {lab: k for k, lab in enumerate(model.labels)}
+    truth = np.zeros((len(tagged.photos), len(model.labels)), np.int8)
+    for i, p in enumerate(tagged.photos):
+        truth[i, [known[lab] for lab in p.labels if lab in known]] = 1
+    rows, probs, answered, paths = [], [], [], []
+    for i, pred in enumerate(model.iter_predict([p.path for p in tagged.photos], top_k=len(model.labels))):
+        if pred.error or not pred.top_k:
+            skipped.append({"path": pred.path, "reason": pred.error or "no answer"})
+            continue
+        score = {t["label"]: t["confidence"] for t in pred.top_k}
+        rows.append(i)
+        probs.append([score[lab] for lab in model.labels])
+        answered.append([lab in {a["label"] for a in pred.labels or []} for lab in model.labels])
+        paths.append(pred.path)
+    if not rows:
+        raise ImgclfError(f"none of the {len(tagged.photos)} files in {data_dir} could be read")
+    result = multilabel_metrics(truth[rows], np.array(probs), np.array(answered), model.labels,
+                                model.label_thresholds, paths)
+    result["method"] = f"{len(rows)} photos of {Path(data_dir).resolve().name} ({tagged.source})"
+    return {"multi_label": result, "n": len(rows), "skipped": skipped, "data_dir": str(data_dir),
+            "unknown_labels": sorted(set(tagged.labels) - set(known))}

@@ -2,7 +2,8 @@
 
 Kept: the input (N, 3, H, W), normalised as the sidecar says) and the outputs ``probabilities``,
 ``similarity`` (compare with the sidecar's ``threshold``: below it the answer is ``unknown``) and
-``embedding``. Left out: the class activation maps and the per-training-photo similarities
+``embedding`` (of a model that sees ten views of a photo, :mod:`imgclf.backbones.views`: their element-wise largest,
+(N, dim), rather than the ten side by side). Left out: the class activation maps and the per-training-photo similarities
 (explanations stay with imgclf). ``LpNormalization`` is spelled out as ``x / max(sqrt(sum(x²)), ε)``
 so that converters without that operator (onnx2tf with TensorFlow 2.20 and later) take the graph.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgclf.runtime.artifact import EMBEDDING, PROBABILITIES, SIMILARITY
+from imgclf.runtime.artifact import EMBEDDING, POOLED_EMBEDDING, PROBABILITIES, SIMILARITY
 
 #: The outputs every export carries, in this order.
 OUTPUTS = (PROBABILITIES, SIMILARITY, EMBEDDING)
@@ -40,6 +41,10 @@ def portable_graph(model_onnx: Path, out: Path) -> None:
         else:
             nodes.append(node)
     outputs = {o.name: o for o in graph.output}
+    if any(POOLED_EMBEDDING in node.output for node in nodes):  # a views model: its pooled embedding is the one exported
+        nodes = [n for n in nodes if EMBEDDING not in n.output] + [helper.make_node("Identity", [POOLED_EMBEDDING], [EMBEDDING])]
+        width = next(i for i in graph.initializer if i.name == "imgclf_prototypes").dims[0]
+        outputs[EMBEDDING] = helper.make_tensor_value_info(EMBEDDING, onnx.TensorProto.FLOAT, ["N", int(width)])
     missing = [name for name in OUTPUTS if name not in outputs]
     if missing:
         raise ValueError(f"{model_onnx} has no {', '.join(missing)} output")

@@ -25,14 +25,20 @@ def sidecar(model, fmt: str, int8: bool, parity) -> dict:
         "input": {"name": "input", "shape": [1, size, size, 3] if channels_last else ["N", 3, size, size],
                   "layout": "NHWC" if channels_last else "NCHW", "dtype": "float32"},
         "preprocessing": {**pre.to_dict(), "resize_to": pre.resize_to,
+                          **({"views": "the graph sees the photo whole and as a 3 x 3 grid of half-size crops itself"}
+                             if model.views > 1 else {}),
                           "steps": f"RGB; resize the shorter side to {pre.resize_to} px ({pre.interpolation}); crop the centre "
                                    f"{size} x {size}; scale to 0-1; subtract mean and divide by std per channel"},
-        "outputs": {"probabilities": f"one per label, in the order of labels ({len(model.labels)})",
+        "outputs": {"probabilities": (f"one independent probability per label, in the order of labels ({len(model.labels)}); a "
+                                      "label is answered when its probability reaches its entry of label_thresholds"
+                                      if model.multi_label else f"one per label, in the order of labels ({len(model.labels)})"),
                     "similarity": "how like the training photos it is; below threshold the answer is unknown",
-                    "embedding": "the backbone's embedding"},
+                    "embedding": ("the element-wise largest of the ten views' embeddings" if model.views > 1
+                                  else "the backbone's embedding")},
         "output_order": list(OUTPUTS),
         "threshold": model.threshold,
         **({"label_sets": _label_sets(model)} if model.label_sets is not None else {}),
+        **({"label_thresholds": dict(zip(model.labels, model.meta["multi_label"]["thresholds"]))} if model.multi_label else {}),
         "parity": parity.to_dict(),
         "model_sha256": model.meta.get("onnx", {}).get("sha256"),
     }

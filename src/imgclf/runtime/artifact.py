@@ -43,6 +43,9 @@ TABLE_FILE = "training-photos.npz"
 INPUT = "input"
 PROBABILITIES = "probabilities"
 EMBEDDING = "embedding"
+#: The element-wise largest of the views' embeddings (N, dim) in a model that sees ten views of each photo
+#: (:mod:`imgclf.backbones.views`): what its "unknown" rule compares, and the ``embedding`` its exports answer.
+POOLED_EMBEDDING = "imgclf_pooled_embedding"
 #: The "unknown" rule's score (N).
 SIMILARITY = "similarity"
 #: Class activation maps (N, classes, h, w): a map's mean plus the label's bias is its logit.
@@ -198,7 +201,15 @@ def _check_pinned(pins: dict[str, str], folder: Folder) -> None:
 
 def read_neighbors(folder: Folder, session) -> list[tuple[str, str]] | None:
     """``neighbors.json``'s ``[(path, label), …]`` in the order of ``photo_similarities`` (None: the model has no such output),
-    checked against the checksum ``model.onnx`` carries, the output's width and the labels."""
+    checked against the checksum ``model.onnx`` carries, the output's width and the labels (a model of several labels
+    per photo names each photo's labels joined by ``;``)."""
+    labels = set(folder.labels)
+
+    def known(label) -> bool:
+        if not isinstance(label, str):
+            return False
+        return label in labels or ("multi_label" in folder.meta and set(label.split(";")) <= labels)
+
     outputs = {o.name: o for o in session.get_outputs()}
     if PHOTO_SIMILARITIES not in outputs:
         return None
@@ -210,7 +221,7 @@ def read_neighbors(folder: Folder, session) -> list[tuple[str, str]] | None:
     parsed = _parse(data, where)
     photos = parsed.get("photos") if isinstance(parsed, dict) else None
     if not isinstance(photos, list) or not all(
-            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and p[1] in folder.labels for p in photos):
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and known(p[1]) for p in photos):
         raise ImgclfError(f"{where} is damaged: expected {{\"photos\": [[path, label], …]}} with the model's labels")
     shape = list(outputs[PHOTO_SIMILARITIES].shape or [])
     if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] != len(photos):

@@ -70,8 +70,10 @@ class Model:
         multi = meta.get("multi_label")
         #: Each label's threshold (a model of several labels per photo, :mod:`imgclf.training.multilabel`; else None).
         self.label_thresholds = np.asarray(multi["thresholds"], np.float32) if multi else None
+        #: How many views of each photo the graph embeds (:mod:`imgclf.backbones.views`; 1: the photo once).
+        self.views = int(meta.get("backbone", {}).get("views") or 1)
         #: Photos per graph run: a model that sees each photo as several views runs fewer at a time (bounded memory).
-        self.batch_size = max(1, DEFAULT_BATCH // int(meta.get("backbone", {}).get("views") or 1))
+        self.batch_size = max(1, DEFAULT_BATCH // self.views)
         tree = meta.get("hierarchy")
         #: The labels' tree (``train --hierarchy``; None: flat labels) and the probability an answer needs to go down a level.
         self.tree = Tree(tuple(labels)) if tree else None
@@ -309,15 +311,25 @@ class Model:
                 pred = self._answer(str(path), got, None, top_k, neighbors, threshold=threshold, reject=reject,
                                     error_rate=error_rate)
                 photo, size = photos.pop(str(path))
-                k = self._label_index(label, got[PROBABILITIES])
-                explanation = explain_map(self.labels[k], got[CAM][k], crop_box(*size, pre.resize_to, pre.input_size), size)
-                target = _free_target(out, Path(path).stem, taken)
-                pred.explanation = {"heatmap": str(target), **explanation.to_dict()}
-                pending.append((pred, drawing.submit(_write_overlay, explanation, photo, target)))
-                while pending and (not isinstance(pending[0], tuple) or pending[0][1].done()):
+                drawn = []
+                for k in self._explained(label, got[PROBABILITIES], pred):
+                    explanation = explain_map(self.labels[k], got[CAM][k], crop_box(*size, pre.resize_to, pre.input_size), size)
+                    target = _free_target(out, Path(path).stem + (f".{self.labels[k]}" if self.multi_label else ""), taken)
+                    drawn.append(({"heatmap": str(target), **explanation.to_dict()},
+                                  drawing.submit(_write_overlay, explanation, photo, target)))
+                pred.explanation = dict(drawn[0][0], **({"maps": [d for d, _ in drawn]} if self.multi_label else {}))
+                pending.append((pred, [w for _, w in drawn]))
+                while pending and (not isinstance(pending[0], tuple) or all(w.done() for w in pending[0][1])):
                     yield _finished(pending.pop(0))
             for item in pending:
                 yield _finished(item)
+
+    def _explained(self, label: str | None, probabilities: np.ndarray, pred: Prediction) -> list[int]:
+        """The labels whose maps ``--explain`` draws for one photo: the one asked for, else the best guess, or for a
+        model of several labels per photo every label it answered (the best guess when it answered none)."""
+        if label is None and self.multi_label and pred.labels:
+            return [self.labels.index(a["label"]) for a in pred.labels]
+        return [self._label_index(label, probabilities)]
 
     def _iter_explain_each(self, paths, out: Path, label, top_k, neighbors, **rule) -> Iterator[Prediction]:
         """:meth:`iter_explain` one photo at a time, through :meth:`explain`: for models that look at faces
@@ -454,10 +466,11 @@ def _write_overlay(explanation: "Explanation", photo: Image.Image, target: Path)
 
 
 def _finished(item) -> Prediction:
-    """A prediction whose overlay has been written (its write's error, if any, raised here)."""
+    """A prediction whose overlays have been written (a write's error, if any, raised here)."""
     if isinstance(item, tuple):
         pred, written = item
-        written.result()
+        for w in written:
+            w.result()
         return pred
     return item
 

@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse, Response
 
 from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
 from imgclf.errors import ImageError, ImgclfError
-from imgclf.runtime.model import failed
 from imgclf.serve.schemas import BATCH_BODY, COMMON_ERRORS, ERRORS, UPLOAD_BODY, PredictionOut
 from imgclf.serve.service import Service
 
@@ -107,7 +106,7 @@ async def predict_batch(request: Request, top_k: int = Query(3, ge=1, le=1000),
         service.in_flight -= len(files)
     service.requests += 1
     return JSONResponse([
-        failed(name, r, error_rate).to_row() if isinstance(r, ImageError) else r
+        service.model.failed(name, r, error_rate).to_row() if isinstance(r, ImageError) else r
         for (name, _), r in zip(files, results)
     ])
 
@@ -146,6 +145,8 @@ async def model_info(request: Request):
         "explain": model.explainable,
         "neighbors": model.neighbor_index is not None,
         "label_sets": model.label_sets is not None,
+        # several labels per photo: each label's threshold and how it was chosen (None: one label per photo)
+        "multi_label": meta.get("multi_label"),
         "created": meta.get("created"),
         "imgclf_version": meta.get("imgclf_version"),
         "max_upload_mb": service.max_upload_bytes / 2**20,

@@ -31,7 +31,7 @@ class PredictionOut(BaseModel):
     """One photo's answer: :meth:`imgclf.runtime.prediction.Prediction.to_row`, as ``imgclf predict --format json`` prints it."""
 
     path: str
-    status: Literal["ok", "unknown", "no_face", "error"]
+    status: Literal["ok", "unknown", "none", "no_face", "error"]
     label: Optional[str]
     confidence: Optional[float]
     similarity: Optional[float]
@@ -41,7 +41,7 @@ class PredictionOut(BaseModel):
     neighbors: Optional[list[NeighborOut]] = None  # only with ?neighbors=K
     set: Optional[list[str]] = None  # only with ?error_rate=A: the labels that hold the right one with probability >= 1 - A
     levels: Optional[list[LabelScore]] = None  # models trained with --hierarchy: the best node of each level, top first
-
+    labels: Optional[list[LabelScore]] = None  # models of several labels per photo: every label over its threshold
 
 class ErrorOut(BaseModel):
     """Every error the API answers, whatever its status: one line saying what is wrong."""

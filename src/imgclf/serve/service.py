@@ -19,7 +19,7 @@ from starlette.datastructures import UploadFile
 from imgclf.errors import ImageError, ImgclfError
 from imgclf.runtime.faces import NoFaceError
 from imgclf.runtime.images import MAX_FILE_BYTES, decode, jpeg_thumbnail, read_at_most, upright_size
-from imgclf.runtime.model import Model, failed
+from imgclf.runtime.model import Model
 from imgclf.runtime.batching import safe_load
 from imgclf.runtime.loader import draft_side, load_pixels
 from imgclf.serve.batching import MicroBatcher
@@ -109,7 +109,8 @@ class Service:
         self.in_flight = 0
         self.started = time.time()
         self.requests = 0
-        self.batcher = MicroBatcher(model.scores, max_batch=max_batch, collate=model.preprocessing.batch)
+        # a model that sees each photo as several views runs as many fewer photos at once (bounded memory)
+        self.batcher = MicroBatcher(model.scores, max_batch=max(1, max_batch // model.views), collate=model.preprocessing.batch)
         self.decode_threads = decode_threads
         self._indexed: set[str] | None = None
         self._thumbs: OrderedDict = OrderedDict()
@@ -159,7 +160,7 @@ class Service:
         try:
             return await loop.run_in_executor(self.pool, self._detailed, name, data, top_k, explain, neighbors, error_rate)
         except NoFaceError as e:
-            return failed(name, e, error_rate).to_row()
+            return self.model.failed(name, e, error_rate).to_row()
         except ImageError as e:
             return e
         except ImgclfError:
@@ -242,7 +243,7 @@ class Service:
         out: list[dict | ImageError] = []
         for (name, _), arr in zip(uploads, decoded):
             if isinstance(arr, NoFaceError):
-                out.append(failed(name, arr, error_rate).to_row())
+                out.append(self.model.failed(name, arr, error_rate).to_row())
             elif isinstance(arr, ImageError):
                 out.append(arr)
             else:

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from imgclf.backbones.views import VIEW_ROWS
 from imgclf.heads.linear import LinearHead
-from imgclf.runtime.artifact import CAM, EMBEDDING, PHOTO_SIMILARITIES, PROBABILITIES, REFERENCE_COORDS, SIMILARITY
+from imgclf.runtime.artifact import CAM, EMBEDDING, POOLED_EMBEDDING, PHOTO_SIMILARITIES, PROBABILITIES, REFERENCE_COORDS, SIMILARITY
 _FLOAT, _INT64 = 1, 7  # TensorProto.DataType
-_ATTR_INT, _ATTR_INTS = 2, 7  # AttributeProto.AttributeType
+_ATTR_INT, _ATTR_INTS, _ATTR_STRING = 2, 7, 3  # AttributeProto.AttributeType
+_NEAREST = b"nearest"  # a string attribute's value
 
 
 def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Path, metadata: dict[str, str] | None = None,
@@ -56,56 +58,101 @@ def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Pat
 
 
 def fuse_views(backbone_onnx: Path, heads, labels: list[str], out_path: Path, metadata: dict[str, str] | None = None,
-               feature_map: str | None = None) -> str:
+               feature_map: str | None = None, map_size: tuple[int, int] | None = None) -> str:
     """Write a views backbone (:mod:`imgclf.backbones.views`: ``embedding`` is (N, views × dim)) plus
     :class:`~imgclf.heads.sigmoid.SigmoidHeads` to ``out_path``: each view scored, a label's logit its best view's,
-    ``probabilities`` its sigmoid (one independent probability per label); with ``feature_map`` (the whole view's) also
-    :data:`CAM`. Returns the name of the views' element-wise largest embedding, which the "unknown" rule compares."""
+    ``probabilities`` its sigmoid (one independent probability per label); with ``feature_map`` (every view's, of
+    ``map_size``) also :data:`CAM` (:func:`_views_cam`). Returns the name of the views' element-wise largest embedding,
+    which the "unknown" rule compares."""
     data = Path(backbone_onnx).read_bytes()
     new = _opset(data) >= 18
     k, views, dim = len(labels), heads.views, heads.weight.shape[1]
-    pooled = "imgclf_pooled_embedding"
+    pooled = POOLED_EMBEDDING
 
     def reduce(op: str, src: str, dst: str, axes: list[int], keepdims: int) -> bytes:
         if new:
             return _node(op, [src, f"imgclf_axes_{'_'.join(map(str, axes))}"], [dst], keepdims=keepdims)
         return _node(op, [src], [dst], axes=axes, keepdims=keepdims)
 
-    nodes = [
-        _node("Reshape", [EMBEDDING, "imgclf_view_rows"], ["imgclf_each_view"]),
-        _node("LpNormalization", ["imgclf_each_view"], ["imgclf_each_view_unit"], axis=1, p=2),
+    nodes = [  # every view's embedding, view-major (views · N, dim), as the views backbone computes them
+        _node("LpNormalization", [VIEW_ROWS], ["imgclf_each_view_unit"], axis=1, p=2),
         _node("MatMul", ["imgclf_each_view_unit", "imgclf_head_weight"], ["imgclf_view_matmul"]),
         _node("Add", ["imgclf_view_matmul", "imgclf_head_bias"], ["imgclf_view_logits"]),
-        _node("Reshape", ["imgclf_view_logits", "imgclf_view_logit_shape"], ["imgclf_view_logits_by_photo"]),
-        reduce("ReduceMax", "imgclf_view_logits_by_photo", "logits", [1], 0),
+        _node("Reshape", ["imgclf_view_logits", "imgclf_view_logit_shape"], ["imgclf_view_logits_by_view"]),
+        reduce("ReduceMax", "imgclf_view_logits_by_view", "logits", [0], 0),
         _node("Sigmoid", ["logits"], [PROBABILITIES]),
-        _node("Reshape", [EMBEDDING, "imgclf_view_embedding_shape"], ["imgclf_fused_views"]),
-        reduce("ReduceMax", "imgclf_fused_views", pooled, [1], 0),
+        _node("Reshape", [VIEW_ROWS, "imgclf_view_embedding_shape"], ["imgclf_fused_views"]),
+        reduce("ReduceMax", "imgclf_fused_views", pooled, [0], 0),
     ]
     weights = [_tensor("imgclf_head_weight", np.ascontiguousarray(heads.weight.T, np.float32)),
                _tensor("imgclf_head_bias", heads.bias.astype(np.float32)),
-               _tensor("imgclf_view_rows", np.array([-1, dim], np.int64)),
-               _tensor("imgclf_view_logit_shape", np.array([-1, views, k], np.int64)),
-               _tensor("imgclf_view_embedding_shape", np.array([-1, views, dim], np.int64))]
-    axes = {(1,)}
+               _tensor("imgclf_view_logit_shape", np.array([views, -1, k], np.int64)),
+               _tensor("imgclf_view_embedding_shape", np.array([views, -1, dim], np.int64))]
+    axes = {(0,)}
     outputs = [_value_info(PROBABILITIES, ["N", k])]
-    if feature_map is not None:  # the whole view's map, divided by the length of its embedding (the map's mean)
-        nodes += [
-            _node("Conv", [feature_map, "imgclf_cam_kernel"], ["imgclf_cam_raw"], kernel_shape=[1, 1]),
-            reduce("ReduceMean", feature_map, "imgclf_whole_embedding", [2, 3], 0),
-            reduce("ReduceL2", "imgclf_whole_embedding", "imgclf_cam_norm", [1], 1),
-            _node("Reshape", ["imgclf_cam_norm", "imgclf_cam_shape"], ["imgclf_cam_norm4"]),
-            _node("Div", ["imgclf_cam_raw", "imgclf_cam_norm4"], [CAM]),
-        ]
-        weights += [_tensor("imgclf_cam_kernel", np.ascontiguousarray(heads.weight.astype(np.float32)[:, :, None, None])),
-                    _tensor("imgclf_cam_shape", np.array([-1, 1, 1, 1], np.int64))]
-        axes.add((2, 3))
-        outputs.append(_value_info(CAM, ["N", k, "H", "W"]))
+    if feature_map is not None:
+        cam_nodes, cam_weights = _views_cam(feature_map, heads.weight, views, map_size, reduce)
+        nodes += cam_nodes
+        weights += cam_weights
+        axes.update({(1,), (2, 3)})
+        outputs.append(_value_info(CAM, ["N", k, 4 * map_size[0], 4 * map_size[1]]))
     if new:
         weights += [_tensor(f"imgclf_axes_{'_'.join(map(str, a))}", np.array(a, np.int64)) for a in sorted(axes)]
     meta = {"labels": json.dumps(labels), **(metadata or {})}
     Path(out_path).write_bytes(data + _model(_graph(nodes, weights, outputs), meta, producer="imgclf"))
     return pooled
+
+
+def _views_cam(feature_map: str, weight: np.ndarray, views: int, map_size: tuple[int, int], reduce) -> tuple[list, list]:
+    """The nodes of a views model's :data:`CAM` (N, labels, 4h, 4w): each view's logit for the label, varied across the
+    view by its class activation map (less the map's mean), placed where the view lies on a grid of quarter cells — a
+    half-size crop at twice the scale, the whole photo at four times — and at each place the largest over the views
+    that cover it. A label a small part of the photo shows is hot there and nowhere else."""
+    h, w = map_size
+    k = weight.shape[0]
+    grid = int(round((views - 1) ** 0.5))
+    nodes = [
+        _node("Conv", [feature_map, "imgclf_cam_kernel"], ["imgclf_cam_raw"], kernel_shape=[1, 1]),
+        reduce("ReduceMean", "imgclf_cam_raw", "imgclf_cam_mean", [2, 3], 1),
+        _node("Sub", ["imgclf_cam_raw", "imgclf_cam_mean"], ["imgclf_cam_spread"]),
+        reduce("ReduceMean", feature_map, "imgclf_view_embedding", [2, 3], 0),
+        reduce("ReduceL2", "imgclf_view_embedding", "imgclf_cam_norm", [1], 1),
+        _node("Max", ["imgclf_cam_norm", "imgclf_cam_least_norm"], ["imgclf_cam_safe_norm"]),
+        _node("Reshape", ["imgclf_cam_safe_norm", "imgclf_cam_shape"], ["imgclf_cam_norm4"]),
+        _node("Div", ["imgclf_cam_spread", "imgclf_cam_norm4"], ["imgclf_cam_detail"]),
+        # each view's logits, view-major as the feature map is: (views · N, K) → (views · N, K, 1, 1)
+        _node("Reshape", ["imgclf_view_logits", "imgclf_cam_logit_shape"], ["imgclf_cam_logits"]),
+        _node("Add", ["imgclf_cam_detail", "imgclf_cam_logits"], ["imgclf_view_cams"]),
+        _node("Reshape", ["imgclf_view_cams", "imgclf_view_cams_shape"], ["imgclf_view_cams_by_view"]),
+    ]
+    weights = [_tensor("imgclf_cam_kernel", np.ascontiguousarray(weight.astype(np.float32)[:, :, None, None])),
+               _tensor("imgclf_cam_shape", np.array([-1, 1, 1, 1], np.int64)),
+               _tensor("imgclf_cam_least_norm", np.array(1.0, np.float32)),  # a blank view's tiny features stay tiny
+               _tensor("imgclf_cam_logit_shape", np.array([-1, k, 1, 1], np.int64)),
+               _tensor("imgclf_view_cams_shape", np.array([views, -1, k, h, w], np.int64)),
+               _tensor("imgclf_cam_roi", np.zeros(0, np.float32)),
+               _tensor("imgclf_cam_scale2", np.array([1, 1, 2, 2], np.float32)),
+               _tensor("imgclf_cam_scale4", np.array([1, 1, 4, 4], np.float32)),
+               _tensor("imgclf_cam_axis0", np.array([0], np.int64)),
+               _tensor("imgclf_cam_floor", np.array(-1e4, np.float32))]
+    placed = []
+    for v in range(views):
+        one = f"imgclf_cam_view{v}"
+        nodes += [_node("Slice", ["imgclf_view_cams_by_view", f"imgclf_cam_at{v}", f"imgclf_cam_to{v}", "imgclf_cam_axis0"],
+                        [one + "_5d"]),
+                  _node("Squeeze", [one + "_5d", "imgclf_cam_axis0"], [one])]
+        weights += [_tensor(f"imgclf_cam_at{v}", np.array([v], np.int64)), _tensor(f"imgclf_cam_to{v}", np.array([v + 1], np.int64))]
+        if v == 0:  # the whole photo: four times its map's cells
+            nodes.append(_node("Resize", [one, "imgclf_cam_roi", "imgclf_cam_scale4"], [one + "_placed"], mode=_NEAREST))
+        else:  # a half-size crop at row y, column x of the grid, a quarter of the photo apart
+            y, x = divmod(v - 1, grid)
+            pads = [0, 0, y * h, x * w, 0, 0, (grid - 1 - y) * h, (grid - 1 - x) * w]
+            nodes += [_node("Resize", [one, "imgclf_cam_roi", "imgclf_cam_scale2"], [one + "_big"], mode=_NEAREST),
+                      _node("Pad", [one + "_big", f"imgclf_cam_pads{v}", "imgclf_cam_floor"], [one + "_placed"])]
+            weights.append(_tensor(f"imgclf_cam_pads{v}", np.array(pads, np.int64)))
+        placed.append(one + "_placed")
+    nodes.append(_node("Max", placed, [CAM]))
+    return nodes, weights
 
 
 def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None = None, embedding: str = EMBEDDING) -> None:
@@ -186,7 +233,9 @@ def _field(number: int, value) -> bytes:
 def _node(op: str, inputs: list[str], outputs: list[str], **attrs) -> bytes:
     out = b"".join(_field(1, i) for i in inputs) + b"".join(_field(2, o) for o in outputs) + _field(4, op)
     for name, value in attrs.items():
-        if isinstance(value, list):
+        if isinstance(value, bytes):
+            attr = _field(1, name) + _field(4, value) + _field(20, _ATTR_STRING)
+        elif isinstance(value, list):
             attr = _field(1, name) + b"".join(_field(8, v) for v in value) + _field(20, _ATTR_INTS)
         else:
             attr = _field(1, name) + _field(3, int(value)) + _field(20, _ATTR_INT)

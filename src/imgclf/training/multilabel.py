@@ -18,6 +18,8 @@ import numpy as np
 
 from imgclf.backbones import Backbone, resolve
 from imgclf.backbones.views import pooled, with_views
+from imgclf.checks.findings import CheckResult
+from imgclf.checks.multilabel import EXTRA_BELOW, MISSING_AT, label_findings
 from imgclf.data.manifest import TaggedSet, merge_copies, read_manifest, scan_folders
 from imgclf.embeddings import EmbeddingCache, Embeddings, embed_files
 from imgclf.errors import ImgclfError
@@ -70,6 +72,8 @@ class Fitted:
     thresholds: np.ndarray
     rule: str
     folds: int
+    #: Each pooled photo's calibrated probabilities from heads fitted without it (what the checks read).
+    out_of_fold: np.ndarray
 
 
 def run(data_dir, model_dir, settings: Settings, report: Reporter):
@@ -79,28 +83,37 @@ def run(data_dir, model_dir, settings: Settings, report: Reporter):
 
     started = time.perf_counter()
     requested, target = Path(model_dir), artifact.check_output(model_dir, data_dir)
+    photos, bb, fitted, emb = prepared(data_dir, settings, report, with_embeddings=True)
+    report.start("calibrate")
+    reference, rule = unknown_rule(photos, bb, settings)
+    report.start("check")
+    checked = check(photos, fitted)
+    report.start("estimate")
+    metrics = measure(photos, fitted, reference, rule, bb, settings, emb, started, checked)
+    report.start("write")
+    write(requested, target, data_dir, photos, fitted, reference, rule, bb, settings, metrics)
+    return TrainResult(requested, photos.labels, photos.counts(), metrics, photos.skipped, photos.warnings,
+                       time.perf_counter() - started, emb.n_computed, checked)
+
+
+def prepared(data_dir, settings: Settings, report: Reporter, with_embeddings: bool = False):
+    """scan → embed → one photo per content → fit: the photos, the views backbone and the calibrated heads (and the
+    embeddings' record with ``with_embeddings``); what ``train`` and ``check`` share."""
     report.start("scan")
     tagged = read_manifest(data_dir, settings.labels_file) if settings.labels_file else scan_folders(data_dir)
     report.start("embed")
     bb = with_views(resolve(settings.backbone, settings.weights, settings.cache_root, log=report.log), settings.cache_root)
     emb = embed_files([p.path for p in tagged.photos], bb, EmbeddingCache(settings.cache_root, bb.id), report.progress)
     report.start("dedupe")
-    photos = usable(tagged, emb, settings)
+    photos = usable(tagged, emb)
     report.start("fit")
     fitted = fit(photos, bb, settings)
-    report.start("calibrate")
-    reference, rule = unknown_rule(photos, bb, settings)
-    report.start("estimate")
-    metrics = measure(photos, fitted, reference, rule, bb, settings, emb, started)
-    report.start("write")
-    write(requested, target, data_dir, photos, fitted, reference, rule, bb, settings, metrics)
-    return TrainResult(requested, photos.labels, photos.counts(), metrics, photos.skipped, photos.warnings,
-                       time.perf_counter() - started, emb.n_computed)
+    return (photos, bb, fitted, emb) if with_embeddings else (photos, bb, fitted)
 
 
 # --- photos -----------------------------------------------------------------------------------------------
 
-def usable(tagged: TaggedSet, emb: Embeddings, settings: Settings) -> Photos:
+def usable(tagged: TaggedSet, emb: Embeddings) -> Photos:
     """One row per readable photo (copies of one photo joined, their labels together), checked for what the heads need."""
     skipped = list(tagged.skipped) + [Skipped(str(p), reason) for p, reason in sorted(emb.errors.items())]
     merged, copies = merge_copies(tagged, dict(zip(emb.paths, emb.hashes)))
@@ -133,24 +146,24 @@ def fit(photos: Photos, bb: Backbone, settings: Settings) -> Fitted:
     """Heads on the pooled photos: ``C`` by out-of-fold mean AP, Platt scaling and thresholds on those out-of-fold
     scores, the heads refitted on every photo with both folded in."""
     x, Y = photos.x[photos.pool], photos.Y[photos.pool]
-    heads, thresholds, folds = fit_calibrated(x, Y, bb.views or 1, settings.seed, settings.min_precision)
     rule = ("the lowest threshold whose out-of-fold precision reaches "
             f"{settings.min_precision:g}" if settings.min_precision is not None else "the best out-of-fold F1")
-    return Fitted(heads, thresholds, rule, folds)
+    return fit_calibrated(x, Y, bb.views or 1, settings.seed, settings.min_precision, rule)
 
 
-def fit_calibrated(x: np.ndarray, Y: np.ndarray, views: int, seed: int, min_precision: float | None,
-                   C: float | None = None) -> tuple[sigmoid.SigmoidHeads, np.ndarray, int]:
-    """Calibrated heads and thresholds from ``x``, ``Y`` alone (``C`` chosen here unless given); and the folds used."""
+def fit_calibrated(x: np.ndarray, Y: np.ndarray, views: int, seed: int, min_precision: float | None, rule: str = "",
+                   C: float | None = None) -> Fitted:
+    """Calibrated heads and thresholds from ``x``, ``Y`` alone (``C`` chosen here unless given)."""
     if C is None:
         C, logits, fold = sigmoid.choose_C(x, Y, seed, views=views)
     else:
         fold = sigmoid.folds(len(Y), seed)
         logits = sigmoid.out_of_fold(x, Y, C, fold, views=views)
     scale, shift = sigmoid.platt(logits, Y)
-    thresholds = sigmoid.thresholds(sigmoid.sigmoid(logits * scale + shift), Y, min_precision)
+    probs = sigmoid.sigmoid(logits * scale + shift)
+    thresholds = sigmoid.thresholds(probs, Y, min_precision)
     heads = sigmoid.fit(x, Y, C, views=views).scaled(scale, shift)
-    return heads, thresholds, len(np.unique(fold))
+    return Fitted(heads, thresholds, rule, len(np.unique(fold)), probs)
 
 
 # --- the "unknown" rule ------------------------------------------------------------------------------------
@@ -180,8 +193,16 @@ def unknown_rule(photos: Photos, bb: Backbone, settings: Settings) -> tuple[Refe
 
 # --- estimate ---------------------------------------------------------------------------------------------
 
+def check(photos: Photos, fitted: Fitted) -> CheckResult:
+    """The photos' likely missing and extra labels, from the fit's out-of-fold probabilities."""
+    pooled_paths = [str(p) for p in photos.paths[photos.pool]]
+    found = label_findings(pooled_paths, photos.labels, photos.Y[photos.pool], fitted.out_of_fold)
+    return CheckResult(str(photos.tagged.root), len(pooled_paths), photos.labels, found,
+                       {"missing_label_at": MISSING_AT, "extra_label_below": EXTRA_BELOW})
+
+
 def measure(photos: Photos, fitted: Fitted, ref: Reference, rule: Rejection, bb: Backbone, settings: Settings,
-            emb: Embeddings, started: float) -> dict:
+            emb: Embeddings, started: float, checked: CheckResult) -> dict:
     """``metrics.json`` of a multi-label model: the estimate (a given test split, else nested cross-validation)."""
     names = [str(p) for p in photos.paths]
     if photos.tagged.given_splits and (~photos.pool).any():
@@ -206,6 +227,7 @@ def measure(photos: Photos, fitted: Fitted, ref: Reference, rule: Rejection, bb:
         "duplicates": [],
         "leakage": [],
         "warnings": photos.warnings,
+        "check": checked.to_dict(),
         "head": {"type": "sigmoid-linear per label on L2-normalised embeddings, each view scored, a label's best view",
                  "views": bb.views, "C": fitted.heads.C, "class_weight": "balanced", "seed": settings.seed,
                  "calibration": f"Platt scaling per label on {fitted.folds}-fold out-of-fold logits",
@@ -227,7 +249,8 @@ def nested(x: np.ndarray, Y: np.ndarray, views: int, settings: Settings, C: floa
         if (Y[~held].sum(0) == 0).any() or (Y[~held].sum(0) == (~held).sum()).any():
             heads, th = sigmoid.fit(x[~held], Y[~held], C, views=views), np.full(Y.shape[1], 0.5)
         else:
-            heads, th, _ = fit_calibrated(x[~held], Y[~held], views, settings.seed, settings.min_precision, C)
+            inner = fit_calibrated(x[~held], Y[~held], views, settings.seed, settings.min_precision, C=C)
+            heads, th = inner.heads, inner.thresholds
         probs[held] = heads.probabilities(x[held])
         answered[held] = probs[held] >= th
     return Y, probs, answered
@@ -260,7 +283,8 @@ def write(requested: Path, model_dir: Path, data_dir, photos: Photos, fitted: Fi
     with writing_to(requested, "the model to"), atomic_directory(model_dir) as tmp:
         pins = {artifact.PINNED_PREPROCESSING: json.dumps(bb.preprocessing.to_dict()),
                 artifact.PINNED_MULTI_LABEL: artifact.digest(meta["multi_label"])}
-        embedding = fuse_views(bb.onnx_path, fitted.heads, photos.labels, tmp / artifact.MODEL_FILE, pins, bb.feature_map)
+        embedding = fuse_views(bb.onnx_path, fitted.heads, photos.labels, tmp / artifact.MODEL_FILE, pins, bb.feature_map,
+                               bb.feature_map_size)
         data = (to_json(index) + "\n").encode("utf-8")
         add_similarity(tmp / artifact.MODEL_FILE, ref, {artifact.PINNED_RULE: json.dumps(meta["rejection"]),
                                                           artifact.PINNED_NEIGHBORS: hashlib.sha256(data).hexdigest()},

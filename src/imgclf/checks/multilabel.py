@@ -1,0 +1,59 @@
+"""Likely label mistakes in photos with several labels each: a label a photo probably shows but was not given
+(``missing_label``), and one it was given but probably does not show (``extra_label``).
+
+Each photo is scored by heads fitted without it (out-of-fold, calibrated: :mod:`imgclf.training.multilabel`); a
+probability of at least :data:`MISSING_AT` for a label the photo lacks, or at most :data:`EXTRA_BELOW` for one it has,
+is a finding, the surest first. ``train`` lists them in its metrics and report; ``imgclf check --labels FILE`` (or
+``--multi-label``) prints them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from imgclf.checks.findings import Finding
+
+#: A label a photo lacks is probably missing when its out-of-fold probability is at least this.
+MISSING_AT = 0.8
+#: A label a photo has is probably wrong when its out-of-fold probability is at most this.
+EXTRA_BELOW = 0.2
+
+
+def label_findings(paths: list[str], labels: list[str], Y: np.ndarray, probs: np.ndarray) -> list[Finding]:
+    """The ``missing_label`` and ``extra_label`` findings of photos ``paths`` with labels ``Y`` (0/1) and out-of-fold
+    calibrated probabilities ``probs``, the surest first within each kind."""
+    missing, extra = [], []
+    for i, k in zip(*np.nonzero((Y == 0) & (probs >= MISSING_AT))):
+        p = float(probs[i, k])
+        missing.append(Finding("missing_label", str(paths[i]), f"looks like it also shows {labels[k]} ({100 * p:.0f} % by "
+                               "photos it was not trained on), which it is not labelled with", p,
+                               f"add the label {labels[k]} if the photo shows it", label=labels[k]))
+    for i, k in zip(*np.nonzero((Y > 0) & (probs <= EXTRA_BELOW))):
+        p = float(probs[i, k])
+        extra.append(Finding("extra_label", str(paths[i]), f"labelled {labels[k]}, but looks like it does not show it "
+                             f"({100 * p:.0f} % by photos it was not trained on)", 1 - p,
+                             f"remove the label {labels[k]} if the photo does not show it", label=labels[k]))
+    return sorted(missing, key=lambda f: -f.score) + sorted(extra, key=lambda f: -f.score)
+
+
+def check_multilabel(data_dir, labels_file=None, backbone: str | None = None, weights=None, cache_dir=None, seed: int = 0,
+                     progress=None, log=None):
+    """What ``imgclf check --labels FILE`` / ``--multi-label`` finds: unreadable photos, and missing and extra labels."""
+    import time
+    from pathlib import Path
+
+    from imgclf.backbones import DEFAULT_BACKBONE
+    from imgclf.checks.findings import CheckResult
+    from imgclf.training.events import Reporter
+    from imgclf.training.multilabel import prepared
+    from imgclf.training.settings import Settings
+
+    start = time.perf_counter()
+    settings = Settings.of(backbone=backbone or DEFAULT_BACKBONE, weights=weights, cache_dir=cache_dir, seed=seed,
+                           labels_file=labels_file, multi_label=labels_file is None)
+    photos, bb, fitted = prepared(data_dir, settings, Reporter(None, None, progress, log))
+    findings = [Finding("unreadable", s.path, s.reason, 1.0, "fix or remove the file") for s in photos.skipped]
+    findings += label_findings(list(map(str, photos.paths[photos.pool])), photos.labels, photos.Y[photos.pool],
+                               fitted.out_of_fold)
+    return CheckResult(str(Path(data_dir)), len(photos.Y), photos.labels, findings,
+                       {"missing_label_at": MISSING_AT, "extra_label_below": EXTRA_BELOW}, time.perf_counter() - start)
