@@ -246,3 +246,41 @@ def test_no_face_is_marked_for_a_face_model(browser, tmp_path, cache_dir):
         assert cards[0].find_element(By.CSS_SELECTOR, ".label").text == "obama"
         assert not cards[0].find_element(By.CSS_SELECTOR, ".badge").is_displayed()
         screenshot(browser, tmp_path / "no-face.png", LAPTOP)
+
+
+def test_several_labels_are_named_with_their_marks_and_maps(browser, tmp_path, multilabel_model, multilabel_data):
+    """A model of several labels per photo: a collage reads "roses + tulips", each bar carries the mark its label must
+    reach, the map toggle steps through each label answered, and a photo of none reads "none of these" and why."""
+    from tests.conftest import UNSEEN
+
+    with running_server(multilabel_model, tmp_path / "server.log") as (url, _proc):
+        browser.set_window_size(*LAPTOP)
+        browser.get(url + "/")
+        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#model .chip"))
+        assert "of the labels a photo shows" in browser.find_element(By.ID, "model").text
+        collage = multilabel_data / "unseen" / "roses+tulips.jpg"
+        want = httpx.post(url + "/predict", files={"file": (collage.name, collage.read_bytes())}, timeout=60).json()
+        browser.find_element(By.ID, "file").send_keys(str(collage))
+        (card,) = wait(browser, lambda d: cards_done(d, 1))
+        named = [a["label"] for a in want["labels"]]
+        assert card.find_element(By.CSS_SELECTOR, ".label").text == " + ".join(named) and len(named) == 2
+        bars = card.find_elements(By.CSS_SELECTOR, ".bars li")
+        assert len(card.find_elements(By.CSS_SELECTOR, ".bars .mark")) == len(bars) == 3
+        assert [b.get_attribute("data-label") for b in bars if "top" in b.get_attribute("class").split()] == named
+        toggle = card.find_element(By.CSS_SELECTOR, ".explain-toggle")
+        seen = []
+        for _ in named:
+            assert toggle.text == f"show where it saw {named[len(seen)]}"
+            toggle.click()
+            seen.append(card.find_element(By.CSS_SELECTOR, ".thumb").get_attribute("data-map"))
+        assert seen == named and toggle.text == "show the photo"
+        screenshot(browser, tmp_path / "several.png", LAPTOP)
+        toggle.click()
+        assert card.find_element(By.CSS_SELECTOR, ".thumb").get_attribute("data-map") is None
+        rows = [(p, httpx.post(url + "/predict", files={"file": (p.name, p.read_bytes())}, timeout=60).json())
+                for p in sorted(UNSEEN.rglob("*.jpg"))]
+        none = next(p for p, r in rows if r["status"] == "none")
+        browser.find_element(By.ID, "file").send_keys(str(none))
+        cards = wait(browser, lambda d: cards_done(d, 2))
+        assert cards[0].find_element(By.CSS_SELECTOR, ".label").text == "none of these"
+        assert "no label reached its mark" in cards[0].find_element(By.CSS_SELECTOR, ".why").text

@@ -19,6 +19,7 @@ class ExplanationOut(BaseModel):
     box: list[float]
     method: Literal["cam", "occlusion", "face"]
     landmarks: Optional[list[list[float]]] = None  # face models: the 5 points read
+    maps: Optional[list[dict]] = None  # several labels per photo: the same for every label answered, most probable first
 
 
 class NeighborOut(BaseModel):

@@ -96,6 +96,12 @@ def thumbnail(data: bytes, side: int, max_pixels: int) -> bytes | None:
         return None
 
 
+def _drawn(explanation, photo) -> dict:
+    """An explanation as the API answers it: the overlay as a PNG data URL, and where the map peaks."""
+    return {"heatmap": "data:image/png;base64," + base64.b64encode(explanation.png(photo)).decode("ascii"),
+            **explanation.to_dict()}
+
+
 class Service:
     """The loaded model plus the threads that serve it."""
 
@@ -149,8 +155,10 @@ class Service:
         if not explain:
             return self.model.predict_image(photo, top_k, name, neighbors, error_rate=error_rate).to_row()
         pred, explanation = self.model.explain(photo, None, top_k, name, neighbors, error_rate=error_rate)
-        pred.explanation = {"heatmap": "data:image/png;base64," + base64.b64encode(explanation.png(photo)).decode("ascii"),
-                            **explanation.to_dict()}
+        pred.explanation = _drawn(explanation, photo)
+        if self.model.multi_label and pred.labels:  # a map for every label it answered, the first from the pass above
+            others = [self.model.explain(photo, a["label"], top_k, name)[1] for a in pred.labels[1:]]
+            pred.explanation["maps"] = [dict(pred.explanation)] + [_drawn(e, photo) for e in others]
         return pred.to_row()
 
     async def predict_detailed(self, name: str, data: bytes, top_k: int, explain: bool, neighbors: int,

@@ -15,6 +15,7 @@
   var ERROR_RATE = 0.05; // label sets that hold the right label 95 times in 100, when the model has them
   var can = { explain: false, neighbors: false, sets: false }; // what this model answers besides labels (GET /model)
   var threshold = null; // similarity below which the model answers "unknown"
+  var labelThresholds = null; // several labels per photo: {label: the probability it needs to be answered}
 
   function pct(x) {
     var v = 100 * x;
@@ -38,8 +39,17 @@
     box.textContent = "";
     var line = el("div", "model-line");
     line.appendChild(el("strong", "model-name", m.name));
-    var est = m.metrics && m.metrics.estimate;
-    if (est && typeof est.accuracy === "number") {
+    var est = m.metrics && m.metrics.estimate, several = m.metrics && m.metrics.multi_label;
+    if (m.multi_label) {
+      labelThresholds = {};
+      (m.labels || []).forEach(function (lab, i) { labelThresholds[lab] = m.multi_label.thresholds[i]; });
+    }
+    if (several && typeof several.precision === "number") {
+      var acc2 = el("span", "acc", "finds " + Math.round(100 * several.recall) + " in 100 of the labels a photo shows; " +
+        Math.round(100 * several.precision) + " in 100 of the labels it names are right");
+      acc2.title = "mean over labels of recall and precision on photos it was not trained on (" + several.method + ")";
+      line.appendChild(acc2);
+    } else if (est && typeof est.accuracy === "number") {
       var acc = el("span", "acc", "right about " + Math.round(100 * est.accuracy) + " times in 100 on new photos");
       acc.title = "estimated accuracy " + pct(est.accuracy) + ", 95 % interval " + pct(est.low) + "–" + pct(est.high) +
         " (" + est.method + ")";
@@ -92,6 +102,9 @@
     card.classList.remove("pending");
     card.dataset.state = "done";
     var label = pred.label, isUnknown = pred.status === "unknown", isNoFace = pred.status === "no_face";
+    var named = pred.labels ? pred.labels.map(function (a) { return a.label; }) : null; // several labels per photo
+    if (named && pred.status === "ok") label = named.join(" + ");
+    if (pred.status === "none") label = "none of these";
     card.dataset.label = label;
     card.classList.toggle("is-unknown", isUnknown || isNoFace);
     card.querySelector(".label").textContent = label;
@@ -99,10 +112,16 @@
     badge.hidden = !(isUnknown || isNoFace);
     badge.textContent = isNoFace ? "no face found" : "unlike every training photo";
     var conf = card.querySelector(".conf");
-    conf.textContent = isUnknown || pred.confidence === null ? "" : pct(pred.confidence) + " sure";
-    conf.title = isUnknown ? "" : "of 100 answers given this sure, about " + Math.round(100 * pred.confidence) + " are right";
+    conf.textContent = isUnknown || pred.confidence === null || (named && named.length > 1) ? "" : pct(pred.confidence) + " sure";
+    conf.title = isUnknown || pred.confidence === null ? "" :
+      "of 100 answers given this sure, about " + Math.round(100 * pred.confidence) + " are right";
     var why = card.querySelector(".why");
-    why.hidden = !isUnknown;
+    why.hidden = !isUnknown && pred.status !== "none";
+    if (pred.status === "none") {
+      var near = (pred.top_k || [])[0];
+      why.textContent = "no label reached its mark" + (near && labelThresholds ? " · closest: " + near.label + " " +
+        pct(near.confidence) + ", needs " + pct(labelThresholds[near.label]) : "");
+    }
     if (isUnknown) {
       why.textContent = "similarity " + pred.similarity.toFixed(2) + (threshold !== null ? ", below " + threshold.toFixed(2) : "") +
         " · closest label: " + ((pred.top_k || [])[0] || {}).label;
@@ -112,7 +131,8 @@
     bars.textContent = "";
     bars.hidden = isUnknown; // a best guess's percentage would seem to contradict "unknown"
     (pred.top_k || []).forEach(function (t, i) {
-      var li = el("li", "bar" + (i === 0 ? " top" : "") + (t.label === UNKNOWN ? " unknown" : ""));
+      var answered = named ? named.indexOf(t.label) >= 0 : i === 0;
+      var li = el("li", "bar" + (answered ? " top" : "") + (t.label === UNKNOWN ? " unknown" : ""));
       li.dataset.label = t.label;
       var head = el("div", "bar-head");
       head.appendChild(el("span", "bar-label", t.label));
@@ -121,6 +141,12 @@
       var fill = el("div", "fill");
       fill.style.width = Math.max(0.5, 100 * t.confidence).toFixed(1) + "%";
       track.appendChild(fill);
+      if (labelThresholds && t.label in labelThresholds) { // each label is answered from its own mark on
+        var mark = el("span", "mark");
+        mark.style.left = (100 * labelThresholds[t.label]).toFixed(1) + "%";
+        track.appendChild(mark);
+        li.title = t.label + " is answered from " + pct(labelThresholds[t.label]) + " on";
+      }
       li.appendChild(head);
       li.appendChild(track);
       bars.appendChild(li);
@@ -141,20 +167,28 @@
       " of 100 new photos of the labels it knows";
   }
 
-  // Where the model looked: a toggle between the photo and its heatmap overlay.
+  // Where the model looked: a toggle between the photo and its heatmap overlay; with several labels, one step
+  // per label answered ("where it saw roses", "where it saw tulips", then the photo again).
   function showExplanation(card, e) {
     var button = card.querySelector(".explain-toggle");
     if (!e || !e.heatmap) { button.hidden = true; return; }
     var img = card.querySelector(".thumb img");
+    var maps = e.maps && e.maps.length > 1 ? e.maps : [e];
+    var step = 0; // 0: the photo; i: the i-th map
+    function caption(i) {
+      return maps.length > 1 ? "show where it saw " + maps[i - 1].label : "show where it looked";
+    }
     button.hidden = false;
     button.setAttribute("aria-pressed", "false");
-    button.textContent = "show where it looked";
+    button.textContent = caption(1);
     button.onclick = function () {
-      var on = button.getAttribute("aria-pressed") !== "true";
-      if (img) img.src = on ? e.heatmap : card.dataset.photo;
-      button.setAttribute("aria-pressed", on ? "true" : "false");
-      button.textContent = on ? "show the photo" : "show where it looked";
-      card.classList.toggle("explained", on);
+      step = (step + 1) % (maps.length + 1);
+      if (img) img.src = step ? maps[step - 1].heatmap : card.dataset.photo;
+      var thumb = card.querySelector(".thumb");
+      if (step && maps.length > 1) thumb.dataset.map = maps[step - 1].label; else delete thumb.dataset.map;
+      button.setAttribute("aria-pressed", step ? "true" : "false");
+      button.textContent = step === maps.length ? "show the photo" : caption(step + 1);
+      card.classList.toggle("explained", step > 0);
     };
   }
 
@@ -173,7 +207,7 @@
       img.src = "/training-photo?path=" + encodeURIComponent(n.path);
       img.onerror = function () { img.remove(); li.classList.add("no-preview"); };
       li.appendChild(img);
-      li.appendChild(el("span", "neighbor-label", n.label));
+      li.appendChild(el("span", "neighbor-label", n.label.split(";").join(" + ")));
       list.appendChild(li);
     });
   }
