@@ -118,9 +118,9 @@ def one_seed(photos: dict[str, list[Path]], seed: int, n_train: int, n_test: int
 
     y, yt = matrix(train), matrix(test)
     started = time.perf_counter()
-    imgclf.train(folder, folder / "model", labels_file=folder / "labels.csv", cache_dir=cache, seed=seed)
+    imgclf.train(folder, work / f"model{seed}", labels_file=folder / "labels.csv", cache_dir=cache, seed=seed)
     trained = time.perf_counter() - started
-    model = imgclf.Model.load(folder / "model")
+    model = imgclf.Model.load(work / f"model{seed}")
     started = time.perf_counter()
     preds = model.predict([p for p, _ in test], top_k=len(labels))
     predicted = time.perf_counter() - started
@@ -133,6 +133,7 @@ def one_seed(photos: dict[str, list[Path]], seed: int, n_train: int, n_test: int
         p = OneVsRestClassifier(LogisticRegression(max_iter=5000)).fit(x[: len(train)], y).predict_proba(x[len(train):])
         found[name] = scores(yt, p, p >= 0.5)
     shutil.rmtree(folder / "collages")
+    shutil.rmtree(work / f"model{seed}")
     return {"scores": found, "train_seconds": trained, "predict_seconds_per_photo": predicted / len(test)}
 
 

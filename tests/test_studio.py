@@ -14,6 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from imgclf.runtime.model import Model
 from tests.conftest import LABELS, UNSEEN, copy_photos, run_cli
 
 ROSE = sorted((UNSEEN / "roses").glob("*.jpg"))[0]
@@ -312,3 +313,47 @@ def test_the_page_loads_nothing_from_elsewhere():
     for path in sorted(STATIC_DIR.iterdir()):
         assert not remote.search(path.read_text(encoding="utf-8")), path.name
     assert remote.search('<script src="https://cdn.example/x.js">')  # the pattern finds what it is for
+
+
+def test_a_project_of_several_things_per_photo_trains_answers_and_fixes_its_labels(tmp_path, cache_dir, multilabel_data):
+    """A "several things per photo" project: a collage dropped on each label it shows is one photo with both labels;
+    the results say how many labels are found, a likely missing label is added from its card (undoably), and an
+    answer names every label over its mark."""
+    import csv
+
+    from imgclf.studio import create_studio_app
+
+    app = create_studio_app(None, home=tmp_path / "home")
+    with TestClient(app) as c:
+        c.headers.update({"x-studio-token": app.state.workspace.token, "origin": ORIGIN})
+        made = c.post("/api/projects", json={"name": "garden", "kind": "several"}).json()
+        assert made["kind"] == "several"
+        rows = list(csv.DictReader((multilabel_data / "labels.csv").open()))
+        at = next(i for i, r in enumerate(rows) if r["path"] == "collages/03.jpg")
+        dropped = rows[:at] + [{**rows[at], "labels": rows[at]["labels"].split(";")[0]}] + rows[at + 1:]  # one label lost
+        collage = dropped[at]
+        by_label: dict[str, list[Path]] = {}
+        for r in dropped:
+            for lab in r["labels"].split(";"):
+                by_label.setdefault(lab, []).append(multilabel_data / r["path"])
+        for lab, paths in by_label.items():
+            got = c.post(f"/api/labels/{lab}/photos", files=[("files", (p.name, p.read_bytes())) for p in paths]).json()
+            assert all(a["saved"] for a in got["arrivals"])
+        c.post("/api/train")
+        app.state.workspace.trainer.wait(180)
+        assert c.get("/api/train").json()["photos"] == 110  # a collage in two labels is one photo
+        results = c.get("/api/results").json()
+        several = results["multi_label"]
+        assert 0.5 < several["recall"] <= 1 and 0.5 < several["precision"] <= 1 and set(results["thresholds"]) == set(LABELS)
+        assert [p["label"] for p in results["per_label"]] == LABELS and all("precision" in p for p in results["per_label"])
+        missing = [f for f in results["findings"] if f["kind"] == "missing_label"]
+        wanted = next((f for f in missing if f["path"].endswith(Path(collage["path"]).name)), missing[0])
+        added = c.post("/api/photos/copy", json={"paths": [wanted["path"]], "label": wanted["label"]}).json()
+        assert added["change"]["moves"][0][1].startswith(wanted["label"] + "/")
+        assert (Path(made["path"]) / added["change"]["moves"][0][1]).read_bytes() == (Path(made["path"]) / wanted["path"]).read_bytes()
+        c.post("/api/undo")
+        assert not (Path(made["path"]) / added["change"]["moves"][0][1]).exists()
+        collage_bytes = (multilabel_data / "unseen" / "roses+tulips.jpg").read_bytes()
+        answer = c.post("/api/predict", files={"file": ("c.jpg", collage_bytes)}).json()
+        assert [a["label"] for a in answer["labels"]] == [a["label"] for a in Model.load(Path(made["path"]) / ".imgclf" / "model")
+                                                          .predict([multilabel_data / "unseen" / "roses+tulips.jpg"])[0].labels]

@@ -19,9 +19,11 @@ MISSING_AT = 0.8
 EXTRA_BELOW = 0.2
 
 
-def label_findings(paths: list[str], labels: list[str], Y: np.ndarray, probs: np.ndarray) -> list[Finding]:
+def label_findings(paths: list[str], labels: list[str], Y: np.ndarray, probs: np.ndarray,
+                   files: list[dict[str, str]] | None = None) -> list[Finding]:
     """The ``missing_label`` and ``extra_label`` findings of photos ``paths`` with labels ``Y`` (0/1) and out-of-fold
-    calibrated probabilities ``probs``, the surest first within each kind."""
+    calibrated probabilities ``probs``, the surest first within each kind. With label folders, ``files`` has each
+    photo's file in each of its labels' folders: an extra label names the file to take out of that folder."""
     missing, extra = [], []
     for i, k in zip(*np.nonzero((Y == 0) & (probs >= MISSING_AT))):
         p = float(probs[i, k])
@@ -30,7 +32,8 @@ def label_findings(paths: list[str], labels: list[str], Y: np.ndarray, probs: np
                                f"add the label {labels[k]} if the photo shows it", label=labels[k]))
     for i, k in zip(*np.nonzero((Y > 0) & (probs <= EXTRA_BELOW))):
         p = float(probs[i, k])
-        extra.append(Finding("extra_label", str(paths[i]), f"labelled {labels[k]}, but looks like it does not show it "
+        path = (files[i] if files else {}).get(labels[k], paths[i])
+        extra.append(Finding("extra_label", str(path), f"labelled {labels[k]}, but looks like it does not show it "
                              f"({100 * p:.0f} % by photos it was not trained on)", 1 - p,
                              f"remove the label {labels[k]} if the photo does not show it", label=labels[k]))
     return sorted(missing, key=lambda f: -f.score) + sorted(extra, key=lambda f: -f.score)
@@ -43,9 +46,8 @@ def check_multilabel(data_dir, labels_file=None, backbone: str | None = None, we
     from pathlib import Path
 
     from imgclf.backbones import DEFAULT_BACKBONE
-    from imgclf.checks.findings import CheckResult
     from imgclf.training.events import Reporter
-    from imgclf.training.multilabel import prepared
+    from imgclf.training.multilabel import check, prepared
     from imgclf.training.settings import Settings
 
     start = time.perf_counter()
@@ -53,7 +55,7 @@ def check_multilabel(data_dir, labels_file=None, backbone: str | None = None, we
                            labels_file=labels_file, multi_label=labels_file is None)
     photos, bb, fitted = prepared(data_dir, settings, Reporter(None, None, progress, log))
     findings = [Finding("unreadable", s.path, s.reason, 1.0, "fix or remove the file") for s in photos.skipped]
-    findings += label_findings(list(map(str, photos.paths[photos.pool])), photos.labels, photos.Y[photos.pool],
-                               fitted.out_of_fold)
-    return CheckResult(str(Path(data_dir)), len(photos.Y), photos.labels, findings,
-                       {"missing_label_at": MISSING_AT, "extra_label_below": EXTRA_BELOW}, time.perf_counter() - start)
+    result = check(photos, fitted)
+    result.findings = findings + result.findings
+    result.root, result.seconds = str(Path(data_dir)), time.perf_counter() - start
+    return result

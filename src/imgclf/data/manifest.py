@@ -43,6 +43,8 @@ class Tagged:
     path: Path
     labels: tuple[str, ...]
     split: str
+    #: Label folders: the file of each label the photo is in, by label (its copies, :func:`merge_copies`).
+    files: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass
@@ -203,8 +205,8 @@ def scan_folders(data_dir: str | os.PathLike) -> TaggedSet:
     none); :func:`merge_copies` joins the labels of one photo found under several folders once its content is known.
     ``train/`` and ``test/`` folders of label folders are given splits (``val/`` is learned from with ``train/``)."""
     dataset = scan_labelled(data_dir, 0.0, 0.0)
-    photos = [Tagged(p.path, () if p.label in NO_LABEL_FOLDERS else (p.label,), "test" if p.split == "test" else "train")
-              for p in dataset.photos]
+    photos = [Tagged(p.path, () if p.label in NO_LABEL_FOLDERS else (p.label,), "test" if p.split == "test" else "train",
+                     () if p.label in NO_LABEL_FOLDERS else ((p.label, p.path),)) for p in dataset.photos]
     labels = [lab for lab in dataset.labels if lab not in NO_LABEL_FOLDERS]
     if not labels:
         raise ImgclfError(f"{data_dir} has only photos without a label (unknown/, _background/): add a label folder")
@@ -223,7 +225,8 @@ def merge_copies(tagged: TaggedSet, hashes: dict[Path, str]) -> tuple[TaggedSet,
             continue
         if key in first:
             i = first[key]
-            merged[i] = replace(merged[i], labels=tuple(sorted(set(merged[i].labels) | set(p.labels))))
+            merged[i] = replace(merged[i], labels=tuple(sorted(set(merged[i].labels) | set(p.labels))),
+                                files=merged[i].files + p.files)
             copies += 1
         else:
             first[key] = len(merged)

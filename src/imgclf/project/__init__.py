@@ -28,7 +28,8 @@ from imgclf.training.settings import Settings
 #: The hidden folder of a project's own state.
 STATE = ".imgclf"
 #: The settings a project remembers between sessions (the rest are per run: a command line, an embeddings file).
-REMEMBERED = ("backbone", "seed", "val_fraction", "test_fraction", "augment", "target_acceptance", "quantize", "crop")
+REMEMBERED = ("backbone", "seed", "val_fraction", "test_fraction", "augment", "target_acceptance", "quantize", "crop",
+              "multi_label", "min_precision")
 
 
 class Project:

@@ -113,6 +113,17 @@ class Edits:
             change = self.journal.record(f"added {what} to {label}{' from ' + source if source else ''}", moves, made)
         return arrivals, change
 
+    def copy_photos(self, paths: list[str], label: str) -> Change:
+        """Give photos one more label (several labels per photo): each photo's bytes saved into ``label`` as well."""
+        files = []
+        for path in paths:
+            source = self._photo(path)
+            files.append((source.name, source.read_bytes()))
+        arrivals, change = self.add_photos(label, files, source="another label")
+        if change is None:
+            raise ChangeRefused(f"the photos are already in {label_name(label)}")
+        return change
+
     def move_photos(self, paths: list[str], label: str) -> Change:
         label = label_name(label)
         with self.lock.held():

@@ -32,6 +32,22 @@ def summary_lines(m: dict) -> list[str]:
     return lines
 
 
+def headline(metrics: dict) -> dict | None:
+    """The few numbers a page shows of a multi-label model's ``metrics.json`` (None for a one-label model): the mean
+    over labels of precision and recall, the share of exact sets, mean AP, how they were measured."""
+    several = metrics.get("multi_label")
+    if not isinstance(several, dict):
+        return None
+    rows = [r for r in (several.get("per_label") or {}).values() if isinstance(r, dict)]
+
+    def mean(key: str) -> float | None:
+        values = [(r.get(key) or {}).get("value") for r in rows]
+        return sum(values) / len(values) if values and None not in values else None
+
+    return {"precision": mean("precision"), "recall": mean("recall"), "exact_set": (several.get("exact_set") or {}).get("value"),
+            "mean_average_precision": several.get("mean_average_precision"), "method": several.get("method")}
+
+
 def label_rows(m: dict) -> list[tuple[str, str, str, str, str, str]]:
     """Per label: name, photos, precision, recall, F1, AP — as text."""
     out = []

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from imgclf.runtime.artifact import IMGCLF_VERSION as __version__
 from imgclf.errors import ImageError, ImgclfError
+from imgclf.report.multilabel import headline
 from imgclf.serve.schemas import BATCH_BODY, COMMON_ERRORS, ERRORS, UPLOAD_BODY, PredictionOut
 from imgclf.serve.service import Service
 
@@ -42,14 +43,9 @@ def _metrics_summary(metrics: dict) -> dict:
         m = metrics.get(split)
         if isinstance(m, dict) and "accuracy" in m:
             out[split] = {k: m[k] for k in ("accuracy", "macro_f1", "n") if k in m}
-    several = metrics.get("multi_label")
-    if isinstance(several, dict):  # several labels per photo: how often an answered label is right, how many it finds
-        labels = [r for r in (several.get("per_label") or {}).values() if isinstance(r, dict)]
-        mean = lambda key: (sum(r[key]["value"] for r in labels) / len(labels)  # noqa: E731
-                            if labels and all(r[key]["value"] is not None for r in labels) else None)
-        out["multi_label"] = {"precision": mean("precision"), "recall": mean("recall"),
-                              "exact_set": (several.get("exact_set") or {}).get("value"),
-                              "mean_average_precision": several.get("mean_average_precision"), "method": several.get("method")}
+    several = headline(metrics)
+    if several is not None:  # several labels per photo: how often an answered label is right, how many it finds
+        out["multi_label"] = several
     if isinstance(metrics.get("counts"), dict):
         out["counts"] = metrics["counts"]
     return out

@@ -59,7 +59,7 @@ class Trainer:
         try:
             result = self.project.train(on_event=self._event, cancel=self._cancel)
             self.project.model  # load it here, not in the first request that needs it
-            outcome = {"state": "done", "photos": sum(sum(c.values()) for c in result.counts.values()),
+            outcome = {"state": "done", "photos": result.photos,
                        "embedded": result.n_computed, "skipped": [s.to_dict() for s in result.skipped[:20]],
                        "warnings": result.warnings[:10]}
         except Cancelled:

@@ -15,7 +15,7 @@ from imgclf.studio.guard import new_token
 from imgclf.studio.trainer import Trainer
 
 #: The kinds of project the landing page creates, and the backbone each uses.
-KINDS = {"objects": None, "faces": "face", "verifier": None}
+KINDS = {"objects": None, "faces": "face", "verifier": None, "several": None}
 #: How many projects the landing page lists.
 RECENT = 12
 
@@ -37,14 +37,15 @@ class Workspace:
         if folder is not None:
             self.open(Path(folder))
 
-    def open(self, folder: Path, backbone: str | None = None) -> Project:
+    def open(self, folder: Path, backbone: str | None = None, multi_label: bool = False) -> Project:
         """Open (or create) the project in ``folder``: imgclf's state goes into its hidden ``.imgclf/`` folder."""
         if self.trainer is not None and self.trainer.status()["state"] == "running":
             raise ChangeRefused("a training run is going on: wait for it or cancel it first")
         if (folder / "train").is_dir():
             raise ChangeRefused(f"{folder} is split into train/ val/ test/ folders: the studio teaches from one folder "
                                 "per label (imgclf train still reads this one)")
-        project = Project.open(folder, **({"backbone": backbone} if backbone else {}))
+        project = Project.open(folder, **({"backbone": backbone} if backbone else {}),
+                               **({"multi_label": True} if multi_label else {}))
         (project.root / STATE).mkdir(exist_ok=True)
         project.save()
         self.close()
@@ -56,14 +57,14 @@ class Workspace:
     def create(self, name: str, kind: str, label: str | None = None) -> Project:
         """A new project ``name`` under the projects folder: objects, faces, or a verifier of one ``label``."""
         if kind not in KINDS:
-            raise ChangeRefused(f"no kind of project {kind!r}: objects, faces or verifier")
+            raise ChangeRefused(f"no kind of project {kind!r}: objects, several, faces or verifier")
         folder = self.home / label_name(name)
         if folder.exists():
             raise ChangeRefused(f"{folder} exists already: open it, or choose another name")
         if kind == "verifier" and not label:
             raise ChangeRefused("an \u201cis it \u2026?\u201d project needs the name of what it recognises")
         self.home.mkdir(parents=True, exist_ok=True)
-        project = self.open(folder, KINDS[kind])
+        project = self.open(folder, KINDS[kind], multi_label=kind == "several")
         if label:
             project.edits.add_label(label)
         return project

@@ -196,7 +196,8 @@ def unknown_rule(photos: Photos, bb: Backbone, settings: Settings) -> tuple[Refe
 def check(photos: Photos, fitted: Fitted) -> CheckResult:
     """The photos' likely missing and extra labels, from the fit's out-of-fold probabilities."""
     pooled_paths = [str(p) for p in photos.paths[photos.pool]]
-    found = label_findings(pooled_paths, photos.labels, photos.Y[photos.pool], fitted.out_of_fold)
+    files = [{lab: str(path) for lab, path in p.files} for p, pooled in zip(photos.tagged.photos, photos.pool) if pooled]
+    found = label_findings(pooled_paths, photos.labels, photos.Y[photos.pool], fitted.out_of_fold, files)
     return CheckResult(str(photos.tagged.root), len(pooled_paths), photos.labels, found,
                        {"missing_label_at": MISSING_AT, "extra_label_below": EXTRA_BELOW})
 

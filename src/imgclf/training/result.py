@@ -27,6 +27,12 @@ class TrainResult:
     change: dict | None = None
 
     @property
+    def photos(self) -> int:
+        """How many photos the model learned from (a photo with several labels counts once)."""
+        total = (self.metrics.get("photos") or {}).get("total")
+        return int(total) if total is not None else sum(sum(c.values()) for c in self.counts.values())
+
+    @property
     def val_accuracy(self) -> float | None:
         return (self.metrics.get("val") or {}).get("accuracy")
 

@@ -86,6 +86,12 @@ def move_photos(request: Request, body: MovePhotos):
     return _done(project(request).edits.move_photos(body.paths, body.label))
 
 
+@router.post("/photos/copy")
+def copy_photos(request: Request, body: MovePhotos):
+    """Give photos one more label (a project of several labels per photo): each is saved into that label too."""
+    return _done(project(request).edits.copy_photos(body.paths, body.label))
+
+
 @router.post("/photos/remove")
 def remove_photos(request: Request, body: Photos):
     """Move the photos into the trash (undoable)."""

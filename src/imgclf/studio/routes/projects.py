@@ -14,7 +14,7 @@ router = APIRouter(prefix="/api", tags=["projects"])
 
 class NewProject(BaseModel):
     name: str = Field(max_length=100)
-    kind: Literal["objects", "faces", "verifier"] = "objects"
+    kind: Literal["objects", "several", "faces", "verifier"] = "objects"
     label: str | None = Field(None, max_length=100, description="What an \u201cis it \u2026?\u201d project recognises")
 
 
@@ -28,7 +28,8 @@ def describe(request: Request) -> dict:
     if p is None:
         return {"open": False, "home": str(ws.home)}
     labels = p.edits.labels()
-    kind = "faces" if p.settings.backbone == "face" else "verifier" if len(labels) == 1 else "objects"
+    kind = ("faces" if p.settings.backbone == "face" else "several" if p.settings.multi_label else
+            "verifier" if len(labels) == 1 else "objects")
     return {"open": True, "name": p.root.name, "path": str(p.root), "kind": kind, "backbone": p.settings.backbone,
             "home": str(ws.home)}
 

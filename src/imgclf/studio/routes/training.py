@@ -12,12 +12,14 @@ from pydantic import BaseModel, Field
 
 from imgclf.checks.copies import copy_groups
 from imgclf.files import write_json_atomic
+from imgclf.report.multilabel import headline
 from imgclf.studio.routes import project, workspace
 
 router = APIRouter(prefix="/api", tags=["training"])
 
 #: Findings a page shows as cards with actions (the others are listed in the report).
-ACTIONABLE = ("label_error", "outlier", "exact_duplicate", "near_duplicate", "blurry", "too_small", "near_uniform")
+ACTIONABLE = ("label_error", "missing_label", "extra_label", "outlier", "exact_duplicate", "near_duplicate", "blurry",
+              "too_small", "near_uniform")
 #: How many confused pairs, and photos of each, the results show.
 PAIRS, PAIR_PHOTOS = 3, 6
 
@@ -60,12 +62,15 @@ def results(request: Request):
         return {"model": False}
     m = model.metrics
     root = Path(m.get("check", {}).get("root") or p.root)
+    several = headline(m)
+    photos = (m.get("photos") or {}).get("total") if several else sum(sum(c.values()) for c in (m.get("counts") or {}).values())
     return {"model": True, "labels": model.labels, "verifier": bool(m.get("verifier")), "estimate": m.get("estimate"),
             "per_label": _per_label(m), "confused": _confused(m, root), "unknown": _unknown(m),
             "findings": _findings(m, root, _kept(p)), "seconds": m.get("train_seconds"),
-            "photos": sum(sum(c.values()) for c in (m.get("counts") or {}).values()), "pictures": _pictures(m),
+            "photos": photos, "pictures": photos if several else _pictures(m),
             "created": model.meta.get("created"), "advice": m.get("check", {}).get("advice") or None,
-            "label_sets": model.label_sets is not None}
+            "label_sets": model.label_sets is not None, "multi_label": several,
+            "thresholds": None if not model.multi_label else dict(zip(model.labels, model.meta["multi_label"]["thresholds"]))}
 
 
 @router.post("/findings/keep")
@@ -97,7 +102,13 @@ def _rel(path: str | None, root: Path) -> str | None:
 
 
 def _per_label(m: dict) -> list[dict]:
-    """Per label: how often the held-out answers were right (out of fold when there are, else the test split)."""
+    """Per label: how often the held-out answers were right (out of fold when there are, else the test split); for
+    several labels per photo, how many of the label's photos it found (``accuracy``: recall) and how often it was
+    right when it named the label (``precision``)."""
+    several = (m.get("multi_label") or {}).get("per_label")
+    if several:
+        return [{"label": lab, "accuracy": r["recall"]["value"] or 0.0, "n": r["photos"],
+                 "precision": r["precision"]["value"]} for lab, r in several.items()]
     photos = (m.get("out_of_fold") or {}).get("photos") or []
     right, seen = Counter(), Counter()
     for ph in photos:

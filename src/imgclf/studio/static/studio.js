@@ -64,8 +64,9 @@ $("tabs").addEventListener("click", (e) => { const v = e.target.closest("button"
 async function start() {
   const project = await api("/api/project");
   if (!project.open) return landing(project);
-  $("project-name").textContent = `${project.name} · ${{ objects: "objects", faces: "faces", verifier: "is it …?" }[project.kind]}`;
+  $("project-name").textContent = `${project.name} · ${{ objects: "objects", several: "several things per photo", faces: "faces", verifier: "is it …?" }[project.kind]}`;
   $("tabs").hidden = false; $("actions").hidden = false;
+  $("several-hint").hidden = project.kind !== "several";
   await refresh();
   rememberModel(await api("/api/results"));
   show("teach");
@@ -406,6 +407,7 @@ function rememberModel(r) {  // what the answers need to be said in plain words
   state.verifier = r.model && r.labels.length === 1;
   state.threshold = r.unknown?.threshold;
   state.sets = !!r.label_sets;
+  state.thresholds = r.thresholds || null;  // several labels per photo: the probability each label needs
 }
 async function loadResults() {
   const r = await attempt(() => api("/api/results"));
@@ -415,10 +417,17 @@ async function loadResults() {
   if (!r.model) return;
   const est = r.estimate || {};
   const only = r.labels[0];
-  $("estimate-big").replaceChildren(
-    el("span", { class: "num" }, pct(est.accuracy)), state.verifier ? ` of new photos of ${only} recognised` : " of new photos answered right",
-    el("span", { class: "muted" }, ` (between ${pct(est.low)} and ${pct(est.high)}, 95 % sure)`));
-  $("estimate-how").textContent = `Measured by ${est.method || "held-out photos"}.`;
+  const several = r.multi_label;
+  if (several) {  // several labels per photo: how many of the labels a photo shows it finds, and how often it is right
+    $("estimate-big").replaceChildren(el("span", { class: "num" }, pct(several.recall)), " of the things a new photo shows found",
+      el("span", { class: "muted" }, `; ${pct(several.precision)} of the labels it names are right`));
+    $("estimate-how").textContent = `Measured by ${several.method}. All of a photo's labels exactly right: ${pct(several.exact_set)} of photos.`;
+  } else {
+    $("estimate-big").replaceChildren(
+      el("span", { class: "num" }, pct(est.accuracy)), state.verifier ? ` of new photos of ${only} recognised` : " of new photos answered right",
+      el("span", { class: "muted" }, ` (between ${pct(est.low)} and ${pct(est.high)}, 95 % sure)`));
+    $("estimate-how").textContent = `Measured by ${est.method || "held-out photos"}.`;
+  }
   $("copies-line").hidden = r.pictures >= 0.8 * r.photos;
   $("copies-line").textContent = `Your ${r.photos} photos show about ${r.pictures} different picture${r.pictures === 1 ? "" : "s"}; ` +
     "the rest are near copies (a camera held still makes them), so this figure may be too kind. Add photos from other " +
@@ -432,7 +441,14 @@ async function loadResults() {
   $("more-line").hidden = !advice;
   $("more-line").textContent = advice ? `More photos? ${advice[0].toUpperCase()}${advice.slice(1)}.` : "";
   $("per-label-panels").hidden = state.verifier;
-  $("per-label").replaceChildren(...r.per_label.map((p) => bar(p.label, p.accuracy, `${pct(p.accuracy)} of ${p.n}`)));
+  $("confused-panel").hidden = !!several;
+  $("per-label-panels").classList.toggle("single", !!several);  // each label is decided on its own: nothing is mixed up with another
+  $("per-label-title").textContent = several ? "Photos of each label found" : "Right answers per label";
+  $("per-label-how").textContent = several ?
+    "Of the photos with each label, how many it gave that label — and how often that label was right when it gave it." :
+    "Each photo answered by a model that did not see it while learning.";
+  $("per-label").replaceChildren(...r.per_label.map((p) => bar(p.label, p.accuracy, several ?
+    `${pct(p.accuracy)} of ${p.n}, right ${pct(p.precision)}` : `${pct(p.accuracy)} of ${p.n}`)));
   $("confused").replaceChildren(...(r.confused.length ? r.confused.map((c) => el("div", { class: "pair" },
     el("p", {}, el("b", {}, c.labels[0]), " and ", el("b", {}, c.labels[1]), el("span", { class: "muted" }, ` — ${c.mistakes} mix-up${c.mistakes === 1 ? "" : "s"}`)),
     el("div", { class: "thumbs" }, c.photos.map((p) => el("figure", {},
@@ -458,16 +474,20 @@ function bar(label, value, text) {
     el("span", { class: "bar-value" }, text));
 }
 
-const KIND_WORDS = { label_error: "Maybe in the wrong label", outlier: "Unlike the rest of its label", exact_duplicate: "An exact copy",
+const KIND_WORDS = { label_error: "Maybe in the wrong label", missing_label: "Maybe also shows", extra_label: "Maybe does not show",
+  outlier: "Unlike the rest of its label", exact_duplicate: "An exact copy",
   near_duplicate: "Nearly a copy", blurry: "Blurry", too_small: "Very small", near_uniform: "Almost blank" };
 function findingCard(f) {
   const actions = [];
+  if (f.kind === "missing_label") actions.push(el("button", { type: "button", class: "btn small primary", onclick: () => act(() => api("/api/photos/copy", { method: "POST", json: { paths: [f.path], label: f.label } }), `Added to ${f.label} too.`) }, `Add to ${f.label} too`));
   if (f.suggested) actions.push(el("button", { type: "button", class: "btn small primary", onclick: () => act(() => api("/api/photos/move", { method: "POST", json: { paths: [f.path], label: f.suggested } }), `Moved to ${f.suggested}.`) }, `Move to ${f.suggested}`));
-  actions.push(el("button", { type: "button", class: "btn small", onclick: () => act(() => api("/api/photos/remove", { method: "POST", json: { paths: [f.path] } }), "Removed from training (it is in the trash).") }, "Remove from training"));
+  const removes = f.kind === "extra_label" ? `Take out of ${f.label}` : "Remove from training";
+  actions.push(el("button", { type: "button", class: "btn small", onclick: () => act(() => api("/api/photos/remove", { method: "POST", json: { paths: [f.path] } }), f.kind === "extra_label" ? `Taken out of ${f.label} (it is in the trash).` : "Removed from training (it is in the trash).") }, removes));
   actions.push(el("button", { type: "button", class: "btn small", onclick: () => act(() => api("/api/findings/keep", { method: "POST", json: { path: f.path, kind: f.kind } }), "Kept as it is.") }, "Keep as it is"));
   return el("article", { class: "finding" },
     el("img", { src: thumb(f.path, 160), alt: f.path }),
-    el("div", {}, el("p", {}, el("b", {}, KIND_WORDS[f.kind] || f.kind), f.label ? ` in ${f.label}` : ""),
+    el("div", {}, el("p", {}, el("b", {}, KIND_WORDS[f.kind] || f.kind),
+      f.label ? (f.kind === "missing_label" || f.kind === "extra_label" ? ` ${f.label}` : ` in ${f.label}`) : ""),
       el("p", { class: "muted small" }, f.reason),
       f.other ? el("p", { class: "small" }, "Like ", el("code", {}, f.other)) : null,
       el("div", { class: "card-actions" }, actions)));
@@ -497,7 +517,9 @@ const likeness = (x) => (x == null ? "–" : x.toFixed(2));
 function showAnswer(r) {
   const unknown = r.status === "unknown" || r.label === "unknown";
   const only = state.labels[0]?.name;
-  $("answer").textContent = unknown ? (state.verifier ? `Not ${only}` : "I don't know this") : r.label;
+  const named = r.labels ? r.labels.map((a) => a.label) : null;  // several labels per photo
+  $("answer").textContent = unknown ? (state.verifier ? `Not ${only}` : "I don't know this") :
+    r.status === "none" ? "None of these" : named ? named.join(" + ") : r.label;
   $("answer").dataset.unknown = unknown;
   if (state.verifier) {  // one label: how alike it is says it all (a probability over one label is always 100 %)
     $("answer-set").hidden = true;
@@ -505,13 +527,23 @@ function showAnswer(r) {
     $("answer-bars").replaceChildren(bar("likeness", Math.max(0, r.similarity || 0), likeness(r.similarity)));
   } else {
     $("answer-note").textContent = unknown ? "It is unlike the photos of every label — nothing it was taught." :
-      `${pct(r.confidence)} sure`;
+      r.status === "none" ? "No label reached the mark it needs." :
+      named && named.length > 1 ? named.map((lab, i) => `${lab} ${pct(r.labels[i].confidence)}`).join(", ") : `${pct(r.confidence)} sure`;
     const unsure = !unknown && (r.set || []).length > 1;  // the labels that together are right 95 times in 100
     $("answer-set").hidden = !unsure;
     $("answer-set").textContent = unsure ? `Can't tell for sure: ${r.set.join(" or ")}.` : "";
     $("answer-set").title = `the right label is among these for ${Math.round(100 * (1 - ERROR_RATE))} of 100 new photos of your labels`;
     const byLabel = new Map((r.top_k || []).map((t) => [t.label, t.confidence]));
-    $("answer-bars").replaceChildren(...state.labels.map((l) => bar(l.name, byLabel.get(l.name) || 0, pct(byLabel.get(l.name) || 0))));
+    $("answer-bars").replaceChildren(...state.labels.map((l) => {
+      const b = bar(l.name, byLabel.get(l.name) || 0, pct(byLabel.get(l.name) || 0));
+      const mark = state.thresholds?.[l.name];
+      if (mark != null) {  // each label is named from its own mark on
+        b.querySelector(".bar-track").append(el("span", { class: "bar-mark", style: { left: `${(100 * mark).toFixed(1)}%` } }));
+        b.title = `${l.name} is named from ${pct(mark)} on`;
+        if (named?.includes(l.name)) b.classList.add("named");
+      }
+      return b;
+    }));
   }
   const heat = r.explanation?.heatmap;
   $("try-heat").hidden = !heat;
@@ -522,7 +554,7 @@ function showAnswer(r) {
   const near = r.neighbors || [];
   $("nearest-box").hidden = !near.length;
   $("nearest").replaceChildren(...near.map((n) => el("figure", {}, el("img", { src: thumb(n.path, 96), alt: n.path }),
-    el("figcaption", { class: "small" }, n.label))));
+    el("figcaption", { class: "small" }, n.label.split(";").join(" + ")))));
 }
 async function tryFile(file) {
   stopLive();
