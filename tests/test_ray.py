@@ -182,3 +182,19 @@ def test_unknown_engine_and_output_format_are_user_errors(trained_model, tmp_pat
     r = run_cli("predict", str(trained_model), str(UNSEEN), "--output", str(tmp_path / "p.xlsx"))
     assert r.returncode == 2 and "unknown output format '.xlsx'" in r.stderr
     assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_ray_predicts_a_model_of_several_labels_per_photo(ray_runtime, multilabel_model, multilabel_data, unseen_with_bad, tmp_path):
+    """The actors answer a multi-label model as it answers itself: every label over its threshold, none for a bad file."""
+    from imgclf.runtime.model import Model
+
+    inputs = [multilabel_data / "unseen", unseen_with_bad / "daisy"]
+    job = engines.predict(multilabel_model, inputs, tmp_path / "several.parquet", "ray", actors=2)
+    assert (job.rows, job.errors) == (9, 2)
+    got = {r["path"]: r for r in pq.read_table(tmp_path / "several.parquet").to_pylist()}
+    want = {p.path: p for p in Model.load(multilabel_model).predict(inputs)}
+    assert set(got) == set(want)
+    for path, p in want.items():
+        assert [a["label"] for a in got[path]["labels"]] == [a["label"] for a in p.labels] and got[path]["status"] == p.status
+        assert np.allclose([a["confidence"] for a in got[path]["labels"]], [a["confidence"] for a in p.labels], atol=TOL)
+    assert sum(r["labels"] == [] and r["error"] is not None for r in got.values()) == 2
