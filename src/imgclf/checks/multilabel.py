@@ -4,7 +4,7 @@
 Each photo is scored by heads fitted without it (out-of-fold, calibrated: :mod:`imgclf.training.multilabel`); a
 probability of at least :data:`MISSING_AT` for a label the photo lacks, or at most :data:`EXTRA_BELOW` for one it has,
 is a finding, the surest first. ``train`` lists them in its metrics and report; ``imgclf check --labels FILE`` (or
-``--multi-label``) prints them.
+``--multi-label``, :func:`imgclf.training.multilabel.check_folder`) prints them.
 """
 
 from __future__ import annotations
@@ -38,24 +38,3 @@ def label_findings(paths: list[str], labels: list[str], Y: np.ndarray, probs: np
                              f"remove the label {labels[k]} if the photo does not show it", label=labels[k]))
     return sorted(missing, key=lambda f: -f.score) + sorted(extra, key=lambda f: -f.score)
 
-
-def check_multilabel(data_dir, labels_file=None, backbone: str | None = None, weights=None, cache_dir=None, seed: int = 0,
-                     progress=None, log=None):
-    """What ``imgclf check --labels FILE`` / ``--multi-label`` finds: unreadable photos, and missing and extra labels."""
-    import time
-    from pathlib import Path
-
-    from imgclf.backbones import DEFAULT_BACKBONE
-    from imgclf.training.events import Reporter
-    from imgclf.training.multilabel import check, prepared
-    from imgclf.training.settings import Settings
-
-    start = time.perf_counter()
-    settings = Settings.of(backbone=backbone or DEFAULT_BACKBONE, weights=weights, cache_dir=cache_dir, seed=seed,
-                           labels_file=labels_file, multi_label=labels_file is None)
-    photos, bb, fitted = prepared(data_dir, settings, Reporter(None, None, progress, log))
-    findings = [Finding("unreadable", s.path, s.reason, 1.0, "fix or remove the file") for s in photos.skipped]
-    result = check(photos, fitted)
-    result.findings = findings + result.findings
-    result.root, result.seconds = str(Path(data_dir)), time.perf_counter() - start
-    return result

@@ -371,11 +371,11 @@ def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_d
     claims = _claims({json_out: "--json", report: "--report", fix_plan: "--fix-plan"})
     with render.ProgressBar("embedding photos", disabled=quiet) as bar:
         if labels_file is not None or multi_label:
-            from imgclf.checks.multilabel import check_multilabel
+            from imgclf.training.multilabel import check_folder
 
             if crop or quantize:
                 raise ImgclfError(f"{'--crop' if crop else '--quantize'} is not available for several labels per photo yet")
-            result = check_multilabel(data_dir, labels_file, backbone, weights, cache_dir, progress=bar.update,
+            result = check_folder(data_dir, labels_file, backbone, weights, cache_dir, progress=bar.update,
                                       log=None if quiet else bar.log)
         else:
             result = run_check(data_dir, backbone=backbone, weights=weights, cache_dir=cache_dir, crop=crop, quantize=quantize,

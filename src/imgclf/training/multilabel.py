@@ -18,7 +18,7 @@ import numpy as np
 
 from imgclf.backbones import Backbone, resolve
 from imgclf.backbones.views import pooled, with_views
-from imgclf.checks.findings import CheckResult
+from imgclf.checks.findings import CheckResult, Finding
 from imgclf.checks.multilabel import EXTRA_BELOW, MISSING_AT, label_findings
 from imgclf.data.manifest import TaggedSet, merge_copies, read_manifest, scan_folders
 from imgclf.embeddings import EmbeddingCache, Embeddings, embed_files
@@ -109,6 +109,22 @@ def prepared(data_dir, settings: Settings, report: Reporter, with_embeddings: bo
     report.start("fit")
     fitted = fit(photos, bb, settings)
     return (photos, bb, fitted, emb) if with_embeddings else (photos, bb, fitted)
+
+
+def check_folder(data_dir, labels_file=None, backbone: str | None = None, weights=None, cache_dir=None, seed: int = 0,
+               progress=None, log=None) -> CheckResult:
+    """What ``imgclf check --labels FILE`` / ``--multi-label`` finds: unreadable photos, and missing and extra labels."""
+    from imgclf.backbones import DEFAULT_BACKBONE
+
+    start = time.perf_counter()
+    settings = Settings.of(backbone=backbone or DEFAULT_BACKBONE, weights=weights, cache_dir=cache_dir, seed=seed,
+                           labels_file=labels_file, multi_label=labels_file is None)
+    photos, bb, fitted = prepared(data_dir, settings, Reporter(None, None, progress, log))
+    findings = [Finding("unreadable", s.path, s.reason, 1.0, "fix or remove the file") for s in photos.skipped]
+    result = check(photos, fitted)
+    result.findings = findings + result.findings
+    result.root, result.seconds = str(Path(data_dir)), time.perf_counter() - start
+    return result
 
 
 # --- photos -----------------------------------------------------------------------------------------------
