@@ -213,8 +213,9 @@ def test_label_errors_need_a_confident_other_label():
 def test_train_runs_the_checks_into_metrics_and_report(trained_model):
     metrics = json.loads((trained_model / "metrics.json").read_text())
     check = metrics["check"]
-    assert set(check["counts"]) == {"unreadable", "exact_duplicate", "near_duplicate", "label_error", "outlier", "too_small",
-                                    "blurry", "near_uniform", "imbalance", "confused_labels"}
+    assert set(check["counts"]) == {"unreadable", "exact_duplicate", "near_duplicate", "label_error", "missing_label",
+                                    "extra_label", "outlier", "too_small", "blurry", "near_uniform", "imbalance",
+                                    "confused_labels"}
     assert check["photos"] == sum(sum(c.values()) for c in metrics["counts"].values())
     assert check["thresholds"]["near_duplicate"]["max_hash_distance"] == 12
     page = (trained_model / "report.html").read_text()

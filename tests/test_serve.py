@@ -369,7 +369,8 @@ def test_json_contracts_in_process(trained_model):
         assert list(row) == ["path", "status", "label", "confidence", "similarity", "top_k", "error"]
         assert row["path"] == photo.name and len(row["top_k"]) == 2 and client.get("/health").json()["requests"] == 2  # this one and the 415
         schema = client.get("/openapi.json").json()
-        assert set(schema["components"]["schemas"]["PredictionOut"]["properties"]) == {*row, "explanation", "neighbors", "set", "levels"}
+        assert set(schema["components"]["schemas"]["PredictionOut"]["properties"]) == {*row, "explanation", "neighbors", "set", "levels",
+                                                                                        "labels"}
 
 
 def test_predict_explains_and_finds_neighbors_in_process(trained_model):
