@@ -145,7 +145,7 @@ def write_multilabel_report(path: str | os.PathLike, meta: dict, metrics: dict, 
             f'<div class="tiles">{tile_html}</div>'
             f'<section><h2>Each label</h2><p class=note>"Right when answered" is precision: of the photos it gave this '
             f'label, the share that have it. "Found" is recall: of the photos that have it, the share it gave it.</p>'
-            f"<table>{head}{body}</table></section>"
+            f'<div class="scroll"><table>{head}{body}</table></div></section>'
             f'<section><h2>What each label missed and added</h2><div class="groups">{"".join(sections)}</div></section>'
             f"<footer>imgclf {_e(meta.get('imgclf_version', ''))}</footer></main></body></html>")
     path = Path(path)

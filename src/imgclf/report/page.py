@@ -123,4 +123,8 @@ footer{color:var(--mut);font-size:13px;margin-top:8px}
 .finding .act{color:var(--green)}
 .finding.tag-leak{border-color:#f59e0b}.finding.tag-conflict{border-color:var(--red)}
 .tag{font-size:11px;border-radius:4px;padding:1px 5px;margin-left:6px;background:#fef3c7}
+.tiles+section{margin-top:20px}
+.scroll{overflow-x:auto;max-width:100%}
+.scroll td,.scroll th{white-space:nowrap}
+@media (max-width:600px){.groups{grid-template-columns:minmax(0,1fr)}main{padding:16px 12px 32px}section{padding:14px 12px}}
 """
