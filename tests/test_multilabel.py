@@ -346,3 +346,16 @@ def test_one_label_photos_trained_as_several_answer_as_the_one_label_model(train
     assert right(several) >= right(single)
     assert sum(t in {a["label"] for a in r["labels"]} for r, t in zip(several, truth)) >= 9
     assert np.mean([len(r["labels"]) for r in several]) <= 1.5
+
+
+def test_the_python_api_has_the_same_verbs(multilabel_model, multilabel_data):
+    import imgclf
+
+    result = imgclf.evaluate(multilabel_model, multilabel_data, labels_file=multilabel_data / "unseen.csv")
+    assert result["n"] == 5 and set(result["multi_label"]["per_label"]) == set(LABELS)
+    with pytest.raises(ImgclfError, match="--tta is for models of one label per photo"):
+        imgclf.evaluate(multilabel_model, multilabel_data, labels_file=multilabel_data / "unseen.csv", tta=True)
+    found = imgclf.check(multilabel_data, labels_file=multilabel_data / "labels.csv")
+    assert found.photos == 110 and set(found.counts()) >= {"missing_label", "extra_label"}
+    preds = imgclf.load(multilabel_model).predict([multilabel_data / "unseen" / "roses+tulips.jpg"])
+    assert [a["label"] for a in preds[0].labels] == ["roses", "tulips"]

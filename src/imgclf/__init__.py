@@ -28,9 +28,7 @@ def __getattr__(name: str):
 
         return Project
     if name == "check":
-        from imgclf.checks import check
-
-        return check
+        return _check
     if name == "export":
         from imgclf.exports import export
 
@@ -40,3 +38,20 @@ def __getattr__(name: str):
 
         return evaluate
     raise AttributeError(f"module 'imgclf' has no attribute {name!r}")
+
+
+def _check(data_dir, *args, labels_file=None, multi_label: bool = False, **options):
+    """:func:`imgclf.checks.check`; with ``labels_file`` (a manifest) or ``multi_label`` (label folders sharing photos),
+    the checks of several labels per photo (:func:`imgclf.training.multilabel.check_folder`: unreadable photos, labels
+    a photo probably lacks or should not have)."""
+    if labels_file is None and not multi_label:
+        from imgclf.checks import check
+
+        return check(data_dir, *args, **options)
+    from imgclf.training.multilabel import check_folder
+
+    allowed = {k: v for k, v in options.items() if k in ("backbone", "weights", "cache_dir", "seed", "progress", "log")}
+    refused = sorted(k for k, v in options.items() if k not in allowed and v)
+    if args or refused:
+        raise ImgclfError(f"{(refused or ['positional options'])[0]} is not available for several labels per photo")
+    return check_folder(data_dir, labels_file, **allowed)

@@ -296,10 +296,9 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta, error_rate, labels
     if report is not None:  # the plots written beside the page
         claims.update(_claims({report.parent / f"{report.stem}-{name}": "--report" for name in PLOT_FILES.values()}))
     model = Model.load(model_dir)
-    if model.multi_label or labels_file is not None:
-        return _evaluate_multilabel(model, model_dir, data_dir, labels_file, json_out, report, claims,
-                                    [flag for flag, on in (("--ood", ood), ("--tta", tta), ("--error-rate", error_rate)) if on])
-    result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta, error_rate=error_rate)
+    result = run_evaluate(model, data_dir, ood_dir=ood, tta=tta, error_rate=error_rate, labels_file=labels_file)
+    if "multi_label" in result:
+        return _several_labels_evaluated(result, model, model_dir, data_dir, json_out, report, claims)
     render.evaluation(result)
     if json_out:
         claims[json_out].write_json({"generator": generator("evaluate"), **result})
@@ -316,19 +315,14 @@ def evaluate(model_dir, data_dir, json_out, report, ood, tta, error_rate, labels
     return 0
 
 
-def _evaluate_multilabel(model, model_dir, data_dir, labels_file, json_out, report, claims, refused: list[str]) -> int:
-    """``evaluate`` of a model of several labels per photo: per-label precision, recall, F1 and AP, exact sets."""
+def _several_labels_evaluated(result: dict, model, model_dir, data_dir, json_out, report, claims) -> int:
+    """What ``evaluate`` prints and writes for a model of several labels per photo: per-label precision, recall, F1 and
+    AP, exact sets; the photos it could not read."""
     from imgclf.cli import render
-    from imgclf.evaluation.multilabel import evaluate_multilabel
     from imgclf.files import printable
     from imgclf.report.multilabel import write_multilabel_report
     from imgclf.runtime.artifact import generator
 
-    if not model.multi_label:
-        raise ImgclfError(f"--labels measures a model of several labels per photo; {model_dir} answers one label per photo")
-    if refused:
-        raise ImgclfError(f"{refused[0]} is for models of one label per photo")
-    result = evaluate_multilabel(model, data_dir, labels_file)
     render.multilabel_lines(result["multi_label"])
     for s in result["skipped"]:
         print(f"skipped {printable(s['path'])}: {s['reason']}", file=sys.stderr)

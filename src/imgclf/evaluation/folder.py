@@ -18,9 +18,12 @@ from imgclf.heads.rejection import UNKNOWN, auroc
 
 def evaluate(
     model: Model | str | os.PathLike, data_dir: str | os.PathLike, top_k: int = 3, ood_dir: str | os.PathLike | None = None,
-    tta: bool = False, error_rate: float | None = None,
+    tta: bool = False, error_rate: float | None = None, labels_file: str | os.PathLike | None = None,
 ) -> dict:
     """Metrics of ``model`` on every photo under ``data_dir``.
+
+    A model of several labels per photo is measured by :func:`~imgclf.evaluation.multilabel.evaluate_multilabel`
+    (the photos' labels from the manifest ``labels_file``, or from label folders): the result's ``multi_label``.
 
     Accuracy and the confusion matrix score the best guess (closed set). When the model
     rejects "unknown", ``coverage``, ``selective_accuracy`` and ``accuracy_with_unknown`` score
@@ -38,6 +41,15 @@ def evaluate(
     """
     if not isinstance(model, Model):
         model = Model.load(model)
+    if model.multi_label or labels_file is not None:
+        from imgclf.evaluation.multilabel import evaluate_multilabel
+
+        if not model.multi_label:
+            raise ImgclfError(f"--labels measures a model of several labels per photo; {model.dir} answers one label per photo")
+        refused = [flag for flag, on in (("--ood", ood_dir), ("--tta", tta), ("--error-rate", error_rate)) if on]
+        if refused:
+            raise ImgclfError(f"{refused[0]} is for models of one label per photo")
+        return evaluate_multilabel(model, data_dir, labels_file)
     data_dir = Path(data_dir)
     dataset = scan_labelled(data_dir, val_fraction=0.0, test_fraction=0.0, min_labels=1)
     if model.tree is not None:  # nested label folders, as the model was trained on
