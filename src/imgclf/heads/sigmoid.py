@@ -2,7 +2,9 @@
 
 Each label's score is an independent logistic regression on the L2-normalised embedding (class-balanced: a label's
 few photos weigh as much as the many without it), all fitted together by one L-BFGS solve; its strength ``C`` is
-chosen by out-of-fold mean average precision. Out-of-fold scores then fit each label's Platt scaling (so that "0.8"
+chosen by out-of-fold mean average precision. With several views of a photo a label's score blends its best view's with the
+whole photo's pooled one, the blend (:data:`MIXES`) chosen with ``C``: photos of several small things favour the best
+view, photos of one thing each the pooled. Out-of-fold scores then fit each label's Platt scaling (so that "0.8"
 is right about 80 % of the time) and its threshold: the one with the best F1, or the lowest whose precision reaches
 what the user asks for (``--min-precision``).
 """
@@ -18,6 +20,8 @@ from imgclf.heads.linear import l2_normalize
 #: Inverse regularisation strengths tried; the best out-of-fold mean average precision wins.
 C_GRID = (3.0, 10.0, 30.0, 100.0)
 FOLDS = 5
+#: The weights of a label's best view in its score (the rest: the pooled views' score), tried with each ``C``.
+MIXES = (1.0, 0.75, 0.5, 0.25, 0.0)
 #: The smallest Platt scale: scores keep their order, so a label's best view stays its best.
 MIN_SCALE = 0.01
 
@@ -27,18 +31,26 @@ class SigmoidHeads:
     """``sigmoid(normalize(x) @ weight.T + bias)``: one probability per label; ``weight`` is (labels, dim).
 
     With ``views`` > 1 an embedding is that many views side by side (:mod:`imgclf.backbones.views`): the heads are
-    fitted on their element-wise largest (:func:`training_features`) and a label's logit is its best view's."""
+    fitted on their element-wise largest (:func:`training_features`) and a label's logit is ``mix`` times its best
+    view's plus ``1 - mix`` times that of the views' element-wise largest."""
 
     weight: np.ndarray
     bias: np.ndarray
     C: float
     views: int = 1
+    mix: float = 1.0
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         if self.views == 1:
             return l2_normalize(x) @ self.weight.T + self.bias
+        best, pooled = self.parts(x)
+        return self.mix * best + (1 - self.mix) * pooled
+
+    def parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A views embedding's two logits per label: its best view's, and its pooled views'."""
         each = l2_normalize(x.reshape(-1, self.weight.shape[1])) @ self.weight.T + self.bias
-        return each.reshape(len(x), self.views, -1).max(1)
+        pooled = l2_normalize(training_features(x, self.views)) @ self.weight.T + self.bias
+        return each.reshape(len(x), self.views, -1).max(1), pooled
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         return sigmoid(self.logits(x))
@@ -49,7 +61,7 @@ class SigmoidHeads:
         if (scale <= 0).any():  # a label's best view must stay its best after scaling
             raise ValueError("Platt scaling must keep the order of a label's scores")
         return SigmoidHeads((self.weight * scale[:, None]).astype(np.float32), (self.bias * scale + shift).astype(np.float32),
-                            self.C, self.views)
+                            self.C, self.views, self.mix)
 
 
 def training_features(x: np.ndarray, views: int) -> np.ndarray:
@@ -61,7 +73,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
-def fit(x: np.ndarray, Y: np.ndarray, C: float, balanced: bool = True, views: int = 1) -> SigmoidHeads:
+def fit(x: np.ndarray, Y: np.ndarray, C: float, balanced: bool = True, views: int = 1, mix: float = 1.0) -> SigmoidHeads:
     """Every label's logistic regression on ``x`` (:func:`training_features`, rows L2-normalised here) and the 0/1
     matrix ``Y`` (photos, labels): ``min C·Σ wᵢₖ·BCEᵢₖ + ½‖W‖²``, the bias unpenalised (scikit-learn's objective, per
     label)."""
@@ -97,7 +109,7 @@ def fit(x: np.ndarray, Y: np.ndarray, C: float, balanced: bool = True, views: in
     w = result.x[: d * k].reshape(k, d)
     if basis is not None:
         w = w @ basis
-    return SigmoidHeads(w.astype(np.float32), result.x[d * k:].astype(np.float32), float(C), views)
+    return SigmoidHeads(w.astype(np.float32), result.x[d * k:].astype(np.float32), float(C), views, float(mix))
 
 
 def folds(n: int, seed: int, count: int = FOLDS) -> np.ndarray:
@@ -107,12 +119,16 @@ def folds(n: int, seed: int, count: int = FOLDS) -> np.ndarray:
     return out
 
 
-def out_of_fold(x: np.ndarray, Y: np.ndarray, C: float, fold: np.ndarray, balanced: bool = True, views: int = 1) -> np.ndarray:
-    """Each photo's logits from heads fitted on the other folds."""
-    logits = np.zeros(Y.shape, np.float32)
+def out_of_fold(x: np.ndarray, Y: np.ndarray, C: float, fold: np.ndarray, balanced: bool = True, views: int = 1,
+                mixes: tuple[float, ...] = (1.0,)) -> dict[float, np.ndarray]:
+    """Each photo's logits from heads fitted on the other folds, for each blend of ``mixes`` (one fit serves them all)."""
+    logits = {mix: np.zeros(Y.shape, np.float32) for mix in mixes}
     for f in np.unique(fold):
         held = fold == f
-        logits[held] = fit(x[~held], Y[~held], C, balanced, views).logits(x[held])
+        heads = fit(x[~held], Y[~held], C, balanced, views)
+        best, pooled = heads.parts(x[held]) if views > 1 else (heads.logits(x[held]),) * 2
+        for mix in mixes:
+            logits[mix][held] = mix * best + (1 - mix) * pooled
     return logits
 
 
@@ -138,16 +154,17 @@ def average_precision(truth: np.ndarray, scores: np.ndarray) -> float | None:
 
 
 def choose_C(x: np.ndarray, Y: np.ndarray, seed: int, balanced: bool = True, views: int = 1,
-             grid: tuple[float, ...] = C_GRID) -> tuple[float, np.ndarray, np.ndarray]:
-    """The ``C`` of ``grid`` whose out-of-fold mean AP is best, those out-of-fold logits, and the folds."""
+             grid: tuple[float, ...] = C_GRID) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """The ``C`` of ``grid`` and, with views, the blend of :data:`MIXES` whose out-of-fold mean AP is best; those
+    out-of-fold logits, and the folds."""
     fold = folds(len(Y), seed)
     best = None
     for C in grid:
-        logits = out_of_fold(x, Y, C, fold, balanced, views)
-        score = mean_average_precision(Y, logits)
-        if best is None or score > best[0] + 1e-9:
-            best = (score, C, logits)
-    return best[1], best[2], fold
+        for mix, logits in out_of_fold(x, Y, C, fold, balanced, views, MIXES if views > 1 else (1.0,)).items():
+            score = mean_average_precision(Y, logits)
+            if best is None or score > best[0] + 1e-9:
+                best = (score, C, mix, logits)
+    return best[1], best[2], best[3], fold
 
 
 def platt(logits: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -60,8 +60,8 @@ def fuse(backbone_onnx: Path, head: LinearHead, labels: list[str], out_path: Pat
 def fuse_views(backbone_onnx: Path, heads, labels: list[str], out_path: Path, metadata: dict[str, str] | None = None,
                feature_map: str | None = None, map_size: tuple[int, int] | None = None) -> str:
     """Write a views backbone (:mod:`imgclf.backbones.views`: ``embedding`` is (N, views × dim)) plus
-    :class:`~imgclf.heads.sigmoid.SigmoidHeads` to ``out_path``: each view scored, a label's logit its best view's,
-    ``probabilities`` its sigmoid (one independent probability per label); with ``feature_map`` (every view's, of
+    :class:`~imgclf.heads.sigmoid.SigmoidHeads` to ``out_path``: each view scored, a label's logit ``mix`` times its best
+    view's plus ``1 - mix`` times the pooled views', ``probabilities`` its sigmoid (one independent probability per label); with ``feature_map`` (every view's, of
     ``map_size``) also :data:`CAM` (:func:`_views_cam`). Returns the name of the views' element-wise largest embedding,
     which the "unknown" rule compares."""
     data = Path(backbone_onnx).read_bytes()
@@ -79,15 +79,24 @@ def fuse_views(backbone_onnx: Path, heads, labels: list[str], out_path: Path, me
         _node("MatMul", ["imgclf_each_view_unit", "imgclf_head_weight"], ["imgclf_view_matmul"]),
         _node("Add", ["imgclf_view_matmul", "imgclf_head_bias"], ["imgclf_view_logits"]),
         _node("Reshape", ["imgclf_view_logits", "imgclf_view_logit_shape"], ["imgclf_view_logits_by_view"]),
-        reduce("ReduceMax", "imgclf_view_logits_by_view", "logits", [0], 0),
-        _node("Sigmoid", ["logits"], [PROBABILITIES]),
+        reduce("ReduceMax", "imgclf_view_logits_by_view", "imgclf_best_view_logits", [0], 0),
         _node("Reshape", [VIEW_ROWS, "imgclf_view_embedding_shape"], ["imgclf_fused_views"]),
         reduce("ReduceMax", "imgclf_fused_views", pooled, [0], 0),
+        # mix × the best view's logits + (1 − mix) × the pooled views' (heads.mix, chosen out of fold)
+        _node("LpNormalization", [pooled], ["imgclf_pooled_unit"], axis=1, p=2),
+        _node("MatMul", ["imgclf_pooled_unit", "imgclf_head_weight"], ["imgclf_pooled_matmul"]),
+        _node("Add", ["imgclf_pooled_matmul", "imgclf_head_bias"], ["imgclf_pooled_logits"]),
+        _node("Mul", ["imgclf_best_view_logits", "imgclf_mix"], ["imgclf_best_view_part"]),
+        _node("Mul", ["imgclf_pooled_logits", "imgclf_unmix"], ["imgclf_pooled_part"]),
+        _node("Add", ["imgclf_best_view_part", "imgclf_pooled_part"], ["logits"]),
+        _node("Sigmoid", ["logits"], [PROBABILITIES]),
     ]
     weights = [_tensor("imgclf_head_weight", np.ascontiguousarray(heads.weight.T, np.float32)),
                _tensor("imgclf_head_bias", heads.bias.astype(np.float32)),
                _tensor("imgclf_view_logit_shape", np.array([views, -1, k], np.int64)),
-               _tensor("imgclf_view_embedding_shape", np.array([views, -1, dim], np.int64))]
+               _tensor("imgclf_view_embedding_shape", np.array([views, -1, dim], np.int64)),
+               _tensor("imgclf_mix", np.array(heads.mix, np.float32)),
+               _tensor("imgclf_unmix", np.array(1.0 - heads.mix, np.float32))]
     axes = {(0,)}
     outputs = [_value_info(PROBABILITIES, ["N", k])]
     if feature_map is not None:

@@ -168,17 +168,18 @@ def fit(photos: Photos, bb: Backbone, settings: Settings) -> Fitted:
 
 
 def fit_calibrated(x: np.ndarray, Y: np.ndarray, views: int, seed: int, min_precision: float | None, rule: str = "",
-                   C: float | None = None) -> Fitted:
-    """Calibrated heads and thresholds from ``x``, ``Y`` alone (``C`` chosen here unless given)."""
+                   C: float | None = None, mix: float = 1.0) -> Fitted:
+    """Calibrated heads and thresholds from ``x``, ``Y`` alone (``C`` and the views' blend chosen here unless ``C`` is
+    given, with ``mix``)."""
     if C is None:
-        C, logits, fold = sigmoid.choose_C(x, Y, seed, views=views)
+        C, mix, logits, fold = sigmoid.choose_C(x, Y, seed, views=views)
     else:
         fold = sigmoid.folds(len(Y), seed)
-        logits = sigmoid.out_of_fold(x, Y, C, fold, views=views)
+        logits = sigmoid.out_of_fold(x, Y, C, fold, views=views, mixes=(mix,))[mix]
     scale, shift = sigmoid.platt(logits, Y)
     probs = sigmoid.sigmoid(logits * scale + shift)
     thresholds = sigmoid.thresholds(probs, Y, min_precision)
-    heads = sigmoid.fit(x, Y, C, views=views).scaled(scale, shift)
+    heads = sigmoid.fit(x, Y, C, views=views, mix=mix).scaled(scale, shift)
     return Fitted(heads, thresholds, rule, len(np.unique(fold)), probs)
 
 
@@ -229,10 +230,10 @@ def measure(photos: Photos, fitted: Fitted, ref: Reference, rule: Rejection, bb:
         truth, shown = photos.Y[te], [n for n, t in zip(names, te) if t]
         method = f"the given test split's {int(te.sum())} photos"
     else:
-        truth, probs, answered = nested(photos.x, photos.Y, bb.views or 1, settings, fitted.heads.C)
+        truth, probs, answered = nested(photos.x, photos.Y, bb.views or 1, settings, fitted.heads.C, fitted.heads.mix)
         shown = names
         method = (f"nested {sigmoid.FOLDS}-fold cross-validation over {len(truth)} photos: each photo scored by heads, "
-                  "Platt scaling and thresholds fitted without it (C chosen on all photos)")
+                  "Platt scaling and thresholds fitted without it (C and the views' blend chosen on all photos)")
     estimate = multilabel_metrics(truth, probs, answered, photos.labels, fitted.thresholds, shown)
     estimate["method"] = method
     return {
@@ -245,8 +246,9 @@ def measure(photos: Photos, fitted: Fitted, ref: Reference, rule: Rejection, bb:
         "leakage": [],
         "warnings": photos.warnings,
         "check": checked.to_dict(),
-        "head": {"type": "sigmoid-linear per label on L2-normalised embeddings, each view scored, a label's best view",
-                 "views": bb.views, "C": fitted.heads.C, "class_weight": "balanced", "seed": settings.seed,
+        "head": {"type": "sigmoid-linear per label on L2-normalised embeddings: mix times its best view's score plus "
+                         "1 - mix times the pooled views'",
+                 "views": bb.views, "C": fitted.heads.C, "mix": fitted.heads.mix, "class_weight": "balanced", "seed": settings.seed,
                  "calibration": f"Platt scaling per label on {fitted.folds}-fold out-of-fold logits",
                  "thresholds": dict(zip(photos.labels, map(float, fitted.thresholds))), "threshold_rule": fitted.rule},
         "rejection": rule.to_dict(),
@@ -256,7 +258,8 @@ def measure(photos: Photos, fitted: Fitted, ref: Reference, rule: Rejection, bb:
     }
 
 
-def nested(x: np.ndarray, Y: np.ndarray, views: int, settings: Settings, C: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nested(x: np.ndarray, Y: np.ndarray, views: int, settings: Settings, C: float,
+           mix: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every photo's probabilities and answers from heads, scalings and thresholds fitted on the other folds."""
     outer = sigmoid.folds(len(Y), settings.seed + 1)
     probs = np.zeros(Y.shape)
@@ -264,9 +267,9 @@ def nested(x: np.ndarray, Y: np.ndarray, views: int, settings: Settings, C: floa
     for f in np.unique(outer):
         held = outer == f
         if (Y[~held].sum(0) == 0).any() or (Y[~held].sum(0) == (~held).sum()).any():
-            heads, th = sigmoid.fit(x[~held], Y[~held], C, views=views), np.full(Y.shape[1], 0.5)
+            heads, th = sigmoid.fit(x[~held], Y[~held], C, views=views, mix=mix), np.full(Y.shape[1], 0.5)
         else:
-            inner = fit_calibrated(x[~held], Y[~held], views, settings.seed, settings.min_precision, C=C)
+            inner = fit_calibrated(x[~held], Y[~held], views, settings.seed, settings.min_precision, C=C, mix=mix)
             heads, th = inner.heads, inner.thresholds
         probs[held] = heads.probabilities(x[held])
         answered[held] = probs[held] >= th
@@ -288,7 +291,7 @@ def write(requested: Path, model_dir: Path, data_dir, photos: Photos, fitted: Fi
 
     meta = metadata_common(bb, photos.labels, photos.tagged.root, photos.tagged.given_splits, settings,
                            maps=bb.feature_map is not None)
-    meta["head"] = {"type": metrics["head"]["type"], "C": fitted.heads.C, "seed": settings.seed}
+    meta["head"] = {"type": metrics["head"]["type"], "C": fitted.heads.C, "mix": fitted.heads.mix, "seed": settings.seed}
     meta["multi_label"] = {"thresholds": [float(t) for t in fitted.thresholds], "rule": fitted.rule,
                            "min_precision": settings.min_precision, "source": photos.tagged.source}
     meta["rejection"] = rule.to_dict()
