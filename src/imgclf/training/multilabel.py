@@ -1,7 +1,7 @@
 """``train --labels FILE`` / ``train --multi-label``: photos with several labels each → a model that answers a set.
 
 scan → embed (ten views a photo, :mod:`imgclf.backbones.views`) → one photo per content → fit (one logistic head per
-label, ``C`` by out-of-fold mean AP) → calibrate (Platt per label) and threshold (best F1 or ``--min-precision``) on
+label; ``C`` and the blend of a label's best view with the pooled views by out-of-fold mean AP) → calibrate (Platt per label) and threshold (best F1 or ``--min-precision``) on
 out-of-fold scores → the "unknown" rule → estimate (nested cross-validation: every photo scored by heads, scalings and
 thresholds chosen without it; or a given test split) → write. Only :func:`write` touches the model folder.
 """
