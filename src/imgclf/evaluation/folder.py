@@ -20,36 +20,26 @@ def evaluate(
     model: Model | str | os.PathLike, data_dir: str | os.PathLike, top_k: int = 3, ood_dir: str | os.PathLike | None = None,
     tta: bool = False, error_rate: float | None = None, labels_file: str | os.PathLike | None = None,
 ) -> dict:
-    """Metrics of ``model`` on every photo under ``data_dir``.
+    """Metrics of ``model`` on every photo under ``data_dir`` (a model of several labels per photo: its labels from the
+    manifest ``labels_file`` or from label folders, measured by :func:`~imgclf.evaluation.multilabel.evaluate_multilabel`).
 
-    A model of several labels per photo is measured by :func:`~imgclf.evaluation.multilabel.evaluate_multilabel`
-    (the photos' labels from the manifest ``labels_file``, or from label folders): the result's ``multi_label``.
+    Accuracy and the confusion matrix score the best guess (closed set). When the model rejects "unknown", ``coverage``,
+    ``selective_accuracy`` and ``accuracy_with_unknown`` score its answers with the rule applied, ``rejection`` counts the
+    accepted and rejected photos; with ``ood_dir`` (photos of none of the labels, any layout) it also gives the share of
+    those rejected and the AUROC of the similarity score.
 
-    Accuracy and the confusion matrix score the best guess (closed set). When the model
-    rejects "unknown", ``coverage``, ``selective_accuracy`` and ``accuracy_with_unknown`` score
-    its answers with the rule applied, ``rejection`` counts the accepted and rejected photos; with
-    ``ood_dir`` (photos of none of the labels, any layout) it also gives the share of those
-    rejected and the AUROC of the similarity score.
-
-    Labels the model does not know are reported in ``unknown_labels`` and skipped;
-    unreadable files are listed in ``skipped`` with their reasons. ``photos`` has one record
-    per scored photo (``path``, ``label``, ``predicted``, ``confidence``, ``label_confidence``,
-    ``top_k``), which :func:`imgclf.report.write_report` draws from. ``tta`` averages each
-    photo's scores with its mirror image's (:meth:`imgclf.runtime.model.Model.scores`). With ``error_rate``, every
-    photo also gets its label set (``set`` in ``photos``), and ``label_sets`` says how often the sets held the true label
-    (``coverage``, with its 95 % interval, against the promised 1 − ``error_rate``) and how many labels they held.
+    Labels the model does not know are reported in ``unknown_labels`` and skipped; unreadable files are listed in
+    ``skipped`` with their reasons. ``photos`` has one record per scored photo (``path``, ``label``, ``predicted``,
+    ``confidence``, ``label_confidence``, ``top_k``), which :func:`imgclf.report.write_report` draws from. ``tta``
+    averages each photo's scores with its mirror image's (:meth:`imgclf.runtime.model.Model.scores`). With
+    ``error_rate``, every photo also gets its label set (``set`` in ``photos``), and ``label_sets`` says how often the
+    sets held the true label (``coverage``, with its 95 % interval, against the promised 1 − ``error_rate``) and how
+    many labels they held.
     """
     if not isinstance(model, Model):
         model = Model.load(model)
     if model.multi_label or labels_file is not None:
-        from imgclf.evaluation.multilabel import evaluate_multilabel
-
-        if not model.multi_label:
-            raise ImgclfError(f"--labels measures a model of several labels per photo; {model.dir} answers one label per photo")
-        refused = [flag for flag, on in (("--ood", ood_dir), ("--tta", tta), ("--error-rate", error_rate)) if on]
-        if refused:
-            raise ImgclfError(f"{refused[0]} is for models of one label per photo")
-        return evaluate_multilabel(model, data_dir, labels_file)
+        return _several_labels(model, data_dir, labels_file, ood=ood_dir, tta=tta, error_rate=error_rate)
     data_dir = Path(data_dir)
     dataset = scan_labelled(data_dir, val_fraction=0.0, test_fraction=0.0, min_labels=1)
     if model.tree is not None:  # nested label folders, as the model was trained on
@@ -110,6 +100,18 @@ def evaluate(
     elif ood_dir is not None:
         raise ImgclfError("this model has no 'unknown' rule (trained before imgclf 0.1); retrain it to use --ood")
     return result
+
+
+def _several_labels(model: Model, data_dir, labels_file, **one_label_options) -> dict:
+    """:func:`evaluate` of a model of several labels per photo; options that measure one label per photo refused."""
+    from imgclf.evaluation.multilabel import evaluate_multilabel
+
+    if not model.multi_label:
+        raise ImgclfError(f"--labels measures a model of several labels per photo; {model.dir} answers one label per photo")
+    refused = [f"--{name.replace('_', '-')}" for name, on in one_label_options.items() if on]
+    if refused:
+        raise ImgclfError(f"{refused[0]} is for models of one label per photo")
+    return evaluate_multilabel(model, data_dir, labels_file)
 
 
 def _label_sets(photos: list[dict], error_rate: float) -> dict:
