@@ -50,8 +50,6 @@ def _check(data_dir, *args, labels_file=None, multi_label: bool = False, **optio
         return check(data_dir, *args, **options)
     from imgclf.training.multilabel import check_folder
 
-    allowed = {k: v for k, v in options.items() if k in ("backbone", "weights", "cache_dir", "seed", "progress", "log")}
-    refused = sorted(k for k, v in options.items() if k not in allowed and v)
-    if args or refused:
-        raise ImgclfError(f"{(refused or ['positional options'])[0]} is not available for several labels per photo")
-    return check_folder(data_dir, labels_file, **allowed)
+    if args:
+        raise ImgclfError("name the options of a check of several labels per photo (backbone=..., cache_dir=...)")
+    return check_folder(data_dir, labels_file, **options)

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from imgclf.checks.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding
+from imgclf.checks.findings import FIX_PLAN_COLUMNS, KINDS, CheckResult, Finding, unreadable
 
 __all__ = ["check", "run_checks", "CheckResult", "Finding", "KINDS", "FIX_PLAN_COLUMNS"]
 
@@ -86,12 +86,10 @@ def run_checks(dataset, emb, input_size: int, cache_root: Path | None, seed: int
         found = copies(data) + [f for f in labels if f.path not in instead] + unlike + quality(data, input_size)
         advice = _advice(data, seed)
         _store(cache_root, key, found, advice)
-    unreadable = [Finding("unreadable", s.path, s.reason, 1.0, "open it: re-save it as JPEG or PNG, or remove it")
-                  for s in dataset.skipped] + [
-                  Finding("unreadable", str(p), reason, 1.0, "open it: re-save it as JPEG or PNG, or remove it", label=by_path[p].label)
-                  for p, reason in sorted(emb.errors.items())]
+    unread = [unreadable(s.path, s.reason) for s in dataset.skipped] + [
+              unreadable(str(p), reason, by_path[p].label) for p, reason in sorted(emb.errors.items())]
     rank = {kind: i for i, kind in enumerate(KINDS)}
-    findings = sorted(unreadable + found, key=lambda f: rank[f.kind])  # stable: each check's own order within a kind
+    findings = sorted(unread + found, key=lambda f: rank[f.kind])  # stable: each check's own order within a kind
     return CheckResult(str(dataset.root), len(dataset.photos), list(dataset.labels), findings, thresholds(input_size),
                        time.perf_counter() - start, advice)
 

@@ -56,6 +56,11 @@ class Finding:
 _FIELDS = fields(Finding)
 
 
+def unreadable(path: str, reason: str, label: str | None = None) -> Finding:
+    """The finding of a file that could not be read as a photo."""
+    return Finding("unreadable", path, reason, 1.0, "open it: re-save it as JPEG or PNG, or remove it", label=label)
+
+
 @dataclass
 class CheckResult:
     """The findings about one data folder, worst first within each kind, and what was looked at."""

@@ -367,10 +367,8 @@ def check(data_dir, json_out, report, fix_plan, backbone, weights, crop, cache_d
         if labels_file is not None or multi_label:
             from imgclf.training.multilabel import check_folder
 
-            if crop or quantize:
-                raise ImgclfError(f"{'--crop' if crop else '--quantize'} is not available for several labels per photo yet")
-            result = check_folder(data_dir, labels_file, backbone, weights, cache_dir, progress=bar.update,
-                                      log=None if quiet else bar.log)
+            result = check_folder(data_dir, labels_file, backbone, bar.update, None if quiet else bar.log, weights=weights,
+                                  cache_dir=cache_dir, crop=crop, quantize=quantize)
         else:
             result = run_check(data_dir, backbone=backbone, weights=weights, cache_dir=cache_dir, crop=crop, quantize=quantize,
                                val_fraction=val_fraction, test_fraction=test_fraction, progress=bar.update,

@@ -388,9 +388,9 @@ def multilabel_lines(m: dict, out: "_Out | None" = None) -> None:
     """How a model of several labels per photo does (``train``, ``evaluate``): the estimate in words, then per label."""
     from rich.table import Table
 
-    out = out or _Out()
     from imgclf.report.multilabel import label_rows, summary_lines
 
+    out = out or _Out()
     out.print(f"several labels per photo, measured by {m['method']}:")
     for text in summary_lines(m):
         out.print(f"  {text}")

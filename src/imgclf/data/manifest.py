@@ -136,8 +136,8 @@ def _csv_rows(text: str) -> tuple[list[tuple[int, str, tuple[str, ...], str | No
                                    "separate labels with ';')"))
             continue
         cells = dict(zip(header, row))
-        parsed = _row(cells["path"], cells["labels"].split(";") if cells["labels"].strip() else [], cells.get("split"))
-        (problems if isinstance(parsed, str) else rows).append((line, parsed) if isinstance(parsed, str) else (line, *parsed))
+        _take(line, _row(cells["path"], cells["labels"].split(";") if cells["labels"].strip() else [], cells.get("split")),
+              rows, problems)
     return rows, problems
 
 
@@ -163,9 +163,16 @@ def _jsonl_rows(text: str) -> tuple[list, list]:
         if not isinstance(labels, list) or not all(isinstance(lab, str) for lab in labels) or not isinstance(obj["path"], str):
             problems.append((line, "'path' must be a string and 'labels' a list of strings"))
             continue
-        parsed = _row(obj["path"], labels, obj.get("split"))
-        (problems if isinstance(parsed, str) else rows).append((line, parsed) if isinstance(parsed, str) else (line, *parsed))
+        _take(line, _row(obj["path"], labels, obj.get("split")), rows, problems)
     return rows, problems
+
+
+def _take(line: int, parsed, rows: list, problems: list) -> None:
+    """A parsed row (:func:`_row`) into ``rows`` as ``(line, path, labels, split)``, or why it is bad into ``problems``."""
+    if isinstance(parsed, str):
+        problems.append((line, parsed))
+    else:
+        rows.append((line, *parsed))
 
 
 def _row(path: str, labels: list[str], split) -> tuple[str, tuple[str, ...], str | None] | str:

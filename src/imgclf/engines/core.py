@@ -71,13 +71,14 @@ class Runner:
     def row(self, item: Item, out: tuple[np.ndarray, ...] | ImageError) -> dict:
         raise NotImplementedError
 
-    #: Views of each photo the graph runs (a multi-label model's ten): batches hold that many times fewer photos.
-    views = 1
+    def photos_per_run(self, batch_size: int) -> int:
+        """How many photos a batch of ``batch_size`` images holds (one image a photo)."""
+        return batch_size
 
     def iter_rows(self, items: Iterable[Item], batch_size: int = DEFAULT_BATCH, loaders: int | None = None) -> Iterator[dict]:
-        """Rows in input order; ``loaders`` decode threads feed batches of ``batch_size`` images (``batch_size`` /
-        :attr:`views` photos)."""
-        per_run = max(1, batch_size // self.views)
+        """Rows in input order; ``loaders`` decode threads feed batches of ``batch_size`` images
+        (:meth:`photos_per_run` photos)."""
+        per_run = self.photos_per_run(batch_size)
         for item, out in run_batched(items, self.load, self.forward, per_run, loaders or self.threads, collate=self.pre.batch):
             yield self.row(item, out)
 
@@ -95,7 +96,6 @@ class PredictRunner(Runner):
                  error_rate: float | None = None):
         super().__init__(model.preprocessing, threads)
         self.model = model
-        self.views = model.views
         self.top_k = top_k
         self.threshold = threshold
         self.reject = reject
@@ -104,6 +104,9 @@ class PredictRunner(Runner):
 
     def forward(self, batch: np.ndarray) -> Sequence[np.ndarray]:
         return [self.model.scores(batch)]
+
+    def photos_per_run(self, batch_size: int) -> int:
+        return self.model.photos_per_run(batch_size)
 
     def row(self, item: Item, out) -> dict:
         if isinstance(out, ImageError):

@@ -144,13 +144,19 @@ def average_precision(truth: np.ndarray, scores: np.ndarray) -> float | None:
     truth = np.asarray(truth) > 0
     if not truth.any():
         return None
-    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
-    s, t = np.asarray(scores, np.float64)[order], truth[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last photo of each run of equal scores
-    tp = np.cumsum(t)[last]
+    _, last, tp = _cut_points(scores, truth)
     precision = tp / (last + 1)
     recall = tp / truth.sum()
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def _cut_points(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scores sorted high to low, the last position of each run of equal scores (where a threshold can fall), and
+    how many true photos are at or above each of those positions."""
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    s, t = np.asarray(scores, np.float64)[order], np.asarray(truth)[order]
+    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    return s, last, np.cumsum(t)[last]
 
 
 def choose_C(x: np.ndarray, Y: np.ndarray, seed: int, balanced: bool = True, views: int = 1,
@@ -200,10 +206,7 @@ def thresholds(probabilities: np.ndarray, Y: np.ndarray, min_precision: float | 
         if not t.any():
             out[j] = 1.0
             continue
-        order = np.argsort(-p, kind="stable")
-        s, hit = p[order], t[order]
-        last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-        tp = np.cumsum(hit)[last]
+        s, last, tp = _cut_points(p, t)
         answered = last + 1
         precision, recall = tp / answered, tp / t.sum()
         if min_precision is None:

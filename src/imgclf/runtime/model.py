@@ -72,8 +72,8 @@ class Model:
         self.label_thresholds = np.asarray(multi["thresholds"], np.float32) if multi else None
         #: How many views of each photo the graph embeds (:mod:`imgclf.backbones.views`; 1: the photo once).
         self.views = int(meta.get("backbone", {}).get("views") or 1)
-        #: Photos per graph run: a model that sees each photo as several views runs fewer at a time (bounded memory).
-        self.batch_size = max(1, DEFAULT_BATCH // self.views)
+        #: Photos per graph run by default (:meth:`photos_per_run`).
+        self.batch_size = self.photos_per_run(DEFAULT_BATCH)
         tree = meta.get("hierarchy")
         #: The labels' tree (``train --hierarchy``; None: flat labels) and the probability an answer needs to go down a level.
         self.tree = Tree(tuple(labels)) if tree else None
@@ -97,6 +97,11 @@ class Model:
         when none were asked for."""
         if error_rate is not None:
             self.set_threshold(error_rate)
+
+    def photos_per_run(self, images: int) -> int:
+        """How many photos one graph run of about ``images`` images holds: a model that sees each photo as several views
+        runs that many times fewer (bounded memory: ten views of 16 photos took 1.9 GB, of one photo 290 MB)."""
+        return max(1, images // self.views)
 
     @property
     def multi_label(self) -> bool:
@@ -207,6 +212,13 @@ class Model:
                 neighbors: int = 0, **rule) -> tuple[Prediction, Explanation]:
         """One decoded RGB photo's prediction and, from the same forward pass, the map of ``label``
         (default: the best guess) placed on the photo (see :mod:`imgclf.runtime.explanation`)."""
+        pred, maps = self.explain_labels(image, label, top_k, name, neighbors, **rule)
+        return pred, maps[0]
+
+    def explain_labels(self, image: Image.Image, label: str | None = None, top_k: int = 3, name: str = "<image>",
+                       neighbors: int = 0, **rule) -> tuple[Prediction, list[Explanation]]:
+        """:meth:`explain` with the maps of every label :meth:`_explained` names (a model of several labels per photo:
+        each label it answered), all from the same forward pass."""
         from imgclf.runtime.explanation import crop_box, explain_map
 
         self._label_index(label)
@@ -214,7 +226,8 @@ class Model:
         if neighbors:
             self._check_neighbors()
         if pre.crop == "face_chip":
-            return self._explain_face(image, label, top_k, name, neighbors, **rule)
+            pred, face = self._explain_face(image, label, top_k, name, neighbors, **rule)
+            return pred, [face]
         seen = image
         if pre.crop == "face":  # the model sees the square around the face: its map is drawn there
             from imgclf.runtime.faces import face_square
@@ -224,16 +237,16 @@ class Model:
         maps = [CAM] if self.explanation_method == "cam" else []
         out = self.run(batch, self._outputs + maps + ([PHOTO_SIMILARITIES] if neighbors else []))
         pred = self._answer(name, out, 0, top_k, neighbors, **rule)
-        k = self._label_index(label, out[PROBABILITIES][0])
         if pre.crop == "face":
             kept = half * pre.input_size / pre.resize_to  # the centre crop of the square
             box = (cx - kept, cy - kept, cx + kept, cy + kept)
         else:
             box = crop_box(image.width, image.height, pre.resize_to, pre.input_size)
+        ks = self._explained(label, out[PROBABILITIES][0], pred)
         if maps:
-            return pred, explain_map(self.labels[k], out[CAM][0, k], box, image.size)
-        occluded = self._occlusion(batch, k, float(out[PROBABILITIES][0, k]))
-        return pred, explain_map(self.labels[k], occluded, box, image.size, kind="occlusion")
+            return pred, [explain_map(self.labels[k], out[CAM][0, k], box, image.size) for k in ks]
+        return pred, [explain_map(self.labels[k], self._occlusion(batch, k, float(out[PROBABILITIES][0, k])), box, image.size,
+                                  kind="occlusion") for k in ks]
 
     def _occlusion(self, batch: np.ndarray, k: int, prob: float, grid: int = OCCLUSION_GRID) -> np.ndarray:
         """(grid, grid): how much label ``k``'s probability drops when each cell of the input is set to the
@@ -311,14 +324,14 @@ class Model:
                 pred = self._answer(str(path), got, None, top_k, neighbors, threshold=threshold, reject=reject,
                                     error_rate=error_rate)
                 photo, size = photos.pop(str(path))
-                drawn = []
+                drawn, writes = [], []
                 for k in self._explained(label, got[PROBABILITIES], pred):
                     explanation = explain_map(self.labels[k], got[CAM][k], crop_box(*size, pre.resize_to, pre.input_size), size)
-                    target = _free_target(out, Path(path).stem + (f".{self.labels[k]}" if self.multi_label else ""), taken)
-                    drawn.append(({"heatmap": str(target), **explanation.to_dict()},
-                                  drawing.submit(_write_overlay, explanation, photo, target)))
-                pred.explanation = dict(drawn[0][0], **({"maps": [d for d, _ in drawn]} if self.multi_label else {}))
-                pending.append((pred, [w for _, w in drawn]))
+                    target = self._heatmap_target(out, path, explanation.label, taken)
+                    drawn.append({"heatmap": str(target), **explanation.to_dict()})
+                    writes.append(drawing.submit(_write_overlay, explanation, photo, target))
+                pred.explanation = self._explanation_row(drawn)
+                pending.append((pred, writes))
                 while pending and (not isinstance(pending[0], tuple) or all(w.done() for w in pending[0][1])):
                     yield _finished(pending.pop(0))
             for item in pending:
@@ -331,8 +344,17 @@ class Model:
             return [self.labels.index(a["label"]) for a in pred.labels]
         return [self._label_index(label, probabilities)]
 
+    def _heatmap_target(self, out: Path, path, label: str, taken: set[str]) -> Path:
+        """Where ``--explain`` writes one photo's map of ``label`` (:func:`_free_target`; a model of several labels per
+        photo names the label: ``photo.roses.heatmap.png``)."""
+        return _free_target(out, Path(path).stem + (f".{label}" if self.multi_label else ""), taken)
+
+    def _explanation_row(self, drawn: list[dict]) -> dict:
+        """A prediction's ``explanation``: its first map, and for a model of several labels per photo all of them."""
+        return dict(drawn[0], **({"maps": drawn} if self.multi_label else {}))
+
     def _iter_explain_each(self, paths, out: Path, label, top_k, neighbors, **rule) -> Iterator[Prediction]:
-        """:meth:`iter_explain` one photo at a time, through :meth:`explain`: for models that look at faces
+        """:meth:`iter_explain` one photo at a time, through :meth:`explain_labels`: for models that look at faces
         (finding the face is most of the work) and for occlusion (many passes per photo)."""
         from imgclf.runtime.images import decode, read_bytes, upright_size
         from imgclf.runtime.inputs import iter_inputs
@@ -343,14 +365,17 @@ class Model:
             try:
                 data = read_bytes(path)
                 photo = decode(data, max_side=draft_side(self.preprocessing))
-                pred, explanation = self.explain(photo, label, top_k, str(path), neighbors, **rule)
+                pred, explanations = self.explain_labels(photo, label, top_k, str(path), neighbors, **rule)
             except ImageError as e:
                 yield self.failed(str(path), e, rule.get("error_rate"))
                 continue
-            explanation = explanation.in_size(upright_size(data) or photo.size)
-            target = _free_target(out, Path(path).stem, taken)
-            _write_overlay(explanation, photo, target)
-            pred.explanation = {"heatmap": str(target), **explanation.to_dict()}
+            drawn = []
+            for explanation in explanations:
+                explanation = explanation.in_size(upright_size(data) or photo.size)
+                target = self._heatmap_target(out, path, explanation.label, taken)
+                _write_overlay(explanation, photo, target)
+                drawn.append({"heatmap": str(target), **explanation.to_dict()})
+            pred.explanation = self._explanation_row(drawn)
             yield pred
 
     def predict(

@@ -44,6 +44,7 @@ class PredictionOut(BaseModel):
     levels: Optional[list[LabelScore]] = None  # models trained with --hierarchy: the best node of each level, top first
     labels: Optional[list[LabelScore]] = None  # models of several labels per photo: every label over its threshold
 
+
 class ErrorOut(BaseModel):
     """Every error the API answers, whatever its status: one line saying what is wrong."""
 

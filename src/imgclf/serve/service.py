@@ -115,8 +115,7 @@ class Service:
         self.in_flight = 0
         self.started = time.time()
         self.requests = 0
-        # a model that sees each photo as several views runs as many fewer photos at once (bounded memory)
-        self.batcher = MicroBatcher(model.scores, max_batch=max(1, max_batch // model.views), collate=model.preprocessing.batch)
+        self.batcher = MicroBatcher(model.scores, max_batch=model.photos_per_run(max_batch), collate=model.preprocessing.batch)
         self.decode_threads = decode_threads
         self._indexed: set[str] | None = None
         self._thumbs: OrderedDict = OrderedDict()
@@ -154,11 +153,11 @@ class Service:
         photo = decode(data, max_side=draft_side(self.model.preprocessing))
         if not explain:
             return self.model.predict_image(photo, top_k, name, neighbors, error_rate=error_rate).to_row()
-        pred, explanation = self.model.explain(photo, None, top_k, name, neighbors, error_rate=error_rate)
-        pred.explanation = _drawn(explanation, photo)
-        if self.model.multi_label and pred.labels:  # a map for every label it answered, the first from the pass above
-            others = [self.model.explain(photo, a["label"], top_k, name)[1] for a in pred.labels[1:]]
-            pred.explanation["maps"] = [dict(pred.explanation)] + [_drawn(e, photo) for e in others]
+        pred, explanations = self.model.explain_labels(photo, None, top_k, name, neighbors, error_rate=error_rate)
+        drawn = [_drawn(e, photo) for e in explanations]
+        pred.explanation = dict(drawn[0])
+        if self.model.multi_label and pred.labels:  # a map for every label it answered
+            pred.explanation["maps"] = drawn
         return pred.to_row()
 
     async def predict_detailed(self, name: str, data: bytes, top_k: int, explain: bool, neighbors: int,

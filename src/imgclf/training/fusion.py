@@ -20,7 +20,8 @@ import numpy as np
 
 from imgclf.backbones.views import VIEW_ROWS
 from imgclf.heads.linear import LinearHead
-from imgclf.runtime.artifact import CAM, EMBEDDING, POOLED_EMBEDDING, PHOTO_SIMILARITIES, PROBABILITIES, REFERENCE_COORDS, SIMILARITY
+from imgclf.runtime.artifact import (CAM, EMBEDDING, PHOTO_SIMILARITIES, POOLED_EMBEDDING, PROBABILITIES, REFERENCE_COORDS,
+                                    SIMILARITY)
 _FLOAT, _INT64 = 1, 7  # TensorProto.DataType
 _ATTR_INT, _ATTR_INTS, _ATTR_STRING = 2, 7, 3  # AttributeProto.AttributeType
 _NEAREST = b"nearest"  # a string attribute's value
@@ -61,18 +62,16 @@ def fuse_views(backbone_onnx: Path, heads, labels: list[str], out_path: Path, me
                feature_map: str | None = None, map_size: tuple[int, int] | None = None) -> str:
     """Write a views backbone (:mod:`imgclf.backbones.views`: ``embedding`` is (N, views × dim)) plus
     :class:`~imgclf.heads.sigmoid.SigmoidHeads` to ``out_path``: each view scored, a label's logit ``mix`` times its best
-    view's plus ``1 - mix`` times the pooled views', ``probabilities`` its sigmoid (one independent probability per label); with ``feature_map`` (every view's, of
-    ``map_size``) also :data:`CAM` (:func:`_views_cam`). Returns the name of the views' element-wise largest embedding,
-    which the "unknown" rule compares."""
+    view's plus ``1 - mix`` times the pooled views', ``probabilities`` its sigmoid (one independent probability per
+    label); with ``feature_map`` (every view's, of ``map_size``) also :data:`CAM` (:func:`_views_cam`). Returns the name
+    of the views' element-wise largest embedding, which the "unknown" rule compares."""
     data = Path(backbone_onnx).read_bytes()
     new = _opset(data) >= 18
     k, views, dim = len(labels), heads.views, heads.weight.shape[1]
     pooled = POOLED_EMBEDDING
 
     def reduce(op: str, src: str, dst: str, axes: list[int], keepdims: int) -> bytes:
-        if new:
-            return _node(op, [src, f"imgclf_axes_{'_'.join(map(str, axes))}"], [dst], keepdims=keepdims)
-        return _node(op, [src], [dst], axes=axes, keepdims=keepdims)
+        return _reduce(op, src, dst, new, keepdims, axes, _axes_name(axes))
 
     nodes = [  # every view's embedding, view-major (views · N, dim), as the views backbone computes them
         _node("LpNormalization", [VIEW_ROWS], ["imgclf_each_view_unit"], axis=1, p=2),
@@ -106,7 +105,7 @@ def fuse_views(backbone_onnx: Path, heads, labels: list[str], out_path: Path, me
         axes.update({(1,), (2, 3)})
         outputs.append(_value_info(CAM, ["N", k, 4 * map_size[0], 4 * map_size[1]]))
     if new:
-        weights += [_tensor(f"imgclf_axes_{'_'.join(map(str, a))}", np.array(a, np.int64)) for a in sorted(axes)]
+        weights += [_tensor(_axes_name(a), np.array(a, np.int64)) for a in sorted(axes)]
     meta = {"labels": json.dumps(labels), **(metadata or {})}
     Path(out_path).write_bytes(data + _model(_graph(nodes, weights, outputs), meta, producer="imgclf"))
     return pooled
@@ -173,9 +172,7 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
     new_reduce = _opset(data) >= 18  # ReduceMax takes its axes as an input from opset 18 on
 
     def reduce_max(src: str, dst: str) -> bytes:
-        if new_reduce:
-            return _node("ReduceMax", [src, "imgclf_axes"], [dst], keepdims=0)
-        return _node("ReduceMax", [src], [dst], axes=[1], keepdims=0)
+        return _reduce("ReduceMax", src, dst, new_reduce, axes_name="imgclf_axes")
 
     nodes = [
         _node("LpNormalization", [embedding], ["imgclf_unit_embedding"], axis=1, p=2),
@@ -211,11 +208,17 @@ def add_similarity(model_path: Path, reference, metadata: dict[str, str] | None 
     Path(model_path).write_bytes(data + _model(patch, metadata or {}))
 
 
-def _reduce(op: str, src: str, dst: str, axes_as_input: bool, keepdims: int = 0) -> bytes:
-    """``op`` over axis 1 (its axes an input from opset 18 on, an attribute before)."""
+def _reduce(op: str, src: str, dst: str, axes_as_input: bool, keepdims: int = 0, axes=(1,),
+            axes_name: str = "imgclf_cam_axes") -> bytes:
+    """``op`` over ``axes``: from opset 18 on an input, the initializer ``axes_name``; before, an attribute."""
     if axes_as_input:
-        return _node(op, [src, "imgclf_cam_axes"], [dst], keepdims=keepdims)
-    return _node(op, [src], [dst], axes=[1], keepdims=keepdims)
+        return _node(op, [src, axes_name], [dst], keepdims=keepdims)
+    return _node(op, [src], [dst], axes=list(axes), keepdims=keepdims)
+
+
+def _axes_name(axes) -> str:
+    """The initializer holding ``axes`` in a views fusion (one per set of axes it reduces over)."""
+    return f"imgclf_axes_{'_'.join(map(str, axes))}"
 
 
 # --- protobuf encoding of the few ONNX messages appended above (field numbers from onnx.proto) ---

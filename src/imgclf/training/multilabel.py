@@ -1,8 +1,8 @@
 """``train --labels FILE`` / ``train --multi-label``: photos with several labels each → a model that answers a set.
 
 scan → embed (ten views a photo, :mod:`imgclf.backbones.views`) → one photo per content → fit (one logistic head per
-label; ``C`` and the blend of a label's best view with the pooled views by out-of-fold mean AP) → calibrate (Platt per label) and threshold (best F1 or ``--min-precision``) on
-out-of-fold scores → the "unknown" rule → estimate (nested cross-validation: every photo scored by heads, scalings and
+label; ``C`` and the blend of a label's best view with the pooled views by out-of-fold mean AP) → calibrate (Platt per
+label) and threshold (best F1 or ``--min-precision``) on out-of-fold scores → the "unknown" rule → estimate (nested cross-validation: every photo scored by heads, scalings and
 thresholds chosen without it; or a given test split) → write. Only :func:`write` touches the model folder.
 """
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from imgclf.backbones import Backbone, resolve
 from imgclf.backbones.views import pooled, with_views
-from imgclf.checks.findings import CheckResult, Finding
+from imgclf.checks.findings import CheckResult, unreadable
 from imgclf.checks.multilabel import EXTRA_BELOW, MISSING_AT, label_findings
 from imgclf.data.manifest import TaggedSet, merge_copies, read_manifest, scan_folders
 from imgclf.embeddings import EmbeddingCache, Embeddings, embed_files
@@ -89,7 +89,7 @@ def run(data_dir, model_dir, settings: Settings, report: Reporter):
     report.start("check")
     checked = check(photos, fitted)
     report.start("estimate")
-    metrics = measure(photos, fitted, reference, rule, bb, settings, emb, started, checked)
+    metrics = measure(photos, fitted, rule, bb, settings, emb, started, checked)
     report.start("write")
     write(requested, target, data_dir, photos, fitted, reference, rule, bb, settings, metrics)
     return TrainResult(requested, photos.labels, photos.counts(), metrics, photos.skipped, photos.warnings,
@@ -111,18 +111,18 @@ def prepared(data_dir, settings: Settings, report: Reporter, with_embeddings: bo
     return (photos, bb, fitted, emb) if with_embeddings else (photos, bb, fitted)
 
 
-def check_folder(data_dir, labels_file=None, backbone: str | None = None, weights=None, cache_dir=None, seed: int = 0,
-               progress=None, log=None) -> CheckResult:
-    """What ``imgclf check --labels FILE`` / ``--multi-label`` finds: unreadable photos, and missing and extra labels."""
+def check_folder(data_dir, labels_file=None, backbone: str | None = None, progress=None, log=None, **options) -> CheckResult:
+    """What ``imgclf check --labels FILE`` / ``--multi-label`` finds: unreadable photos, and missing and extra labels.
+    ``options`` are :func:`imgclf.checks.check`'s (``weights``, ``cache_dir``, ``seed``, …), refused by
+    :class:`~imgclf.training.settings.Settings` where several labels per photo cannot have them (``crop``, ``quantize``)."""
     from imgclf.backbones import DEFAULT_BACKBONE
 
     start = time.perf_counter()
-    settings = Settings.of(backbone=backbone or DEFAULT_BACKBONE, weights=weights, cache_dir=cache_dir, seed=seed,
-                           labels_file=labels_file, multi_label=labels_file is None)
+    settings = Settings.of(backbone=backbone or DEFAULT_BACKBONE, labels_file=labels_file, multi_label=labels_file is None,
+                           **options)
     photos, bb, fitted = prepared(data_dir, settings, Reporter(None, None, progress, log))
-    findings = [Finding("unreadable", s.path, s.reason, 1.0, "fix or remove the file") for s in photos.skipped]
     result = check(photos, fitted)
-    result.findings = findings + result.findings
+    result.findings = [unreadable(s.path, s.reason) for s in photos.skipped] + result.findings
     result.root, result.seconds = str(Path(data_dir)), time.perf_counter() - start
     return result
 
@@ -219,8 +219,8 @@ def check(photos: Photos, fitted: Fitted) -> CheckResult:
                        {"missing_label_at": MISSING_AT, "extra_label_below": EXTRA_BELOW})
 
 
-def measure(photos: Photos, fitted: Fitted, ref: Reference, rule: Rejection, bb: Backbone, settings: Settings,
-            emb: Embeddings, started: float, checked: CheckResult) -> dict:
+def measure(photos: Photos, fitted: Fitted, rule: Rejection, bb: Backbone, settings: Settings, emb: Embeddings,
+            started: float, checked: CheckResult) -> dict:
     """``metrics.json`` of a multi-label model: the estimate (a given test split, else nested cross-validation)."""
     names = [str(p) for p in photos.paths]
     if photos.tagged.given_splits and (~photos.pool).any():
@@ -248,7 +248,8 @@ def measure(photos: Photos, fitted: Fitted, ref: Reference, rule: Rejection, bb:
         "check": checked.to_dict(),
         "head": {"type": "sigmoid-linear per label on L2-normalised embeddings: mix times its best view's score plus "
                          "1 - mix times the pooled views'",
-                 "views": bb.views, "C": fitted.heads.C, "mix": fitted.heads.mix, "class_weight": "balanced", "seed": settings.seed,
+                 "views": bb.views, "C": fitted.heads.C, "mix": fitted.heads.mix, "class_weight": "balanced",
+                 "seed": settings.seed,
                  "calibration": f"Platt scaling per label on {fitted.folds}-fold out-of-fold logits",
                  "thresholds": dict(zip(photos.labels, map(float, fitted.thresholds))), "threshold_rule": fitted.rule},
         "rejection": rule.to_dict(),

@@ -29,8 +29,7 @@ class TrainResult:
     @property
     def photos(self) -> int:
         """How many photos the model learned from (a photo with several labels counts once)."""
-        total = (self.metrics.get("photos") or {}).get("total")
-        return int(total) if total is not None else sum(sum(c.values()) for c in self.counts.values())
+        return photo_count(self.metrics)
 
     @property
     def val_accuracy(self) -> float | None:
@@ -39,3 +38,10 @@ class TrainResult:
     @property
     def test_accuracy(self) -> float | None:
         return (self.metrics.get("test") or {}).get("accuracy")
+
+
+def photo_count(metrics: dict) -> int:
+    """How many photos a model's ``metrics.json`` says it learned from: a multi-label model's total (a photo counts once
+    whatever its labels), else the sum of every label's photos."""
+    total = (metrics.get("photos") or {}).get("total")
+    return int(total) if total is not None else sum(sum(c.values()) for c in (metrics.get("counts") or {}).values())

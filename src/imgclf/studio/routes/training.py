@@ -14,6 +14,7 @@ from imgclf.checks.copies import copy_groups
 from imgclf.files import write_json_atomic
 from imgclf.report.multilabel import headline
 from imgclf.studio.routes import project, workspace
+from imgclf.training.result import photo_count
 
 router = APIRouter(prefix="/api", tags=["training"])
 
@@ -63,7 +64,7 @@ def results(request: Request):
     m = model.metrics
     root = Path(m.get("check", {}).get("root") or p.root)
     several = headline(m)
-    photos = (m.get("photos") or {}).get("total") if several else sum(sum(c.values()) for c in (m.get("counts") or {}).values())
+    photos = photo_count(m)
     return {"model": True, "labels": model.labels, "verifier": bool(m.get("verifier")), "estimate": m.get("estimate"),
             "per_label": _per_label(m), "confused": _confused(m, root), "unknown": _unknown(m),
             "findings": _findings(m, root, _kept(p)), "seconds": m.get("train_seconds"),
