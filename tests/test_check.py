@@ -252,3 +252,10 @@ def test_label_level_findings_imbalance_and_confused_pairs():
     probs = np.eye(3, dtype=np.float32)[guess]
     (pair,) = confused(y, probs, ["cats", "dogs", "owls"])
     assert pair.labels == ["cats", "dogs"] and pair.score == pytest.approx(0.1) and "2 photos of cats look like dogs" in pair.reason
+
+
+def test_every_kind_of_finding_has_a_title_on_the_pages():
+    from imgclf.checks.findings import KINDS
+    from imgclf.report.findings import _TITLES
+
+    assert set(_TITLES) == set(KINDS)

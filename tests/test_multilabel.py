@@ -249,7 +249,7 @@ def test_the_estimate_and_report_cover_every_label(multilabel_model):
         assert 0 <= row["average_precision"] <= 1 and row["calibration_error"] < 0.2
     assert 0.85 <= m["mean_average_precision"] <= 1 and m["exact_set"]["n"] == 110 and m["hamming_loss"]["n"] == 550
     page = (multilabel_model / "report.html").read_text()
-    assert "Each label" in page and "What each label missed and added" in page
+    assert "Each label" in page and "What each label missed and added" in page and "Photos to check" in page
     assert all(f"<td>{lab}</td>" in page for lab in LABELS)
     card = (multilabel_model / "README.md").read_text()
     assert "several labels per photo" in card and "| daisy |" in card
@@ -273,8 +273,11 @@ def test_check_finds_a_missing_and_an_extra_label(multilabel_data, tmp_path):
     rows[daisy] += ";tulips"  # a daisy photo that gained one
     manifest = tmp_path / "wrong.csv"
     manifest.write_text("\n".join(rows) + "\n")
-    r = run_cli("check", str(multilabel_data), "--labels", str(manifest), "--json", str(tmp_path / "found.json"))
+    r = run_cli("check", str(multilabel_data), "--labels", str(manifest), "--json", str(tmp_path / "found.json"),
+                "--report", str(tmp_path / "found.html"))
     assert r.returncode == 0, r.stderr
+    page = (tmp_path / "found.html").read_text()
+    assert "Labels a photo probably lacks" in page and "Labels a photo probably should not have" in page
     found = json.loads((tmp_path / "found.json").read_text())["findings"]
     missing = [f for f in found if f["kind"] == "missing_label"]
     extra = [f for f in found if f["kind"] == "extra_label"]

@@ -28,7 +28,7 @@ def label_findings(paths: list[str], labels: list[str], Y: np.ndarray, probs: np
     for i, k in zip(*np.nonzero((Y == 0) & (probs >= MISSING_AT))):
         p = float(probs[i, k])
         missing.append(Finding("missing_label", str(paths[i]), f"looks like it also shows {labels[k]} ({100 * p:.0f} % by "
-                               "photos it was not trained on), which it is not labelled with", p,
+                               f"photos it was not trained on), but is not labelled {labels[k]}", p,
                                f"add the label {labels[k]} if the photo shows it", label=labels[k]))
     for i, k in zip(*np.nonzero((Y > 0) & (probs <= EXTRA_BELOW))):
         p = float(probs[i, k])

@@ -17,7 +17,8 @@ MAX_SHOWN = 200
 
 _TITLES = {
     "unreadable": "Unreadable files", "exact_duplicate": "Exact duplicates", "near_duplicate": "Near-duplicates",
-    "label_error": "Likely label mistakes", "outlier": "Outliers", "too_small": "Too small", "blurry": "Blurry",
+    "label_error": "Likely label mistakes", "missing_label": "Labels a photo probably lacks",
+    "extra_label": "Labels a photo probably should not have", "outlier": "Outliers", "too_small": "Too small", "blurry": "Blurry",
     "near_uniform": "Nearly one colour", "imbalance": "Imbalance", "confused_labels": "Labels hard to tell apart",
 }
 def advice_section(check: dict) -> str:
@@ -63,8 +64,9 @@ def findings_section(check: dict, thumbs) -> str:
 
 def _card(f: dict, thumbs) -> str:
     pics = []
-    if f.get("path"):
-        pics.append(_figure(f["path"], f.get("label") or "this photo", thumbs))
+    if f.get("path"):  # captioned with its label, but for a label it lacks
+        own = f.get("label") if f["kind"] != "missing_label" else None
+        pics.append(_figure(f["path"], own or "this photo", thumbs))
     if f.get("other"):
         pics.append(_figure(f["other"], "the other copy", thumbs))
     caption = f.get("suggested") or f"typical {f.get('label', '')}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from imgclf.report.findings import findings_section
 from imgclf.report.page import _e, _head
 from imgclf.report.thumbnails import Thumbnails
 
@@ -26,7 +27,7 @@ def summary_lines(m: dict) -> list[str]:
     lines = [f"exactly the right labels on {_pct(exact['value'])} of photos{_iv(exact)}",
              f"mean average precision {m['mean_average_precision']:.3f} (1 = every label's photos ranked first)"
              if m.get("mean_average_precision") is not None else "mean average precision: —",
-             f"label decisions wrong: {_pct(hamming['value'])} (Hamming loss{_iv(hamming)})"]
+             f"label decisions wrong (Hamming loss): {_pct(hamming['value'])}{_iv(hamming)}"]
     if m["none_right"]["n"]:
         lines.append(f"photos with none of the labels answered 'none': {_pct(m['none_right']['value'])}{_iv(m['none_right'])}")
     return lines
@@ -147,6 +148,7 @@ def write_multilabel_report(path: str | os.PathLike, meta: dict, metrics: dict, 
             f'label, the share that have it. "Found" is recall: of the photos that have it, the share it gave it.</p>'
             f'<div class="scroll"><table>{head}{body}</table></div></section>'
             f'<section><h2>What each label missed and added</h2><div class="groups">{"".join(sections)}</div></section>'
+            + (findings_section(metrics["check"], thumbs) if metrics.get("check") else "") +
             f"<footer>imgclf {_e(meta.get('imgclf_version', ''))}</footer></main></body></html>")
     path = Path(path)
     write(path, page.encode("utf-8"))
