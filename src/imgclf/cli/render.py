@@ -375,6 +375,8 @@ def train_summary(result) -> None:
         out.print(f"test accuracy:       {acc('test')}")
     for text in _level_lines(m.get("hierarchy")):
         out.print(text)
+    if m.get("fine_tune"):
+        out.print(fine_tune_line(m["fine_tune"]))
     rule = m.get("rejection") or {}
     if rule.get("expected_acceptance") is not None:
         lo, hi = rule["acceptance_interval"]
@@ -382,6 +384,17 @@ def train_summary(result) -> None:
                   f"(95 % interval {100 * lo:.0f}–{100 * hi:.0f} %; calibrated on {rule['n']} held-out scores)")
     out.print(f"model written to {result.model_dir} in {result.seconds:.1f} s")
     out.print(f"report: {result.model_dir / REPORT_FILE}")
+
+
+def fine_tune_line(ft: dict) -> str:
+    """What ``--fine-tune`` did: kept, with its validation gain, or not kept and why."""
+    spent = f"{ft['seconds']:.0f} s"
+    if ft.get("kept") == "frozen":
+        return f"fine-tuning not kept ({spent}): {ft['why']}; the frozen model was trained instead"
+    if ft.get("best_val_accuracy") is None:
+        return f"fine-tuned ({spent}, {len(ft['history']) - 1} epochs; no validation photos to compare it with)"
+    return (f"fine-tuned ({spent}): validation accuracy {ft['probe_val_accuracy']:.3f} frozen, "
+            f"{ft['best_val_accuracy']:.3f} after epoch {ft['best_epoch']}")
 
 
 def multilabel_lines(m: dict, out: "_Out | None" = None) -> None:

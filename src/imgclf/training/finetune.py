@@ -40,6 +40,8 @@ class FineTuneConfig:
     #: Trainable stages at the end of the backbone (0 = the whole backbone).
     trainable_blocks: int = 3
     seed: int = 0
+    #: Keep the frozen model when the fine-tuned network answers no more validation photos right than it does.
+    fall_back: bool = True
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -104,7 +105,10 @@ def learn(requested: Path, target: Path, data_dir, dataset: Dataset, emb: Embedd
     checks = stages.check(dataset, emb, bb, settings)
     report.start("fit")
     heads = stages.fit(table, bb, settings, report)
-    tuned = stages.fine_tune(table, heads, bb, settings, report) if settings.fine_tune else None
+    attempt = stages.fine_tune(table, heads, bb, settings, report) if settings.fine_tune else None
+    tuned = attempt if attempt is not None and attempt.kept else None
+    if attempt is not None and tuned is None:
+        settings = replace(settings, fine_tune=None)  # the frozen model, trained as without --fine-tune
     report.start("calibrate")
     groups = stages.copy_groups(table, checks)
     heads, calibration = stages.calibrate_heads(table, heads, settings, groups)
@@ -112,6 +116,8 @@ def learn(requested: Path, target: Path, data_dir, dataset: Dataset, emb: Embedd
     reference, rule = stages.rule(table, bb, settings, groups)
     report.start("estimate")
     metrics = measure(table, heads, calibration, tuned, reference, rule, sets, settings, cleaning, checks, emb, started)
+    if attempt is not None:
+        metrics["fine_tune"] = attempt.record
     report.start("write")
     entry = write(requested, target, data_dir, table, heads, tuned, reference, rule, sets, bb, settings, metrics, history or [],
                   change)

@@ -54,7 +54,6 @@ def measure(table: PhotoTable, heads: Heads, cal: Calibration, tuned: FineTuned 
     if settings.hierarchy:
         metrics["hierarchy"] = _hierarchy(table, cal, probs, checked)
     if tuned is not None:
-        metrics["fine_tune"] = tuned.record
         metrics["train"] = None  # the probe's training accuracy says nothing about the fine-tuned network
     metrics["train_seconds"] = round(time.perf_counter() - started, 3)
     metrics["verifier"] = verifier

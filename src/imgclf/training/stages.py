@@ -243,19 +243,25 @@ def label_sets(table: PhotoTable, cal: Calibration) -> LabelSets | None:
 
 @dataclass
 class FineTuned:
-    """A fine-tuned network: its ``model.onnx`` (moved into the model folder as it is), what it answers for the
-    validation and test photos, its run's record."""
+    """A fine-tuning run: its record and whether it is kept; a kept one has its ``model.onnx`` (moved into the model
+    folder as it is) and what it answers for the validation and test photos."""
 
-    onnx: Path
-    val_probs: np.ndarray
-    test_probs: np.ndarray
     record: dict
+    onnx: Path | None = None
+    val_probs: np.ndarray | None = None
+    test_probs: np.ndarray | None = None
+
+    @property
+    def kept(self) -> bool:
+        return self.onnx is not None
 
 
 def fine_tune(table: PhotoTable, heads: Heads, bb: Backbone, settings: Settings, report: Reporter) -> FineTuned:
     """Train the backbone's last blocks from the head fitted on the training split (the refitted one has seen the
-    validation photos, which would make its "epoch 0" unbeatable on validation); the table's embeddings become the
-    fine-tuned network's, as the model that ships computes them."""
+    validation photos, which would make its "epoch 0" unbeatable on validation). The run is kept only when its best
+    epoch answers more validation photos right than that frozen head did; then the table's embeddings become the
+    fine-tuned network's, as the model that ships computes them. Otherwise the frozen model is trained as without
+    ``--fine-tune`` and the record says why."""
     from dataclasses import asdict
 
     from imgclf.training import finetune
@@ -266,13 +272,21 @@ def fine_tune(table: PhotoTable, heads: Heads, bb: Backbone, settings: Settings,
     config = settings.fine_tune
     tuned = finetune.fine_tune(bb, heads.selected, list(zip(table.paths[tr], table.y[tr])), list(zip(table.paths[va], table.y[va])),
                                config, progress=report.progress, log=report.log)
-    onnx = settings.cache_root / "tmp" / f"fine-tuned-{os.getpid()}.onnx"
-    onnx.parent.mkdir(parents=True, exist_ok=True)
-    finetune.export_onnx(tuned.model, bb.preprocessing.input_size, onnx)
-    probs, table.vectors = finetune.onnx_outputs(onnx, list(table.paths), bb.preprocessing)  # every photo, by the shipped model
-    record = {**asdict(config), "probe_val_accuracy": probe_val_accuracy, "best_epoch": tuned.best_epoch, "history": tuned.history,
+    best = tuned.history[tuned.best_epoch]["val_accuracy"] if va.any() else None
+    record = {**asdict(config), "probe_val_accuracy": probe_val_accuracy, "best_epoch": tuned.best_epoch,
+              "best_val_accuracy": best, "validation_photos": int(va.sum()), "history": tuned.history,
               "seconds": round(tuned.seconds, 1), "estimated_seconds": round(tuned.estimate_seconds, 1)}
-    return FineTuned(onnx, probs[va], probs[te], record)
+    if not config.fall_back or (best is not None and best > probe_val_accuracy):
+        onnx = settings.cache_root / "tmp" / f"fine-tuned-{os.getpid()}.onnx"
+        onnx.parent.mkdir(parents=True, exist_ok=True)
+        finetune.export_onnx(tuned.model, bb.preprocessing.input_size, onnx)
+        probs, table.vectors = finetune.onnx_outputs(onnx, list(table.paths), bb.preprocessing)  # every photo, by the shipped model
+        return FineTuned({**record, "kept": "fine-tuned"}, onnx, probs[va], probs[te])
+    why = ("there are no validation photos to show that it helps" if best is None else
+           f"it answered no more of the {int(va.sum())} validation photos right than the frozen model "
+           f"({best:.3f} at best against {probe_val_accuracy:.3f})")
+    report.log(f"fine-tuning not kept: {why}; the frozen model is trained instead")
+    return FineTuned({**record, "kept": "frozen", "why": why})
 
 
 # --- the "unknown" rule ------------------------------------------------------------------------------------
