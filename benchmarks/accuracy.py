@@ -3,6 +3,7 @@
 Usage:
   python benchmarks/accuracy.py DATA_DIR                 # cold/warm `imgclf train`, k-fold accuracy of the default
   python benchmarks/accuracy.py DATA_DIR --compare       # + (b) augmented views, (c) --fine-tune, (d) baseline
+  python benchmarks/accuracy.py DATA_DIR --variants      # other test-time inputs and backbones, with near-unknown AUROC
 
 Every accuracy is on photos the model never saw nor selected anything with: stratified
 k-fold, repeated (`--repeats`), hyper-parameters chosen on a validation part of the
@@ -14,6 +15,13 @@ training folds only. Rows:
       printed next to (a) on the same fold
   (d) the baseline a user would write: scikit-learn LogisticRegression (defaults, max_iter=1000)
       on single-centre-crop timm features of the same backbone, computed in PyTorch eager
+
+``--variants`` trains the head of row (a) on other features of the same photos and splits: the whole photo uncropped
+or padded to a square, the photo and its mirror image averaged, the ten views of the multi-label backbone
+(``imgclf.backbones.views``), and Lite0 with EfficientNet-Lite2 side by side (the ``lite2`` extra). Each row gives the
+paired difference against (a) fold by fold, near-unknown AUROC (each label left out in turn: a reference of the other
+labels' training photos, scored on test photos of the known labels against the left-out label's) and the time a
+photo's features take (the graphs each needs, 32 photos, as training runs them).
 """
 
 from __future__ import annotations
@@ -63,6 +71,7 @@ def main() -> None:
     ap.add_argument("--fine-tune-set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="FineTuneConfig fields for (c), e.g. trainable_blocks=0 epochs=15 lr=1e-4")
     ap.add_argument("--augment", type=int, default=4)
+    ap.add_argument("--variants", action="store_true")
     args = ap.parse_args()
 
     from imgclf.backbones import resolve
@@ -111,6 +120,8 @@ def main() -> None:
     acc_a = [head_accuracy(x[f], y[f], f, v, te) for f, v, te in splits]
     rows = [("(a) imgclf default", acc_a, f"{cold:.1f} s cold / {warm:.1f} s warm (CLI)")]
     print(f"(a) imgclf default                {fmt(acc_a)}")
+    if args.variants:
+        variants(ds, emb, y, splits, bb, cache)
     if not args.compare:
         return
 
@@ -151,6 +162,117 @@ def main() -> None:
     for name, accs, when in rows:
         print(f"| {name} | {np.mean(accs):.3f} ± {np.std(accs):.3f} (n={len(accs)}) | {when} |")
     print(f"\n(a) - (d) = {np.mean(acc_a) - np.mean(acc_d):+.3f}")
+
+
+def variants(ds, emb, y, splits, bb, cache) -> None:
+    """Row (a)'s head on other features of the same photos: accuracy, near-unknown AUROC and cost against (a)."""
+    from dataclasses import replace
+
+    from sklearn.linear_model import LogisticRegression
+
+    from imgclf.backbones import resolve
+    from imgclf.backbones.views import with_views
+    from imgclf.embeddings.cache import EmbeddingCache
+    from imgclf.embeddings.compute import embed_files, embed_views
+    from imgclf.heads.linear import fit_head, l2_normalize, refit
+
+    k, paths = len(ds.labels), emb.paths
+    sample = paths[:: max(1, len(paths) // 32)][:32]
+
+    def features(backbone):
+        """(embeddings of every photo, seconds a photo on the sample)."""
+        started = time.perf_counter()
+        embed_files(sample, backbone, None)
+        return embed_files(paths, backbone, EmbeddingCache(cache, backbone.id)).vectors, (time.perf_counter() - started) / len(sample)
+
+    whole, t_whole = emb.vectors, features(bb)[1]
+    uncropped, t_uncropped = features(replace(bb, id=f"{bb.id}-uncropped", preprocessing=replace(bb.preprocessing, crop_pct=1.0)))
+    padded, t_padded = padded_features(bb, paths, sample)
+    started = time.perf_counter()
+    embed_views(sample, [f"sample-{i}" for i in range(len(sample))], bb, None, ["flip"])
+    flip = embed_views(paths, emb.hashes, bb, EmbeddingCache(cache, bb.id), ["flip"])[0][:, 0]
+    t_flip = (time.perf_counter() - started) / len(sample)
+    vb = with_views(bb, cache)
+    views, t_views = features(vb)
+    views = views.reshape(len(paths), vb.views, -1)
+    rows = {
+        "(a) the whole photo, 87.5 % centre crop (default)": (whole, t_whole),
+        "the whole photo, uncropped centre square": (uncropped, t_uncropped),
+        "the whole photo padded to a square": (padded, t_padded),
+        "(a) + its mirror image, averaged": (l2_normalize(whole) + l2_normalize(flip), t_whole + t_flip),
+        "(a) + the mean of ten views (448 px)": (l2_normalize(whole) + l2_normalize(views.mean(1)), t_whole + t_views),
+        "the ten views' element-wise largest": (views.max(1), t_views),
+    }
+    try:
+        lite2, t_lite2 = features(resolve("efficientnet_lite2", cache_dir=cache))
+        rows["EfficientNet-Lite2 alone"] = (lite2, t_lite2)
+        rows["Lite0 + Lite2 side by side"] = (np.hstack([l2_normalize(whole), l2_normalize(lite2)]), t_whole + t_lite2)
+    except Exception as e:  # the lite2 extra is optional
+        print(f"Lite2 rows left out: {e}")
+
+    def scores(x):
+        accs, near = [], []
+        for f, v, te in splits:
+            head = refit(fit_head(x[f], y[f], k, x[v], y[v]), x[np.concatenate([f, v])], y[np.concatenate([f, v])], k)
+            accs.append(float(np.mean(head.probabilities(x[te]).argmax(1) == y[te])))
+            near.append(near_unknown_auroc(x, y, np.concatenate([f, v]), te, k))
+        return np.array(accs), np.array(near)
+
+    results = {name: scores(x) for name, (x, _) in rows.items()}
+    base_acc, base_near = results[next(iter(rows))]
+    probe = [float(LogisticRegression(max_iter=1000).fit(whole[np.concatenate([f, v])], y[np.concatenate([f, v])]).score(whole[te], y[te]))
+             for f, v, te in splits]
+    print(f"\n| features (imgclf's head) | held-out accuracy | vs (a), paired | near-unknown AUROC | vs (a), paired | time a photo |")
+    print("|---|---|---|---|---|---|")
+    for name, (_, seconds) in rows.items():
+        acc, near = results[name]
+        print(f"| {name} | {acc.mean():.3f} ± {acc.std():.3f} | {np.mean(acc - base_acc):+.3f} ± {np.std(acc - base_acc):.3f} | "
+              f"{near.mean():.3f} ± {near.std():.3f} | {np.mean(near - base_near):+.3f} ± {np.std(near - base_near):.3f} | "
+              f"{1000 * seconds:.0f} ms ({seconds / t_whole:.1f}x) |")
+    print(f"| scikit-learn LogisticRegression on (a)'s features | {np.mean(probe):.3f} ± {np.std(probe):.3f} | "
+          f"{np.mean(np.array(probe) - base_acc):+.3f} ± {np.std(np.array(probe) - base_acc):.3f} | | | |")
+
+
+def near_unknown_auroc(x, y, known_i, test_i, k) -> float:
+    """Mean over labels of the AUROC separating test photos of the other labels from the left-out label's, scored
+    against a reference of the other labels' ``known_i`` photos."""
+    from imgclf.heads.rejection import Reference, auroc
+
+    out = []
+    for left in range(k):
+        known = [c for c in range(k) if c != left]
+        inside = known_i[y[known_i] != left]
+        ref = Reference.fit(x[inside], y[inside], known)
+        out.append(auroc(ref.similarity(x[test_i[y[test_i] != left]]), ref.similarity(x[test_i[y[test_i] == left]])))
+    return float(np.mean(out))
+
+
+def padded_features(bb, paths, sample):
+    """Embeddings of each whole photo scaled into the input square and padded with grey; seconds a photo."""
+    from PIL import Image
+
+    from imgclf.runtime.images import load_image
+    from imgclf.runtime.preprocessing import normalize
+    from imgclf.runtime.session import create_session
+
+    pre, session = bb.preprocessing, create_session(bb.onnx_path)
+
+    def square(p):
+        img = load_image(p)
+        scale = pre.input_size / max(img.size)
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BICUBIC)
+        canvas = Image.new("RGB", (pre.input_size, pre.input_size), (128, 128, 128))
+        canvas.paste(img, ((pre.input_size - img.width) // 2, (pre.input_size - img.height) // 2))
+        return normalize(canvas, pre)
+
+    def embed(items):
+        return np.concatenate([session.run(None, {"input": np.stack([square(p) for p in items[i:i + 32]])})[0]
+                               for i in range(0, len(items), 32)])
+
+    started = time.perf_counter()
+    embed(sample)
+    seconds = (time.perf_counter() - started) / len(sample)
+    return embed(paths), seconds
 
 
 def baseline(ds, paths, y, splits) -> tuple[list[float], float]:
