@@ -222,7 +222,7 @@ def variants(ds, emb, y, splits, bb, cache) -> None:
     base_acc, base_near = results[next(iter(rows))]
     probe = [float(LogisticRegression(max_iter=1000).fit(whole[np.concatenate([f, v])], y[np.concatenate([f, v])]).score(whole[te], y[te]))
              for f, v, te in splits]
-    print(f"\n| features (imgclf's head) | held-out accuracy | vs (a), paired | near-unknown AUROC | vs (a), paired | time a photo |")
+    print("\n| features (imgclf's head) | held-out accuracy | vs (a), paired | near-unknown AUROC | vs (a), paired | time a photo |")
     print("|---|---|---|---|---|---|")
     for name, (_, seconds) in rows.items():
         acc, near = results[name]

@@ -168,3 +168,58 @@ def test_face_models_are_refused_with_the_reason():
     face = SimpleNamespace(preprocessing=SimpleNamespace(crop="face_chip"), meta={"backbone": {"name": "face"}})
     with pytest.raises(ImgclfError, match="dlib's face detector"):
         _refuse_faces(face)
+
+
+@needs_tf
+def test_one_photo_is_prepared_alike_by_train_predict_serve_and_every_export(trained_model, exported, tmp_path):
+    """The test-time preprocessing (resize the shorter side, centre crop, normalise) is one: the embedding training
+    stores, the answer of ``predict`` (files and decoded images), of the HTTP API, and of the ONNX and TensorFlow Lite
+    exports fed by the recipe their sidecars describe, written here from the sidecar alone, agree on the same photos."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+    from fastapi.testclient import TestClient
+    from PIL import Image, ImageOps
+
+    import imgclf
+    from imgclf.backbones import resolve
+    from imgclf.embeddings import embed_files
+    from imgclf.serve.app import create_app
+
+    out, _ = exported
+    assert _cli("export", str(trained_model), "--format", "onnx", "-o", str(tmp_path / "m.onnx"), "-q").exit_code == 0
+    recipe = json.loads((tmp_path / "m.onnx.json").read_text())["preprocessing"]
+    assert recipe == json.loads((out / "flowers.tflite.json").read_text())["preprocessing"]
+
+    def prepared(path) -> np.ndarray:
+        """The sidecar's recipe, NCHW, as a user outside imgclf would write it."""
+        img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+        scale = recipe["resize_to"] / min(img.size)
+        img = img.resize((int(img.width * scale), int(img.height * scale)), Image.Resampling.BICUBIC)
+        left, top = round((img.width - recipe["input_size"]) / 2), round((img.height - recipe["input_size"]) / 2)
+        img = img.crop((left, top, left + recipe["input_size"], top + recipe["input_size"]))
+        x = (np.asarray(img, np.float32) / 255 - np.array(recipe["mean"], np.float32)) / np.array(recipe["std"], np.float32)
+        return x.transpose(2, 0, 1)[None]
+
+    photos = sorted(UNSEEN.rglob("*.jpg"))[:4]
+    model = imgclf.load(trained_model)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    tflite = Interpreter(model_path=str(out / "flowers.tflite"))
+    tflite.allocate_tensors()
+    stored = embed_files(photos, resolve(), None).vectors  # what train computes and stores
+    with TestClient(create_app(trained_model)) as client:
+        for i, photo in enumerate(photos):
+            x = prepared(photo)
+            probs, _, embedding = session.run(["probabilities", "similarity", "embedding"], {"input": x})
+            tflite.set_tensor(tflite.get_input_details()[0]["index"], np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+            tflite.invoke()
+            lite = next(tflite.get_tensor(d["index"]) for d in tflite.get_output_details() if d["shape"][-1] == len(model.labels))
+            answers = {"predict": model.predict([photo], top_k=5, reject=False)[0],
+                       "a decoded image": model.predict_image(Image.open(photo).convert("RGB"), top_k=5, reject=False)}
+            served = client.post("/predict", files={"file": (photo.name, photo.read_bytes())}, params={"top_k": 5}).json()
+            assert np.abs(embedding[0] - stored[i]).max() <= 1e-3 * np.abs(stored[i]).max()
+            assert np.abs(lite[0] - probs[0]).max() <= 1e-3
+            for how, answer in answers.items():
+                got = {t["label"]: t["confidence"] for t in answer.top_k}
+                assert max(abs(got[lab] - probs[0][j]) for j, lab in enumerate(model.labels)) <= 1e-3, how
+            got = {t["label"]: t["confidence"] for t in served["top_k"]}
+            assert max(abs(got[lab] - probs[0][j]) for j, lab in enumerate(model.labels)) <= 1e-3

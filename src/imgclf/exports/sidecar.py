@@ -27,8 +27,9 @@ def sidecar(model, fmt: str, int8: bool, parity) -> dict:
         "preprocessing": {**pre.to_dict(), "resize_to": pre.resize_to,
                           **({"views": "the graph sees the photo whole and as a 3 x 3 grid of half-size crops itself"}
                              if model.views > 1 else {}),
-                          "steps": f"RGB; resize the shorter side to {pre.resize_to} px ({pre.interpolation}); crop the centre "
-                                   f"{size} x {size}; scale to 0-1; subtract mean and divide by std per channel"},
+                          "steps": f"RGB, turned upright as its EXIF orientation says; resize the shorter side to {pre.resize_to} px "
+                                   f"({pre.interpolation}, the longer side rounded down); crop the centre {size} x {size} (its "
+                                   "offsets rounded to the nearest pixel); scale to 0-1; subtract mean and divide by std per channel"},
         "outputs": {"probabilities": (f"one independent probability per label, in the order of labels ({len(model.labels)}); a "
                                       "label is answered when its probability reaches its entry of label_thresholds"
                                       if model.multi_label else f"one per label, in the order of labels ({len(model.labels)})"),
