@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--compare", action="store_true")
     ap.add_argument("--fine-tune-folds", type=int, default=2)
+    ap.add_argument("--fine-tune-skip", type=int, default=0, help="start (c) at this fold (with --repeats 4: 10 = the second 10 splits)")
     ap.add_argument("--fine-tune-set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="FineTuneConfig fields for (c), e.g. trainable_blocks=0 epochs=15 lr=1e-4")
     ap.add_argument("--augment", type=int, default=4)
@@ -149,7 +150,7 @@ def main() -> None:
 
     acc_c, times_c, kept = [], [], []
     config = fine_tune_config(args.fine_tune_set) if args.fine_tune_set else True
-    for f, v, te in splits[: args.fine_tune_folds]:
+    for f, v, te in splits[args.fine_tune_skip: args.fine_tune_skip + args.fine_tune_folds]:
         acc, seconds, ft = fine_tune_fold(tmp, cache, [emb.paths[i] for i in f], [emb.paths[i] for i in v], [emb.paths[i] for i in te],
                                           ds, config)
         acc_c.append(acc)
@@ -157,8 +158,8 @@ def main() -> None:
         kept.append(ft["kept"] == "fine-tuned")
         print(f"(c) fine-tune fold {len(acc_c)}: accuracy {acc:.3f} in {seconds:.0f} s, {ft['kept']} kept (validation "
               f"{ft['probe_val_accuracy']:.3f} frozen, {ft['best_val_accuracy']:.3f} best epoch {ft['best_epoch']}; "
-              f"(a) on this fold: {acc_a[len(acc_c) - 1]:.3f})", flush=True)
-    paired = np.array(acc_c) - np.array(acc_a[: len(acc_c)])
+              f"(a) on this fold: {acc_a[args.fine_tune_skip + len(acc_c) - 1]:.3f})", flush=True)
+    paired = np.array(acc_c) - np.array(acc_a[args.fine_tune_skip: args.fine_tune_skip + len(acc_c)])
     rows.append(("(c) imgclf --fine-tune", acc_c, f"{np.mean(times_c):.0f} s per training (CLI path, cached embeddings); "
                  f"kept on {sum(kept)} of {len(kept)} folds; paired with (a) {paired.mean():+.3f} ± {paired.std():.3f}, "
                  f"below it on {(paired < 0).sum()}"))

@@ -97,7 +97,7 @@ def test_a_tampered_export_fails_its_check_and_leaves_nothing(trained_model, tmp
 
 
 @needs_tf
-def test_saved_model_loads_in_tensorflow_and_in_keras_3(trained_model, tmp_path):
+def test_saved_model_loads_in_tensorflow_and_in_keras_3(trained_model, exported, tmp_path):
     import keras
     import tensorflow as tf
 
@@ -118,6 +118,8 @@ def test_saved_model_loads_in_tensorflow_and_in_keras_3(trained_model, tmp_path)
         assert np.abs(np.asarray(out["probabilities"]) - want["probabilities"]).max() <= 1e-4
         assert np.abs(np.asarray(out["similarity"]) - want["similarity"]).max() <= 1e-4
     assert meta["input"]["layout"] == "NHWC" and meta["format"] == "saved_model"
+    # the recipe the TensorFlow Lite sidecar gives, which test_one_photo_is_prepared_alike_... follows from the sidecar alone
+    assert meta["preprocessing"] == json.loads((exported[0] / "flowers.tflite.json").read_text())["preprocessing"]
 
 
 @needs_tf

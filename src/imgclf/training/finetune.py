@@ -40,8 +40,10 @@ class FineTuneConfig:
     #: Trainable stages at the end of the backbone (0 = the whole backbone).
     trainable_blocks: int = 3
     seed: int = 0
-    #: Keep the frozen model when the fine-tuned network answers no more validation photos right than it does.
+    #: Keep the frozen model unless the fine-tuned network answers at least ``min_gain`` more validation photos
+    #: right than it does (one photo more is within the noise of a validation split).
     fall_back: bool = True
+    min_gain: int = 2
 
 
 @dataclass
