@@ -157,7 +157,8 @@ def main() -> None:
         times_c.append(seconds)
         kept.append(ft["kept"] == "fine-tuned")
         print(f"(c) fine-tune fold {len(acc_c)}: accuracy {acc:.3f} in {seconds:.0f} s, {ft['kept']} kept (validation "
-              f"{ft['probe_val_accuracy']:.3f} frozen, {ft['best_val_accuracy']:.3f} best epoch {ft['best_epoch']}; "
+              f"{ft['probe_val_accuracy']:.3f} frozen, {ft['best_val_accuracy']:.3f} best epoch {ft['best_epoch']}, "
+              f"chance {ft['chance_of_no_gain']:.3f}; "
               f"(a) on this fold: {acc_a[args.fine_tune_skip + len(acc_c) - 1]:.3f})", flush=True)
     paired = np.array(acc_c) - np.array(acc_a[args.fine_tune_skip: args.fine_tune_skip + len(acc_c)])
     rows.append(("(c) imgclf --fine-tune", acc_c, f"{np.mean(times_c):.0f} s per training (CLI path, cached embeddings); "

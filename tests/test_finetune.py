@@ -31,6 +31,7 @@ def test_fine_tune_records_its_run_and_exports_the_same_interface(tuned):
     assert ft["estimated_seconds"] > 0 and ft["seconds"] > 0
     meta = json.loads((tuned / "imgclf.json").read_text())
     assert meta["head"]["fine_tuned"] is True
+    assert "- fine-tuned: the backbone's last 3 stages with the head" in (tuned / "README.md").read_text()
     preds = json.loads(run_cli("predict", str(tuned), str(UNSEEN), "--format", "json", "--no-reject").stdout)
     assert len(preds) == 10 and np.mean([p["label"] == p["path"].split("/")[-2] for p in preds]) >= 0.6
 
@@ -54,6 +55,7 @@ def test_a_fine_tune_that_does_not_beat_the_frozen_model_falls_back_to_it(tmp_pa
     assert "validation photos right than the frozen model" in ft["why"]
     meta = json.loads((out / "imgclf.json").read_text())
     assert not meta["head"].get("fine_tuned") and meta["settings"]["fine_tune"] is False and meta["settings"]["can_grow"]
+    assert "was tried and not kept: it answered no more of the" in (out / "README.md").read_text()
     ours, frozen = imgclf.load(out).predict(sorted(UNSEEN.rglob("*.jpg"))), imgclf.load(trained_model).predict(sorted(UNSEEN.rglob("*.jpg")))
     assert [p.label for p in ours] == [p.label for p in frozen]
     assert np.allclose([p.confidence for p in ours], [p.confidence for p in frozen], atol=1e-6)
@@ -70,3 +72,25 @@ def test_the_summary_says_what_fine_tuning_did(tmp_path, cache_dir):
     said = "fine-tuning not kept" if ft["kept"] == "frozen" else f"{ft['best_val_accuracy']:.3f} after epoch {ft['best_epoch']}"
     assert said in result.stdout
     assert json.loads((out / "imgclf.json").read_text())["head"].get("fine_tuned", False) is (ft["kept"] == "fine-tuned")
+
+
+def test_a_validation_gain_is_kept_only_beyond_chance():
+    """The sign test on the photos only one of the two answers right: 5 fixed and none broken of 50 photos is kept,
+    4 is not, nor 6 fixed against 1 broken; a gain of 30 photos in 2,000 is."""
+    from imgclf.training.finetune import beats_frozen
+
+    frozen = np.arange(50) < 45
+
+    def fixed(n, broken=0):
+        tuned = frozen.copy()
+        tuned[45:45 + n] = True
+        tuned[:broken] = False
+        return tuned
+
+    assert beats_frozen(fixed(5), frozen, 0.05) == (True, pytest.approx(1 / 32))
+    assert not beats_frozen(fixed(4), frozen, 0.05)[0]
+    assert not beats_frozen(frozen, frozen, 0.05)[0] and beats_frozen(frozen, frozen, 0.05)[1] == 1.0
+    frozen = np.arange(2000) >= 40
+    tuned = frozen.copy()
+    tuned[:40], tuned[-10:] = True, False
+    assert beats_frozen(tuned, frozen, 0.05)[0]

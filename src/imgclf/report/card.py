@@ -101,7 +101,7 @@ def render_card(meta: dict, metrics: dict) -> str:
         _metrics(metrics, split, m, test, val, calib),
         _limitations(labels, split, m, calib, metrics),
         _more_photos(metrics),
-        _made(meta, bb),
+        _made(meta, bb, metrics.get("fine_tune")),
         _kept(meta, bb),
         _usage(meta, labels, pre, split),
     ]
@@ -315,16 +315,28 @@ def _rule_limit(rule: dict) -> str:
     return text + ". Photos of a kind close to a known label can still be answered with that label."
 
 
-def _made(meta: dict, bb: dict) -> str:
+def _made(meta: dict, bb: dict, fine_tune: dict | None) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items())
     return f"""## How it was made
 
 - backbone: `{bb['name']}` ({f"timm `{bb['timm_name']}`, " if bb.get('timm_name') else ""}weights: {_md(bb['weights'])}), {bb['dim']}-D embeddings{_crop_note(bb)}
-- head: softmax linear classifier on L2-normalised embeddings, C = {meta['head']['C']}, class-balanced, seed {meta['head'].get('seed', 0)}
+- head: softmax linear classifier on L2-normalised embeddings, C = {meta['head']['C']}, class-balanced, seed {meta['head'].get('seed', 0)}{_fine_tune_note(fine_tune)}
 - created: {meta['created']} with imgclf {meta['imgclf_version']}{f" ({versions})" if versions else ""}
 - exact command:
 
 {_code_block(meta['command'])}"""
+
+
+def _fine_tune_note(ft: dict | None) -> str:
+    """The line on ``--fine-tune``: what was trained and whether it was kept."""
+    if not ft:
+        return ""
+    what = f"the backbone's last {ft['trainable_blocks']} stages" if ft.get("trainable_blocks") else "the whole backbone"
+    if ft.get("kept") == "frozen":
+        return f"\n- fine-tuning ({what}, {ft['seconds']:.0f} s) was tried and not kept: {_md(ft['why'])}"
+    gain = ("" if ft.get("best_val_accuracy") is None else
+            f": validation accuracy {ft['probe_val_accuracy']:.3f} frozen, {ft['best_val_accuracy']:.3f} after epoch {ft['best_epoch']}")
+    return f"\n- fine-tuned: {what} with the head, {ft['seconds']:.0f} s{gain}"
 
 
 #: What ``train --private`` cost in telling photos of a kind it was not taught from those it knows (near-unknown AUROC,

@@ -40,10 +40,11 @@ class FineTuneConfig:
     #: Trainable stages at the end of the backbone (0 = the whole backbone).
     trainable_blocks: int = 3
     seed: int = 0
-    #: Keep the frozen model unless the fine-tuned network answers at least ``min_gain`` more validation photos
-    #: right than it does (one photo more is within the noise of a validation split).
+    #: Keep the frozen model unless the validation photos show that the fine-tuned network answers better than chance
+    #: would (:func:`beats_frozen`).
     fall_back: bool = True
-    min_gain: int = 2
+    #: The largest chance (a one-sided sign test) that the fine-tuned network's validation gain is not real.
+    significance: float = 0.05
 
 
 @dataclass
@@ -53,6 +54,8 @@ class FineTuneResult:
     model: object
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
+    #: Which validation photos the kept epoch answers right (empty without validation photos).
+    val_right: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     seconds: float = 0.0
     estimate_seconds: float = 0.0
 
@@ -147,12 +150,23 @@ def fine_tune(
         tuner = _Tuner(net, suffix, session, config, pre, len(train))
         val_x = np.stack([pre(img) for img in _decoded([p for p, _ in val], pre.resize_to)]) if val else None
         start = time.perf_counter()
-        history, best_epoch, estimate = tuner.epochs(_decoded([p for p, _ in train], pre.resize_to),
+        history, best_epoch, estimate, val_right = tuner.epochs(_decoded([p for p, _ in train], pre.resize_to),
                                                      torch.tensor([y for _, y in train]), val_x, np.array([y for _, y in val]),
                                                      np.random.default_rng(config.seed), progress, log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return FineTuneResult(net, history, best_epoch, time.perf_counter() - start, estimate)
+    return FineTuneResult(net, history, best_epoch, val_right, time.perf_counter() - start, estimate)
+
+
+def beats_frozen(tuned_right: np.ndarray, frozen_right: np.ndarray, significance: float) -> tuple[bool, float]:
+    """Whether the fine-tuned network answers the validation photos better than the frozen head beyond chance: a
+    one-sided sign test on the photos only one of them answers right (those it fixed against those it broke);
+    (verdict, its p-value). With 50 validation photos it takes at least 5 fixed and none broken."""
+    from scipy.stats import binom
+
+    fixed, broken = int(np.sum(tuned_right & ~frozen_right)), int(np.sum(~tuned_right & frozen_right))
+    p = float(binom.sf(fixed - 1, fixed + broken, 0.5)) if fixed else 1.0
+    return p < significance, p
 
 
 class _Tuner:
@@ -191,17 +205,19 @@ class _Tuner:
         emb = self.suffix(feats)
         return self.net.fc(torch.nn.functional.normalize(emb, dim=1)), emb
 
-    def validate(self, val_x: np.ndarray | None, val_y: np.ndarray) -> tuple[float, float]:
-        """(accuracy, cross-entropy) on the validation split; accuracy first, the loss breaks ties."""
+    def validate(self, val_x: np.ndarray | None, val_y: np.ndarray) -> tuple[float, float, np.ndarray]:
+        """(accuracy, cross-entropy, which photos it answers right) on the validation split; accuracy first, the loss
+        breaks ties."""
         import torch
         from torch import nn
 
         if val_x is None:
-            return float("nan"), float("nan")
+            return float("nan"), float("nan"), np.zeros(0, bool)
         with torch.no_grad():
             logits = torch.cat([self.forward(val_x[i : i + 64])[0] for i in range(0, len(val_x), 64)])
         loss = float(nn.functional.cross_entropy(logits, torch.from_numpy(val_y)))
-        return float((logits.argmax(1).numpy() == val_y).mean()), loss
+        right = logits.argmax(1).numpy() == val_y
+        return float(right.mean()), loss, right
 
     def step(self, images, y) -> float:
         """One optimiser step on a batch of decoded photos, freshly augmented; its loss."""
@@ -218,9 +234,10 @@ class _Tuner:
 
     def epochs(self, train_images, train_y, val_x, val_y, rng, progress, log) -> tuple[list[dict], int, float]:
         """Train until the epochs run out or validation stops improving for ``patience`` epochs; the network keeps the
-        best epoch's weights. (history, best epoch, the time the run was expected to take)."""
+        best epoch's weights. (history, best epoch, the time the run was expected to take, which validation photos the
+        best epoch answers right)."""
         config, net = self.config, self.net
-        best_acc, best_loss = self.validate(val_x, val_y)
+        best_acc, best_loss, best_right = self.validate(val_x, val_y)
         best_state, best_epoch, step, stale, estimate = _trainable_state(net), 0, 0, 0, 0.0
         history = [{"epoch": 0, "loss": None, "val_accuracy": best_acc, "val_loss": round(best_loss, 5)}]
         for epoch in range(1, config.epochs + 1):
@@ -238,12 +255,12 @@ class _Tuner:
                 if progress:
                     progress(step, self.total_steps, stage="fine-tuning",
                              info=f"epoch {epoch}/{config.epochs} loss {np.mean(losses):.3f} val {best_acc:.3f}")
-            acc, val_loss = self.validate(val_x, val_y)
+            acc, val_loss, right = self.validate(val_x, val_y)
             history.append({"epoch": epoch, "loss": round(float(np.mean(losses)), 5), "val_accuracy": acc, "val_loss": round(val_loss, 5)})
             if log:
                 log(f"epoch {epoch}: loss {np.mean(losses):.3f}, validation accuracy {acc:.3f}, validation loss {val_loss:.3f}")
             if val_x is None or acc > best_acc or (acc == best_acc and val_loss < best_loss):
-                best_acc, best_loss, best_state, best_epoch, stale = acc, val_loss, _trainable_state(net), epoch, 0
+                best_acc, best_loss, best_state, best_epoch, best_right, stale = acc, val_loss, _trainable_state(net), epoch, right, 0
             else:
                 stale += 1
                 if stale >= config.patience:
@@ -251,7 +268,7 @@ class _Tuner:
                         log(f"early stop: no validation gain for {config.patience} epochs; keeping epoch {best_epoch}")
                     break
         net.load_state_dict(best_state, strict=False)
-        return history, best_epoch, estimate
+        return history, best_epoch, estimate, best_right
 
 
 def _augmentation(pre):

@@ -259,8 +259,8 @@ class FineTuned:
 def fine_tune(table: PhotoTable, heads: Heads, bb: Backbone, settings: Settings, report: Reporter) -> FineTuned:
     """Train the backbone's last blocks from the head fitted on the training split (the refitted one has seen the
     validation photos, which would make its "epoch 0" unbeatable on validation). The run is kept only when its best
-    epoch answers at least ``min_gain`` more validation photos right than that frozen head did (one more is within
-    a validation split's noise; ``fall_back=False`` keeps it whatever); then the table's embeddings become the
+    epoch answers the validation photos better than that frozen head beyond chance (:func:`finetune.beats_frozen`;
+    ``fall_back=False`` keeps it whatever); then the table's embeddings become the
     fine-tuned network's, as the model that ships computes them. Otherwise the frozen model is trained as without
     ``--fine-tune`` and the record says why."""
     from dataclasses import asdict
@@ -275,19 +275,22 @@ def fine_tune(table: PhotoTable, heads: Heads, bb: Backbone, settings: Settings,
                                config, progress=report.progress, log=report.log)
     best = tuned.history[tuned.best_epoch]["val_accuracy"] if va.any() else None
     n_val = int(va.sum())
-    gain = None if best is None else round(best * n_val) - round(probe_val_accuracy * n_val)
+    keep, p = finetune.beats_frozen(tuned.val_right, probe.argmax(1) == table.y[va], config.significance)
     record = {**asdict(config), "probe_val_accuracy": probe_val_accuracy, "best_epoch": tuned.best_epoch,
-              "best_val_accuracy": best, "validation_photos": n_val, "validation_gain": gain, "history": tuned.history,
-              "seconds": round(tuned.seconds, 1), "estimated_seconds": round(tuned.estimate_seconds, 1)}
-    if not config.fall_back or (gain is not None and gain >= config.min_gain):
+              "best_val_accuracy": best, "validation_photos": n_val, "chance_of_no_gain": round(p, 4),
+              "history": tuned.history, "seconds": round(tuned.seconds, 1), "estimated_seconds": round(tuned.estimate_seconds, 1)}
+    if not config.fall_back or keep:
         onnx = settings.cache_root / "tmp" / f"fine-tuned-{os.getpid()}.onnx"
         onnx.parent.mkdir(parents=True, exist_ok=True)
         finetune.export_onnx(tuned.model, bb.preprocessing.input_size, onnx)
         probs, table.vectors = finetune.onnx_outputs(onnx, list(table.paths), bb.preprocessing)  # every photo, by the shipped model
         return FineTuned({**record, "kept": "fine-tuned"}, onnx, probs[va], probs[te])
-    why = ("there are no validation photos to show that it helps" if gain is None else
+    gain = round(best * n_val) - round(probe_val_accuracy * n_val) if n_val else 0
+    why = ("there are no validation photos to show that it helps" if not n_val else
            f"it answered {_more(gain)} of the {n_val} validation photos right than the frozen model did "
-           f"({best:.3f} at best against {probe_val_accuracy:.3f}); it takes {config.min_gain} more to tell a gain from noise")
+           f"({best:.3f} at best against {probe_val_accuracy:.3f})"
+           + (f"; chance alone would show a gain that size {100 * p:.0f} % of the time, and at most "
+              f"{100 * config.significance:g} % is accepted" if gain > 0 else ""))
     report.log(f"fine-tuning not kept: {why}; the frozen model is trained instead")
     return FineTuned({**record, "kept": "frozen", "why": why})
 
