@@ -100,7 +100,7 @@ def _command_line() -> str:
 @click.option("--test-fraction", type=float, default=0.1, show_default=True, help="Share of photos held out for the test (without splits).")
 @click.option("--augment", type=click.IntRange(0, 7), default=0, show_default=True,
               help="Augmented views per training photo (flips, crops), embedded once and cached.")
-@click.option("--fine-tune", is_flag=True, help="Also train the backbone's last blocks (minutes, not seconds).")
+@click.option("--fine-tune", is_flag=True, help="Also train the backbone's last blocks (a minute or more); kept only if the validation photos show it answers better than the frozen model.")
 @click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True, help="Most epochs of --fine-tune (early stopping may end sooner).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.option("--embeddings", type=PATH, help="Embeddings from imgclf embed (.parquet, .csv or .jsonl; e.g. on Ray) instead of embedding here.")
