@@ -160,7 +160,7 @@ def main() -> None:
               f"{ft['probe_val_accuracy']:.3f} frozen, {ft['best_val_accuracy']:.3f} best epoch {ft['best_epoch']}, "
               f"chance {ft['chance_of_no_gain']:.3f}; "
               f"(a) on this fold: {acc_a[args.fine_tune_skip + len(acc_c) - 1]:.3f})", flush=True)
-    paired = np.round(np.array(acc_c) - np.array(acc_a[args.fine_tune_skip: args.fine_tune_skip + len(acc_c)]), 9)
+    paired = np.round(np.array(acc_c) - np.array(acc_a[args.fine_tune_skip: args.fine_tune_skip + len(acc_c)]), 3)  # train rounds its metrics to 6 places
     rows.append(("(c) imgclf --fine-tune", acc_c, f"{np.mean(times_c):.0f} s per training (CLI path, cached embeddings); "
                  f"kept on {sum(kept)} of {len(kept)} folds; paired with (a) {paired.mean():+.3f} ± {paired.std():.3f}, "
                  f"below it on {(paired < 0).sum()}"))
