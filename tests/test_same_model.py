@@ -32,11 +32,16 @@ def _stable(obj):
     return obj
 
 
+def _stable_metrics(model_dir: Path, photos_root: Path) -> dict:
+    """``metrics.json`` less :data:`VOLATILE` fields, with the data folder's path replaced by ``DATA``."""
+    metrics = (model_dir / "metrics.json").read_text().replace(str(photos_root.resolve()), "DATA").replace(str(photos_root), "DATA")
+    return _stable(json.loads(metrics))
+
+
 def digests(model_dir: Path, photos_root: Path) -> dict[str, str]:
     """SHA-256 of model.onnx and labels.json, and of metrics.json less :data:`VOLATILE` fields and with the data
     folder's path replaced by ``DATA``: two models trained on one machine compare equal byte for byte."""
-    metrics = (model_dir / "metrics.json").read_text().replace(str(photos_root.resolve()), "DATA").replace(str(photos_root), "DATA")
-    stable = json.dumps(_stable(json.loads(metrics)), sort_keys=True)
+    stable = json.dumps(_stable_metrics(model_dir, photos_root), sort_keys=True)
     return {"model.onnx": hashlib.sha256((model_dir / "model.onnx").read_bytes()).hexdigest(),
             "labels.json": hashlib.sha256((model_dir / "labels.json").read_bytes()).hexdigest(),
             "metrics.json": hashlib.sha256(stable.encode()).hexdigest()}
@@ -65,9 +70,8 @@ def signature(model_dir: Path, photos_root: Path) -> dict:
                 meta[p.key] = json.loads(p.value)
             except ValueError:
                 meta[p.key] = p.value
-    metrics = (model_dir / "metrics.json").read_text().replace(str(photos_root.resolve()), "DATA").replace(str(photos_root), "DATA")
     return {"nodes": nodes, "weights": weights, "metadata": meta, "labels": json.loads((model_dir / "labels.json").read_text()),
-            "metrics": _stable(json.loads(metrics))}
+            "metrics": _stable_metrics(model_dir, photos_root)}
 
 
 def differences(now, then, where: str = "", rel: float = 1e-4) -> list[str]:

@@ -268,14 +268,14 @@ def fine_tune(table: PhotoTable, heads: Heads, bb: Backbone, settings: Settings,
     from imgclf.training import finetune
 
     tr, va, te = table.train, table.val, table.test
-    probe = heads.selected.probabilities(table.vectors[va])
-    probe_val_accuracy = float(np.mean(probe.argmax(1) == table.y[va])) if va.any() else None
+    n_val = int(va.sum())
+    probe_right = heads.selected.probabilities(table.vectors[va]).argmax(1) == table.y[va]
+    probe_val_accuracy = float(probe_right.mean()) if n_val else None
     config = settings.fine_tune
     tuned = finetune.fine_tune(bb, heads.selected, list(zip(table.paths[tr], table.y[tr])), list(zip(table.paths[va], table.y[va])),
                                config, progress=report.progress, log=report.log)
-    best = tuned.history[tuned.best_epoch]["val_accuracy"] if va.any() else None
-    n_val = int(va.sum())
-    keep, p = finetune.beats_frozen(tuned.val_right, probe.argmax(1) == table.y[va], config.significance)
+    best = float(tuned.val_right.mean()) if n_val else None
+    keep, p = finetune.beats_frozen(tuned.val_right, probe_right, config.significance)
     record = {**asdict(config), "probe_val_accuracy": probe_val_accuracy, "best_epoch": tuned.best_epoch,
               "best_val_accuracy": best, "validation_photos": n_val, "chance_of_no_gain": round(p, 4),
               "history": tuned.history, "seconds": round(tuned.seconds, 1), "estimated_seconds": round(tuned.estimate_seconds, 1)}
@@ -285,7 +285,7 @@ def fine_tune(table: PhotoTable, heads: Heads, bb: Backbone, settings: Settings,
         finetune.export_onnx(tuned.model, bb.preprocessing.input_size, onnx)
         probs, table.vectors = finetune.onnx_outputs(onnx, list(table.paths), bb.preprocessing)  # every photo, by the shipped model
         return FineTuned({**record, "kept": "fine-tuned"}, onnx, probs[va], probs[te])
-    gain = round(best * n_val) - round(probe_val_accuracy * n_val) if n_val else 0
+    gain = int(tuned.val_right.sum()) - int(probe_right.sum())
     why = ("there are no validation photos to show that it helps" if not n_val else
            f"it answered {_more(gain)} of the {n_val} validation photos right than the frozen model did "
            f"({best:.3f} at best against {probe_val_accuracy:.3f})"
