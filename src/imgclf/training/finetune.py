@@ -232,7 +232,7 @@ class _Tuner:
         self.scheduler.step()
         return loss.item()
 
-    def epochs(self, train_images, train_y, val_x, val_y, rng, progress, log) -> tuple[list[dict], int, float]:
+    def epochs(self, train_images, train_y, val_x, val_y, rng, progress, log) -> tuple[list[dict], int, float, np.ndarray]:
         """Train until the epochs run out or validation stops improving for ``patience`` epochs; the network keeps the
         best epoch's weights. (history, best epoch, the time the run was expected to take, which validation photos the
         best epoch answers right)."""
